@@ -1,0 +1,44 @@
+# The two commands a newcomer runs: `make run` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test install stack-up stack-down bench unit integration clean
+
+run: install
+	$(BIN)/canary-voice run
+
+test: install
+	$(BIN)/canary-voice stack up
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+unit: install
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: install
+	$(BIN)/canary-voice stack up
+	$(BIN)/python -m pytest -q tests/integration tests/e2e
+
+install: $(STAMP)
+	@bash deploy/scripts/install-system-deps.sh
+
+$(STAMP): pyproject.toml
+	@bash deploy/scripts/install-system-deps.sh
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+stack-up: install
+	$(BIN)/canary-voice stack up
+
+stack-down:
+	$(BIN)/canary-voice stack down
+
+bench: install
+	$(BIN)/canary-voice stack up
+	$(BIN)/python bench/projector.py
+
+clean:
+	rm -rf $(VENV) .local

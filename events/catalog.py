@@ -1,0 +1,359 @@
+"""Every command and event type, with its payload model, version and an example.
+
+Commands are imperative (PlaceCall) and go to voice.call.commands; events are
+past-tense facts (call.ringing) and go to voice.call.events. Terminal call events are
+named after the public call status they set: call.completed, call.busy,
+call.no-answer, call.failed, call.canceled.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from events.registry import register
+
+CALL_STATUSES = ("queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled")
+FINAL_STATUSES = ("completed", "busy", "no-answer", "failed", "canceled")
+TERMINAL_EVENTS = {f"call.{s}": s for s in FINAL_STATUSES}
+
+
+class _Command(BaseModel):
+    # User input: unknown fields are an error, not silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Event(BaseModel):
+    # Facts may gain fields in later versions; older readers keep working.
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+
+def e164(value: str) -> str:
+    """Normalise to E.164 or raise ValueError (shared by the API and Kafka intake)."""
+    if not isinstance(value, str) or not value.startswith("+"):
+        raise ValueError("must be an E.164 number starting with +")
+    try:
+        num = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException as exc:
+        raise ValueError(f"not a phone number: {exc}") from None
+    if not phonenumbers.is_possible_number(num):
+        raise ValueError("not a possible phone number")
+    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+
+# --- parts of a call request -------------------------------------------------------
+
+class Tts(_Command):
+    text: str = Field(min_length=1, max_length=5000)
+    voice: str = "en-US-Neural2-F"
+    speed: float = Field(1.0, ge=0.5, le=2.0)
+    pitch: float = Field(0.0, ge=-20, le=20, description="semitones")
+
+
+class Gather(_Command):
+    type: Literal["dtmf", "speech", "dtmf speech"] = "dtmf"
+    num_digits: int | None = Field(None, ge=1, le=64)
+    finish_on_key: str = Field("#", pattern=r"^[0-9*#]?$")
+    timeout: float = Field(5, gt=0, le=120, description="seconds to wait for the first input")
+    inter_digit_timeout: float | None = Field(None, gt=0, le=60)
+    webhook_url: str | None = None
+    barge_in: bool = True
+    hints: list[str] | None = None
+    language: str | None = None
+
+
+class PlaceCallData(_Command):
+    """Place an outbound call (the body of POST /v1/voice/calls, plus routing facts)."""
+
+    to: str
+    from_: str = Field(alias="from")
+    tts: Tts | None = None
+    audio_url: str | None = Field(None, max_length=2048)
+    record: bool = False
+    transcribe: bool = False
+    recording_channels: Literal["mono", "dual"] = "mono"
+    gather: Gather | None = None
+    webhook_url: str | None = Field(None, max_length=2048)
+    timeout: int = Field(30, ge=1, le=600)
+    flow: dict[str, Any] | None = None
+    flow_id: str | None = None
+    carrier: Literal["sandbox", "sip"] = "sandbox"
+    created_at: str | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    _e164_to = field_validator("to")(classmethod(lambda cls, v: e164(v)))
+    _e164_from = field_validator("from_")(classmethod(lambda cls, v: e164(v)))
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "PlaceCallData":
+        sources = [x for x in (self.tts, self.audio_url, self.flow, self.flow_id) if x is not None]
+        if not sources:
+            raise ValueError("either tts or audio_url is required")
+        if self.tts is not None and self.audio_url is not None:
+            raise ValueError("give tts or audio_url, not both")
+        return self
+
+
+EXAMPLE_REQUEST = {
+    "to": "+15551234567",
+    "from": "+15559876543",
+    "tts": {"text": "Hello! This is a call from Canary. Press 1 to confirm.", "voice": "en-US-Neural2-F"},
+}
+
+register("PlaceCall", kind="command", example={**EXAMPLE_REQUEST, "carrier": "sandbox"})(PlaceCallData)
+
+
+@register("HangupCall", kind="command", example={"reason": "api"})
+class HangupCallData(_Command):
+    """Hang up a live call, or cancel one that is queued or ringing."""
+
+    reason: str = "api"
+
+
+# --- call lifecycle ----------------------------------------------------------------
+
+@register("call.queued", example={**EXAMPLE_REQUEST, "direction": "outbound", "record": False,
+                                  "created_at": "2024-01-01T12:00:00Z", "carrier": "sandbox"})
+class CallQueued(_Event):
+    """The request was accepted and the call waits to be dialled."""
+
+    to: str
+    from_: str = Field(alias="from")
+    direction: Literal["outbound", "inbound"] = "outbound"
+    created_at: str
+    carrier: str = "sandbox"
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+
+@register("call.rejected", example={"errors": [{"code": "invalid_phone_number", "field": "to",
+                                                "message": "not a possible phone number"}]})
+class CallRejected(_Event):
+    """A PlaceCall was refused; nothing will be dialled."""
+
+    errors: list[dict[str, Any]]
+
+
+@register("call.ringing", example={"early_media": False})
+class CallRinging(_Event):
+    """The callee's phone is ringing."""
+
+    early_media: bool = False
+
+
+@register("call.answered", example={"answered_by": "human"})
+class CallAnswered(_Event):
+    """The callee answered; media flows."""
+
+    answered_by: str = "human"
+
+
+class _Ended(_Event):
+    reason: str = ""
+    sip_code: int | None = None
+    hangup_by: str | None = None
+    duration: int | None = Field(None, description="seconds from answer to end")
+
+
+for _status in FINAL_STATUSES:
+    register(f"call.{_status}", example={"reason": "callee hung up" if _status == "completed" else _status,
+                                          "hangup_by": "callee", "duration": 12 if _status == "completed" else 0})(
+        type(f"Call{_status.title().replace('-', '')}", (_Ended,), {"__doc__": f"The call ended with status {_status}."}))
+
+
+@register("dial.requested", example={"to": "+15551234567", "from": "+15559876543", "timeout": 30,
+                                     "carrier": "sandbox"})
+class DialRequested(_Event):
+    """Instruction to the telephony gateway: place the call now."""
+
+    to: str
+    from_: str = Field(alias="from")
+    timeout: int = 30
+    carrier: str = "sandbox"
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+
+@register("hangup.requested", example={"reason": "api"})
+class HangupRequested(_Event):
+    """Instruction to the telephony gateway: end (or cancel) the call."""
+
+    reason: str = "api"
+
+
+# --- media ---------------------------------------------------------------------------
+
+@register("tts.requested", example={"text": "Hello", "voice": "en-US-Neural2-F", "speed": 1.0, "pitch": 0})
+class TtsRequested(_Event):
+    """Render a prompt to telephone audio."""
+
+    text: str
+    voice: str = "en-US-Neural2-F"
+    speed: float = 1.0
+    pitch: float = 0.0
+
+
+@register("tts.rendered", example={"audio_ref": "sha256:ab12.wav", "duration_ms": 2300,
+                                   "voice": "en-US-Neural2-F", "cache_hit": False})
+class TtsRendered(_Event):
+    """A prompt was rendered and stored."""
+
+    audio_ref: str
+    duration_ms: int
+    voice: str | None = None
+    cache_hit: bool = False
+
+
+@register("tts.failed", example={"reason": "unknown voice"})
+class TtsFailed(_Event):
+    """A prompt could not be rendered."""
+
+    reason: str
+
+
+@register("audio.requested", example={"url": "https://example.com/prompt.mp3"})
+class AudioRequested(_Event):
+    """Fetch and transcode an audio_url."""
+
+    url: str
+
+
+@register("audio.fetched", example={"audio_ref": "sha256:cd34.wav", "duration_ms": 5000})
+class AudioFetched(_Event):
+    """An audio_url was fetched and transcoded to 8 kHz."""
+
+    audio_ref: str
+    duration_ms: int
+
+
+@register("audio.failed", example={"reason": "HTTP 404"})
+class AudioFailed(_Event):
+    """An audio_url could not be fetched or decoded."""
+
+    reason: str
+
+
+@register("play.requested", example={"audio_ref": "sha256:ab12.wav", "barge_in": True, "step": "main"})
+class PlayRequested(_Event):
+    """Instruction to the gateway: play audio to the callee."""
+
+    audio_ref: str
+    barge_in: bool = True
+    step: str | None = None
+
+
+@register("prompt.finished", example={"interrupted": False, "step": "main"})
+class PromptFinished(_Event):
+    """The gateway finished (or was interrupted) playing a prompt."""
+
+    interrupted: bool = False
+    step: str | None = None
+
+
+@register("gather.requested", example={"type": "dtmf", "num_digits": 4, "finish_on_key": "#", "timeout": 10})
+class GatherRequested(_Event):
+    """Instruction to the gateway: collect DTMF and/or speech."""
+
+    type: str = "dtmf"
+    num_digits: int | None = None
+    finish_on_key: str = "#"
+    timeout: float = 5
+    inter_digit_timeout: float | None = None
+    step: str | None = None
+
+
+@register("dtmf.received", example={"digit": "1", "method": "rfc4733"})
+class DtmfReceived(_Event):
+    """The callee pressed a key."""
+
+    digit: str = Field(pattern=r"^[0-9*#A-D]$")
+    method: str = "rfc4733"
+
+
+@register("gather.completed", example={"digits": "1234", "finished_on_key": "#"})
+class GatherCompleted(_Event):
+    """Input was collected (digits and/or speech)."""
+
+    digits: str = ""
+    finished_on_key: str | None = None
+    speech: dict[str, Any] | None = None
+    step: str | None = None
+
+
+@register("gather.timeout", example={"digits": ""})
+class GatherTimeout(_Event):
+    """No (complete) input arrived in time."""
+
+    digits: str = ""
+    step: str | None = None
+
+
+@register("record.requested", example={"channels": "dual"})
+class RecordRequested(_Event):
+    """Instruction to the gateway: record the call."""
+
+    channels: Literal["mono", "dual"] = "mono"
+
+
+@register("recording.captured", example={"callee_ref": "sha256:1.raw", "agent_ref": "sha256:2.raw",
+                                         "channels": "dual", "duration_ms": 12000})
+class RecordingCaptured(_Event):
+    """Raw audio of both directions was captured when the call ended."""
+
+    callee_ref: str
+    agent_ref: str
+    channels: Literal["mono", "dual"] = "mono"
+    duration_ms: int = 0
+
+
+@register("recording.completed", example={"recording_id": "rec_xyz789", "wav_ref": "sha256:3.wav",
+                                          "mp3_ref": "sha256:4.mp3", "duration_ms": 45000,
+                                          "size_bytes": 720000, "sha256": "ab" * 32, "channels": "dual"})
+class RecordingCompleted(_Event):
+    """The recording was encoded and stored."""
+
+    recording_id: str
+    wav_ref: str
+    mp3_ref: str | None = None
+    duration_ms: int
+    size_bytes: int = 0
+    sha256: str = ""
+    channels: str = "mono"
+
+
+@register("transcription.partial", example={"text": "hello this is", "offset_ms": 1200})
+class TranscriptionPartial(_Event):
+    """Real-time transcript so far."""
+
+    text: str
+    offset_ms: int = 0
+
+
+@register("transcription.completed", example={"recording_id": "rec_xyz789",
+                                              "text": "Hello, this is a recorded message...",
+                                              "confidence": 0.95, "segments": []})
+class TranscriptionCompleted(_Event):
+    """The whole call was transcribed."""
+
+    recording_id: str | None = None
+    text: str
+    confidence: float = Field(ge=0, le=1)
+    segments: list[dict[str, Any]] = []
+    language: str | None = None
+
+
+@register("flow.step.entered", example={"step": "main_menu", "kind": "gather"})
+class FlowStepEntered(_Event):
+    """An IVR flow moved to a step."""
+
+    step: str
+    kind: str
+
+
+@register("timer.fired", example={"timer": "ring_timeout", "token": "abc"})
+class TimerFired(_Event):
+    """A durable timer set by the orchestrator expired."""
+
+    timer: str
+    token: str = ""

@@ -1,0 +1,97 @@
+"""orjson codec for envelopes. Decoding never raises: bad input becomes a DecodeError."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ValidationError
+
+from events.envelope import Envelope
+from events.registry import REGISTRY, UPCASTERS
+
+_REQUIRED = ("id", "type", "call_id", "account_id", "occurred_at", "data")
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeError:
+    """Why a message could not be understood; goes to voice.dlq with the raw bytes."""
+
+    code: str  # malformed_json | invalid_envelope | unknown_type | unknown_version | invalid_payload
+    reason: str
+    type: str | None = None
+    errors: tuple[dict[str, Any], ...] = ()
+
+    def __bool__(self) -> bool:  # lets callers write `if isinstance(x, DecodeError)` or `if not ok`
+        return False
+
+
+def encode(env: Envelope) -> bytes:
+    """Envelope -> JSON bytes."""
+    return orjson.dumps(env.to_dict())
+
+
+def decode(raw: bytes | None) -> Envelope | DecodeError:
+    """JSON bytes -> Envelope (payload upcast to the latest version, not yet typed)."""
+    if raw is None:
+        return DecodeError("malformed_json", "empty message")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return DecodeError("malformed_json", f"not JSON: {exc}")
+    if not isinstance(obj, dict):
+        return DecodeError("invalid_envelope", "message is not a JSON object")
+    missing = [k for k in _REQUIRED if k not in obj]
+    if missing:
+        return DecodeError("invalid_envelope", f"missing envelope fields: {', '.join(missing)}", obj.get("type"))
+    for k in ("id", "type", "call_id", "account_id", "occurred_at"):
+        if not isinstance(obj[k], str) or not obj[k]:
+            return DecodeError("invalid_envelope", f"envelope field {k} must be a non-empty string", obj.get("type"))
+    if not isinstance(obj["data"], dict):
+        return DecodeError("invalid_envelope", "envelope field data must be an object", obj["type"])
+    version = obj.get("version", 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        return DecodeError("invalid_envelope", "envelope field version must be a positive integer", obj["type"])
+    versions = REGISTRY.get(obj["type"])
+    if versions is None:
+        return DecodeError("unknown_type", f"unknown message type {obj['type']!r}", obj["type"])
+    if version not in versions:
+        return DecodeError("unknown_version", f"{obj['type']} has no version {version}", obj["type"])
+    data = obj["data"]
+    latest = max(versions)
+    while version < latest:  # old payloads are upcast on read, never rewritten in the log
+        data = UPCASTERS[(obj["type"], version)](data)
+        version += 1
+    return Envelope(
+        type=obj["type"], call_id=obj["call_id"], account_id=obj["account_id"], data=data,
+        version=version, id=obj["id"], occurred_at=obj["occurred_at"],
+        causation_id=obj.get("causation_id"), correlation_id=obj.get("correlation_id"),
+    )
+
+
+def decode_payload(env: Envelope) -> BaseModel | DecodeError:
+    """Validate an envelope's data against its type's model."""
+    mt = REGISTRY.get(env.type, {}).get(env.version)
+    if mt is None:
+        return DecodeError("unknown_type", f"unknown message type {env.type!r}", env.type)
+    try:
+        return mt.model.model_validate(env.data)
+    except ValidationError as exc:
+        errors = tuple(
+            {"field": ".".join(str(p) for p in e["loc"]) or None, "code": e["type"], "message": e["msg"]}
+            for e in exc.errors(include_url=False)
+        )
+        return DecodeError("invalid_payload", f"{env.type}: " + "; ".join(
+            f"{e['field'] or 'data'}: {e['message']}" for e in errors), env.type, errors)
+
+
+def decode_typed(raw: bytes | None) -> tuple[Envelope, BaseModel] | DecodeError:
+    """Decode and validate in one step."""
+    env = decode(raw)
+    if isinstance(env, DecodeError):
+        return env
+    payload = decode_payload(env)
+    if isinstance(payload, DecodeError):
+        return payload
+    return env, payload

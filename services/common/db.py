@@ -1,0 +1,70 @@
+"""Postgres access: pools and the ordered-SQL migration runner.
+
+Why a hand-written runner: the maintained tools (alembic, yoyo) need a synchronous
+driver and bring SQLAlchemy or psycopg along; our stack is asyncpg only, and the whole
+job is "apply numbered .sql files once, in order, in a transaction, refuse if an
+applied file changed" — about forty lines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import asyncpg
+
+from services.common.config import settings
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_LOCK_KEY = 0x6361_6E61_7279  # pg advisory lock: one migrator at a time
+
+
+class MigrationError(RuntimeError):
+    pass
+
+
+async def connect(url: str | None = None) -> asyncpg.Connection:
+    return await asyncpg.connect(url or settings().database_url, timeout=10)
+
+
+async def create_pool(url: str | None = None, **kw) -> asyncpg.Pool:
+    kw.setdefault("min_size", 1)
+    kw.setdefault("max_size", 10)
+    kw.setdefault("command_timeout", 30)
+    return await asyncpg.create_pool(url or settings().database_url, **kw)
+
+
+def migration_files(directory: Path = MIGRATIONS) -> list[tuple[str, str, str]]:
+    """(name, sql, sha256) for every NNNN_*.sql file, in order."""
+    out = []
+    for path in sorted(directory.glob("[0-9][0-9][0-9][0-9]_*.sql")):
+        sql = path.read_text()
+        out.append((path.name, sql, hashlib.sha256(sql.encode()).hexdigest()))
+    return out
+
+
+async def migrate(url: str | None = None, directory: Path = MIGRATIONS) -> list[str]:
+    """Apply pending migrations; returns the names applied. Refuses edited history."""
+    conn = await connect(url)
+    applied_now: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " name text PRIMARY KEY, sha256 text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+        done = {r["name"]: r["sha256"] for r in await conn.fetch("SELECT name, sha256 FROM schema_migrations")}
+        for name, sql, digest in migration_files(directory):
+            if name in done:
+                if done[name] != digest:
+                    raise MigrationError(f"migration {name} was edited after it was applied; add a new one")
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (name, sha256) VALUES ($1, $2)", name, digest)
+            applied_now.append(name)
+    finally:
+        try:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+        finally:
+            await conn.close()
+    return applied_now

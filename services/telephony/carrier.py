@@ -1,0 +1,107 @@
+"""The carrier contract: what the telephony gateway needs from a phone network.
+
+Two implementations live beside this module: the sandbox carrier (embedded default,
+used by every ``sk_test_`` key) and the SIP carrier (SIP/RTP to a trunk, ``sk_live_``).
+Audio crossing this boundary is always 8 kHz, 16-bit signed little-endian mono PCM,
+in 20 ms frames (320 bytes) where framing matters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+SAMPLE_RATE = 8000
+FRAME_MS = 20
+FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000 * 2  # 320 bytes of s16le
+
+
+@dataclass(frozen=True, slots=True)
+class TrunkConfig:
+    """Where and how to send SIP for one account (secrets never logged: see __repr__)."""
+
+    host: str
+    port: int = 5060
+    transport: str = "udp"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    caller_id: str | None = None  # overrides `from` when the trunk demands a fixed CLI
+
+
+@dataclass(frozen=True, slots=True)
+class DialRequest:
+    call_id: str
+    to: str
+    from_: str
+    timeout_s: float = 30.0
+    trunk: TrunkConfig | None = None
+
+
+# What a carrier reports about a call, in order, on CallSession.events.
+@dataclass(frozen=True, slots=True)
+class Ringing:
+    early_media: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfReceived:
+    digit: str
+    duration_ms: int = 0
+    method: str = "rfc4733"  # rfc4733 | inband | sandbox
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """Terminal: status is one of completed, busy, no-answer, failed, canceled."""
+
+    status: str
+    reason: str = ""
+    sip_code: int | None = None
+    hangup_by: str = "callee"  # callee | caller | system
+
+
+CarrierEvent = Ringing | Answered | DtmfReceived | Ended
+
+
+class CallSession(Protocol):
+    """One call leg, from dial to Ended. ``events`` ends with exactly one Ended."""
+
+    call_id: str
+    events: asyncio.Queue[CarrierEvent]
+
+    async def play(self, pcm: bytes) -> bool:
+        """Send audio to the callee in real time; True if played to the end, False if stopped."""
+
+    def stop_playback(self) -> None:
+        """Barge-in: stop the audio being played now (play() returns False)."""
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Send DTMF digits to the far end."""
+
+    def on_audio(self, callback: Callable[[bytes], None] | None) -> None:
+        """Deliver the callee's audio, frame by frame, for speech gather and live transcription."""
+
+    def start_recording(self) -> None:
+        """Start keeping both directions of audio, time-aligned."""
+
+    def stop_recording(self) -> tuple[bytes, bytes]:
+        """Stop and return (callee_pcm, our_pcm), equal length, aligned in time."""
+
+    async def hangup(self) -> None:
+        """End the call from our side: BYE after answer, CANCEL before (status canceled)."""
+
+
+class Carrier(Protocol):
+    name: str
+
+    async def dial(self, request: DialRequest) -> CallSession:
+        """Start a call; progress arrives on the returned session's events queue."""
+
+    async def close(self) -> None:
+        """Release sockets and tasks."""

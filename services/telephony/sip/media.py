@@ -1,0 +1,425 @@
+"""RTP/RTCP media for one call leg, driven by a shared 20 ms media clock.
+
+Each clock tick sends exactly one 20 ms frame (prompt audio, a DTMF event packet or
+silence) and takes exactly one 20 ms frame of far-end audio out of the jitter buffer
+(silence when missing). Because both directions advance on the same tick, the two
+recorded tracks are aligned by construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from typing import Callable
+
+import structlog
+
+from services.telephony.carrier import FRAME_BYTES, FRAME_MS
+
+from . import g711
+from .dtmf import GoertzelDetector, TelephoneEventReceiver, event_packets, tone
+from .jitter import JitterBuffer
+from .rtcp import ReceiverStats, build_report, parse_compound
+from .rtp import RtpError, RtpStreamState, parse_rtp
+
+log = structlog.get_logger(__name__)
+
+FRAME_S = FRAME_MS / 1000
+SAMPLES_PER_FRAME = FRAME_BYTES // 2
+SILENCE = bytes(FRAME_BYTES)
+
+
+class MediaClock:
+    """One absolute 20 ms schedule for every session of a carrier.
+
+    Deadlines are ``t0 + k * 20 ms`` on the loop's monotonic clock, so sleeping late
+    once does not push later frames back (no drift). If the loop stalls for more than
+    ``max_lag`` the missed ticks are skipped and sessions told, so the RTP timestamps
+    still follow wall time instead of bursting stale audio.
+    """
+
+    def __init__(self, max_lag: float = 0.2) -> None:
+        self.max_lag = max_lag
+        self._sessions: list[MediaSession] = []
+        self._task: asyncio.Task | None = None
+        self.skipped = 0
+
+    def add(self, session: MediaSession) -> None:
+        if session not in self._sessions:
+            self._sessions.append(session)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="sip-media-clock")
+
+    def remove(self, session: MediaSession) -> None:
+        if session in self._sessions:
+            self._sessions.remove(session)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        k = 0
+        while self._sessions:
+            k += 1
+            delay = t0 + k * FRAME_S - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            elif -delay > self.max_lag:
+                missed = int(-delay / FRAME_S)
+                k += missed
+                self.skipped += missed
+                for s in list(self._sessions):
+                    s.skip(missed)
+            for s in list(self._sessions):
+                try:
+                    s.tick()
+                except Exception:  # noqa: BLE001 - one broken call must not stop the others
+                    log.exception("rtp.tick_failed", call_id=s.call_id)
+                    self.remove(s)
+
+    async def close(self) -> None:
+        self._sessions.clear()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+
+
+class _Socket(asyncio.DatagramProtocol):
+    def __init__(self, handler: Callable[[bytes, tuple[str, int]], None]) -> None:
+        self.handler = handler
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr) -> None:  # type: ignore[override]
+        self.handler(data, addr)
+
+    def error_received(self, exc: Exception) -> None:  # type: ignore[override]
+        pass  # ICMP unreachable before the far end opens its port: harmless
+
+
+async def bind_rtp_pair(host: str, port_range: tuple[int, int] | None) -> tuple[_Socket, _Socket]:
+    """Bind RTP on an even port and RTCP on the next one (RFC 3550 11)."""
+    loop = asyncio.get_running_loop()
+    lo, hi = port_range or (20000, 60000)
+    last: OSError | None = None
+    for _ in range(64):
+        port = random.randrange(lo, hi - 1) & ~1
+        rtp = _Socket(lambda d, a: None)
+        try:
+            await loop.create_datagram_endpoint(lambda: rtp, local_addr=(host, port))
+        except OSError as exc:
+            last = exc
+            continue
+        rtcp = _Socket(lambda d, a: None)
+        try:
+            await loop.create_datagram_endpoint(lambda: rtcp, local_addr=(host, port + 1))
+        except OSError as exc:
+            last = exc
+            assert rtp.transport is not None
+            rtp.transport.close()
+            continue
+        return rtp, rtcp
+    raise OSError(f"no free RTP port pair: {last}")
+
+
+class MediaSession:
+    """RTP send/receive, DTMF, RTCP, recording and media-timeout for one call."""
+
+    def __init__(
+        self,
+        call_id: str,
+        clock: MediaClock,
+        rtp: _Socket,
+        rtcp: _Socket,
+        *,
+        on_dtmf: Callable[[str, int, str], None],
+        on_media_timeout: Callable[[], None],
+        media_timeout_s: float = 30.0,
+        rtcp_interval_s: float = 5.0,
+        jitter_depth: int = 3,
+    ) -> None:
+        self.call_id = call_id
+        self.clock = clock
+        self._rtp, self._rtcp = rtp, rtcp
+        rtp.handler, rtcp.handler = self._on_rtp, self._on_rtcp
+        self._on_dtmf, self._on_media_timeout = on_dtmf, on_media_timeout
+        self.media_timeout_s = media_timeout_s
+        self.rtcp_interval_s = rtcp_interval_s
+        self.local_port: int = rtp.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
+        self.remote: tuple[str, int] | None = None
+        self.remote_rtcp: tuple[str, int] | None = None
+        self.codec_pt = 0
+        self._encode = g711.ulaw_encode
+        self._decode = g711.ulaw_decode
+        self.dtmf_pt: int | None = None
+        self.out = RtpStreamState()
+        self.cname = f"canary-{os.urandom(4).hex()}"
+        self.stats = ReceiverStats()
+        self.jitter = JitterBuffer(depth=jitter_depth)
+        self._te = TelephoneEventReceiver()
+        self._inband: GoertzelDetector | None = None
+        self._seen_te = False
+        self._rx_fifo = b""
+        self._sending = False
+        self._running = False
+        self.closed = False
+        # playback
+        self._play_buf = b""
+        self._play_off = 0
+        self._play_fut: asyncio.Future[bool] | None = None
+        # DTMF send queue: ("event", payload, first) or ("audio", pcm frame)
+        self._dtmf_q: list[tuple] = []
+        self._dtmf_done: asyncio.Future[None] | None = None
+        self._event_ts = 0
+        # audio out and recording
+        self._audio_cb: Callable[[bytes], None] | None = None
+        self._rec_callee: list[bytes] | None = None
+        self._rec_ours: list[bytes] | None = None
+        # timers and counters
+        self.last_rx = 0.0
+        self._answered_at: float | None = None
+        self._timed_out = False
+        self._rtcp_task: asyncio.Task | None = None
+        self.rx_garbage = 0
+        self.ticks = 0
+
+    # --- negotiation -------------------------------------------------------------
+    def set_remote(self, ip: str, port: int, codec_pt: int, codec_name: str, dtmf_pt: int | None) -> None:
+        """Apply the negotiated far end (from the SDP answer)."""
+        self.remote = (ip, port)
+        self.remote_rtcp = (ip, port + 1)
+        self.codec_pt = codec_pt
+        self._encode, self._decode = g711.encoder(codec_name), g711.decoder(codec_name)
+        self.dtmf_pt = dtmf_pt
+        # Only run the (CPU-costly) in-band detector when RFC 4733 was not negotiated.
+        self._inband = GoertzelDetector() if dtmf_pt is None else None
+
+    def start(self, *, send: bool = True) -> None:
+        """Begin ticking (receive and record); with ``send`` also transmit RTP."""
+        self._sending = self._sending or send
+        if send and self._answered_at is None:
+            self._answered_at = time.monotonic()
+            self.last_rx = max(self.last_rx, self._answered_at)
+        if not self._running:
+            self._running = True
+            self.clock.add(self)
+            self._rtcp_task = asyncio.get_running_loop().create_task(self._rtcp_loop())
+
+    # --- the 20 ms tick ------------------------------------------------------------
+    def tick(self) -> None:
+        """Send one frame and play out one far-end frame (called by MediaClock)."""
+        self.ticks += 1
+        ours = SILENCE
+        if self._sending and self.remote is not None:
+            ours = self._send_frame()
+            self.out.advance(SAMPLES_PER_FRAME)
+        callee = self._playout()
+        if self._inband is not None and not self._seen_te and callee is not SILENCE:
+            for digit, dur in self._inband.feed(callee):
+                self._on_dtmf(digit, dur, "inband")
+        if self._audio_cb is not None:
+            try:
+                self._audio_cb(callee)
+            except Exception:  # noqa: BLE001 - consumer bug must not stop media
+                log.exception("rtp.audio_callback_failed", call_id=self.call_id)
+        if self._rec_callee is not None and self._rec_ours is not None:
+            self._rec_callee.append(callee)
+            self._rec_ours.append(ours)
+        if (
+            self._answered_at is not None
+            and not self._timed_out
+            and time.monotonic() - self.last_rx > self.media_timeout_s
+        ):
+            self._timed_out = True
+            self._on_media_timeout()
+
+    def skip(self, frames: int) -> None:
+        """The clock stalled for ``frames`` ticks: keep timestamps and recordings in step."""
+        self.out.advance(SAMPLES_PER_FRAME * frames)
+        if self._rec_callee is not None and self._rec_ours is not None:
+            self._rec_callee.extend([SILENCE] * frames)
+            self._rec_ours.extend([SILENCE] * frames)
+
+    def _send_frame(self) -> bytes:
+        assert self._rtp.transport is not None and self.remote is not None
+        if self._dtmf_q:
+            item = self._dtmf_q.pop(0)
+            if item[0] == "event":
+                _, payload, first = item
+                if first:
+                    self._event_ts = self.out.timestamp
+                pkt = self.out.next_packet(self.dtmf_pt or 101, payload, marker=first, ts=self._event_ts)
+                self._rtp.transport.sendto(pkt, self.remote)
+                self._dtmf_finished()
+                return SILENCE
+            frame = item[1]
+            self._dtmf_finished()
+        elif self._play_fut is not None:
+            frame = self._play_buf[self._play_off : self._play_off + FRAME_BYTES]
+            self._play_off += FRAME_BYTES
+            if len(frame) < FRAME_BYTES:
+                frame += bytes(FRAME_BYTES - len(frame))
+            if self._play_off >= len(self._play_buf):
+                self._finish_play(True)
+        else:
+            frame = SILENCE
+        self._rtp.transport.sendto(self.out.next_packet(self.codec_pt, self._encode(frame)), self.remote)
+        return frame
+
+    def _playout(self) -> bytes:
+        # Far ends may packetize at 10/30 ms: a small PCM FIFO re-frames to 20 ms.
+        while len(self._rx_fifo) < FRAME_BYTES:
+            payload = self.jitter.pop()
+            if payload is None:
+                break
+            self._rx_fifo += self._decode(payload)
+        if not self._rx_fifo:
+            return SILENCE
+        frame, self._rx_fifo = self._rx_fifo[:FRAME_BYTES], self._rx_fifo[FRAME_BYTES:]
+        if len(frame) < FRAME_BYTES:
+            frame += bytes(FRAME_BYTES - len(frame))
+        return frame
+
+    # --- receive -------------------------------------------------------------------
+    def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            pkt = parse_rtp(data)
+        except RtpError as exc:
+            self._garbage("rtp", addr, len(data), str(exc))
+            return
+        now = time.monotonic()
+        if pkt.payload_type == self.dtmf_pt and self.dtmf_pt is not None:
+            self.last_rx = now
+            self._seen_te = True
+            try:
+                digits = self._te.feed(pkt.timestamp, pkt.payload)
+            except ValueError as exc:
+                self._garbage("rtp", addr, len(data), str(exc))
+                return
+            for digit, dur in digits:
+                self._on_dtmf(digit, dur, "rfc4733")
+            return
+        if pkt.payload_type != self.codec_pt:
+            return  # comfort noise or an unnegotiated payload type: ignore
+        self.last_rx = now
+        self.stats.update(pkt.ssrc, pkt.seq, pkt.timestamp, now)
+        self.jitter.push(pkt.seq, pkt.payload)
+
+    def _on_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            packets = parse_compound(data)
+        except (ValueError, IndexError) as exc:
+            self._garbage("rtcp", addr, len(data), str(exc))
+            return
+        for p in packets:
+            if p.ntp_mid is not None:
+                self.stats.last_sr_ntp_mid = p.ntp_mid
+                self.stats.last_sr_at = time.monotonic()
+
+    def _garbage(self, kind: str, addr, size: int, why: str) -> None:
+        self.rx_garbage += 1
+        if self.rx_garbage <= 5 or self.rx_garbage % 1000 == 0:
+            log.warning("rtp.malformed_datagram", call_id=self.call_id, kind=kind, peer=f"{addr[0]}:{addr[1]}",
+                        size=size, error=why, total=self.rx_garbage)
+
+    async def _rtcp_loop(self) -> None:
+        # RFC 3550 randomizes the interval; [0.5, 1.0] x 5 s keeps "at least every 5 s".
+        while self._running:
+            await asyncio.sleep(self.rtcp_interval_s * random.uniform(0.5, 1.0))
+            self.send_rtcp()
+
+    def send_rtcp(self) -> None:
+        """Send an SR (if we have sent RTP) or RR, with SDES CNAME."""
+        if self.remote_rtcp is None or self._rtcp.transport is None or self._rtcp.transport.is_closing():
+            return
+        sent = self.out.packets > 0
+        pkt = build_report(
+            self.out.ssrc,
+            self.cname,
+            sent_packets=self.out.packets,
+            sent_octets=self.out.octets,
+            rtp_ts=self.out.timestamp if sent else None,
+            stats=self.stats,
+            now=time.monotonic(),
+        )
+        self._rtcp.transport.sendto(pkt, self.remote_rtcp)
+
+    # --- public operations ---------------------------------------------------------
+    async def play(self, pcm: bytes) -> bool:
+        """Queue ``pcm`` for sending; True when fully sent, False if stopped."""
+        self._finish_play(False)  # a new prompt replaces the one playing
+        if not pcm:
+            return True
+        if self.closed:
+            return False
+        self._play_buf, self._play_off = pcm, 0
+        fut = self._play_fut = asyncio.get_running_loop().create_future()
+        return await fut
+
+    def stop_playback(self) -> None:
+        self._finish_play(False)
+
+    def _finish_play(self, done: bool) -> None:
+        fut, self._play_fut = self._play_fut, None
+        self._play_buf, self._play_off = b"", 0
+        if fut is not None and not fut.done():
+            fut.set_result(done)
+
+    async def send_dtmf(self, digits: str, duration_ms: int = 100, gap_ms: int = 60) -> None:
+        """Send digits as RFC 4733 events if negotiated, else as in-band tones."""
+        items: list[tuple] = []
+        gap = [("audio", SILENCE)] * max(1, gap_ms // FRAME_MS)
+        for d in digits:
+            if self.dtmf_pt is not None:
+                items += [("event", p, first) for p, first in event_packets(d, duration_ms)]
+            else:
+                pcm = tone(d, duration_ms)
+                items += [("audio", pcm[i : i + FRAME_BYTES]) for i in range(0, len(pcm), FRAME_BYTES)]
+            items += gap
+        if not items or self.closed:
+            return
+        self._dtmf_q.extend(items)
+        if self._dtmf_done is None or self._dtmf_done.done():
+            self._dtmf_done = asyncio.get_running_loop().create_future()
+        await self._dtmf_done
+
+    def _dtmf_finished(self) -> None:
+        if not self._dtmf_q and self._dtmf_done is not None and not self._dtmf_done.done():
+            self._dtmf_done.set_result(None)
+
+    def on_audio(self, callback: Callable[[bytes], None] | None) -> None:
+        self._audio_cb = callback
+
+    def start_recording(self) -> None:
+        self._rec_callee, self._rec_ours = [], []
+
+    def stop_recording(self) -> tuple[bytes, bytes]:
+        callee, ours = self._rec_callee or [], self._rec_ours or []
+        self._rec_callee = self._rec_ours = None
+        return b"".join(callee), b"".join(ours)
+
+    def close(self) -> None:
+        """Stop media: pending play()/send_dtmf() return, sockets close."""
+        if self.closed:
+            return
+        self.closed = True
+        self._running = False
+        self._sending = False
+        self.clock.remove(self)
+        self._finish_play(False)
+        self._dtmf_q.clear()
+        if self._dtmf_done is not None and not self._dtmf_done.done():
+            self._dtmf_done.set_result(None)
+        if self._rtcp_task is not None:
+            self._rtcp_task.cancel()
+        if self.remote_rtcp is not None and self.out.packets:
+            self.send_rtcp()  # a final report before going away
+        for s in (self._rtp, self._rtcp):
+            if s.transport is not None:
+                s.transport.close()

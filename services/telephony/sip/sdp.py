@@ -1,0 +1,119 @@
+"""SDP offer/answer for one audio stream (RFC 4566, RFC 3264), G.711 + RFC 4733 only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PCMU = 0
+PCMA = 8
+DEFAULT_DTMF_PT = 101
+_STATIC_NAMES = {PCMU: "PCMU", PCMA: "PCMA"}
+
+
+class SdpError(ValueError):
+    """The SDP body cannot be used for our audio stream."""
+
+
+def build_offer(
+    ip: str,
+    port: int,
+    *,
+    session_id: int,
+    version: int = 1,
+    payloads: tuple[int, ...] = (PCMU, PCMA),
+    dtmf_pt: int = DEFAULT_DTMF_PT,
+    ptime: int = 20,
+) -> str:
+    """Return an SDP offer: the G.711 payloads we accept plus telephone-event/8000."""
+    fmts = " ".join(str(p) for p in (*payloads, dtmf_pt))
+    lines = [
+        "v=0",
+        f"o=canary {session_id} {version} IN IP4 {ip}",
+        "s=canary",
+        f"c=IN IP4 {ip}",
+        "t=0 0",
+        f"m=audio {port} RTP/AVP {fmts}",
+    ]
+    lines += [f"a=rtpmap:{p} {_STATIC_NAMES[p]}/8000" for p in payloads]
+    lines += [f"a=rtpmap:{dtmf_pt} telephone-event/8000", f"a=fmtp:{dtmf_pt} 0-16"]
+    lines += [f"a=ptime:{ptime}", "a=sendrecv"]
+    return "\r\n".join(lines) + "\r\n"
+
+
+@dataclass(frozen=True, slots=True)
+class SdpAnswer:
+    ip: str
+    port: int
+    payloads: tuple[int, ...]
+    rtpmap: dict[int, str] = field(default_factory=dict)
+    dtmf_pt: int | None = None
+    ptime: int | None = None
+    direction: str = "sendrecv"
+
+    @property
+    def codec(self) -> int:
+        """The G.711 payload type we send: the answerer's first preference we support."""
+        for pt in self.payloads:
+            name = self.rtpmap.get(pt, _STATIC_NAMES.get(pt, "")).upper()
+            if name.startswith("PCMU"):
+                return PCMU if pt == PCMU else pt
+            if name.startswith("PCMA"):
+                return PCMA if pt == PCMA else pt
+        raise SdpError("no common codec (need PCMU or PCMA)")
+
+    @property
+    def codec_name(self) -> str:
+        pt = self.codec
+        return self.rtpmap.get(pt, _STATIC_NAMES.get(pt, "")).split("/")[0].upper()
+
+
+def parse_sdp(text: str) -> SdpAnswer:
+    """Parse the first audio m= line of an SDP body (session- or media-level c=)."""
+    session_ip: str | None = None
+    media_ip: str | None = None
+    port: int | None = None
+    payloads: tuple[int, ...] = ()
+    rtpmap: dict[int, str] = {}
+    ptime: int | None = None
+    direction = "sendrecv"
+    in_audio = False
+    seen_audio = False
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        line = raw.strip()
+        if len(line) < 2 or line[1] != "=":
+            continue
+        kind, value = line[0], line[2:]
+        if kind == "m":
+            parts = value.split()
+            in_audio = not seen_audio and len(parts) >= 4 and parts[0] == "audio"
+            if in_audio:
+                seen_audio = True
+                if not parts[1].split("/")[0].isdigit():
+                    raise SdpError("bad media port")
+                port = int(parts[1].split("/")[0])
+                payloads = tuple(int(p) for p in parts[3:] if p.isdigit())
+        elif kind == "c":
+            parts = value.split()
+            if len(parts) >= 3 and parts[1] == "IP4":
+                if in_audio:
+                    media_ip = parts[2].split("/")[0]
+                elif not seen_audio:
+                    session_ip = parts[2].split("/")[0]
+        elif kind == "a" and (in_audio or not seen_audio):
+            attr, _, arg = value.partition(":")
+            if attr == "rtpmap" and in_audio:
+                pt, _, enc = arg.partition(" ")
+                if pt.isdigit():
+                    rtpmap[int(pt)] = enc.strip()
+            elif attr == "ptime" and arg.strip().isdigit():
+                ptime = int(arg.strip())
+            elif attr in ("sendrecv", "sendonly", "recvonly", "inactive"):
+                direction = attr
+    ip = media_ip or session_ip
+    if port is None or ip is None:
+        raise SdpError("no audio stream with a connection address")
+    dtmf = next(
+        (pt for pt, enc in rtpmap.items() if enc.lower().startswith("telephone-event/8000")),
+        None,
+    )
+    return SdpAnswer(ip, port, payloads, rtpmap, dtmf, ptime, direction)

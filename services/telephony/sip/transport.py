@@ -1,0 +1,131 @@
+"""The SIP UDP endpoint: one socket per carrier, routing datagrams to transactions
+(responses) and to calls (requests). Anything unparseable is logged and dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import TYPE_CHECKING, Callable
+
+import structlog
+
+from .message import SipMessage, SipParseError, parse_message
+from .transaction import Timers
+
+if TYPE_CHECKING:
+    from .transaction import ClientTransaction
+
+log = structlog.get_logger(__name__)
+
+
+def new_branch() -> str:
+    """A fresh RFC 3261 branch id (magic cookie prefix)."""
+    return "z9hG4bK" + os.urandom(8).hex()
+
+
+def new_tag() -> str:
+    return os.urandom(6).hex()
+
+
+def make_response(req: SipMessage, code: int, reason: str, *, to_tag: str | None = None) -> SipMessage:
+    """Response to an incoming request (RFC 3261 8.2.6): Vias, From, To, Call-ID, CSeq copied."""
+    resp = SipMessage(status=code, reason=reason)
+    for via in req.get_all("Via"):
+        resp.add("Via", via)
+    resp.add("From", req.get("From") or "")
+    to = req.get("To") or ""
+    if to_tag and ";tag=" not in to.replace(" ", ""):
+        to = f"{to};tag={to_tag}"
+    resp.add("To", to)
+    resp.add("Call-ID", req.call_id)
+    resp.add("CSeq", req.get("CSeq") or "")
+    resp.add("Server", "canary-voice")
+    return resp
+
+
+class SipEndpoint(asyncio.DatagramProtocol):
+    """UDP socket for SIP. ``on_request(msg, addr)`` handles incoming requests and
+    ``on_stray_response(msg, addr)`` gets responses no transaction claims (2xx
+    retransmissions to INVITE are ACKed by the dialog)."""
+
+    def __init__(
+        self,
+        on_request: Callable[[SipMessage, tuple[str, int]], None],
+        on_stray_response: Callable[[SipMessage, tuple[str, int]], None],
+        timers: Timers | None = None,
+    ) -> None:
+        self.on_request = on_request
+        self.on_stray_response = on_stray_response
+        self.timers = timers or Timers()
+        self.transport: asyncio.DatagramTransport | None = None
+        self._transactions: dict[tuple[str, str], ClientTransaction] = {}
+        self.garbage = 0
+
+    @classmethod
+    async def create(cls, host: str, port: int, **kwargs) -> SipEndpoint:
+        """Bind the SIP socket (port 0 picks a free one)."""
+        loop = asyncio.get_running_loop()
+        _, proto = await loop.create_datagram_endpoint(lambda: cls(**kwargs), local_addr=(host, port))
+        return proto
+
+    @property
+    def local_addr(self) -> tuple[str, int]:
+        assert self.transport is not None
+        return self.transport.get_extra_info("sockname")[:2]
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        self.transport = transport
+
+    def register(self, tx: ClientTransaction) -> None:
+        self._transactions[tx.key] = tx
+
+    def unregister(self, tx: ClientTransaction) -> None:
+        if self._transactions.get(tx.key) is tx:
+            del self._transactions[tx.key]
+
+    def send_raw(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.sendto(data, addr)
+
+    def send(self, msg: SipMessage, addr: tuple[str, int]) -> None:
+        """Send a message outside any client transaction (ACK for 2xx, responses)."""
+        self.send_raw(msg.encode(), addr)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        if not data.strip(b"\r\n"):
+            return  # CRLF keep-alive (RFC 5626)
+        try:
+            msg = parse_message(data)
+        except SipParseError as exc:
+            self._garbage(addr, len(data), str(exc))
+            return
+        try:
+            if msg.is_request:
+                self.on_request(msg, addr)
+                return
+            via = msg.top_via
+            _, method = msg.cseq
+            tx = self._transactions.get((via.branch or "", method))
+            if tx is not None:
+                tx.receive(msg)
+            else:
+                self.on_stray_response(msg, addr)
+        except Exception:  # noqa: BLE001 - one bad message must not stop the endpoint
+            log.exception("sip.dispatch_failed", peer=f"{addr[0]}:{addr[1]}", first_line=msg.first_line())
+
+    def _garbage(self, addr: tuple[str, int], size: int, why: str) -> None:
+        self.garbage += 1
+        # Rate-limit: a flood of junk must not turn into a flood of log lines.
+        if self.garbage <= 10 or self.garbage % 1000 == 0:
+            log.warning("sip.malformed_datagram", peer=f"{addr[0]}:{addr[1]}", size=size, error=why,
+                        total=self.garbage)
+
+    def error_received(self, exc: Exception) -> None:  # type: ignore[override]
+        # ICMP port unreachable and the like: the transaction timers handle the loss.
+        log.info("sip.socket_error", error=str(exc))
+
+    def close(self) -> None:
+        for tx in list(self._transactions.values()):
+            tx.abort()
+        if self.transport is not None:
+            self.transport.close()

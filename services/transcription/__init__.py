@@ -1,0 +1,1 @@
+"""Transcription service: faster-whisper over 8 kHz call audio, mono or dual channel."""

@@ -1,0 +1,70 @@
+"""Shared fixtures: the real local stack (Kafka + Postgres), isolated per test.
+
+Tests share one broker and one database but never each other's data: each gets its
+own topic prefix and projection schema.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """Make sure Kafka and Postgres are up (fast when they already are)."""
+    from services.ops import stack as st
+
+    st.up()
+    return st
+
+
+@pytest.fixture
+async def prefix(stack):
+    """A fresh topic prefix with the four service topics created (2 partitions)."""
+    from services.common.kafka import ensure_topics
+
+    p = f"t{uuid.uuid4().hex[:10]}."
+    await ensure_topics(partitions=2, prefix=p)
+    return p
+
+
+@pytest.fixture
+async def pg(stack):
+    """An asyncpg connection with the jsonb codec."""
+    from services.common import db
+    from services.projector.store import init_connection
+
+    conn = await db.connect()
+    await init_connection(conn)
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def producer(stack):
+    from services.common.kafka import make_producer
+
+    p = make_producer()
+    await p.start()
+    yield p
+    await p.stop()
+
+
+def service_env(prefix: str, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "CANARY_TOPIC_PREFIX": prefix, "PYTHONUNBUFFERED": "1"}
+    env.update(extra)
+    return env
+
+
+def spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen:
+    """Start a service as a real process (so a test can SIGKILL it)."""
+    return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env,
+                            stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
