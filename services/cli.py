@@ -81,7 +81,33 @@ def run() -> None:
     asyncio.run(supervise(svcs, banner))
 
 
+# Each service contributes its own commands: a module with `register(app)`. Listed here
+# so `canary-voice --help` shows everything; a module not yet present is skipped.
+_PLUGINS = (
+    "services.api.cli",
+    "services.orchestrator.cli",
+    "services.telephony.cli",
+    "services.webhooks.cli",
+    "services.tts.cli",
+    "services.ops.replay",
+)
+
+
+def _load_plugins() -> None:
+    import importlib
+
+    for name in _PLUGINS:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue
+            raise
+        mod.register(app)
+
+
 def main() -> None:
+    _load_plugins()
     app()
 
 
