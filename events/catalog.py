@@ -180,6 +180,8 @@ class HangupRequested(_Event):
     """Instruction to the telephony gateway: end (or cancel) the call."""
 
     reason: str = "api"
+    status: Literal["completed", "no-answer", "failed", "canceled"] | None = Field(
+        None, description="terminal status to report; default: completed if answered, else canceled")
 
 
 # --- media ---------------------------------------------------------------------------
@@ -294,6 +296,7 @@ class RecordRequested(_Event):
     """Instruction to the gateway: record the call."""
 
     channels: Literal["mono", "dual"] = "mono"
+    transcribe: bool = False
 
 
 @register("recording.captured", example={"callee_ref": "sha256:1.raw", "agent_ref": "sha256:2.raw",
@@ -305,6 +308,7 @@ class RecordingCaptured(_Event):
     agent_ref: str
     channels: Literal["mono", "dual"] = "mono"
     duration_ms: int = 0
+    transcribe: bool = False
 
 
 @register("recording.completed", example={"recording_id": "rec_xyz789", "wav_ref": "sha256:3.wav",
@@ -320,6 +324,7 @@ class RecordingCompleted(_Event):
     size_bytes: int = 0
     sha256: str = ""
     channels: str = "mono"
+    transcribe: bool = False
 
 
 @register("transcription.partial", example={"text": "hello this is", "offset_ms": 1200})

@@ -36,6 +36,7 @@ class DialRequest:
     from_: str
     timeout_s: float = 30.0
     trunk: TrunkConfig | None = None
+    account_id: str = ""
 
 
 # What a carrier reports about a call, in order, on CallSession.events.

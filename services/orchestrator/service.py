@@ -1,0 +1,245 @@
+"""Orchestrator I/O: consume commands + events, decide, publish, persist — in that order.
+
+Exactly-once in effect, without Kafka transactions (faust/aiokafka EOS is unreliable,
+see docs/architecture.md): outputs are published (acks=all) *before* the state and
+offsets commit in one Postgres transaction. A crash in between re-decides the same
+inputs from the same state, which re-publishes the same derived ids; every consumer
+(gateway, projector, webhooks) dedupes by id, the gateway by call as well.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from datetime import datetime, timezone
+
+import orjson
+from aiokafka import ConsumerRebalanceListener
+
+from events import DecodeError, Envelope, decode, decode_payload, derive_id, topics
+from services.common import db
+from services.common.kafka import dlq_record, make_consumer, make_producer, publish_many
+from services.common.logging import configure
+from services.orchestrator.decide import decide
+from services.orchestrator.intake import validate_place_call
+
+log = configure("orchestrator")
+SCOPE = os.environ.get("CANARY_TOPIC_PREFIX", "")
+# Inputs the state machine reacts to; everything else on the event log is skipped cheaply.
+EVENT_INPUTS = {"timer.fired", "call.ringing", "call.answered", "tts.rendered", "audio.fetched", "tts.failed",
+                "audio.failed", "prompt.finished", "gather.completed", "gather.timeout", "call.completed",
+                "call.busy", "call.no-answer", "call.failed", "call.canceled"}
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def _init(conn) -> None:
+    await conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads,
+                              schema="pg_catalog")
+
+
+class _Seek(ConsumerRebalanceListener):
+    def __init__(self, o: "Orchestrator"):
+        self.o = o
+
+    async def on_partitions_revoked(self, revoked):
+        pass
+
+    async def on_partitions_assigned(self, assigned):
+        rows = await self.o.conn.fetch(
+            "SELECT topic, kafka_partition, next_offset FROM orch_offsets WHERE consumer = $1", self.o.group)
+        stored = {(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}
+        self.o.positions = dict(stored)
+        for tp in assigned:
+            if (tp.topic, tp.partition) in stored:
+                self.o.consumer.seek(tp, stored[(tp.topic, tp.partition)])
+            else:
+                await self.o.consumer.seek_to_beginning(tp)
+
+
+class Orchestrator:
+    def __init__(self):
+        self.group = SCOPE + "orchestrator"
+        self.positions: dict[tuple[str, int], int] = {}
+        self.stopping = asyncio.Event()
+        self.cps_cache: dict[str, float] = {}
+
+    async def start(self) -> None:
+        self.conn = await db.connect()
+        await _init(self.conn)
+        self.timer_conn = await db.connect()
+        await _init(self.timer_conn)
+        self.producer = make_producer()
+        await self.producer.start()
+        self.consumer = make_consumer(group_id=self.group)
+        self.consumer.subscribe([topics.COMMANDS, topics.EVENTS], listener=_Seek(self))
+        await self.consumer.start()
+        log.info("orchestrator started", scope=SCOPE)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+        await self.producer.stop()
+        await self.conn.close()
+        await self.timer_conn.close()
+
+    async def _cps(self, account_id: str) -> float:
+        if account_id not in self.cps_cache:
+            v = await self.conn.fetchval("SELECT calls_per_second FROM accounts WHERE id = $1", account_id)
+            self.cps_cache[account_id] = float(v) if v else float(os.environ.get("CANARY_CPS", "10"))
+        return self.cps_cache[account_id]
+
+    async def run_once(self, timeout_ms: int = 200) -> int:
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=1000)
+        inputs: list[tuple[Envelope, list | None]] = []
+        upto: dict[tuple[str, int], int] = {}
+        dlq: list[tuple[bytes, bytes]] = []
+        emits: list[Envelope] = []
+        for tp, msgs in batches.items():
+            for m in msgs:
+                key = (tp.topic, tp.partition)
+                if m.offset < self.positions.get(key, 0):
+                    continue
+                upto[key] = m.offset + 1
+                env = decode(m.value)
+                if isinstance(env, DecodeError):
+                    dlq.append(self._dlq(env, tp, m))
+                    continue
+                if tp.topic == topics.COMMANDS:
+                    if env.type not in ("PlaceCall", "HangupCall"):
+                        dlq.append(self._dlq(DecodeError("unknown_command", f"{env.type} is not a command",
+                                                         env.type), tp, m))
+                        continue
+                    errors = None
+                    if env.type == "PlaceCall":
+                        errors = await validate_place_call(self.conn, env)
+                        if errors:
+                            dlq.append(self._dlq(DecodeError("invalid_payload", "PlaceCall rejected: " + "; ".join(
+                                f"{e.get('field')}: {e.get('message')}" for e in errors), env.type,
+                                tuple(errors)), tp, m))
+                    elif isinstance(decode_payload(env), DecodeError):
+                        dlq.append(self._dlq(decode_payload(env), tp, m))
+                        continue
+                    inputs.append((env, errors))
+                elif env.type in EVENT_INPUTS:
+                    inputs.append((env, None))
+        if not upto:
+            return 0
+        call_ids = list(dict.fromkeys(e.call_id for e, _ in inputs))
+        states = {r["call_id"]: r["state"] for r in await self.conn.fetch(
+            "SELECT call_id, state FROM orch_calls WHERE call_id = ANY($1::text[])", call_ids)} if call_ids else {}
+        accounts = list(dict.fromkeys(e.account_id for e, _ in inputs if e.type == "PlaceCall"))
+        pacing = {r["account_id"]: r["next_slot"] for r in await self.conn.fetch(
+            "SELECT account_id, next_slot FROM orch_pacing WHERE scope = $1 AND account_id = ANY($2::text[])",
+            SCOPE, accounts)} if accounts else {}
+        timers: dict[tuple[str, str], tuple] = {}
+        touched: dict[str, str] = {}
+        now = _now()
+        for env, errors in inputs:
+            dec = decide(states.get(env.call_id), env, now, pacing_slot=pacing.get(env.account_id),
+                         cps=await self._cps(env.account_id) if env.type == "PlaceCall" else 10.0,
+                         validation_errors=errors)
+            states[env.call_id] = dec.state
+            touched[env.call_id] = env.account_id
+            emits.extend(dec.emit)
+            for op in dec.timers:
+                timers[(env.call_id, op.name)] = (env.account_id, op.due, op.token)
+            if dec.pacing_next is not None:
+                pacing[env.account_id] = dec.pacing_next
+        # 1. outputs durable in Kafka first (and the DLQ records) ...
+        await publish_many(self.producer, topics.EVENTS, emits)
+        if dlq:
+            await asyncio.gather(*[await self.producer.send(topics.DLQ, raw, key=k) for k, raw in dlq])
+        # 2. ... then state, timers, pacing and offsets together.
+        async with self.conn.transaction():
+            if touched:
+                await self.conn.executemany(
+                    "INSERT INTO orch_calls (call_id, account_id, state, updated_at) VALUES ($1, $2, $3, now())"
+                    " ON CONFLICT (call_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
+                    [(cid, acct, states[cid]) for cid, acct in touched.items()])
+            sets = [(cid, name, acct, due, tok, SCOPE) for (cid, name), (acct, due, tok) in timers.items() if due]
+            clears = [(cid, name) for (cid, name), (_, due, _) in timers.items() if due is None]
+            if clears:
+                await self.conn.executemany("DELETE FROM orch_timers WHERE call_id = $1 AND name = $2", clears)
+            if sets:
+                await self.conn.executemany(
+                    "INSERT INTO orch_timers (call_id, name, account_id, due_at, token, scope)"
+                    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (call_id, name)"
+                    " DO UPDATE SET due_at = EXCLUDED.due_at, token = EXCLUDED.token", sets)
+            if accounts:
+                await self.conn.executemany(
+                    "INSERT INTO orch_pacing (scope, account_id, next_slot) VALUES ($1, $2, $3)"
+                    " ON CONFLICT (scope, account_id) DO UPDATE SET next_slot = EXCLUDED.next_slot",
+                    [(SCOPE, a, pacing[a]) for a in accounts if a in pacing])
+            await self.conn.executemany(
+                "INSERT INTO orch_offsets (consumer, topic, kafka_partition, next_offset) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (consumer, topic, kafka_partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
+                [(self.group, t, p, o) for (t, p), o in upto.items()])
+        self.positions.update(upto)
+        return len(upto)
+
+    def _dlq(self, err: DecodeError, tp, m) -> tuple[bytes, bytes]:
+        log.warning("message rejected to dlq", code=err.code, reason=err.reason, topic=tp.topic,
+                    partition=tp.partition, offset=m.offset)
+        return (f"{tp.topic}:{tp.partition}:{m.offset}".encode(),
+                dlq_record(err.reason, err.code, source_topic=tp.topic, partition=tp.partition, offset=m.offset,
+                           raw=m.value, type=err.type, errors=err.errors))
+
+    async def fire_timers(self) -> int:
+        """Publish timer.fired for every due timer (and forget it), at least once."""
+        async with self.timer_conn.transaction():
+            rows = await self.timer_conn.fetch(
+                "SELECT call_id, name, account_id, token FROM orch_timers WHERE scope = $1 AND due_at <= now()"
+                " ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED", SCOPE)
+            if not rows:
+                return 0
+            evs = [Envelope(type="timer.fired", call_id=r["call_id"], account_id=r["account_id"],
+                            data={"timer": r["name"], "token": r["token"]},
+                            id=derive_id(r["token"] or r["call_id"], "timer:" + r["name"]),
+                            causation_id=None) for r in rows]
+            await publish_many(self.producer, topics.EVENTS, evs)
+            await self.timer_conn.executemany(
+                "DELETE FROM orch_timers WHERE call_id = $1 AND name = $2 AND token = $3",
+                [(r["call_id"], r["name"], r["token"]) for r in rows])
+        return len(rows)
+
+    async def _timer_loop(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                fired = await self.fire_timers()
+            except Exception as exc:  # keep the loop alive; the next tick retries
+                log.error("timer loop error", error=str(exc))
+                fired = 0
+            if not fired:
+                try:
+                    await asyncio.wait_for(self.stopping.wait(), 0.1)
+                except asyncio.TimeoutError:
+                    pass
+
+    async def run(self) -> None:
+        timers = asyncio.create_task(self._timer_loop())
+        try:
+            while not self.stopping.is_set():
+                await self.run_once()
+        finally:
+            self.stopping.set()
+            await timers
+
+
+async def main() -> None:
+    o = Orchestrator()
+    await o.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, o.stopping.set)
+    try:
+        await o.run()
+    finally:
+        await o.stop()
+        log.info("orchestrator stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,334 @@
+"""The telephony gateway: carries out dial/play/gather/record/hangup instructions.
+
+Consumes voice.call.events (its own group), drives a carrier session per call and
+reports every outcome back as an event. A dial is recorded in Postgres before it is
+placed (so a redelivered dial.requested never dials twice) with a lease the gateway
+renews; calls whose gateway died are ended as failed by any other gateway's reaper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from typing import Any
+
+import orjson
+
+from events import DecodeError, Envelope, decode, derive_id, topics
+from events.envelope import utc_now
+from services.common import db
+from services.common.kafka import make_consumer, make_producer, publish_many
+from services.common.logging import configure
+from services.telephony.carrier import Answered, CallSession, Carrier, DialRequest, DtmfReceived, Ended, Ringing
+from services.telephony.gather import Collector
+
+log = configure("telephony")
+SCOPE = os.environ.get("CANARY_TOPIC_PREFIX", "")
+LEASE_S = 15
+INSTRUCTIONS = {"dial.requested", "play.requested", "gather.requested", "record.requested", "hangup.requested"}
+
+
+class LiveCall:
+    """One call on this gateway: its session, instruction queue and gather state."""
+
+    def __init__(self, gw: "Gateway", dial: Envelope, session: CallSession):
+        self.gw, self.dial, self.session = gw, dial, session
+        self.inbox: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=100)
+        self.seq = 0
+        self.answered = False
+        self.ended = False
+        self.barge_in = False
+        self.playing = False
+        self.early_digits = ""  # keys pressed during a barge-in prompt, for the next gather
+        self.collector: Collector | None = None
+        self.gather_cause: Envelope | None = None
+        self.recording: Envelope | None = None
+        self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._work())]
+
+    def _event(self, type: str, data: dict[str, Any], cause: Envelope | None = None) -> Envelope:
+        self.seq += 1
+        return (cause or self.dial).caused(type, data, step=f"{type}#{self.seq}")
+
+    async def _emit(self, *evs: Envelope) -> None:
+        await publish_many(self.gw.producer, topics.EVENTS, list(evs))
+
+    async def _pump(self) -> None:
+        """Carrier events -> Kafka events, in order."""
+        while True:
+            ev = await self.session.events.get()
+            if isinstance(ev, Ringing):
+                await self._emit(self._event("call.ringing", {"early_media": ev.early_media}))
+            elif isinstance(ev, Answered):
+                self.answered = True
+                await self._emit(self._event("call.answered", {"answered_by": "human"}))
+            elif isinstance(ev, DtmfReceived):
+                await self._on_digit(ev)
+            elif isinstance(ev, Ended):
+                await self._on_ended(ev)
+                return
+
+    async def _on_digit(self, ev: DtmfReceived) -> None:
+        await self._emit(self._event("dtmf.received", {"digit": ev.digit, "method": ev.method}))
+        if self.collector is not None:
+            if self.collector.press(ev.digit, asyncio.get_running_loop().time()):
+                await self._finish_gather()
+        elif self.playing and self.barge_in:
+            self.early_digits += ev.digit
+            self.session.stop_playback()
+
+    async def _finish_gather(self) -> None:
+        c, cause = self.collector, self.gather_cause
+        self.collector = None
+        if c is None or cause is None:
+            return
+        if c.outcome() == "completed":
+            ev = self._event("gather.completed", {"digits": c.digits, "finished_on_key": c.finished_on_key}, cause)
+        else:
+            ev = self._event("gather.timeout", {"digits": c.digits}, cause)
+        await self._emit(ev)
+
+    async def _gather_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self.collector is not None and not self.ended:
+            delay = self.collector.deadline() - loop.time()
+            if delay <= 0:
+                await self._finish_gather()
+                return
+            await asyncio.sleep(min(delay, 0.05))
+
+    async def _on_ended(self, ev: Ended) -> None:
+        self.ended = True
+        out = []
+        if self.collector is not None and self.gather_cause is not None:
+            c, self.collector = self.collector, None
+            out.append(self._event("gather.timeout" if c.outcome() == "timeout" else "gather.completed",
+                                   {"digits": c.digits, "finished_on_key": c.finished_on_key}, self.gather_cause))
+        if self.recording is not None:
+            out.append(await self._captured())
+        out.append(self._event(f"call.{ev.status}", {"reason": ev.reason, "sip_code": ev.sip_code,
+                                                     "hangup_by": ev.hangup_by}))
+        await self._emit(*out)
+        await self.gw.ended(self)
+
+    async def _captured(self) -> Envelope:
+        from services.common import audio
+        from services.common.media_store import get_media_store
+
+        callee, ours = self.session.stop_recording()
+        store = get_media_store()
+        callee_ref, our_ref = await asyncio.gather(
+            audio.run_blocking(store.put, audio.write_wav(callee), "wav"),
+            audio.run_blocking(store.put, audio.write_wav(ours), "wav"))
+        rec = self.recording
+        return self._event("recording.captured", {
+            "callee_ref": callee_ref, "agent_ref": our_ref, "channels": rec.data.get("channels", "mono"),
+            "duration_ms": audio.duration_ms(callee), "transcribe": bool(rec.data.get("transcribe"))}, rec)
+
+    async def _work(self) -> None:
+        """Instructions for this call, one at a time, in log order."""
+        while True:
+            env = await self.inbox.get()
+            try:
+                await self._instruction(env)
+            except Exception as exc:
+                log.error("instruction failed", call_id=env.call_id, type=env.type, error=str(exc))
+
+    async def _instruction(self, env: Envelope) -> None:
+        t = env.type
+        if t == "hangup.requested":
+            await self.session.hangup()
+        elif self.ended:
+            return
+        elif t == "record.requested":
+            self.recording = env
+            self.session.start_recording()
+        elif t == "play.requested":
+            pcm = await self.gw.load_audio(env.data["audio_ref"])
+            self.barge_in, self.playing = bool(env.data.get("barge_in", True)), True
+            done = await self.session.play(pcm)
+            self.playing = False
+            await self._emit(self._event("prompt.finished", {"interrupted": not done, "step": env.data.get("step")},
+                                         env))
+        elif t == "gather.requested":
+            d = env.data
+            c = Collector(num_digits=d.get("num_digits"), finish_on_key=d.get("finish_on_key") or "",
+                          timeout=float(d.get("timeout") or 5), inter_digit_timeout=d.get("inter_digit_timeout"))
+            now = asyncio.get_running_loop().time()
+            c.start(now)
+            self.collector, self.gather_cause = c, env
+            early, self.early_digits = self.early_digits, ""
+            for digit in early:
+                if c.press(digit, now):
+                    await self._finish_gather()
+                    return
+            self.tasks.append(asyncio.create_task(self._gather_timer()))
+
+    def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        close = getattr(self.session, "close", None)
+        if close:
+            close()
+
+
+class Gateway:
+    def __init__(self, carriers: dict[str, Carrier] | None = None):
+        self.id = f"gw-{uuid.uuid4().hex[:8]}"
+        self.group = SCOPE + "telephony"
+        self.calls: dict[str, LiveCall] = {}
+        self.stopping = asyncio.Event()
+        self._carriers = carriers
+
+    async def start(self) -> None:
+        self.conn = await db.connect()
+        await self.conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads,
+                                       schema="pg_catalog")
+        self.lease_conn = await db.connect()
+        self.carriers = self._carriers or {"sandbox": self._sandbox()}
+        self.producer = make_producer(linger_ms=1)
+        await self.producer.start()
+        # Instructions are consumed from "now": a restarted gateway must not re-run the
+        # instructions of calls it lost (those are reaped as failed instead).
+        self.consumer = make_consumer(topics.EVENTS, group_id=self.group, auto_offset_reset="latest")
+        await self.consumer.start()
+        self.bg = [asyncio.create_task(self._lease_loop())]
+        log.info("gateway started", gateway_id=self.id, carriers=list(self.carriers))
+
+    def _sandbox(self) -> Carrier:
+        from services.telephony.sandbox import SandboxCarrier
+
+        speed = float(os.environ.get("CANARY_SANDBOX_SPEED", "1"))
+        return SandboxCarrier(speed=speed, callee_lookup=self._callee_script, speak=self._speak)
+
+    async def _callee_script(self, number: str, account_id: str) -> dict | None:
+        row = await self.conn.fetchrow(
+            "SELECT script FROM sandbox_callees WHERE number = $1 AND account_id IN ($2, '')"
+            " ORDER BY account_id DESC LIMIT 1", number, account_id)
+        return row["script"] if row else None
+
+    async def _speak(self, text: str, voice: str) -> bytes:
+        from services.tts.render import Renderer
+
+        if not hasattr(self, "_renderer"):
+            self._renderer = Renderer()
+        res = await self._renderer.render({"text": text, "voice": voice})
+        return await self.load_audio(res.audio_ref)
+
+    async def load_audio(self, ref: str) -> bytes:
+        from services.common import audio
+        from services.common.media_store import get_media_store
+
+        data = await audio.run_blocking(get_media_store().get, ref)
+        return await audio.run_blocking(audio.wav_to_pcm8k, data)
+
+    async def stop(self) -> None:
+        for t in self.bg:
+            t.cancel()
+        for call in list(self.calls.values()):
+            call.close()
+        await self.consumer.stop()
+        await self.producer.stop()
+        await self.conn.close()
+        await self.lease_conn.close()
+
+    async def run_once(self, timeout_ms: int = 200) -> int:
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=500)
+        n = 0
+        for msgs in batches.values():
+            for m in msgs:
+                env = decode(m.value)
+                if isinstance(env, DecodeError) or env.type not in INSTRUCTIONS:
+                    continue
+                n += 1
+                await self.dispatch(env)
+        if batches:
+            await self.consumer.commit()
+        return n
+
+    async def dispatch(self, env: Envelope) -> None:
+        if env.type == "dial.requested":
+            await self._dial(env)
+            return
+        call = self.calls.get(env.call_id)
+        if call is None:
+            log.info("instruction for a call not on this gateway", call_id=env.call_id, type=env.type)
+            return
+        await call.inbox.put(env)
+
+    async def _dial(self, env: Envelope) -> None:
+        claimed = await self.conn.fetchval(
+            "INSERT INTO telephony_calls (call_id, account_id, scope, dial_event, gateway_id, lease_until)"
+            " VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) ON CONFLICT (call_id) DO NOTHING"
+            " RETURNING true", env.call_id, env.account_id, SCOPE, env.id, self.id, LEASE_S)
+        if not claimed:
+            log.info("dial already placed; ignoring redelivery", call_id=env.call_id)
+            return
+        carrier = self.carriers.get(env.data.get("carrier", "sandbox"))
+        if carrier is None:
+            await publish_many(self.producer, topics.EVENTS, [env.caused("call.failed", {
+                "reason": f"carrier {env.data.get('carrier')!r} is not configured", "hangup_by": "system"})])
+            await self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1", env.call_id)
+            return
+        req = DialRequest(call_id=env.call_id, to=env.data["to"], from_=env.data["from"],
+                          timeout_s=float(env.data.get("timeout", 30)), account_id=env.account_id)
+        session = await carrier.dial(req)
+        self.calls[env.call_id] = LiveCall(self, env, session)
+
+    async def ended(self, call: LiveCall) -> None:
+        self.calls.pop(call.dial.call_id, None)
+        await self.lease_conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1",
+                                      call.dial.call_id)
+        asyncio.get_running_loop().call_soon(call.close)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            try:
+                await self.lease_conn.execute(
+                    "UPDATE telephony_calls SET lease_until = now() + make_interval(secs => $2)"
+                    " WHERE gateway_id = $1 AND NOT ended", self.id, LEASE_S)
+                await self.reap()
+            except Exception as exc:
+                log.error("lease loop error", error=str(exc))
+            await asyncio.sleep(LEASE_S / 3)
+
+    async def reap(self) -> int:
+        """End calls whose gateway stopped renewing its lease: failed, with the reason."""
+        async with self.lease_conn.transaction():
+            rows = await self.lease_conn.fetch(
+                "SELECT call_id, account_id, dial_event FROM telephony_calls WHERE scope = $1 AND NOT ended"
+                " AND lease_until < now() FOR UPDATE SKIP LOCKED", SCOPE)
+            if not rows:
+                return 0
+            evs = [Envelope(type="call.failed", call_id=r["call_id"], account_id=r["account_id"],
+                            id=derive_id(str(r["dial_event"]), "gateway-lost"), occurred_at=utc_now(),
+                            causation_id=str(r["dial_event"]),
+                            data={"reason": "telephony gateway lost the call", "hangup_by": "system"})
+                   for r in rows]
+            await publish_many(self.producer, topics.EVENTS, evs)
+            await self.lease_conn.executemany("UPDATE telephony_calls SET ended = true WHERE call_id = $1",
+                                              [(r["call_id"],) for r in rows])
+        log.warning("reaped calls of a lost gateway", count=len(rows))
+        return len(rows)
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            await self.run_once()
+
+
+async def main() -> None:
+    gw = Gateway()
+    await gw.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, gw.stopping.set)
+    try:
+        await gw.run()
+    finally:
+        await gw.stop()
+        log.info("gateway stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,46 @@
+"""DTMF collection rules, as a small state object driven by digits and the clock.
+
+Ends on `num_digits`, on `finish_on_key`, or on a timeout: the first-digit timeout
+(`timeout`, from the start of the gather) and the inter-digit timeout
+(`inter_digit_timeout`, default = `timeout`) after each key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True)
+class Collector:
+    num_digits: int | None = None
+    finish_on_key: str = "#"
+    timeout: float = 5.0
+    inter_digit_timeout: float | None = None
+    digits: str = ""
+    finished_on_key: str | None = None
+    done: bool = False
+    _deadline: float = field(default=0.0)
+
+    def start(self, now: float) -> None:
+        self._deadline = now + self.timeout
+
+    def press(self, digit: str, now: float) -> bool:
+        """Feed a key; True when the gather is complete."""
+        if self.done:
+            return True
+        if self.finish_on_key and digit == self.finish_on_key:
+            self.finished_on_key, self.done = digit, True
+            return True
+        self.digits += digit
+        if self.num_digits and len(self.digits) >= self.num_digits:
+            self.done = True
+            return True
+        self._deadline = now + (self.inter_digit_timeout or self.timeout)
+        return False
+
+    def deadline(self) -> float:
+        return self._deadline
+
+    def outcome(self) -> str:
+        """'completed' if any input (or the finish key) arrived, else 'timeout'."""
+        return "completed" if (self.digits or self.finished_on_key) else "timeout"

@@ -1,0 +1,211 @@
+"""The sandbox carrier: a phone network in a box, for testing voice apps offline.
+
+A product feature, not a stub: every `sk_test_` call goes here. Media is real audio
+(8 kHz, 20 ms frames) on a frame clock, in real time or accelerated by `speed`, so
+recordings and transcription work on sandbox calls exactly as on real ones.
+
+Magic numbers (documented in docs/sandbox.md):
+  +15005550001 busy, +15005550002 no-answer, +15005550003 failed,
+  +15005550004 answers then hangs up at once.
+Any other number answers after a short ring, hears the whole script and stays on
+the line until we hang up — unless a scripted callee is attached to the number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from services.telephony.carrier import (FRAME_BYTES, Answered, CarrierEvent, DialRequest, DtmfReceived, Ended,
+                                        Ringing)
+
+BUSY, NO_ANSWER, FAILED, ANSWER_HANGUP = "+15005550001", "+15005550002", "+15005550003", "+15005550004"
+MAGIC_NUMBERS = {
+    BUSY: "busy (SIP 486)",
+    NO_ANSWER: "rings until the ring timeout: no-answer",
+    FAILED: "fails at once (SIP 503): failed",
+    ANSWER_HANGUP: "answers, then hangs up at once: completed",
+}
+DTMF_GAP_S = 0.15
+SILENCE = bytes(FRAME_BYTES)
+
+
+@dataclass(frozen=True, slots=True)
+class CalleeScript:
+    """What a scripted sandbox callee does (all times in seconds, before acceleration)."""
+
+    ring: float = 1.0  # ring this long, then answer
+    answer: bool = True
+    after: float = 0.0  # after answering, wait this long, then press/say
+    press: str = ""
+    say: str = ""
+    say_voice: str = "en-US-Neural2-D"
+    hangup_after: float | None = None  # seconds after answer
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "CalleeScript":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def _frames(pcm: bytes) -> list[bytes]:
+    pcm = pcm + bytes((-len(pcm)) % FRAME_BYTES)
+    return [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
+
+
+class SandboxSession:
+    """One sandbox call leg. A frame clock moves our audio and the callee's in lockstep."""
+
+    def __init__(self, req: DialRequest, script: CalleeScript | None, speed: float,
+                 speak: Callable[[str, str], Awaitable[bytes]] | None):
+        self.call_id = req.call_id
+        self.req = req
+        self.events: asyncio.Queue[CarrierEvent] = asyncio.Queue(maxsize=1000)
+        self._script = script
+        self._speed = max(speed, 0.01)
+        self._speak = speak
+        self._answered = asyncio.Event()
+        self._ended = False
+        self._play: list[bytes] = []
+        self._play_done: asyncio.Future | None = None
+        self._callee_audio: list[bytes] = []
+        self._recording: tuple[list[bytes], list[bytes]] | None = None
+        self._audio_cb: Callable[[bytes], None] | None = None
+        self._tasks = [asyncio.create_task(self._behave())]
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds / self._speed)
+
+    def _emit(self, ev: CarrierEvent) -> None:
+        if self._ended:
+            return
+        if isinstance(ev, Ended):
+            self._ended = True
+            self._finish_play(False)
+        self.events.put_nowait(ev)
+
+    async def _behave(self) -> None:
+        to, script = self.req.to, self._script
+        await self._sleep(0.05)
+        if to == FAILED:
+            return self._emit(Ended("failed", "sandbox: network failure", 503))
+        self._emit(Ringing())
+        ring = script.ring if script else (1.0 if to != NO_ANSWER else float("inf"))
+        answers = (script.answer if script else True) and to != NO_ANSWER
+        if to == BUSY:
+            await self._sleep(1.0)
+            return self._emit(Ended("busy", "sandbox: busy", 486))
+        if not answers or ring >= self.req.timeout_s:
+            # The ring timeout is the caller's wall clock, never accelerated.
+            await asyncio.sleep(self.req.timeout_s)
+            return self._emit(Ended("no-answer", "ring timeout", 487, hangup_by="system"))
+        await self._sleep(ring)
+        if self._ended:
+            return
+        self._emit(Answered())
+        self._answered.set()
+        self._tasks.append(asyncio.create_task(self._clock()))
+        if to == ANSWER_HANGUP:
+            return self._emit(Ended("completed", "callee hung up", hangup_by="callee"))
+        if script:
+            self._tasks.append(asyncio.create_task(self._act(script)))
+
+    async def _act(self, s: CalleeScript) -> None:
+        if s.hangup_after is not None:
+            self._tasks.append(asyncio.create_task(self._hangup_later(s.hangup_after)))
+        await self._sleep(s.after)
+        for digit in s.press:
+            if self._ended:
+                return
+            self._emit(DtmfReceived(digit, duration_ms=100, method="sandbox"))
+            await self._sleep(DTMF_GAP_S)
+        if s.say and self._speak is not None:
+            pcm = await self._speak(s.say, s.say_voice)
+            self._callee_audio.extend(_frames(pcm))
+
+    async def _hangup_later(self, seconds: float) -> None:
+        await self._sleep(seconds)
+        self._emit(Ended("completed", "callee hung up", hangup_by="callee"))
+
+    async def _clock(self) -> None:
+        """One tick per 20 ms of call time: move one frame each way."""
+        loop = asyncio.get_running_loop()
+        tick = 0.02 / self._speed
+        next_at = loop.time()
+        while not self._ended:
+            ours = self._play.pop(0) if self._play else SILENCE
+            if not self._play:
+                self._finish_play(True)
+            theirs = self._callee_audio.pop(0) if self._callee_audio else SILENCE
+            if self._recording is not None:
+                self._recording[0].append(theirs)
+                self._recording[1].append(ours)
+            if self._audio_cb is not None:
+                self._audio_cb(theirs)
+            next_at += tick
+            await asyncio.sleep(max(0.0, next_at - loop.time()))  # drift-free pacing
+
+    def _finish_play(self, completed: bool) -> None:
+        if self._play_done is not None and not self._play_done.done():
+            self._play_done.set_result(completed)
+
+    # --- CallSession -------------------------------------------------------------------
+
+    async def play(self, pcm: bytes) -> bool:
+        if self._ended:
+            return False
+        self._finish_play(False)
+        self._play = _frames(pcm)
+        self._play_done = asyncio.get_running_loop().create_future()
+        return await self._play_done
+
+    def stop_playback(self) -> None:
+        self._play = []
+        self._finish_play(False)
+
+    async def send_dtmf(self, digits: str) -> None:
+        await self._sleep(len(digits) * DTMF_GAP_S)
+
+    def on_audio(self, callback: Callable[[bytes], None] | None) -> None:
+        self._audio_cb = callback
+
+    def start_recording(self) -> None:
+        if self._recording is None:
+            self._recording = ([], [])
+
+    def stop_recording(self) -> tuple[bytes, bytes]:
+        rec, self._recording = self._recording or ([], []), None
+        return b"".join(rec[0]), b"".join(rec[1])
+
+    async def hangup(self) -> None:
+        answered = self._answered.is_set()
+        self._emit(Ended("completed" if answered else "canceled",
+                         "hung up by caller" if answered else "canceled before answer",
+                         None if answered else 487, hangup_by="caller"))
+
+    def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+
+
+class SandboxCarrier:
+    """The embedded default carrier for every sk_test_ key."""
+
+    name = "sandbox"
+
+    def __init__(self, speed: float = 1.0,
+                 callee_lookup: Callable[[str, str], Awaitable[dict | None]] | None = None,
+                 speak: Callable[[str, str], Awaitable[bytes]] | None = None):
+        self.speed = speed
+        self._lookup = callee_lookup
+        self._speak = speak
+
+    async def dial(self, request: DialRequest) -> SandboxSession:
+        script = None
+        if self._lookup is not None and request.to not in MAGIC_NUMBERS:
+            raw = await self._lookup(request.to, request.account_id)
+            script = CalleeScript.from_dict(raw) if raw else None
+        return SandboxSession(request, script, self.speed, self._speak)
+
+    async def close(self) -> None:
+        pass
