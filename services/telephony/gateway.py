@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from services.telephony.gather import Collector
 log = configure("telephony")
 SCOPE = os.environ.get("CANARY_TOPIC_PREFIX", "")
 LEASE_S = 15
+STALE_DIAL_S = 60
 INSTRUCTIONS = {"dial.requested", "play.requested", "gather.requested", "record.requested", "hangup.requested"}
 
 
@@ -189,9 +191,7 @@ class Gateway:
         self.carriers = self._carriers or {"sandbox": self._sandbox()}
         self.producer = make_producer(linger_ms=1)
         await self.producer.start()
-        # Instructions are consumed from "now": a restarted gateway must not re-run the
-        # instructions of calls it lost (those are reaped as failed instead).
-        self.consumer = make_consumer(topics.EVENTS, group_id=self.group, auto_offset_reset="latest")
+        self.consumer = make_consumer(topics.EVENTS, group_id=self.group)
         await self.consumer.start()
         self.bg = [asyncio.create_task(self._lease_loop())]
         log.info("gateway started", gateway_id=self.id, carriers=list(self.carriers))
@@ -258,6 +258,12 @@ class Gateway:
         await call.inbox.put(env)
 
     async def _dial(self, env: Envelope) -> None:
+        # A dial instruction found late (a new consumer group reading old history) is not
+        # placed: the caller gave up long ago and the orchestrator has ended the call.
+        age = (datetime.now(timezone.utc) - datetime.fromisoformat(env.occurred_at)).total_seconds()
+        if age > STALE_DIAL_S:
+            log.warning("stale dial instruction skipped", call_id=env.call_id, age_s=round(age))
+            return
         claimed = await self.conn.fetchval(
             "INSERT INTO telephony_calls (call_id, account_id, scope, dial_event, gateway_id, lease_until)"
             " VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) ON CONFLICT (call_id) DO NOTHING"

@@ -1,0 +1,131 @@
+"""A whole voice stack per test module: orchestrator, gateway, TTS, projector (+ media)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import orjson
+import pytest
+
+from events import Envelope, decode, new_envelope
+from events.catalog import TERMINAL_EVENTS
+from services.common.kafka import ensure_topics, make_consumer, publish
+from tests.conftest import service_env, spawn
+
+CORE = ["services.orchestrator.service", "services.telephony.gateway", "services.tts.worker",
+        "services.projector.service"]
+
+
+class VoiceStack:
+    """Real services as processes on their own topics; place calls and watch their events."""
+
+    def __init__(self, prefix: str, schema: str, logdir: Path, modules: list[str], speed: float):
+        self.prefix, self.schema, self.logdir = prefix, schema, logdir
+        self.env = service_env(prefix, CANARY_PROJECTION_SCHEMA=schema, CANARY_SANDBOX_SPEED=str(speed),
+                               CANARY_ALLOW_PRIVATE_URLS="1")
+        self.modules = modules
+        self.procs: dict[str, object] = {}
+        self.events: dict[str, list[Envelope]] = defaultdict(list)
+        self.account = "acct_" + uuid.uuid4().hex[:10]
+        self._changed = asyncio.Event()
+
+    def start(self, module: str) -> None:
+        self.procs[module] = spawn(module, self.env, self.logdir / f"{module}.log")
+
+    def kill(self, module: str, sig=signal.SIGKILL) -> None:
+        import os
+
+        p = self.procs.pop(module)
+        os.killpg(p.pid, sig)
+        p.wait(timeout=30)
+
+    async def _follow(self) -> None:
+        c = make_consumer(self.prefix + "voice.call.events", group_id=None)
+        await c.start()
+        try:
+            while True:
+                batch = await c.getmany(timeout_ms=100)
+                for msgs in batch.values():
+                    for m in msgs:
+                        env = decode(m.value)
+                        if isinstance(env, Envelope):
+                            self.events[env.call_id].append(env)
+                if batch:
+                    self._changed.set()
+        finally:
+            await c.stop()
+
+    async def place(self, producer, to: str = "+15551234567", **opts) -> str:
+        call_id = "call_" + uuid.uuid4().hex[:20]
+        data = {"to": to, "from": "+15559876543", "tts": {"text": "Hello from Canary."}, "carrier": "sandbox",
+                **opts}
+        data = {k: v for k, v in data.items() if v is not None}
+        await publish(producer, self.prefix + "voice.call.commands",
+                      new_envelope("PlaceCall", call_id, self.account, data))
+        return call_id
+
+    async def hangup(self, producer, call_id: str) -> None:
+        await publish(producer, self.prefix + "voice.call.commands",
+                      new_envelope("HangupCall", call_id, self.account, {"reason": "api"}))
+
+    def types(self, call_id: str) -> list[str]:
+        return [e.type for e in self.events[call_id]]
+
+    async def wait(self, call_id: str, type: str, timeout: float = 60.0) -> Envelope:
+        """The first event of `type` (or any terminal event for type='terminal')."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for e in self.events[call_id]:
+                if e.type == type or (type == "terminal" and e.type in TERMINAL_EVENTS):
+                    return e
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"{call_id}: no {type} within {timeout}s; saw {self.types(call_id)}")
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(left, 0.5))
+            except asyncio.TimeoutError:
+                pass
+
+
+async def _voice_stack(request, stack, tmp_path_factory, modules, speed=4.0):
+    from services.common import db
+
+    prefix = f"e2e{uuid.uuid4().hex[:8]}."
+    await ensure_topics(partitions=2, prefix=prefix)
+    vs = VoiceStack(prefix, "p_" + uuid.uuid4().hex[:10], tmp_path_factory.mktemp("logs"), modules, speed)
+    conn = await db.connect()
+    await conn.execute("INSERT INTO accounts (id, name, signing_secret) VALUES ($1, $1, 'whsec_test')", vs.account)
+    await conn.execute("INSERT INTO numbers (account_id, number) VALUES ($1, '+15559876543')", vs.account)
+    vs.db = conn
+    follower = asyncio.create_task(vs._follow())
+    for m in modules:
+        vs.start(m)
+    await asyncio.sleep(4)  # let consumers join their groups before the first call
+    yield vs
+    follower.cancel()
+    for m in list(vs.procs):
+        vs.kill(m, signal.SIGTERM)
+    await conn.execute("DELETE FROM accounts WHERE id = $1", vs.account)
+    await conn.execute(f"DROP SCHEMA IF EXISTS {vs.schema} CASCADE")
+    await conn.close()
+
+
+@pytest.fixture(scope="module")
+async def voice(request, stack, tmp_path_factory):
+    async for vs in _voice_stack(request, stack, tmp_path_factory, CORE):
+        yield vs
+
+
+@pytest.fixture(scope="module")
+async def kprod(stack):
+    from services.common.kafka import make_producer
+
+    p = make_producer()
+    await p.start()
+    yield p
+    await p.stop()

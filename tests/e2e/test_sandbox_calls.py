@@ -1,0 +1,98 @@
+"""Whole calls on the real stack through the sandbox carrier: each outcome, timers, hangups."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_default_number_hears_the_script_and_completes(voice, kprod):
+    cid = await voice.place(kprod, record=True)
+    end = await voice.wait(cid, "terminal", timeout=60)
+    assert end.type == "call.completed"
+    assert voice.types(cid)[:3] == ["call.queued", "tts.requested", "dial.requested"]
+    seq = [t for t in voice.types(cid) if t in ("call.ringing", "call.answered", "play.requested",
+                                                  "prompt.finished", "hangup.requested", "call.completed")]
+    assert seq == ["call.ringing", "call.answered", "play.requested", "prompt.finished", "hangup.requested",
+                   "call.completed"]
+    assert "recording.captured" in voice.types(cid)
+
+    async def projected():
+        return await voice.db.fetchrow(f"SELECT * FROM {voice.schema}.calls WHERE id = $1", cid)
+    for _ in range(100):
+        row = await projected()
+        if row and row["status"] == "completed":
+            break
+        await asyncio.sleep(0.1)
+    assert row["status"] == "completed" and row["answered_at"] is not None and row["duration"] >= 0
+
+
+@pytest.mark.parametrize("number, final, sip", [
+    ("+15005550001", "call.busy", 486),
+    ("+15005550003", "call.failed", 503),
+    ("+15005550004", "call.completed", None),
+])
+async def test_magic_numbers(voice, kprod, number, final, sip):
+    cid = await voice.place(kprod, to=number)
+    end = await voice.wait(cid, "terminal", timeout=30)
+    assert end.type == final
+    assert end.data.get("sip_code") == sip
+    if number == "+15005550004":
+        assert "call.answered" in voice.types(cid) and "play.requested" not in voice.types(cid)
+
+
+async def test_no_answer_after_ring_timeout(voice, kprod):
+    cid = await voice.place(kprod, to="+15005550002", timeout=2)
+    ringing = await voice.wait(cid, "call.ringing", timeout=20)
+    end = await voice.wait(cid, "terminal", timeout=20)
+    assert end.type == "call.no-answer"
+    from datetime import datetime
+    waited = (datetime.fromisoformat(end.occurred_at) - datetime.fromisoformat(ringing.occurred_at)).total_seconds()
+    assert 1.5 <= waited <= 6
+
+
+async def test_hangup_during_ringing_cancels(voice, kprod):
+    cid = await voice.place(kprod, to="+15005550002", timeout=30)
+    await voice.wait(cid, "call.ringing", timeout=20)
+    await voice.hangup(kprod, cid)
+    end = await voice.wait(cid, "terminal", timeout=20)
+    assert end.type == "call.canceled" and end.data["hangup_by"] == "caller"
+
+
+async def test_hangup_during_prompt_completes(voice, kprod):
+    long_text = " ".join(["This is a long announcement that keeps going."] * 12)
+    cid = await voice.place(kprod, tts={"text": long_text})
+    await voice.wait(cid, "play.requested", timeout=60)
+    await voice.hangup(kprod, cid)
+    end = await voice.wait(cid, "terminal", timeout=20)
+    assert end.type == "call.completed" and end.data["hangup_by"] == "caller"
+    assert "prompt.finished" in voice.types(cid)  # playback stopped, not left running
+
+
+async def test_scripted_callee_presses_digits_for_gather(voice, kprod):
+    await voice.db.execute(
+        "INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)",
+        "+15557770001", voice.account, '{"ring": 0.5, "after": 1.0, "press": "1234#"}')
+    cid = await voice.place(kprod, to="+15557770001", tts={"text": "Enter your PIN."},
+                            gather={"type": "dtmf", "num_digits": 4, "finish_on_key": "#", "timeout": 10})
+    g = await voice.wait(cid, "gather.completed", timeout=60)
+    assert g.data["digits"] == "1234"
+    assert (await voice.wait(cid, "terminal")).type == "call.completed"
+    assert [e.data["digit"] for e in voice.events[cid] if e.type == "dtmf.received"][:4] == list("1234")
+
+
+async def test_gather_timeout_without_input(voice, kprod):
+    cid = await voice.place(kprod, tts={"text": "Press a key."}, gather={"type": "dtmf", "timeout": 1})
+    t = await voice.wait(cid, "gather.timeout", timeout=60)
+    assert t.data["digits"] == ""
+    assert (await voice.wait(cid, "terminal")).type == "call.completed"
+
+
+async def test_kafka_command_from_unverified_number_is_rejected_and_dead_lettered(voice, kprod):
+    cid = await voice.place(kprod, **{"from": "+15550000000"})
+    rej = await voice.wait(cid, "call.rejected", timeout=30)
+    assert any(e["field"] == "from" for e in rej.data["errors"])
+    assert "dial.requested" not in voice.types(cid)

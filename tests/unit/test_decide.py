@@ -1,0 +1,132 @@
+"""The call state machine, without a broker: decide(state, message, now)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from events import Envelope
+from services.orchestrator.decide import decide
+
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+REQ = {"to": "+15551234567", "from": "+15559876543", "tts": {"text": "Hi", "voice": "en-US-Neural2-F"},
+       "timeout": 30, "carrier": "sandbox"}
+
+
+def msg(type, **data):
+    return Envelope(type=type, call_id="call_1", account_id="acct_1", data=data)
+
+
+class Run:
+    """Feed messages through decide, keeping state; collect emitted types."""
+
+    def __init__(self):
+        self.state = None
+        self.out = []
+        self.timers = {}
+
+    def __call__(self, m, now=NOW, **kw):
+        d = decide(self.state, m, now, **kw)
+        self.state = d.state
+        self.out.extend(d.emit)
+        for t in d.timers:
+            if t.due is None:
+                self.timers.pop(t.name, None)
+            else:
+                self.timers[t.name] = t
+        return [e.type for e in d.emit]
+
+    def last(self, type):
+        return [e for e in self.out if e.type == type][-1]
+
+
+def test_full_script_play_gather_hangup():
+    r = Run()
+    req = {**REQ, "gather": {"type": "dtmf", "num_digits": 4, "finish_on_key": "#", "timeout": 10}, "record": True,
+           "recording_channels": "dual", "transcribe": True}
+    assert r(msg("PlaceCall", **req)) == ["call.queued", "tts.requested", "dial.requested"]
+    assert "ring_timeout" in r.timers
+    assert r(msg("call.ringing")) == []
+    assert r(msg("call.answered")) == ["record.requested"]  # prompt not rendered yet: wait for it
+    assert r.last("record.requested").data == {"channels": "dual", "transcribe": True}
+    assert "ring_timeout" not in r.timers
+    assert r(msg("tts.rendered", audio_ref="sha256:x.wav", duration_ms=900)) == ["play.requested"]
+    assert r.last("play.requested").data["barge_in"] is True
+    assert r(msg("prompt.finished", interrupted=False)) == ["gather.requested"]
+    assert r.last("gather.requested").data["num_digits"] == 4
+    assert r(msg("gather.completed", digits="1234", finished_on_key="#")) == ["hangup.requested"]
+    assert r(msg("call.completed")) == []
+    assert r.state["ended"] and r.timers == {}
+
+
+def test_prompt_rendered_before_answer_plays_on_answer():
+    r = Run()
+    r(msg("PlaceCall", **REQ))
+    assert r(msg("tts.rendered", audio_ref="sha256:x.wav", duration_ms=900)) == []
+    assert r(msg("call.answered")) == ["play.requested"]
+    assert r(msg("prompt.finished")) == ["hangup.requested"]
+
+
+def test_audio_url_and_media_failure_end_the_call_with_reason():
+    r = Run()
+    req = {k: v for k, v in REQ.items() if k != "tts"} | {"audio_url": "https://example.com/a.mp3"}
+    assert r(msg("PlaceCall", **req)) == ["call.queued", "audio.requested", "dial.requested"]
+    r(msg("call.answered"))
+    assert r(msg("audio.failed", reason="HTTP 404")) == ["hangup.requested"]
+    assert r.last("hangup.requested").data == {"reason": "HTTP 404", "status": "failed"}
+
+
+def test_rejected_command_emits_call_rejected_only():
+    r = Run()
+    errs = [{"code": "unverified_number", "field": "from", "message": "not verified"}]
+    assert r(msg("PlaceCall", **REQ), validation_errors=errs) == ["call.rejected"]
+    assert r.last("call.rejected").data == {"errors": errs}
+    assert r(msg("call.answered")) == []
+
+
+def test_duplicate_place_call_is_ignored():
+    r = Run()
+    m = msg("PlaceCall", **REQ)
+    r(m)
+    assert r(m) == []
+
+
+def test_outputs_have_deterministic_ids():
+    m = msg("PlaceCall", **REQ)
+    a, b = decide(None, m, NOW), decide(None, m, NOW)
+    assert [e.id for e in a.emit] == [e.id for e in b.emit]
+    assert all(e.causation_id == m.id for e in a.emit)
+
+
+def test_pacing_queues_calls_over_the_rate():
+    r = Run()
+    slot = NOW + timedelta(seconds=2)
+    d = decide(None, msg("PlaceCall", **REQ), NOW, pacing_slot=slot, cps=10)
+    assert [e.type for e in d.emit] == ["call.queued", "tts.requested"]  # no dial yet
+    assert [(t.name, t.due) for t in d.timers] == [("pace", slot)]
+    assert d.pacing_next == slot + timedelta(seconds=0.1)
+    fired = decide(d.state, msg("timer.fired", timer="pace", token="x"), slot)
+    assert [e.type for e in fired.emit] == ["dial.requested"]
+
+
+def test_hangup_while_waiting_for_pacing_cancels_without_dialling():
+    d = decide(None, msg("PlaceCall", **REQ), NOW, pacing_slot=NOW + timedelta(seconds=5))
+    d2 = decide(d.state, msg("HangupCall", reason="api"), NOW)
+    assert [e.type for e in d2.emit] == ["call.canceled"]
+    d3 = decide(d2.state, msg("timer.fired", timer="pace"), NOW)
+    assert d3.emit == []
+
+
+def test_hangup_of_a_dialled_call_goes_to_the_gateway_once():
+    r = Run()
+    r(msg("PlaceCall", **REQ))
+    assert r(msg("HangupCall")) == ["hangup.requested"]
+    assert r(msg("HangupCall")) == []
+
+
+def test_ring_timeout_safety_net_and_lost_gateway():
+    r = Run()
+    r(msg("PlaceCall", **REQ))
+    assert r(msg("timer.fired", timer="ring_timeout")) == ["hangup.requested"]
+    assert r.last("hangup.requested").data["status"] == "no-answer"
+    assert r(msg("timer.fired", timer="hangup_grace")) == ["call.failed"]
+    assert r.state["ended"]
