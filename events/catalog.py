@@ -362,3 +362,18 @@ class TimerFired(_Event):
 
     timer: str
     token: str = ""
+
+
+@register("recording.failed", example={"reason": "no audio captured"})
+class RecordingFailed(_Event):
+    """The captured audio could not be encoded or stored."""
+
+    reason: str
+
+
+@register("transcription.failed", example={"recording_id": "rec_xyz789", "reason": "model not available"})
+class TranscriptionFailed(_Event):
+    """A recording could not be transcribed."""
+
+    recording_id: str | None = None
+    reason: str

@@ -105,7 +105,9 @@ class Orchestrator:
                 upto[key] = m.offset + 1
                 env = decode(m.value)
                 if isinstance(env, DecodeError):
-                    dlq.append(self._dlq(env, tp, m))
+                    # Bad events are the projector's to dead-letter (once); bad commands are ours.
+                    if tp.topic == topics.COMMANDS:
+                        dlq.append(self._dlq(env, tp, m))
                     continue
                 if tp.topic == topics.COMMANDS:
                     if env.type not in ("PlaceCall", "HangupCall"):

@@ -27,7 +27,7 @@ from services.telephony.gather import Collector
 
 log = configure("telephony")
 SCOPE = os.environ.get("CANARY_TOPIC_PREFIX", "")
-LEASE_S = 15
+LEASE_S = float(os.environ.get("CANARY_GATEWAY_LEASE_S", "15"))
 STALE_DIAL_S = 60
 INSTRUCTIONS = {"dial.requested", "play.requested", "gather.requested", "record.requested", "hangup.requested"}
 

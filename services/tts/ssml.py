@@ -89,7 +89,7 @@ class _Doc:
     """The document handed to expat plus a map back to caller positions."""
 
     def __init__(self, text: str) -> None:
-        wrap = not text.lstrip().startswith(("<speak", "<?xml"))
+        wrap = not text.lstrip().startswith(("<speak", "<?xml", "<!DOCTYPE"))
         prefix = "<speak>" if wrap else ""
         # Each inserted chunk shifts later positions; remember (doc_pos, cumulative shift).
         self._marks: list[int] = []
@@ -147,7 +147,7 @@ def _parse_tree(doc: _Doc) -> _Node:
             stack[-1].children.append(data)
 
     def doctype(*_args: object) -> None:
-        raise SsmlError("DOCTYPE is not allowed in SSML", doc.char_pos(parser.CurrentByteIndex))
+        raise SsmlError("DOCTYPE is not allowed in SSML", doc.char_pos(max(doc.data.find(b"<!DOCTYPE"), 0)))
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end

@@ -42,8 +42,10 @@ class Voice:
         return d
 
 
-# (BCP-47, espeak-ng voice, English name). Only voices present in Debian's
-# espeak-ng-data are listed; tests check each one exists.
+# (BCP-47, espeak-ng voice *file* name, English name). File names, not espeak's
+# language codes: espeak-ng 1.51 silently ignores a "+variant" suffix on a
+# language code such as "en-gb", but honours it on the file name "en".
+# Tests check that each voice exists and that its female variant is applied.
 ESPEAK_LANGUAGES: list[tuple[str, str, str]] = [
     ("af-ZA", "af", "Afrikaans"),
     ("ar-XA", "ar", "Arabic"),
@@ -56,16 +58,16 @@ ESPEAK_LANGUAGES: list[tuple[str, str, str]] = [
     ("da-DK", "da", "Danish"),
     ("de-DE", "de", "German"),
     ("el-GR", "el", "Greek"),
-    ("en-GB", "en-gb", "English (UK)"),
-    ("en-US", "en-us", "English (US)"),
+    ("en-GB", "en", "English (UK)"),
+    ("en-US", "en-US", "English (US)"),
     ("es-ES", "es", "Spanish (Spain)"),
     ("es-US", "es-419", "Spanish (Latin America)"),
     ("et-EE", "et", "Estonian"),
     ("eu-ES", "eu", "Basque"),
     ("fa-IR", "fa", "Persian"),
     ("fi-FI", "fi", "Finnish"),
-    ("fr-FR", "fr-fr", "French"),
-    ("fr-BE", "fr-be", "French (Belgium)"),
+    ("fr-FR", "fr", "French"),
+    ("fr-BE", "fr-BE", "French (Belgium)"),
     ("ga-IE", "ga", "Irish"),
     ("gu-IN", "gu", "Gujarati"),
     ("he-IL", "he", "Hebrew"),
@@ -89,7 +91,7 @@ ESPEAK_LANGUAGES: list[tuple[str, str, str]] = [
     ("nl-NL", "nl", "Dutch"),
     ("pa-IN", "pa", "Punjabi"),
     ("pl-PL", "pl", "Polish"),
-    ("pt-BR", "pt-br", "Portuguese (Brazil)"),
+    ("pt-BR", "pt-BR", "Portuguese (Brazil)"),
     ("pt-PT", "pt", "Portuguese (Portugal)"),
     ("ro-RO", "ro", "Romanian"),
     ("ru-RU", "ru", "Russian"),
@@ -106,6 +108,7 @@ ESPEAK_LANGUAGES: list[tuple[str, str, str]] = [
     ("uk-UA", "uk", "Ukrainian"),
     ("ur-PK", "ur", "Urdu"),
     ("vi-VN", "vi", "Vietnamese"),
+    ("yue-HK", "yue", "Chinese (Cantonese)"),
 ]
 
 # espeak-ng voice variants: "+f3" is a female formant set; default is male.

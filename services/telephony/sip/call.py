@@ -271,7 +271,8 @@ class SipCall:
         if self._ack is not None and resp.to.tag == self.remote_tag:
             self.endpoint.send(self._ack, self._dialog_dest())
         elif resp.to.tag != self.remote_tag:
-            # A second forked 2xx: ACK and BYE it so the extra leg does not hang.
+            # A second forked 2xx (a different To tag): not supported, only logged; a
+            # trunk forks rarely, and it will time the unACKed leg out (Timer H).
             log.info("sip.extra_fork_answered", call_id=self.call_id)
 
     def _dialog_dest(self) -> tuple[str, int]:
@@ -297,10 +298,11 @@ class SipCall:
         self._cancel_reason = reason
         if self._got_provisional:
             self._send_cancel()
-        # Either way, do not wait forever for the 487: after 64*T1 consider it done.
+        # Do not make the caller wait for a slow 487: report after 8*T1 anyway; the
+        # INVITE transaction is abandoned after 64*T1 (RFC 3261 9.1).
         t1 = self.endpoint.timers.t1
-        self._guard_timer = self._loop.call_later(64 * t1 if not self._got_provisional else 8 * t1,
-                                                  self._cancel_guard)
+        self._guard_timer = self._loop.call_later(8 * t1, self._cancel_guard)
+        self._loop.call_later(64 * t1, self._abandon_invite)
 
     def _send_cancel(self) -> None:
         assert self._invite is not None
@@ -316,9 +318,19 @@ class SipCall:
         cancel.add("User-Agent", self.user_agent)
         self._start_tx(cancel)
 
+    def _abandon_invite(self) -> None:
+        tx = self._invite_tx
+        if tx is not None and tx.state in ("calling", "proceeding"):
+            tx.abort()
+            self._open_tx.discard(tx)
+            self._maybe_finished()
+
     def _cancel_guard(self) -> None:
         if self.ended is None:
             reason = self._cancel_reason
+            if reason == "timeout" and not self._got_provisional:
+                self._end(Ended("failed", "no response from SIP trunk", None, "system"))
+                return
             self._end(Ended("no-answer" if reason == "timeout" else "canceled",
                             "no final response to CANCEL", None, "system" if reason == "timeout" else "caller"))
 
@@ -360,7 +372,8 @@ class SipCall:
         if req is None or not self.trunk.username or self.trunk.password is None:
             return False
         header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
-        values = resp.get_all(header)
+        # Not get_all(): a challenge's own parameters are comma-separated.
+        values = [v for k, v in resp.headers if k == header]
         if not values:
             return False
         try:

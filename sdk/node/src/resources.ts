@@ -1,0 +1,177 @@
+import { writeFile } from 'node:fs/promises';
+import { seg, type Transport } from './core.js';
+import { CanaryError } from './errors.js';
+import { PagePromise, nextPageQuery, pageItems, type Query } from './pagination.js';
+import type {
+  Call,
+  CallCreateParams,
+  CallEvent,
+  CallListParams,
+  Flow,
+  PhoneNumber,
+  Recording,
+  RequestOptions,
+  Voice,
+} from './types.js';
+
+export interface DownloadOptions extends RequestOptions {
+  /** Also write the audio to this file path. */
+  path?: string;
+}
+
+function lister<T>(t: Transport, path: string, query: Query, options?: RequestOptions): PagePromise<T> {
+  return new PagePromise<T>(query, (q) => t.request({ method: 'GET', path, query: q, options }));
+}
+
+export class Calls {
+  constructor(private readonly t: Transport) {}
+
+  /**
+   * Place an outbound call. Resolves at once with status `queued`. An Idempotency-Key is
+   * generated when `options.idempotencyKey` is not given and reused on every retry.
+   */
+  create(params: CallCreateParams, options?: RequestOptions): Promise<Call> {
+    if (!params || typeof params !== 'object') throw new CanaryError('call parameters must be an object');
+    return this.t.request<Call>({ method: 'POST', path: '/v1/voice/calls', body: params, options });
+  }
+
+  get(callId: string, options?: RequestOptions): Promise<Call> {
+    return this.t.request<Call>({ method: 'GET', path: `/v1/voice/calls/${seg(callId)}`, options });
+  }
+
+  retrieve(callId: string, options?: RequestOptions): Promise<Call> {
+    return this.get(callId, options);
+  }
+
+  /** `await` for the first page, or `for await (const call of calls.list())` for every call. */
+  list(params: CallListParams = {}, options?: RequestOptions): PagePromise<Call> {
+    return lister<Call>(this.t, '/v1/voice/calls', { ...params }, options);
+  }
+
+  /** Hang up a live call, or cancel a queued/ringing one. */
+  async hangup(callId: string, options?: RequestOptions): Promise<Call> {
+    const body = await this.t.request<Call | null>({
+      method: 'POST',
+      path: `/v1/voice/calls/${seg(callId)}/hangup`,
+      options,
+    });
+    return body ?? ({ id: callId } as Call);
+  }
+
+  /** The call's event timeline, oldest first (every page). */
+  async events(callId: string, options?: RequestOptions): Promise<CallEvent[]> {
+    const path = `/v1/voice/calls/${seg(callId)}/events`;
+    const out: CallEvent[] = [];
+    let query: Query | null = {};
+    while (query) {
+      const body: unknown = await this.t.request({ method: 'GET', path, query, options });
+      const items = pageItems<CallEvent>(body);
+      out.push(...items);
+      query = items.length ? nextPageQuery(body, query) : null;
+    }
+    return out;
+  }
+
+  /** The call's recording (NotFoundError until it exists). */
+  recording(callId: string, options?: RequestOptions): Promise<Recording> {
+    return this.t.request<Recording>({ method: 'GET', path: `/v1/voice/calls/${seg(callId)}/recording`, options });
+  }
+
+  /** Download the recording's audio (from its signed media URL). */
+  async downloadRecording(callIdOrRecording: string | Recording, options: DownloadOptions = {}): Promise<Buffer> {
+    const rec =
+      typeof callIdOrRecording === 'string' ? await this.recording(callIdOrRecording, options) : callIdOrRecording;
+    if (!rec?.url) throw new CanaryError('the recording has no download url yet');
+    const url = new URL(rec.url, this.t.baseURL + '/').toString();
+    const { path, ...rest } = options;
+    const res = await this.t.send({
+      method: 'GET',
+      path: url,
+      options: { ...rest, headers: { Accept: '*/*', ...(rest.headers ?? {}) } },
+    });
+    if (path) await writeFile(path, res.body);
+    return res.body;
+  }
+}
+
+export class Voices {
+  constructor(private readonly t: Transport) {}
+
+  list(params: Query = {}, options?: RequestOptions): PagePromise<Voice> {
+    return lister<Voice>(this.t, '/v1/voice/voices', params, options);
+  }
+}
+
+export class Numbers {
+  constructor(private readonly t: Transport) {}
+
+  list(params: Query = {}, options?: RequestOptions): PagePromise<PhoneNumber> {
+    return lister<PhoneNumber>(this.t, '/v1/voice/numbers', params, options);
+  }
+
+  /** Add a verified caller ID (E.164) to your account. */
+  create(number: string, fields: Record<string, unknown> = {}, options?: RequestOptions): Promise<PhoneNumber> {
+    return this.t.request<PhoneNumber>({
+      method: 'POST',
+      path: '/v1/voice/numbers',
+      body: { number, ...fields },
+      options,
+    });
+  }
+
+  add(number: string, fields: Record<string, unknown> = {}, options?: RequestOptions): Promise<PhoneNumber> {
+    return this.create(number, fields, options);
+  }
+
+  async delete(number: string, options?: RequestOptions): Promise<void> {
+    await this.t.request({ method: 'DELETE', path: `/v1/voice/numbers/${seg(number)}`, options });
+  }
+}
+
+export class Flows {
+  constructor(private readonly t: Transport) {}
+
+  create(flow: Record<string, unknown>, options?: RequestOptions): Promise<Flow> {
+    return this.t.request<Flow>({ method: 'POST', path: '/v1/voice/flows', body: flow, options });
+  }
+
+  get(flowId: string, options?: RequestOptions): Promise<Flow> {
+    return this.t.request<Flow>({ method: 'GET', path: `/v1/voice/flows/${seg(flowId)}`, options });
+  }
+
+  retrieve(flowId: string, options?: RequestOptions): Promise<Flow> {
+    return this.get(flowId, options);
+  }
+
+  list(params: Query = {}, options?: RequestOptions): PagePromise<Flow> {
+    return lister<Flow>(this.t, '/v1/voice/flows', params, options);
+  }
+
+  update(flowId: string, flow: Record<string, unknown>, options?: RequestOptions): Promise<Flow> {
+    return this.t.request<Flow>({ method: 'PUT', path: `/v1/voice/flows/${seg(flowId)}`, body: flow, options });
+  }
+
+  async delete(flowId: string, options?: RequestOptions): Promise<void> {
+    await this.t.request({ method: 'DELETE', path: `/v1/voice/flows/${seg(flowId)}`, options });
+  }
+}
+
+/** `canary.voice`: `call(...)` places a call; `calls`, `voices`, `numbers`, `flows` cover the rest. */
+export class VoiceResource {
+  readonly calls: Calls;
+  readonly voices: Voices;
+  readonly numbers: Numbers;
+  readonly flows: Flows;
+
+  constructor(t: Transport) {
+    this.calls = new Calls(t);
+    this.voices = new Voices(t);
+    this.numbers = new Numbers(t);
+    this.flows = new Flows(t);
+  }
+
+  /** Place an outbound call (same as `voice.calls.create`). */
+  call(params: CallCreateParams, options?: RequestOptions): Promise<Call> {
+    return this.calls.create(params, options);
+  }
+}

@@ -1,0 +1,434 @@
+"""The Voice API resources, in a sync and an async flavour with identical signatures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
+
+from ._base import NOT_GIVEN, clean_body, resolve_media_url, seg
+from ._errors import CanaryError
+from ._models import Call, CallEvent, CanaryObject, Flow, PhoneNumber, Recording, Voice
+from .pagination import AsyncPage, AsyncPaginator, SyncPage, _items, next_page_params
+from .types import CallStatus, GatherInput, RecordingChannels, TtsInput
+
+if TYPE_CHECKING:
+    from ._base import AsyncAPIClient, SyncAPIClient
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# Keyword arguments of calls.create() that are request options, not body fields.
+REQUEST_OPTIONS = frozenset({"idempotency_key", "request_timeout", "extra_body"})
+
+
+def _call_body(
+    to: str,
+    from_: str,
+    tts: Optional[TtsInput],
+    audio_url: Optional[str],
+    record: Optional[bool],
+    transcribe: Optional[bool],
+    recording_channels: Optional[RecordingChannels],
+    gather: Optional[GatherInput],
+    webhook_url: Optional[str],
+    timeout: Optional[int],
+    flow: Optional[Mapping[str, Any]],
+    flow_id: Optional[str],
+    extra_body: Optional[Mapping[str, Any]],
+) -> Dict[str, Any]:
+    body = clean_body(
+        {
+            "to": to,
+            "from": from_,
+            "tts": dict(tts) if tts is not None else None,
+            "audio_url": audio_url,
+            "record": record,
+            "transcribe": transcribe,
+            "recording_channels": recording_channels,
+            "gather": dict(gather) if gather is not None else None,
+            "webhook_url": webhook_url,
+            "timeout": timeout,
+            "flow": dict(flow) if flow is not None else None,
+            "flow_id": flow_id,
+        }
+    )
+    body.update(extra_body or {})
+    return body
+
+
+def _list_params(
+    status: Optional[str],
+    to: Optional[str],
+    from_: Optional[str],
+    created_after: Optional[str],
+    created_before: Optional[str],
+    limit: Optional[int],
+    cursor: Optional[str],
+    extra_params: Optional[Mapping[str, Any]],
+) -> Dict[str, Any]:
+    params = clean_body(
+        {
+            "status": status,
+            "to": to,
+            "from": from_,
+            "created_after": created_after,
+            "created_before": created_before,
+            "limit": limit,
+            "cursor": cursor,
+        }
+    )
+    params.update(extra_params or {})
+    return params
+
+
+def _recording_url(base_url: str, rec: Any) -> str:
+    url = rec.get("url") if isinstance(rec, (dict, CanaryObject)) else None
+    if not url:
+        raise CanaryError("the recording has no download url yet")
+    return resolve_media_url(base_url, str(url))
+
+
+def _write(dest: Optional[PathLike], content: bytes) -> Union[bytes, Path]:
+    if dest is None:
+        return content
+    path = Path(dest)
+    path.write_bytes(content)
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# sync
+
+
+class Calls:
+    def __init__(self, client: "SyncAPIClient") -> None:
+        self._client = client
+
+    def create(
+        self,
+        *,
+        to: str,
+        from_: str,
+        tts: Optional[TtsInput] = None,
+        audio_url: Optional[str] = None,
+        record: Optional[bool] = None,
+        transcribe: Optional[bool] = None,
+        recording_channels: Optional[RecordingChannels] = None,
+        gather: Optional[GatherInput] = None,
+        webhook_url: Optional[str] = None,
+        timeout: Optional[int] = None,
+        flow: Optional[Mapping[str, Any]] = None,
+        flow_id: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        request_timeout: Any = NOT_GIVEN,
+        extra_body: Optional[Mapping[str, Any]] = None,
+    ) -> Call:
+        """Place an outbound call. Returns at once (status ``queued``).
+
+        ``timeout`` is the ring timeout in seconds (API field); ``request_timeout`` is the
+        HTTP timeout of this request. An ``Idempotency-Key`` is generated when not given
+        and reused on every retry, so a retried create never places two calls.
+        """
+        body = _call_body(
+            to, from_, tts, audio_url, record, transcribe, recording_channels, gather,
+            webhook_url, timeout, flow, flow_id, extra_body,
+        )
+        return Call(
+            self._client.request(
+                "POST", "/v1/voice/calls", json=body, idempotency_key=idempotency_key,
+                timeout=request_timeout,
+            )
+        )
+
+    def get(self, call_id: str, *, request_timeout: Any = NOT_GIVEN) -> Call:
+        return Call(self._client.request("GET", f"/v1/voice/calls/{seg(call_id)}", timeout=request_timeout))
+
+    retrieve = get
+
+    def list(
+        self,
+        *,
+        status: Optional[CallStatus] = None,
+        to: Optional[str] = None,
+        from_: Optional[str] = None,
+        created_after: Optional[str] = None,
+        created_before: Optional[str] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+        extra_params: Optional[Mapping[str, Any]] = None,
+    ) -> SyncPage[Call]:
+        """List calls, newest first. Iterate the result to walk every page."""
+        params = _list_params(status, to, from_, created_after, created_before, limit, cursor, extra_params)
+        fetch = lambda p: self._client.request("GET", "/v1/voice/calls", params=p)  # noqa: E731
+        return SyncPage(fetch(params), Call, params, fetch)
+
+    def hangup(self, call_id: str, *, idempotency_key: Optional[str] = None) -> Call:
+        """Hang up a live call, or cancel a queued/ringing one."""
+        return Call(
+            self._client.request(
+                "POST", f"/v1/voice/calls/{seg(call_id)}/hangup", idempotency_key=idempotency_key
+            )
+            or {"id": call_id}
+        )
+
+    def events(self, call_id: str) -> List[CallEvent]:
+        """The call's event timeline, oldest first (every page)."""
+        path = f"/v1/voice/calls/{seg(call_id)}/events"
+        params: Optional[Dict[str, Any]] = {}
+        out: List[CallEvent] = []
+        while params is not None:
+            body = self._client.request("GET", path, params=params)
+            items = _items(body)
+            out.extend(CallEvent(x) for x in items)
+            params = next_page_params(body, params) if items else None
+        return out
+
+    def recording(self, call_id: str) -> Recording:
+        """The call's recording (raises NotFoundError until it exists)."""
+        return Recording(self._client.request("GET", f"/v1/voice/calls/{seg(call_id)}/recording"))
+
+    def download_recording(
+        self, call_id_or_recording: Union[str, Recording], dest: Optional[PathLike] = None
+    ) -> Union[bytes, Path]:
+        """Download the recording's audio: the bytes, or the Path written when ``dest`` is given."""
+        rec = (
+            self.recording(call_id_or_recording)
+            if isinstance(call_id_or_recording, str)
+            else call_id_or_recording
+        )
+        url = _recording_url(self._client.base_url, rec)
+        response = self._client._send("GET", url, headers={"Accept": "*/*"})
+        return _write(dest, response.content)
+
+
+class Voices:
+    def __init__(self, client: "SyncAPIClient") -> None:
+        self._client = client
+
+    def list(self, **params: Any) -> SyncPage[Voice]:
+        fetch = lambda p: self._client.request("GET", "/v1/voice/voices", params=p)  # noqa: E731
+        return SyncPage(fetch(params), Voice, dict(params), fetch)
+
+
+class Numbers:
+    def __init__(self, client: "SyncAPIClient") -> None:
+        self._client = client
+
+    def list(self, **params: Any) -> SyncPage[PhoneNumber]:
+        fetch = lambda p: self._client.request("GET", "/v1/voice/numbers", params=p)  # noqa: E731
+        return SyncPage(fetch(params), PhoneNumber, dict(params), fetch)
+
+    def create(self, number: str, *, idempotency_key: Optional[str] = None, **fields: Any) -> PhoneNumber:
+        """Add a verified caller ID (E.164) to your account."""
+        body = {"number": number, **fields}
+        return PhoneNumber(
+            self._client.request("POST", "/v1/voice/numbers", json=body, idempotency_key=idempotency_key)
+        )
+
+    add = create
+
+    def delete(self, number: str) -> None:
+        self._client.request("DELETE", f"/v1/voice/numbers/{seg(number)}")
+
+
+class Flows:
+    def __init__(self, client: "SyncAPIClient") -> None:
+        self._client = client
+
+    def create(self, *, idempotency_key: Optional[str] = None, **flow: Any) -> Flow:
+        return Flow(self._client.request("POST", "/v1/voice/flows", json=flow, idempotency_key=idempotency_key))
+
+    def get(self, flow_id: str) -> Flow:
+        return Flow(self._client.request("GET", f"/v1/voice/flows/{seg(flow_id)}"))
+
+    retrieve = get
+
+    def list(self, **params: Any) -> SyncPage[Flow]:
+        fetch = lambda p: self._client.request("GET", "/v1/voice/flows", params=p)  # noqa: E731
+        return SyncPage(fetch(params), Flow, dict(params), fetch)
+
+    def update(self, flow_id: str, **flow: Any) -> Flow:
+        return Flow(self._client.request("PUT", f"/v1/voice/flows/{seg(flow_id)}", json=flow))
+
+    def delete(self, flow_id: str) -> None:
+        self._client.request("DELETE", f"/v1/voice/flows/{seg(flow_id)}")
+
+
+class VoiceResource:
+    """``canary.voice``: ``call(...)`` places a call; ``calls``, ``voices``, ``numbers``,
+    ``flows`` cover the rest of the Voice API."""
+
+    def __init__(self, client: "SyncAPIClient") -> None:
+        self.calls = Calls(client)
+        self.voices = Voices(client)
+        self.numbers = Numbers(client)
+        self.flows = Flows(client)
+        self.call = self.calls.create
+
+
+# ---------------------------------------------------------------------------------------
+# async
+
+
+class AsyncCalls:
+    def __init__(self, client: "AsyncAPIClient") -> None:
+        self._client = client
+
+    async def create(
+        self,
+        *,
+        to: str,
+        from_: str,
+        tts: Optional[TtsInput] = None,
+        audio_url: Optional[str] = None,
+        record: Optional[bool] = None,
+        transcribe: Optional[bool] = None,
+        recording_channels: Optional[RecordingChannels] = None,
+        gather: Optional[GatherInput] = None,
+        webhook_url: Optional[str] = None,
+        timeout: Optional[int] = None,
+        flow: Optional[Mapping[str, Any]] = None,
+        flow_id: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        request_timeout: Any = NOT_GIVEN,
+        extra_body: Optional[Mapping[str, Any]] = None,
+    ) -> Call:
+        """Place an outbound call (see :meth:`Calls.create`)."""
+        body = _call_body(
+            to, from_, tts, audio_url, record, transcribe, recording_channels, gather,
+            webhook_url, timeout, flow, flow_id, extra_body,
+        )
+        return Call(
+            await self._client.request(
+                "POST", "/v1/voice/calls", json=body, idempotency_key=idempotency_key,
+                timeout=request_timeout,
+            )
+        )
+
+    async def get(self, call_id: str, *, request_timeout: Any = NOT_GIVEN) -> Call:
+        return Call(
+            await self._client.request("GET", f"/v1/voice/calls/{seg(call_id)}", timeout=request_timeout)
+        )
+
+    retrieve = get
+
+    def list(
+        self,
+        *,
+        status: Optional[CallStatus] = None,
+        to: Optional[str] = None,
+        from_: Optional[str] = None,
+        created_after: Optional[str] = None,
+        created_before: Optional[str] = None,
+        limit: Optional[int] = None,
+        cursor: Optional[str] = None,
+        extra_params: Optional[Mapping[str, Any]] = None,
+    ) -> AsyncPaginator[Call]:
+        """``await`` for the first page, or ``async for call in ...list()`` for every call."""
+        params = _list_params(status, to, from_, created_after, created_before, limit, cursor, extra_params)
+        return AsyncPaginator(
+            Call, params, lambda p: self._client.request("GET", "/v1/voice/calls", params=p)
+        )
+
+    async def hangup(self, call_id: str, *, idempotency_key: Optional[str] = None) -> Call:
+        return Call(
+            await self._client.request(
+                "POST", f"/v1/voice/calls/{seg(call_id)}/hangup", idempotency_key=idempotency_key
+            )
+            or {"id": call_id}
+        )
+
+    async def events(self, call_id: str) -> List[CallEvent]:
+        path = f"/v1/voice/calls/{seg(call_id)}/events"
+        params: Optional[Dict[str, Any]] = {}
+        out: List[CallEvent] = []
+        while params is not None:
+            body = await self._client.request("GET", path, params=params)
+            items = _items(body)
+            out.extend(CallEvent(x) for x in items)
+            params = next_page_params(body, params) if items else None
+        return out
+
+    async def recording(self, call_id: str) -> Recording:
+        return Recording(await self._client.request("GET", f"/v1/voice/calls/{seg(call_id)}/recording"))
+
+    async def download_recording(
+        self, call_id_or_recording: Union[str, Recording], dest: Optional[PathLike] = None
+    ) -> Union[bytes, Path]:
+        rec = (
+            await self.recording(call_id_or_recording)
+            if isinstance(call_id_or_recording, str)
+            else call_id_or_recording
+        )
+        url = _recording_url(self._client.base_url, rec)
+        response = await self._client._send("GET", url, headers={"Accept": "*/*"})
+        return _write(dest, response.content)
+
+
+class AsyncVoices:
+    def __init__(self, client: "AsyncAPIClient") -> None:
+        self._client = client
+
+    def list(self, **params: Any) -> AsyncPaginator[Voice]:
+        return AsyncPaginator(Voice, dict(params), lambda p: self._client.request("GET", "/v1/voice/voices", params=p))
+
+
+class AsyncNumbers:
+    def __init__(self, client: "AsyncAPIClient") -> None:
+        self._client = client
+
+    def list(self, **params: Any) -> AsyncPaginator[PhoneNumber]:
+        return AsyncPaginator(
+            PhoneNumber, dict(params), lambda p: self._client.request("GET", "/v1/voice/numbers", params=p)
+        )
+
+    async def create(self, number: str, *, idempotency_key: Optional[str] = None, **fields: Any) -> PhoneNumber:
+        body = {"number": number, **fields}
+        return PhoneNumber(
+            await self._client.request("POST", "/v1/voice/numbers", json=body, idempotency_key=idempotency_key)
+        )
+
+    add = create
+
+    async def delete(self, number: str) -> None:
+        await self._client.request("DELETE", f"/v1/voice/numbers/{seg(number)}")
+
+
+class AsyncFlows:
+    def __init__(self, client: "AsyncAPIClient") -> None:
+        self._client = client
+
+    async def create(self, *, idempotency_key: Optional[str] = None, **flow: Any) -> Flow:
+        return Flow(
+            await self._client.request("POST", "/v1/voice/flows", json=flow, idempotency_key=idempotency_key)
+        )
+
+    async def get(self, flow_id: str) -> Flow:
+        return Flow(await self._client.request("GET", f"/v1/voice/flows/{seg(flow_id)}"))
+
+    retrieve = get
+
+    def list(self, **params: Any) -> AsyncPaginator[Flow]:
+        return AsyncPaginator(Flow, dict(params), lambda p: self._client.request("GET", "/v1/voice/flows", params=p))
+
+    async def update(self, flow_id: str, **flow: Any) -> Flow:
+        return Flow(await self._client.request("PUT", f"/v1/voice/flows/{seg(flow_id)}", json=flow))
+
+    async def delete(self, flow_id: str) -> None:
+        await self._client.request("DELETE", f"/v1/voice/flows/{seg(flow_id)}")
+
+
+class AsyncVoiceResource:
+    def __init__(self, client: "AsyncAPIClient") -> None:
+        self.calls = AsyncCalls(client)
+        self.voices = AsyncVoices(client)
+        self.numbers = AsyncNumbers(client)
+        self.flows = AsyncFlows(client)
+        self.call = self.calls.create
+
+
+__all__ = [
+    "Calls", "Voices", "Numbers", "Flows", "VoiceResource",
+    "AsyncCalls", "AsyncVoices", "AsyncNumbers", "AsyncFlows", "AsyncVoiceResource",
+    "AsyncPage", "REQUEST_OPTIONS",
+]

@@ -1,0 +1,59 @@
+"""Request body reading: content type (415), size (413), JSON (400)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+
+from services.api.errors import ApiError
+
+
+def _is_json(content_type: str) -> bool:
+    mt = content_type.split(";", 1)[0].strip().lower()
+    return mt == "application/json" or (mt.startswith("application/") and mt.endswith("+json"))
+
+
+async def read_json(request: Request, max_bytes: int, *, optional: bool = False) -> Any:
+    """The parsed JSON body, or an ApiError with the right status."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            n = int(length)
+        except ValueError:
+            raise ApiError(400, "bad_request", "invalid Content-Length") from None
+        if n > max_bytes:
+            raise ApiError(413, "payload_too_large", f"body larger than {max_bytes} bytes")
+        if n == 0 and optional:
+            return None
+    ctype = request.headers.get("content-type")
+    if ctype is None and optional:
+        raw = await _read(request, max_bytes)
+        if not raw.strip():
+            return None
+        ctype = ""
+    if not _is_json(ctype or ""):
+        raise ApiError(415, "unsupported_media_type", "Content-Type must be application/json")
+    raw = await _read(request, max_bytes)
+    if not raw.strip():
+        if optional:
+            return None
+        raise ApiError(400, "invalid_json", "request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+
+
+async def _read(request: Request, max_bytes: int) -> bytes:
+    if hasattr(request, "_body"):
+        return request._body
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ApiError(413, "payload_too_large", f"body larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    request._body = b"".join(chunks)
+    return request._body

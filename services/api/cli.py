@@ -1,0 +1,146 @@
+"""CLI commands of the API service (plugged into `canary-voice` by services.cli).
+
+    canary-voice accounts create NAME [--cps N]
+    canary-voice keys create --account NAME --test|--live      (prints the key once)
+    canary-voice numbers add --account NAME +E164
+    canary-voice numbers list --account NAME
+    canary-voice dev-setup                                       (what `make run` calls)
+    canary-voice api                                             (serve the HTTP API)
+    canary-voice schemas openapi | asyncapi
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable
+
+import typer
+
+from services.common import accounts as repo
+
+DEV_ACCOUNT = "dev"
+DEV_NUMBER = "+15559876543"
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def _with_db(fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        from services.common import db
+
+        await db.migrate()
+        conn = await db.connect()
+        try:
+            return await fn(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(run())
+    except repo.AccountError as exc:
+        _fail(exc.message)
+    except (OSError, TimeoutError) as exc:
+        _fail(f"cannot reach Postgres ({exc}); is the stack up? (canary-voice stack up)")
+
+
+async def _account(conn: Any, name: str) -> dict:
+    acct = await repo.get_account(conn, name)
+    if acct is None:
+        raise repo.AccountError("account_not_found", f"no account named {name!r}")
+    return acct
+
+
+def register(app: typer.Typer) -> None:
+    accounts_app = typer.Typer(help="Accounts.", no_args_is_help=True)
+    keys_app = typer.Typer(help="API keys (stored only as hashes; shown once).", no_args_is_help=True)
+    numbers_app = typer.Typer(help="Verified caller ids of an account.", no_args_is_help=True)
+    app.add_typer(accounts_app, name="accounts")
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(numbers_app, name="numbers")
+
+    @accounts_app.command("create")
+    def accounts_create(name: str,
+                        cps: float = typer.Option(None, "--cps", help="call creations per second (default 10)")
+                        ) -> None:
+        """Create an account."""
+        acct = _with_db(lambda c: repo.create_account(c, name, cps))
+        typer.echo(f"{acct['id']} {acct['name']}")
+
+    @keys_app.command("create")
+    def keys_create(account: str = typer.Option(..., "--account", help="account name"),
+                    test: bool = typer.Option(False, "--test", help="sk_test_ key (sandbox carrier)"),
+                    live: bool = typer.Option(False, "--live", help="sk_live_ key (SIP trunk)")) -> None:
+        """Create an API key and print it (it cannot be shown again)."""
+        if test == live:
+            _fail("give exactly one of --test or --live")
+
+        async def go(c: Any) -> str:
+            acct = await _account(c, account)
+            return (await repo.create_key(c, acct["id"], "test" if test else "live"))[1]
+
+        typer.echo(_with_db(go))
+
+    @numbers_app.command("add")
+    def numbers_add(number: str, account: str = typer.Option(..., "--account", help="account name")) -> None:
+        """Verify a caller id (E.164) for the account."""
+        async def go(c: Any) -> str:
+            acct = await _account(c, account)
+            return (await repo.add_number(c, acct["id"], number))["number"]
+
+        typer.echo(_with_db(go))
+
+    @numbers_app.command("list")
+    def numbers_list(account: str = typer.Option(..., "--account", help="account name")) -> None:
+        """List the account's verified caller ids."""
+        async def go(c: Any) -> list:
+            return await repo.list_numbers(c, (await _account(c, account))["id"])
+
+        for n in _with_db(go):
+            typer.echo(n["number"])
+
+    @numbers_app.command("remove")
+    def numbers_remove(number: str, account: str = typer.Option(..., "--account", help="account name")) -> None:
+        """Remove a verified caller id."""
+        async def go(c: Any) -> bool:
+            from events.catalog import e164
+
+            return await repo.remove_number(c, (await _account(c, account))["id"], e164(number))
+
+        if not _with_db(go):
+            _fail(f"{number} is not verified for {account}")
+
+    @app.command("dev-setup")
+    def dev_setup(cps: float = typer.Option(100.0, "--cps", help="call creations per second")) -> None:
+        """Idempotently create account `dev` with +15559876543 verified; print a fresh sk_test key."""
+        async def go(c: Any) -> str:
+            acct = await repo.ensure_account(c, DEV_ACCOUNT, cps)
+            await repo.ensure_number(c, acct["id"], DEV_NUMBER)
+            return (await repo.create_key(c, acct["id"], "test"))[1]
+
+        typer.echo(_with_db(go))
+
+    @app.command("api")
+    def api() -> None:
+        """Serve the HTTP API (CANARY_API_HOST:CANARY_API_PORT, default 127.0.0.1:8080)."""
+        from services.api.__main__ import main
+
+        main()
+
+    schemas_app = next((g.typer_instance for g in app.registered_groups if g.name == "schemas"), None)
+    if schemas_app is not None:
+        @schemas_app.command("openapi")
+        def schemas_openapi() -> None:
+            """Write schemas/openapi.json from the API app."""
+            from services.api.openapi import write
+
+            typer.echo(write())
+
+        @schemas_app.command("asyncapi")
+        def schemas_asyncapi() -> None:
+            """Write schemas/asyncapi.yaml (AsyncAPI 3) for the four topics."""
+            from services.api.asyncapi import write
+
+            typer.echo(write())

@@ -1,0 +1,159 @@
+"""Pydantic models of the public JSON shapes, used for the OpenAPI document.
+
+Request bodies are parsed by hand (orjson + services.common.intake) for speed and for
+one error shape; these models describe the same contract for clients.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from events.catalog import Gather, Tts
+
+Status = Literal["queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+
+class ErrorDetail(_Doc):
+    code: str = Field(description="machine-readable, e.g. invalid_phone_number, rate_limited")
+    message: str
+    field: str | None = Field(None, description="offending request field (dotted), if any")
+
+
+class ErrorResponse(_Doc):
+    error: ErrorDetail
+
+
+class CallCreate(_Doc):
+    """Body of POST /v1/voice/calls. Either `tts` or `audio_url` is required (or `flow`/`flow_id`)."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    to: str = Field(description="recipient, E.164", examples=["+15551234567"])
+    from_: str = Field(alias="from", description="caller id: a verified number of your account",
+                       examples=["+15559876543"])
+    tts: Tts | None = Field(None, description="text-to-speech configuration (text may contain SSML)")
+    audio_url: str | None = Field(None, max_length=2048, description="URL of an audio file to play (MP3, WAV)")
+    record: bool = False
+    transcribe: bool = False
+    recording_channels: Literal["mono", "dual"] = "mono"
+    gather: Gather | None = None
+    webhook_url: str | None = Field(None, max_length=2048, description="URL for call status webhooks")
+    timeout: int = Field(30, ge=1, le=600, description="ring timeout in seconds")
+    flow: dict[str, Any] | None = Field(None, description="inline IVR flow")
+    flow_id: str | None = Field(None, description="id of a stored IVR flow")
+
+
+class CallCreated(_Doc):
+    id: str = Field(examples=["call_abc123xyz"])
+    to: str
+    from_: str = Field(alias="from")
+    status: Literal["queued"] = "queued"
+    direction: Literal["outbound"] = "outbound"
+    created_at: str = Field(examples=["2024-01-01T12:00:00Z"])
+
+
+class RecordingRef(_Doc):
+    id: str
+    duration: int = Field(description="seconds")
+    url: str = Field(description="signed, expiring download URL")
+
+
+class Transcription(_Doc):
+    text: str
+    confidence: float
+
+
+class GatherResult(_Doc):
+    status: Literal["completed", "timeout"]
+    digits: str = ""
+    finished_on_key: str | None = None
+    speech: dict[str, Any] | None = None
+
+
+class Call(_Doc):
+    id: str
+    to: str | None
+    from_: str | None = Field(alias="from")
+    status: Status
+    direction: Literal["outbound", "inbound"]
+    created_at: str
+    updated_at: str
+    answered_at: str | None = None
+    ended_at: str | None = None
+    duration: int | None = Field(None, description="seconds from answer to end")
+    answered_by: str | None = None
+    price: None = Field(None, description="always null: this service does not bill")
+    end_reason: str | None = None
+    sip_code: int | None = None
+    recording: RecordingRef | None = None
+    transcription: Transcription | None = None
+    gather: GatherResult | None = None
+
+
+class CallList(_Doc):
+    data: list[Call]
+    has_more: bool
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
+
+
+class CallEvent(_Doc):
+    id: str
+    type: str = Field(examples=["call.ringing"])
+    version: int
+    occurred_at: str
+    data: dict[str, Any]
+
+
+class CallEventList(_Doc):
+    call_id: str
+    data: list[CallEvent]
+
+
+class Recording(_Doc):
+    id: str = Field(examples=["rec_xyz789"])
+    call_id: str
+    duration: int = Field(description="seconds")
+    url: str
+    transcription: Transcription | None = None
+
+
+class NumberCreate(_Doc):
+    model_config = ConfigDict(extra="forbid")
+    number: str = Field(description="E.164 caller id to verify", examples=["+15559876543"])
+
+
+class Number(_Doc):
+    number: str
+    created_at: str
+
+
+class NumberList(_Doc):
+    data: list[Number]
+
+
+class Voice(_Doc):
+    id: str = Field(examples=["en-US-Neural2-F"])
+    language: str
+    language_name: str
+    gender: str
+    type: str
+    engine: str
+    note: str = ""
+
+
+class VoiceList(_Doc):
+    data: list[Voice]
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` entries for the error statuses an operation can return."""
+    desc = {400: "malformed JSON", 401: "missing or invalid API key", 403: "not allowed",
+            404: "not found", 409: "conflict", 413: "body too large", 415: "content type must be application/json",
+            422: "validation failed", 429: "rate limited (see Retry-After)",
+            503: "a dependency is unreachable; nothing was accepted (see Retry-After)"}
+    return {s: {"model": ErrorResponse, "description": desc.get(s, "error")} for s in statuses}

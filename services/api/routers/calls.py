@@ -1,0 +1,234 @@
+"""/v1/voice/calls: create (PlaceCall command), get, list, hang up, events, recording."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.responses import Response
+
+from events import new_envelope
+from events.catalog import FINAL_STATUSES
+from events.envelope import utc_now
+from services.api import models, store
+from services.api.auth import current_account
+from services.api.body import read_json
+from services.api.errors import ApiError, json_response
+from services.common.accounts import Account, iso, new_id
+from services.common.intake import check_place_call
+
+router = APIRouter(tags=["calls"])
+
+CALL_ID_RE = re.compile(r"^call_[0-9A-Za-z]{1,40}$")
+IDEM_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+_SERVER_FIELDS = ("carrier", "created_at")
+_CALL_BODY = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/CallCreate"},
+                         "example": {"to": "+15551234567", "from": "+15559876543",
+                                     "tts": {"text": "Hello! This is a call from Canary. Press 1 to confirm.",
+                                             "voice": "en-US-Neural2-F"}}}}}}
+
+
+def commands_topic() -> str:
+    # Same name as events.topics.COMMANDS, but read per app so tests can vary the prefix.
+    return os.environ.get("CANARY_TOPIC_PREFIX", "") + "voice.call.commands"
+
+
+def created_response(call_id: str, data: dict[str, Any], created_at: str) -> dict[str, Any]:
+    return {"id": call_id, "to": data["to"], "from": data["from"], "status": "queued",
+            "direction": "outbound", "created_at": created_at}
+
+
+def _not_found(call_id: str) -> ApiError:
+    return ApiError(404, "call_not_found", f"no call {call_id}", "id")
+
+
+@router.post("/v1/voice/calls", status_code=201, response_model=None, openapi_extra=_CALL_BODY,
+             summary="Place an outbound call",
+             responses={201: {"model": models.CallCreated, "description": "accepted: the PlaceCall command is "
+                              "durably in Kafka; the call is placed asynchronously"},
+                        **models.errors(400, 401, 403, 409, 413, 415, 422, 429, 503)})
+async def create_call(request: Request, account: Annotated[Account, Depends(current_account)],
+                      idempotency_key: Annotated[str | None, Header(
+                          description="retries with the same key return the same call; "
+                                      "a different body with the same key is a 409")] = None) -> Response:
+    rt = request.app.state.runtime
+    body = await read_json(request, rt.max_body)
+    if idempotency_key is not None and not IDEM_RE.match(idempotency_key):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: 1-255 printable ASCII characters",
+                       "Idempotency-Key")
+    if isinstance(body, dict):
+        for k in _SERVER_FIELDS:
+            if k in body:
+                raise ApiError(422, "unknown_field", f"{k} is set by the server", k)
+    data = {**body, "carrier": account.carrier} if isinstance(body, dict) else body
+    payload, errors = await check_place_call(data, account.id, rt.numbers)
+    if errors:
+        e = errors[0]
+        status = 403 if e["code"] == "number_not_verified" else 422
+        raise ApiError(status, e["code"], e["message"], e.get("field"))
+    rt.rate_limit(account)
+
+    call_id = new_id("call")
+    created_at = utc_now()
+    command = payload.model_dump(by_alias=True, exclude_none=True, mode="json")
+    command["created_at"] = created_at
+    env = new_envelope("PlaceCall", call_id, account.id, command)
+    created = datetime.fromisoformat(created_at)
+    pool = await rt.db()
+    topic = commands_topic()
+
+    if idempotency_key is None:
+        await pool.execute(store.INSERT_REQUEST, call_id, account.id, command["to"], command["from"], command,
+                           created)
+        try:
+            await rt.publish(topic, env)
+        except ApiError:
+            await pool.execute("DELETE FROM call_requests WHERE id = $1", call_id)
+            raise
+        return json_response(created_response(call_id, command, created_at), 201)
+
+    # Idempotent: the key row and the request row commit only once Kafka has acked. A
+    # concurrent retry blocks on the key's unique index until then, and sees the result.
+    body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    async with pool.acquire() as conn:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = on")
+            got = await conn.fetchval(
+                "INSERT INTO idempotency_keys (account_id, key, body_sha256, call_id) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (account_id, key) DO NOTHING RETURNING call_id",
+                account.id, idempotency_key, body_hash, call_id)
+            if got is not None:
+                await conn.execute(store.INSERT_REQUEST, call_id, account.id, command["to"], command["from"],
+                                   command, created)
+                await rt.publish(topic, env)  # raises -> transaction rolls back -> 503
+                return json_response(created_response(call_id, command, created_at), 201)
+        prior = await conn.fetchrow(
+            "SELECT k.body_sha256, r.id, r.request, r.created_at FROM idempotency_keys k"
+            " LEFT JOIN call_requests r ON r.id = k.call_id WHERE k.account_id = $1 AND k.key = $2",
+            account.id, idempotency_key)
+    if prior is None or prior["id"] is None:
+        raise ApiError(409, "idempotency_conflict", "a request with this Idempotency-Key is in an unknown "
+                       "state; retry", "Idempotency-Key", headers={"Retry-After": "1"})
+    if prior["body_sha256"] != body_hash:
+        raise ApiError(409, "idempotency_key_reused", "this Idempotency-Key was used with a different body",
+                       "Idempotency-Key")
+    req = prior["request"]
+    return json_response(created_response(prior["id"], req, req.get("created_at") or iso(prior["created_at"])),
+                         201, headers={"Idempotent-Replayed": "true"})
+
+
+async def fetch_call(request: Request, account: Account, call_id: str) -> dict[str, Any]:
+    if not CALL_ID_RE.match(call_id):
+        raise _not_found(call_id[:64])
+    pool = await request.app.state.runtime.db()
+    row = await pool.fetchrow(store.GET_CALL, account.id, call_id)
+    if row is None:
+        raise _not_found(call_id)
+    return store.call_from_row(row)
+
+
+@router.get("/v1/voice/calls/{call_id}", response_model=None, summary="Get a call",
+            responses={200: {"model": models.Call}, **models.errors(401, 404, 503)})
+async def get_call(call_id: str, request: Request,
+                   account: Annotated[Account, Depends(current_account)]) -> Response:
+    return json_response(await fetch_call(request, account, call_id))
+
+
+def _utc(dt: datetime | None) -> datetime | None:
+    if dt is not None and dt.tzinfo is None:
+        return dt.replace(tzinfo=timezone.utc)
+    return dt
+
+
+def _number_filter(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if not re.fullmatch(r"\+[1-9][0-9]{1,15}", value):
+        raise ApiError(422, "invalid_parameter", f"{name} must be an E.164 number", name)
+    return value
+
+
+@router.get("/v1/voice/calls", response_model=None, summary="List calls (newest first)",
+            responses={200: {"model": models.CallList}, **models.errors(401, 422, 503)})
+async def list_calls(
+    request: Request,
+    account: Annotated[Account, Depends(current_account)],
+    status: Annotated[models.Status | None, Query()] = None,
+    to: Annotated[str | None, Query(max_length=20)] = None,
+    from_: Annotated[str | None, Query(alias="from", max_length=20)] = None,
+    created_after: Annotated[datetime | None, Query(description="inclusive, RFC 3339")] = None,
+    created_before: Annotated[datetime | None, Query(description="exclusive, RFC 3339")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+) -> Response:
+    cur = None
+    if cursor:
+        cur = store.decode_cursor(cursor)
+        if cur is None:
+            raise ApiError(422, "invalid_cursor", "cursor is not one this API returned", "cursor")
+    after, before = _utc(created_after), _utc(created_before)
+    for name, dt in (("created_after", after), ("created_before", before)):
+        if dt is not None and not (1970 <= dt.year <= 9000):
+            raise ApiError(422, "invalid_parameter", f"{name} out of range", name)
+    sql, args = store.list_query(status, _number_filter(to, "to"), _number_filter(from_, "from"),
+                                 after, before, cur, limit)
+    pool = await request.app.state.runtime.db()
+    rows = await pool.fetch(sql, account.id, *args)
+    has_more = len(rows) > limit
+    rows = rows[:limit]
+    data = [store.call_from_row(r) for r in rows]
+    next_cursor = store.encode_cursor(rows[-1]["created_at"], rows[-1]["id"]) if has_more else None
+    return json_response({"data": data, "has_more": has_more, "next_cursor": next_cursor})
+
+
+@router.post("/v1/voice/calls/{call_id}/hangup", status_code=202, response_model=None,
+             summary="Hang up a live call, or cancel a queued or ringing one",
+             responses={202: {"model": models.Call, "description": "HangupCall command accepted"},
+                        **models.errors(401, 404, 409, 503)})
+async def hangup_call(call_id: str, request: Request,
+                      account: Annotated[Account, Depends(current_account)]) -> Response:
+    call = await fetch_call(request, account, call_id)
+    if call["status"] in FINAL_STATUSES:
+        raise ApiError(409, "call_already_ended", f"the call is already {call['status']}", "status")
+    env = new_envelope("HangupCall", call_id, account.id, {"reason": "api"})
+    await request.app.state.runtime.publish(commands_topic(), env)
+    return json_response(call, 202)
+
+
+@router.get("/v1/voice/calls/{call_id}/events", response_model=None, summary="The call's event timeline",
+            responses={200: {"model": models.CallEventList}, **models.errors(401, 404, 503)})
+async def call_events(call_id: str, request: Request,
+                      account: Annotated[Account, Depends(current_account)],
+                      limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> Response:
+    await fetch_call(request, account, call_id)
+    pool = await request.app.state.runtime.db()
+    rows = await pool.fetch(store.GET_EVENTS, call_id, account.id, limit)
+    data = [{"id": str(r["event_id"]), "type": r["type"], "version": r["version"],
+             "occurred_at": iso(r["occurred_at"]), "data": r["data"]} for r in rows]
+    return json_response({"call_id": call_id, "data": data})
+
+
+@router.get("/v1/voice/calls/{call_id}/recording", response_model=None, summary="The call's recording",
+            responses={200: {"model": models.Recording}, **models.errors(401, 404, 503)})
+async def call_recording(call_id: str, request: Request,
+                         account: Annotated[Account, Depends(current_account)]) -> Response:
+    if not CALL_ID_RE.match(call_id):
+        raise _not_found(call_id[:64])
+    pool = await request.app.state.runtime.db()
+    row = await pool.fetchrow(store.GET_RECORDING, call_id, account.id)
+    if row is None:
+        await fetch_call(request, account, call_id)  # 404 call_not_found if there is no such call
+        raise ApiError(404, "recording_not_found", "the call has no recording (yet)", "recording")
+    tr = None
+    if row["tr_text"] is not None:
+        tr = {"text": row["tr_text"], "confidence": round(float(row["tr_confidence"]), 4)}
+    return json_response({"id": row["id"], "call_id": row["call_id"],
+                          "duration": round(row["duration_ms"] / 1000),
+                          "url": store.recording_url(row["id"], row["mp3_ref"]), "transcription": tr})
+

@@ -1,0 +1,43 @@
+"""/v1/voice/recordings/{id}/media: recording bytes behind a signed, expiring URL."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import Response
+
+from services.api import models, signing
+from services.api.errors import ApiError
+
+router = APIRouter(tags=["recordings"])
+
+_MEDIA_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
+
+
+@router.get("/v1/voice/recordings/{rec_id}/media", response_model=None,
+            summary="Download a recording (the signed `url` of GET /v1/voice/calls/{id}/recording)",
+            responses={200: {"content": {"audio/wav": {}, "audio/mpeg": {}}, "description": "audio"},
+                       **models.errors(403, 404, 422, 503)})
+async def recording_media(rec_id: str, request: Request,
+                          expires: Annotated[int, Query(ge=0, le=2**53)],
+                          signature: Annotated[str, Query(max_length=128)],
+                          format: Annotated[Literal["wav", "mp3"], Query()] = "mp3") -> Response:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", rec_id) or not signing.verify(rec_id, format, expires, signature):
+        raise ApiError(403, "invalid_signature", "the link is invalid or has expired", "signature")
+    pool = await request.app.state.runtime.db()
+    row = await pool.fetchrow("SELECT wav_ref, mp3_ref FROM projection.recordings WHERE id = $1", rec_id)
+    ref = (row["mp3_ref"] if format == "mp3" else row["wav_ref"]) if row else None
+    if not ref:
+        raise ApiError(404, "recording_not_found", f"no {format} for recording {rec_id}", "format")
+    from services.common.media_store import MediaNotFound, get_media_store
+
+    try:
+        data = await asyncio.to_thread(get_media_store().get, ref)
+    except (MediaNotFound, ValueError):
+        raise ApiError(404, "recording_not_found", "the recording's audio is gone", None) from None
+    return Response(data, media_type=_MEDIA_TYPES[format],
+                    headers={"Content-Disposition": f'attachment; filename="{rec_id}.{format}"',
+                             "Cache-Control": "private, max-age=300"})

@@ -1,0 +1,188 @@
+"""Process-wide resources of the API: Postgres pool, Kafka producer, caches, rate limits.
+
+Hot path budget for POST /v1/voice/calls: the key -> account lookup and the account's
+verified numbers come from short-TTL in-memory caches, so a request costs one Postgres
+round trip (the call_requests insert) and one Kafka ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from events import Envelope, encode
+from services.common import accounts, db
+from services.common.accounts import Account, VerifiedNumbers
+from services.common.config import settings
+from services.common.kafka import make_producer
+from services.common.logging import get_logger
+from services.api.errors import ApiError, unavailable
+
+log = get_logger(service="api")
+
+
+def _f(name: str, default: float) -> float:
+    return float(os.environ.get(name, default))
+
+
+class TokenBucket:
+    """Per-account call-creation limit: refills at `rate`/s, holds at most `burst` tokens."""
+
+    __slots__ = ("rate", "burst", "tokens", "at")
+
+    def __init__(self, rate: float, burst: float):
+        self.rate = max(rate, 0.001)
+        self.burst = max(burst, 1.0)
+        self.tokens = self.burst
+        self.at = time.monotonic()
+
+    def take(self) -> float:
+        """0 if a token was taken, else the seconds to wait for one."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.rate
+
+
+class Runtime:
+    def __init__(self) -> None:
+        s = settings()
+        self.settings = s
+        self.pool: asyncpg.Pool | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+        self._next_kafka_try = 0.0
+        self.send_timeout = _f("CANARY_API_SEND_TIMEOUT", 5.0)
+        self.auth_ttl = _f("CANARY_API_AUTH_TTL", 30.0)
+        self.max_body = int(_f("CANARY_API_MAX_BODY", 128 * 1024))
+        self.burst_factor = _f("CANARY_API_BURST_SECONDS", 2.0)
+        self._keys: dict[bytes, tuple[float, Account | None]] = {}
+        self.numbers: VerifiedNumbers | None = None
+        self._buckets: dict[str, TokenBucket] = {}
+
+    # --- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        from services.projector.store import ensure_schema, init_connection
+
+        try:
+            await db.migrate()
+            self.pool = await self._create_pool(min_size=2)
+            async with self.pool.acquire() as conn:
+                await ensure_schema(conn, "projection")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            # Serve anyway: requests needing the database answer 503 until it is back.
+            log.warning("database_unreachable_at_start", error=repr(exc))
+            self.pool = None
+        self.numbers = VerifiedNumbers(self, ttl=_f("CANARY_API_NUMBERS_TTL", 5.0))
+        await self.kafka(raise_on_error=False)
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            try:
+                await self.producer.stop()
+            except Exception:
+                pass
+        if self.pool is not None:
+            await self.pool.close()
+
+    # --- Postgres ----------------------------------------------------------------------
+    async def db(self) -> asyncpg.Pool:
+        if self.pool is None:
+            from services.projector.store import init_connection
+
+            try:
+                self.pool = await self._create_pool(min_size=1, timeout=3)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+                raise unavailable("database") from None
+        return self.pool
+
+    async def _create_pool(self, **kw: Any) -> asyncpg.Pool:
+        from services.projector.store import init_connection
+
+        # Kafka is where an accepted call is durable; the call_requests row is a
+        # read-your-writes aid (GET right after POST), so its commit need not wait for
+        # the WAL flush. Writes that must survive a Postgres crash (idempotency keys)
+        # turn synchronous_commit back on for their transaction.
+        return await db.create_pool(max_size=int(_f("CANARY_API_DB_POOL", 20)), init=init_connection,
+                                    server_settings={"synchronous_commit": os.environ.get(
+                                        "CANARY_API_SYNC_COMMIT", "off")}, **kw)
+
+    # asyncpg-like facade so VerifiedNumbers can use the runtime as its `db`
+    async def fetch(self, *args: Any) -> list:
+        return await (await self.db()).fetch(*args)
+
+    # --- Kafka -------------------------------------------------------------------------
+    async def kafka(self, raise_on_error: bool = True) -> AIOKafkaProducer | None:
+        """The started producer; (re)connects lazily, at most once a second."""
+        if self.producer is not None:
+            return self.producer
+        if time.monotonic() < self._next_kafka_try or self._producer_lock.locked():
+            if raise_on_error:
+                raise unavailable("kafka")
+            return None
+        async with self._producer_lock:
+            if self.producer is not None:
+                return self.producer
+            p = make_producer(request_timeout_ms=int(self.send_timeout * 1000), client_id="canary-api",
+                              linger_ms=int(_f("CANARY_API_LINGER_MS", 1)))
+            try:
+                await asyncio.wait_for(p.start(), self.send_timeout)
+            except Exception as exc:
+                self._next_kafka_try = time.monotonic() + 1.0
+                log.warning("kafka_unreachable", error=repr(exc))
+                try:
+                    await p.stop()
+                except Exception:
+                    pass
+                if raise_on_error:
+                    raise unavailable("kafka") from None
+                return None
+            self.producer = p
+            return p
+
+    async def publish(self, topic: str, env: Envelope) -> None:
+        """Send and wait for the acks=all acknowledgement; ApiError 503 if it does not come."""
+        producer = await self.kafka()
+        try:
+            async def _send() -> None:
+                fut = await producer.send(topic, encode(env), key=env.call_id.encode())
+                await asyncio.shield(fut)
+
+            await asyncio.wait_for(_send(), self.send_timeout + 1.0)
+        except Exception as exc:
+            log.warning("kafka_produce_failed", call_id=env.call_id, error=repr(exc))
+            raise unavailable("kafka") from None
+
+    # --- auth / limits -----------------------------------------------------------------
+    async def authenticate(self, key: str) -> Account | None:
+        h = accounts.hash_key(key)
+        now = time.monotonic()
+        hit = self._keys.get(h)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        acct = await accounts.authenticate(await self.db(), key)
+        if len(self._keys) > 100_000:
+            self._keys.clear()
+        # Unknown keys are remembered briefly too, so guessing does not hammer Postgres.
+        self._keys[h] = (now + (self.auth_ttl if acct else min(self.auth_ttl, 5.0)), acct)
+        return acct
+
+    def rate_limit(self, account: Account) -> None:
+        b = self._buckets.get(account.id)
+        if b is None or b.rate != max(account.calls_per_second, 0.001):
+            rate = account.calls_per_second
+            b = self._buckets[account.id] = TokenBucket(rate, max(20.0, rate * self.burst_factor))
+        wait = b.take()
+        if wait > 0:
+            raise ApiError(429, "rate_limited",
+                           f"call creation is limited to {account.calls_per_second:g}/s for this account",
+                           headers={"Retry-After": str(max(1, math.ceil(wait)))})

@@ -1,0 +1,151 @@
+"""PlaceCall validation shared by the HTTP API and the orchestrator's Kafka intake.
+
+Kafka producers can bypass the API, so the orchestrator re-validates every PlaceCall
+with the same function the API uses: whatever the HTTP API refuses, the Kafka intake
+refuses too (as a ``call.rejected`` event + a ``voice.dlq`` record), with the same codes.
+
+    payload, errors = await check_place_call(data, account_id, lookup)
+
+``lookup`` answers "is this caller id verified for this account?": a sync or async
+callable ``lookup(account_id, number) -> bool`` (e.g.
+:class:`services.common.accounts.VerifiedNumbers`, which caches per account).
+
+Errors are dicts ``{"code", "field", "message"}`` (``field`` uses the public JSON names,
+dotted for nested fields, e.g. ``tts.voice``; None when the whole request is at fault).
+Codes: invalid_request, missing_field, unknown_field, invalid_field, conflicting_fields,
+invalid_phone_number, number_not_verified, invalid_voice, invalid_ssml, invalid_url.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from events.catalog import PlaceCallData
+from services.common.accounts import call_lookup
+
+_SOURCES = ("tts", "audio_url", "flow", "flow_id")
+_PHONE_FIELDS = ("to", "from")
+_PYDANTIC_CODES = {
+    "missing": "missing_field",
+    "extra_forbidden": "unknown_field",
+}
+
+
+def _err(code: str, field: str | None, message: str) -> dict[str, Any]:
+    return {"code": code, "field": field, "message": message}
+
+
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    # Postgres text/jsonb cannot hold U+0000; refuse it here rather than fail on insert.
+    if depth > 64:
+        return False
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v, depth + 1) for v in value)
+    return False
+
+
+def _pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    out = []
+    for e in exc.errors(include_url=False):
+        loc = [str(p) for p in e["loc"]]
+        field = ".".join(loc) or None
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        code = _PYDANTIC_CODES.get(e["type"], "invalid_field")
+        if field in _PHONE_FIELDS and e["type"] == "value_error":
+            code = "invalid_phone_number"
+        out.append(_err(code, field, msg))
+    return out
+
+
+def _tts_errors(tts: Any) -> list[dict[str, Any]]:
+    """Voice / SSML / range checks from the TTS service, if it is installed."""
+    try:
+        from services.tts.validate import validate_tts
+    except ImportError:
+        return []
+    out = []
+    for p in validate_tts(tts):
+        field = p.get("field") or "tts"
+        msg = p.get("message", "invalid tts")
+        if "allowed" in p:
+            code = "invalid_voice"
+            msg = f"{msg}; see GET /v1/voice/voices for the voice ids"
+        elif "position" in p:
+            code = "invalid_ssml"
+            msg = f"{msg} (at character {p['position']})"
+        elif msg.startswith("unknown field"):
+            code = "unknown_field"
+        else:
+            code = "invalid_field"
+        out.append(_err(code, field, msg))
+    return out
+
+
+def _url_error(field: str, url: str | None) -> dict[str, Any] | None:
+    if url is None:
+        return None
+    from services.common.ssrf import SsrfError, check_url
+
+    try:
+        check_url(url)
+    except SsrfError as exc:
+        return _err("invalid_url", field, str(exc))
+    return None
+
+
+async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[PlaceCallData | None, list[dict]]:
+    """Validate a PlaceCall payload for ``account_id``: (model, []) or (None, errors)."""
+    if not isinstance(data, dict):
+        return None, [_err("invalid_request", None, "the request body must be a JSON object")]
+    if _has_nul(data):
+        return None, [_err("invalid_request", None, "strings must not contain NUL characters")]
+
+    errors: list[dict[str, Any]] = []
+    present = [k for k in _SOURCES if data.get(k) is not None]
+    if not present:
+        errors.append(_err("missing_field", "tts", "either tts or audio_url is required"))
+    elif data.get("tts") is not None and data.get("audio_url") is not None:
+        errors.append(_err("conflicting_fields", "audio_url", "give tts or audio_url, not both"))
+
+    tts_errors = _tts_errors(data["tts"]) if data.get("tts") is not None else []
+    tts_fields = {e["field"] for e in tts_errors}
+
+    model: PlaceCallData | None = None
+    try:
+        model = PlaceCallData.model_validate(data, strict=True)
+    except ValidationError as exc:
+        for e in _pydantic_errors(exc):
+            if e["field"] is None and errors:
+                continue  # the model-level "one source" rule, already reported precisely
+            if e["field"] in tts_fields or (e["field"] == "tts" and tts_errors):
+                continue  # the TTS service's message is the more precise one
+            errors.append(e)
+    errors.extend(tts_errors)
+    if errors or model is None:
+        return None, errors or [_err("invalid_request", None, "invalid PlaceCall")]
+
+    for field, url in (("audio_url", model.audio_url), ("webhook_url", model.webhook_url),
+                       ("gather.webhook_url", model.gather.webhook_url if model.gather else None)):
+        e = _url_error(field, url)
+        if e:
+            errors.append(e)
+
+    g = model.gather
+    if g is not None:
+        if g.type == "speech" and g.num_digits is not None:
+            errors.append(_err("invalid_field", "gather.num_digits", "num_digits needs a dtmf gather"))
+        if g.type == "speech" and "finish_on_key" in (data.get("gather") or {}) and g.finish_on_key:
+            errors.append(_err("invalid_field", "gather.finish_on_key", "finish_on_key needs a dtmf gather"))
+
+    if not errors and not await call_lookup(lookup, account_id, model.from_):
+        errors.append(_err("number_not_verified", "from",
+                           f"{model.from_} is not a verified number of this account (see /v1/voice/numbers)"))
+    return (None, errors) if errors else (model, [])

@@ -1,0 +1,149 @@
+"""SipCarrier: the Carrier contract over SIP/UDP + RTP (live keys, SIP trunks)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import structlog
+
+from services.telephony.carrier import DialRequest, TrunkConfig
+
+from .call import SipCall
+from .media import MediaClock, MediaSession, bind_rtp_pair
+from .message import SipMessage
+from .transaction import Timers
+from .transport import SipEndpoint, make_response
+
+log = structlog.get_logger(__name__)
+
+
+def route_ip(host: str, port: int) -> str:
+    """The local address the OS would use to reach ``host`` (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((host, port))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+class SipCarrier:
+    """Places calls through a SIP trunk. One SIP UDP socket for all calls; one RTP/RTCP
+    port pair per call; one shared 20 ms media clock.
+
+    ``local_ip``: the address put in Via/Contact/SDP (default: the route to the trunk).
+    ``media_timeout_s``: no RTP for this long after answer ends the call (failed).
+    """
+
+    name = "sip"
+
+    def __init__(
+        self,
+        default_trunk: TrunkConfig | None = None,
+        *,
+        local_ip: str | None = None,
+        sip_port: int = 0,
+        rtp_port_range: tuple[int, int] | None = None,
+        media_timeout_s: float = 30.0,
+        rtcp_interval_s: float = 5.0,
+        timers: Timers | None = None,
+    ) -> None:
+        self.default_trunk = default_trunk
+        self.local_ip = local_ip
+        self.sip_port = sip_port
+        self.rtp_port_range = rtp_port_range
+        self.media_timeout_s = media_timeout_s
+        self.rtcp_interval_s = rtcp_interval_s
+        self.timers = timers or Timers()
+        self.clock = MediaClock()
+        self.endpoint: SipEndpoint | None = None
+        self._calls: dict[str, SipCall] = {}  # by SIP Call-ID
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Bind the SIP socket (dial() does this on first use)."""
+        async with self._lock:
+            if self.endpoint is None:
+                bind_ip = self.local_ip or "0.0.0.0"
+                self.endpoint = await SipEndpoint.create(
+                    bind_ip, self.sip_port, on_request=self._on_request,
+                    on_stray_response=self._on_stray_response, timers=self.timers,
+                )
+                log.info("sip.listening", addr=f"{bind_ip}:{self.endpoint.local_addr[1]}")
+
+    @property
+    def sip_addr(self) -> tuple[str, int]:
+        assert self.endpoint is not None
+        return self.endpoint.local_addr
+
+    async def dial(self, request: DialRequest) -> SipCall:
+        """Send the INVITE; progress arrives on the returned call's ``events`` queue."""
+        trunk = request.trunk or self.default_trunk
+        if trunk is None:
+            raise ValueError("no SIP trunk configured for this call")
+        await self.start()
+        assert self.endpoint is not None
+        local_ip = self.local_ip or route_ip(trunk.host, trunk.port)
+        rtp, rtcp = await bind_rtp_pair(local_ip, self.rtp_port_range)
+        call: SipCall | None = None
+
+        def on_dtmf(digit: str, dur: int, method: str) -> None:
+            if call is not None:
+                call.on_media_dtmf(digit, dur, method)
+
+        def on_timeout() -> None:
+            if call is not None:
+                call.on_media_timeout()
+
+        media = MediaSession(
+            request.call_id, self.clock, rtp, rtcp, on_dtmf=on_dtmf, on_media_timeout=on_timeout,
+            media_timeout_s=self.media_timeout_s, rtcp_interval_s=self.rtcp_interval_s,
+        )
+        call = SipCall(request, trunk, self.endpoint, media, local_ip, on_finished=self._finished)
+        self._calls[call.sip_call_id] = call
+        call.start()
+        return call
+
+    def _finished(self, call: SipCall) -> None:
+        self._calls.pop(call.sip_call_id, None)
+
+    def _on_request(self, req: SipMessage, addr: tuple[str, int]) -> None:
+        assert self.endpoint is not None
+        call = self._calls.get(req.call_id)
+        if call is not None:
+            call.handle_request(req, addr)
+        elif req.method == "OPTIONS":
+            self.endpoint.send(make_response(req, 200, "OK"), addr)  # trunk keep-alive pings
+        elif req.method == "INVITE":
+            # Inbound calls are not part of this carrier (outbound API only).
+            self.endpoint.send(make_response(req, 403, "Inbound Calls Not Supported", to_tag="canary"), addr)
+        elif req.method != "ACK":
+            self.endpoint.send(make_response(req, 481, "Call/Transaction Does Not Exist"), addr)
+
+    def _on_stray_response(self, resp: SipMessage, addr: tuple[str, int]) -> None:
+        call = self._calls.get(resp.call_id)
+        _, method = resp.cseq
+        if call is not None and method == "INVITE" and 200 <= (resp.status or 0) < 300:
+            call._on_2xx(resp)  # 2xx retransmission after the INVITE transaction ended
+        else:
+            log.debug("sip.stray_response", first_line=resp.first_line(), peer=f"{addr[0]}:{addr[1]}")
+
+    @property
+    def active_calls(self) -> int:
+        return len(self._calls)
+
+    async def close(self) -> None:
+        """Hang up what is still up (best effort), then release sockets and tasks."""
+        for call in list(self._calls.values()):
+            if call.ended is None:
+                try:
+                    await asyncio.wait_for(call.hangup(), 2.0)
+                except (asyncio.TimeoutError, Exception):  # noqa: BLE001
+                    pass
+            call.abort()
+        self._calls.clear()
+        await self.clock.close()
+        if self.endpoint is not None:
+            self.endpoint.close()
+            self.endpoint = None

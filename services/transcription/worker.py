@@ -1,0 +1,97 @@
+"""Transcription worker: ``recording.completed`` (with ``transcribe: true``) ->
+``transcription.completed`` | ``transcription.failed``.
+
+Dual-channel recordings are transcribed per channel (left = callee, right =
+agent) and merged with speaker labels. Transcripts are cached in the media
+store under the recording's WAV ref, so a redelivered event is not
+re-transcribed.
+
+Run: ``python -m services.transcription.worker`` (consumer group ``transcription``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+
+import orjson
+
+from events import REGISTRY, Envelope
+from services.common import audio
+from services.common.logging import configure, get_logger
+from services.common.media_store import MediaStore, get_media_store
+from services.recording.encode import load_channels
+from services.tts.event_worker import EventWorker, serve
+
+from .engine import Transcript, WhisperTranscriber, default_model_path, get_transcriber
+
+GROUP = "transcription"
+_MAX_TRACKED_CALLS = 100_000
+
+
+class TranscriptionHandler:
+    """Transcribes completed recordings of calls that asked for it."""
+
+    def __init__(self, store: MediaStore | None = None, transcriber: WhisperTranscriber | None = None) -> None:
+        self.store = store or get_media_store()
+        self.transcriber = transcriber or get_transcriber()
+        self.transcribe_calls: dict[str, bool] = {}
+
+    def _cache_key(self, wav_ref: str) -> str:
+        model = str(getattr(self.transcriber, "_model_path", None) or default_model_path())
+        return "stt-" + hashlib.sha256(f"{wav_ref}|{model}".encode()).hexdigest()
+
+    def transcribe_ref(self, wav_ref: str, channels: str) -> Transcript | dict:
+        """Blocking: transcribe a stored recording (cached by ref)."""
+        key = self._cache_key(wav_ref)
+        cached = self.store.get_alias(key)
+        if cached:
+            return orjson.loads(self.store.get(cached))
+        left, right = load_channels(self.store.get(wav_ref))
+        if channels == "dual" and right is not None:
+            t = self.transcriber.transcribe_dual(left, right)
+        else:
+            t = self.transcriber.transcribe(left)
+        result = t.to_dict()
+        self.store.set_alias(key, self.store.put(orjson.dumps(result), "json"))
+        return result
+
+    async def __call__(self, env: Envelope) -> list[Envelope]:
+        if env.type == "call.queued":
+            if env.data.get("transcribe"):
+                if len(self.transcribe_calls) >= _MAX_TRACKED_CALLS:
+                    self.transcribe_calls.pop(next(iter(self.transcribe_calls)))
+                self.transcribe_calls[env.call_id] = True
+            return []
+        if env.type != "recording.completed":
+            return []
+        wanted = env.data.get("transcribe") or self.transcribe_calls.pop(env.call_id, False)
+        if not wanted:
+            return []
+        try:
+            result = await audio.run_blocking(self.transcribe_ref, env.data["wav_ref"],
+                                              env.data.get("channels", "mono"))
+        except Exception as exc:
+            return _failed(env, "transcription.failed", {"recording_id": env.data.get("recording_id"),
+                                                         "reason": f"{type(exc).__name__}: {exc}"})
+        return [env.caused("transcription.completed", {"recording_id": env.data.get("recording_id"), **result})]
+
+
+def _failed(env: Envelope, type_: str, data: dict) -> list[Envelope]:
+    """A failure event, if the catalog defines one; else only a log line.
+
+    Emitting an unregistered type would just land in the DLQ of every reader.
+    """
+    if type_ in REGISTRY:
+        return [env.caused(type_, data)]
+    get_logger(service=GROUP).error("transcription failed", call_id=env.call_id, **data)
+    return []
+
+
+async def main() -> None:
+    log = configure(GROUP)
+    await serve(EventWorker(GROUP, TranscriptionHandler(), log=log))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

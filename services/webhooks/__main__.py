@@ -1,0 +1,5 @@
+import asyncio
+
+from services.webhooks.service import main
+
+asyncio.run(main())

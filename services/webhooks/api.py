@@ -1,0 +1,69 @@
+"""GET /v1/voice/calls/{id}/webhooks: every delivery of a call and each attempt.
+
+`router` is built on first access, importing the API's auth dependency
+(`services.api.auth.current_account`) only then, so the webhook worker never
+imports the API. Tests build their own with `build_router(account_dep=...)`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+
+from services.webhooks import store
+
+
+def account_id_of(account: Any) -> str:
+    """The id from whatever the auth dependency returns (object with .id, mapping, or str)."""
+    if isinstance(account, str):
+        return account
+    if isinstance(account, dict):
+        return account["id"]
+    return getattr(account, "account_id", None) or account.id
+
+
+def default_account_dep() -> Callable[..., Any]:
+    from services.api.auth import current_account  # lazy: the API package owns auth
+
+    return current_account
+
+
+async def pool_of(request: Request):
+    """The app's asyncpg pool (app.state.pool / app.state.db), or one created on first use."""
+    state = request.app.state
+    for name in ("pool", "db", "db_pool"):
+        pool = getattr(state, name, None)
+        if pool is not None and hasattr(pool, "acquire"):
+            return pool
+    pool = getattr(state, "_webhooks_pool", None)
+    if pool is None:
+        from services.common import db
+
+        pool = state._webhooks_pool = await db.create_pool(min_size=1, max_size=4)
+    return pool
+
+
+def build_router(account_dep: Callable[..., Any] | None = None) -> APIRouter:
+    r = APIRouter(tags=["webhooks"])
+    dep = account_dep or default_account_dep()
+
+    @r.get("/v1/voice/calls/{call_id}/webhooks", summary="Webhook deliveries of a call, with every attempt")
+    async def list_call_webhooks(call_id: str, request: Request, account: Any = Depends(dep)) -> dict[str, Any]:
+        pool = await pool_of(request)
+        async with pool.acquire() as conn:
+            rows = await store.deliveries_for_call(conn, call_id, account_id_of(account))
+        if rows is None:
+            raise HTTPException(status_code=404, detail={"code": "not_found",
+                                                         "message": f"no webhooks for call {call_id}"})
+        return {"call_id": call_id, "object": "list", "data": rows}
+
+    return r
+
+
+def __getattr__(name: str):
+    if name == "router":
+        r = build_router()
+        globals()["router"] = r
+        return r
+    raise AttributeError(name)

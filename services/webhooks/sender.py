@@ -1,0 +1,85 @@
+"""One signed HTTP attempt, behind the SSRF guard and a hard timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from services.common import signing
+from services.common.ssrf import SsrfError, check_url, guarded_async_client
+from services.webhooks.policy import is_success
+
+USER_AGENT = "Canary-Webhooks/1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+    permanent: bool = False  # retrying cannot help (refused URL)
+
+    @property
+    def ok(self) -> bool:
+        return self.status_code is not None and is_success(self.status_code)
+
+
+def headers_for(secret: str, body: bytes, event_id: str, event_type: str, attempt: int,
+                timestamp: int | None = None) -> dict[str, str]:
+    """Every delivery carries its signature, the event id twice (idempotency) and the attempt number."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        signing.HEADER: signing.sign(secret, body, timestamp),
+        "Idempotency-Key": event_id,
+        "Canary-Event-Id": event_id,
+        "Canary-Event-Type": event_type,
+        "Canary-Delivery-Attempt": str(attempt),
+    }
+
+
+def make_client(max_connections: int) -> httpx.AsyncClient:
+    """Guarded client: no redirects followed (a 3xx is a failed attempt), no env proxies."""
+    return guarded_async_client(follow_redirects=False,
+                                limits=httpx.Limits(max_connections=max_connections,
+                                                    max_keepalive_connections=max_connections))
+
+
+def _find_ssrf(exc: BaseException | None) -> SsrfError | None:
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, SsrfError):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+async def post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str],
+               timeout: float) -> AttemptResult:
+    """POST once; never raises. SSRF refusals are permanent, everything else retryable."""
+    t0 = time.monotonic()
+
+    def ms() -> int:
+        return int((time.monotonic() - t0) * 1000)
+
+    try:
+        check_url(url)
+        resp = await asyncio.wait_for(
+            client.post(url, content=body, headers=headers, timeout=httpx.Timeout(timeout)), timeout)
+        await resp.aclose()
+    except SsrfError as exc:
+        return AttemptResult(None, ms(), f"refused: {exc}", permanent=True)
+    except (asyncio.TimeoutError, httpx.TimeoutException):
+        return AttemptResult(None, ms(), f"timeout after {timeout:g} s")
+    except Exception as exc:  # connection refused, reset, DNS, protocol errors
+        ssrf = _find_ssrf(exc)
+        if ssrf is not None:
+            return AttemptResult(None, ms(), f"refused: {ssrf}", permanent=True)
+        return AttemptResult(None, ms(), f"{type(exc).__name__}: {exc}"[:500])
+    if is_success(resp.status_code):
+        return AttemptResult(resp.status_code, ms(), None)
+    return AttemptResult(resp.status_code, ms(), f"HTTP {resp.status_code}")

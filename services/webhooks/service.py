@@ -1,0 +1,221 @@
+"""The webhook worker: Kafka intake -> Postgres outbox -> signed HTTP deliveries.
+
+Two loops share one process:
+- intake reads voice.call.events (own consumer group), writes deliveries keyed by
+  event id (a redelivered record inserts nothing), then commits the Kafka offsets:
+  a crash between the two re-reads the batch, harmlessly;
+- the dispatcher leases due deliveries (only the oldest pending one per call, so a
+  call's webhooks arrive in order), posts them with bounded, fair concurrency and
+  records every attempt. Retries wait in Postgres (next_attempt_at), so a restart
+  picks them up; a crashed worker's lease simply expires.
+After `max_attempts` (or at once for a URL the SSRF guard refuses) the delivery is
+dead-lettered: a record on voice.dlq with the reason, and status `failed` in the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import asyncpg
+from aiokafka import TopicPartition
+
+from events import DecodeError, decode, topics
+from services.common import db
+from services.common.kafka import dlq_record, make_consumer, make_producer
+from services.common.logging import configure
+from services.webhooks import sender, store
+from services.webhooks.payloads import WEBHOOK_TYPES
+from services.webhooks.policy import Lanes, WebhookSettings, backoff
+
+log = configure("webhooks")
+
+
+class WebhookWorker:
+    def __init__(self, topic: str | None = None, group_id: str | None = None,
+                 settings: WebhookSettings | None = None, dlq_topic: str | None = None):
+        prefix = os.environ.get("CANARY_TOPIC_PREFIX", "")
+        self.topic = topic or topics.EVENTS
+        self.dlq_topic = dlq_topic or topics.DLQ
+        self.group_id = group_id or prefix + "webhooks"
+        self.s = settings or WebhookSettings()
+        self.lanes = Lanes(self.s)
+        self.routes = store.RouteCache()
+        self.stopping = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.tasks: set[asyncio.Task] = set()
+        self._secrets: dict[str, tuple[float, str | None]] = {}
+        self.stats = {"enqueued": 0, "delivered": 0, "retried": 0, "failed": 0}
+
+    async def start(self) -> None:
+        self.pool: asyncpg.Pool = await db.create_pool(min_size=1, max_size=8)
+        self.producer = make_producer()
+        await self.producer.start()
+        self.consumer = make_consumer(self.topic, group_id=self.group_id, max_poll_records=1000)
+        await self.consumer.start()
+        self.client = sender.make_client(self.s.concurrency + self.s.slow_lane)
+        log.info("webhooks started", topic=self.topic, group=self.group_id, max_attempts=self.s.max_attempts,
+                 concurrency=self.s.concurrency)
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        if self.tasks:  # let in-flight attempts finish and record (bounded by the attempt timeout)
+            await asyncio.wait(self.tasks, timeout=self.s.timeout + 2)
+        await self.consumer.stop()
+        await self.producer.stop()
+        await self.client.aclose()
+        await self.pool.close()
+
+    # --- intake ------------------------------------------------------------------
+
+    async def intake_once(self, timeout_ms: int = 500) -> int:
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=1000)
+        envs = []
+        upto: dict[TopicPartition, int] = {}
+        for tp, msgs in batches.items():
+            for m in msgs:
+                upto[tp] = m.offset + 1
+                env = decode(m.value)
+                if isinstance(env, DecodeError):
+                    # The projector dead-letters undecodable events; we only skip them.
+                    log.warning("undecodable event skipped", code=env.code, partition=tp.partition, offset=m.offset)
+                    continue
+                if env.type in WEBHOOK_TYPES:
+                    envs.append(env)
+        if envs:
+            async with self.pool.acquire() as conn:
+                n = await store.enqueue(conn, self.topic, envs, max_attempts=self.s.max_attempts, cache=self.routes)
+            self.stats["enqueued"] += n
+            if n:
+                self.wake.set()
+        if upto:
+            try:
+                await self.consumer.commit(upto)
+            except Exception as exc:  # rebalance: the next owner re-reads, enqueue is idempotent
+                log.info("offset commit skipped", error=str(exc))
+        return len(envs)
+
+    async def intake(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                await self.intake_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("intake failed; retrying", error=str(exc))
+                await asyncio.sleep(1.0)
+
+    # --- dispatch ----------------------------------------------------------------
+
+    async def dispatch_once(self) -> int:
+        free = self.lanes.free()
+        if free <= 0:
+            return 0
+        async with self.pool.acquire() as conn:
+            chosen = await store.claim(conn, self.topic, min(1000, free * 4), self.s.lease, self.lanes.choose)
+        for d in chosen:
+            self.lanes.acquire(d)
+            t = asyncio.create_task(self._deliver(d))
+            self.tasks.add(t)
+            t.add_done_callback(self.tasks.discard)
+        return len(chosen)
+
+    async def dispatch(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                n = await self.dispatch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("dispatch failed; retrying", error=str(exc))
+                n = 0
+                await asyncio.sleep(1.0)
+            if n and self.lanes.free() > 0:
+                continue
+            self.wake.clear()
+            try:
+                await asyncio.wait_for(self.wake.wait(), self.s.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _secret(self, account_id: str) -> str | None:
+        hit = self._secrets.get(account_id)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        async with self.pool.acquire() as conn:
+            secret = await store.signing_secret(conn, account_id)
+        self._secrets[account_id] = (time.monotonic() + 30.0, secret)
+        return secret
+
+    async def _deliver(self, d: store.Delivery) -> None:
+        attempt = d.attempts + 1
+        started = store.utcnow()
+        latency: int | None = None
+        try:
+            secret = await self._secret(d.account_id)
+            if not secret:
+                res = sender.AttemptResult(None, 0, f"account {d.account_id} has no signing secret", permanent=True)
+            else:
+                headers = sender.headers_for(secret, d.body, d.event_id, d.event_type, attempt)
+                res = await sender.post(self.client, d.url, d.body, headers, self.s.timeout)
+                latency = res.latency_ms
+            if res.ok:
+                outcome, retry_in = "delivered", None
+            elif res.permanent or attempt >= d.max_attempts:
+                outcome, retry_in = "failed", None
+                await self._dead_letter(d, attempt, res)
+            else:
+                outcome, retry_in = "retry", backoff(attempt, self.s.backoff_base, self.s.backoff_max)
+            async with self.pool.acquire() as conn:
+                await store.record_attempt(conn, d, started_at=started, status_code=res.status_code,
+                                           latency_ms=res.latency_ms, error=res.error, outcome=outcome,
+                                           retry_in=retry_in)
+            self.stats[{"delivered": "delivered", "retry": "retried", "failed": "failed"}[outcome]] += 1
+            log.info("webhook attempt", call_id=d.call_id, event_id=d.event_id, type=d.event_type, attempt=attempt,
+                     status_code=res.status_code, latency_ms=res.latency_ms, outcome=outcome, error=res.error,
+                     retry_in=None if retry_in is None else round(retry_in, 3))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the lease expires and the attempt is made again
+            log.error("webhook attempt not recorded", event_id=d.event_id, error=str(exc))
+        finally:
+            self.lanes.release(d, latency)
+            self.wake.set()
+
+    async def _dead_letter(self, d: store.Delivery, attempts: int, res: sender.AttemptResult) -> None:
+        """voice.dlq first, then the table: a crash in between re-sends the DLQ record (keyed by event id)."""
+        code = "webhook_refused" if res.permanent else "webhook_failed"
+        reason = (f"webhook to {d.url} refused: {res.error}" if res.permanent
+                  else f"webhook to {d.url} failed after {attempts} attempts: {res.error}")
+        record = dlq_record(reason, code, source_topic=self.topic, raw=d.body, type=d.event_type,
+                            errors=[{"event_id": d.event_id, "call_id": d.call_id, "url": d.url,
+                                     "attempts": attempts, "last_status_code": res.status_code,
+                                     "last_error": res.error}])
+        await self.producer.send_and_wait(self.dlq_topic, record, key=d.event_id.encode())
+        log.warning("webhook dead-lettered", call_id=d.call_id, event_id=d.event_id, reason=reason)
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self.intake()), asyncio.create_task(self.dispatch())]
+        await self.stopping.wait()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def main() -> None:
+    w = WebhookWorker()
+    await w.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, w.stopping.set)
+    try:
+        await w.run()
+    finally:
+        await w.stop()
+        log.info("webhooks stopped", **w.stats)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,197 @@
+"""Postgres side of webhook delivery: the outbox (enqueue, claim, record) and reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable
+
+import asyncpg
+
+from events import Envelope
+from services.webhooks.payloads import Routes, body_bytes, payload
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One claimed delivery, leased to this worker for one attempt."""
+
+    event_id: str
+    call_id: str
+    account_id: str
+    event_type: str
+    url: str
+    body: bytes
+    attempts: int
+    max_attempts: int
+
+
+class RouteCache:
+    """call_id -> Routes, bounded; the database is the truth."""
+
+    def __init__(self, limit: int = 100_000):
+        self.limit = limit
+        self._d: dict[str, Routes] = {}
+
+    def get(self, call_id: str) -> Routes | None:
+        return self._d.get(call_id)
+
+    def put(self, call_id: str, routes: Routes) -> None:
+        if len(self._d) >= self.limit:
+            self._d.clear()  # crude but bounded; misses fall back to one indexed read
+        self._d[call_id] = routes
+
+
+async def enqueue(conn: asyncpg.Connection, source_topic: str, events: Iterable[Envelope], *,
+                  max_attempts: int, cache: RouteCache | None = None) -> int:
+    """Turn a batch of events into deliveries in one transaction; returns rows inserted.
+
+    Idempotent: the event id is the primary key, so a redelivered record inserts nothing.
+    Events of calls without a URL (or whose call.queued we never saw) are skipped.
+    """
+    cache = cache or RouteCache()
+    rows: list[tuple[Any, ...]] = []
+    async with conn.transaction():
+        for env in events:
+            if env.type == "call.queued":
+                routes = Routes.from_queued(env.data)
+                await conn.execute(
+                    "INSERT INTO webhook_calls (call_id, account_id, webhook_url, gather_webhook_url)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT (call_id) DO NOTHING",
+                    env.call_id, env.account_id, routes.webhook_url, routes.gather_webhook_url)
+                cache.put(env.call_id, routes)
+            body = payload(env)
+            if body is None:
+                continue
+            routes = cache.get(env.call_id)
+            if routes is None:
+                r = await conn.fetchrow("SELECT webhook_url, gather_webhook_url FROM webhook_calls WHERE call_id = $1",
+                                        env.call_id)
+                routes = Routes(r["webhook_url"], r["gather_webhook_url"]) if r else Routes()
+                cache.put(env.call_id, routes)
+            url = routes.url_for(env.type)
+            if not url:
+                continue
+            rows.append((env.id, source_topic, env.call_id, env.account_id, env.type, url, body_bytes(body),
+                         max_attempts))
+        if not rows:
+            return 0
+        # One statement per batch; WITH ORDINALITY keeps Kafka order = seq order.
+        res = await _insert_ordered(conn, rows)
+    return len(res)
+
+
+async def _insert_ordered(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> list[Any]:
+    cols = [list(c) for c in zip(*rows)]
+    return await conn.fetch(
+        "INSERT INTO webhook_deliveries (event_id, source_topic, call_id, account_id, event_type, url, body,"
+        " max_attempts)"
+        " SELECT a, b, c, d, e, f, g, h FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::text[], $7::bytea[], $8::int[]) WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, n) ORDER BY n"
+        " ON CONFLICT (event_id) DO NOTHING RETURNING event_id", *cols)
+
+
+CLAIM_SQL = """
+SELECT d.event_id, d.call_id, d.account_id, d.event_type, d.url, d.body, d.attempts, d.max_attempts
+FROM webhook_deliveries d
+WHERE d.status = 'pending' AND d.source_topic = $1 AND d.next_attempt_at <= now()
+  AND (d.leased_until IS NULL OR d.leased_until < now())
+  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
+                  WHERE p.call_id = d.call_id AND p.status = 'pending' AND p.seq < d.seq)
+ORDER BY d.next_attempt_at, d.seq
+LIMIT $2
+FOR UPDATE OF d SKIP LOCKED
+"""
+
+
+async def claim(conn: asyncpg.Connection, source_topic: str, limit: int, lease_s: float,
+                choose: Callable[[list[Delivery]], list[Delivery]] = lambda ds: ds) -> list[Delivery]:
+    """Lease due deliveries: only the oldest pending one of each call (per-call order).
+
+    `choose` picks among the candidates (fairness between accounts/endpoints); only
+    those chosen are leased, the others stay due for the next round.
+    """
+    async with conn.transaction():
+        rows = await conn.fetch(CLAIM_SQL, source_topic, limit)
+        cands = [Delivery(r["event_id"], r["call_id"], r["account_id"], r["event_type"], r["url"], bytes(r["body"]),
+                          r["attempts"], r["max_attempts"]) for r in rows]
+        chosen = choose(cands)
+        if chosen:
+            await conn.execute(
+                "UPDATE webhook_deliveries SET leased_until = now() + make_interval(secs => $2)"
+                " WHERE event_id = ANY($1::text[])", [d.event_id for d in chosen], lease_s)
+    return chosen
+
+
+async def next_due_in(conn: asyncpg.Connection, source_topic: str) -> float | None:
+    """Seconds until the earliest pending delivery is due (None when nothing is pending)."""
+    v = await conn.fetchval(
+        "SELECT extract(epoch FROM min(greatest(next_attempt_at, coalesce(leased_until, next_attempt_at))) - now())"
+        " FROM webhook_deliveries WHERE status = 'pending' AND source_topic = $1", source_topic)
+    return None if v is None else max(0.0, float(v))
+
+
+async def record_attempt(conn: asyncpg.Connection, d: Delivery, *, started_at: datetime, status_code: int | None,
+                         latency_ms: int, error: str | None, outcome: str, retry_in: float | None = None) -> None:
+    """Store one attempt and move the delivery on: outcome is delivered | retry | failed."""
+    attempt = d.attempts + 1
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO webhook_attempts (event_id, attempt, started_at, status_code, latency_ms, error)"
+            " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (event_id, attempt) DO NOTHING",
+            d.event_id, attempt, started_at, status_code, latency_ms, error)
+        if outcome == "retry":
+            await conn.execute(
+                "UPDATE webhook_deliveries SET attempts = $2, last_status_code = $3, last_error = $4,"
+                " next_attempt_at = now() + make_interval(secs => $5), leased_until = NULL"
+                " WHERE event_id = $1 AND status = 'pending'",
+                d.event_id, attempt, status_code, error, float(retry_in or 0))
+        else:
+            await conn.execute(
+                "UPDATE webhook_deliveries SET attempts = $2, last_status_code = $3, last_error = $4,"
+                " status = $5, finished_at = now(), leased_until = NULL WHERE event_id = $1 AND status = 'pending'",
+                d.event_id, attempt, status_code, error, outcome)
+
+
+async def signing_secret(conn: asyncpg.Connection, account_id: str) -> str | None:
+    return await conn.fetchval("SELECT signing_secret FROM accounts WHERE id = $1", account_id)
+
+
+async def deliveries_for_call(conn: asyncpg.Connection, call_id: str, account_id: str) -> list[dict[str, Any]] | None:
+    """Every delivery of a call with its attempts (oldest first); None if the call is unknown."""
+    known = await conn.fetchval("SELECT 1 FROM webhook_calls WHERE call_id = $1 AND account_id = $2",
+                                call_id, account_id)
+    rows = await conn.fetch(
+        "SELECT event_id, event_type, url, status, attempts, max_attempts, next_attempt_at, last_status_code,"
+        " last_error, created_at, finished_at FROM webhook_deliveries"
+        " WHERE call_id = $1 AND account_id = $2 ORDER BY seq", call_id, account_id)
+    if not known and not rows:
+        return None
+    attempts = await conn.fetch(
+        "SELECT a.event_id, a.attempt, a.started_at, a.status_code, a.latency_ms, a.error"
+        " FROM webhook_attempts a JOIN webhook_deliveries d USING (event_id)"
+        " WHERE d.call_id = $1 AND d.account_id = $2 ORDER BY d.seq, a.attempt", call_id, account_id)
+    by_event: dict[str, list[dict[str, Any]]] = {}
+    for a in attempts:
+        by_event.setdefault(a["event_id"], []).append({
+            "attempt": a["attempt"], "at": _ts(a["started_at"]), "status_code": a["status_code"],
+            "latency_ms": a["latency_ms"], "error": a["error"]})
+    return [{
+        "event_id": r["event_id"], "type": r["event_type"], "url": r["url"], "status": r["status"],
+        "attempts": r["attempts"], "max_attempts": r["max_attempts"],
+        "next_attempt_at": _ts(r["next_attempt_at"]) if r["status"] == "pending" else None,
+        "last_status_code": r["last_status_code"], "last_error": r["last_error"],
+        "created_at": _ts(r["created_at"]), "finished_at": _ts(r["finished_at"]),
+        "attempt_log": by_event.get(r["event_id"], []),
+    } for r in rows]
+
+
+def _ts(v: datetime | None) -> str | None:
+    if v is None:
+        return None
+    return v.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+

@@ -1,0 +1,163 @@
+"""Webhook delivery against a real local receiver, real Kafka and Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from fastapi import FastAPI
+from jsonschema import Draft202012Validator
+
+from services.common.kafka import make_consumer, publish_many
+from services.webhooks.api import build_router
+from tests.integration.webhooks.conftest import call_events, wait_for
+
+pytestmark = pytest.mark.integration
+
+SCHEMAS = Path(__file__).resolve().parents[3] / "schemas" / "webhooks"
+
+
+def schema(name: str) -> Draft202012Validator:
+    return Draft202012Validator(json.loads((SCHEMAS / name).read_text()))
+
+
+async def deliveries(pg, call_id: str):
+    return await pg.fetch("SELECT event_id, event_type, status, attempts, last_error, last_status_code"
+                          " FROM webhook_deliveries WHERE call_id = $1 ORDER BY seq", call_id)
+
+
+async def test_status_and_gather_webhooks_are_signed_exact_and_in_order(prefix, producer, account, receiver,
+                                                                       run_worker):
+    acct, _ = account
+    evs = call_events(acct, receiver.url("/status"), receiver.url("/dtmf"),
+                      types=("call.queued", "call.ringing", "call.answered", "gather.completed", "call.completed"))
+    await run_worker()
+    await publish_many(producer, prefix + "voice.call.events", evs)
+    await wait_for(lambda: len(receiver.requests) == 5)
+
+    status = receiver.on("/status")
+    assert [r.json["status"] for r in status] == ["queued", "ringing", "in-progress", "completed"]
+    assert all(r.signature_ok for r in receiver.requests)
+    for r, ev in zip(status, [e for e in evs if e.type != "gather.completed"]):
+        assert r.headers["Idempotency-Key"] == r.headers["Canary-Event-Id"] == ev.id
+        assert r.headers["Content-Type"] == "application/json"
+        schema("call.status.json").validate(r.json)
+    [g] = receiver.on("/dtmf")
+    body = g.json
+    assert {k: body[k] for k in ("call_id", "type", "digits", "finished_on_key")} == {
+        "call_id": evs[0].call_id, "type": "gather.completed", "digits": "1234", "finished_on_key": "#"}
+    schema("gather.completed.json").validate(body)
+    # per-call order across both URLs: gather.completed came after in-progress, before completed
+    order = sorted(receiver.requests, key=lambda r: r.at)
+    assert [r.json["type"] for r in order] == [e.type for e in evs]
+
+
+async def test_redelivered_event_is_posted_once(prefix, producer, account, receiver, run_worker, pg):
+    acct, _ = account
+    evs = call_events(acct, receiver.url("/s"), types=("call.queued", "call.ringing"))
+    await publish_many(producer, prefix + "voice.call.events", evs + evs)  # a producer retry, a replay...
+    await run_worker()
+    await wait_for(lambda: len(receiver.requests) >= 2)
+    await asyncio.sleep(0.7)  # a second POST of either event would show by now
+    assert len(receiver.requests) == 2
+    assert len(await deliveries(pg, evs[0].call_id)) == 2
+
+
+async def test_retries_after_500s_and_timeout_then_success_visible_in_api(prefix, producer, account, receiver,
+                                                                         run_worker, pg):
+    acct, _ = account
+    evs = call_events(acct, receiver.url("/flaky"), types=("call.queued",))
+    receiver.script["/flaky"] = [500, ("sleep", 1.5), 503]  # then 200
+    await run_worker(timeout=0.5)
+    await publish_many(producer, prefix + "voice.call.events", evs)
+
+    async def delivered():
+        rows = await deliveries(pg, evs[0].call_id)
+        return rows and rows[0]["status"] == "delivered"
+    await wait_for(delivered, timeout=30)
+    assert [r.status for r in receiver.requests][-1] == 200
+    assert all(r.signature_ok for r in receiver.requests)
+    assert receiver.requests[-1].headers["Canary-Delivery-Attempt"] == "4"
+
+    app = FastAPI()
+    app.include_router(build_router(account_dep=lambda: {"id": acct}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        resp = await c.get(f"/v1/voice/calls/{evs[0].call_id}/webhooks")
+        assert resp.status_code == 200
+        [d] = resp.json()["data"]
+        assert d["status"] == "delivered" and d["attempts"] == 4 and d["type"] == "call.queued"
+        log = d["attempt_log"]
+        assert [a["status_code"] for a in log] == [500, None, 503, 200]
+        assert "timeout" in log[1]["error"]
+        assert all(isinstance(a["latency_ms"], int) for a in log)
+        assert (await c.get("/v1/voice/calls/call_nope/webhooks")).status_code == 404
+    app2 = FastAPI()
+    app2.include_router(build_router(account_dep=lambda: {"id": "acct_someone_else"}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app2), base_url="http://t") as c:
+        assert (await c.get(f"/v1/voice/calls/{evs[0].call_id}/webhooks")).status_code == 404
+
+
+async def test_dead_letter_after_n_failures_then_the_call_moves_on(prefix, producer, account, receiver,
+                                                                  run_worker, pg):
+    acct, _ = account
+    evs = call_events(acct, receiver.url("/down"), types=("call.queued", "call.ringing"))
+    receiver.script["/down"] = [500, 500, 500]  # max_attempts=3: all three fail; the next event gets 200
+    await run_worker(max_attempts=3)
+    await publish_many(producer, prefix + "voice.call.events", evs)
+
+    async def settled():
+        rows = await deliveries(pg, evs[0].call_id)
+        return len(rows) == 2 and all(r["status"] != "pending" for r in rows) and rows
+    rows = await wait_for(settled, timeout=30)
+    assert [r["status"] for r in rows] == ["failed", "delivered"]
+    assert rows[0]["attempts"] == 3 and rows[0]["last_status_code"] == 500
+    assert [r.json["type"] for r in receiver.requests] == ["call.queued"] * 3 + ["call.ringing"]
+
+    consumer = make_consumer(prefix + "voice.dlq", group_id=None)
+    await consumer.start()
+    try:
+        got = await consumer.getmany(timeout_ms=5000)
+        recs = [m for ms in got.values() for m in ms]
+    finally:
+        await consumer.stop()
+    [m] = recs
+    assert m.key.decode() == evs[0].id
+    dlq = orjson.loads(m.value)
+    assert dlq["code"] == "webhook_failed" and "after 3 attempts" in dlq["reason"] and "HTTP 500" in dlq["reason"]
+    assert dlq["type"] == "call.queued" and dlq["errors"][0]["event_id"] == evs[0].id
+    assert orjson.loads(dlq["raw_text"])["call_id"] == evs[0].call_id
+
+
+async def test_order_per_call_while_other_calls_flow(prefix, producer, account, receiver, run_worker):
+    acct, _ = account
+    slow_call = call_events(acct, receiver.url("/a"), types=("call.queued", "call.ringing", "call.answered"))
+    other_call = call_events(acct, receiver.url("/b"), types=("call.queued", "call.ringing", "call.answered"))
+    receiver.script["/a"] = [500, 500]
+    await run_worker()
+    await publish_many(producer, prefix + "voice.call.events", slow_call + other_call)
+    await wait_for(lambda: len([r for r in receiver.requests if r.status == 200]) == 6, timeout=30)
+    a = [r.json["type"] for r in receiver.on("/a")]
+    assert a == ["call.queued", "call.queued", "call.queued", "call.ringing", "call.answered"]
+    b_done = max(r.at for r in receiver.on("/b"))
+    a_first_ok = min(r.at for r in receiver.on("/a") if r.status == 200)
+    assert b_done < a_first_ok  # the other call was not held up by the retrying one
+
+
+async def test_ssrf_private_target_refused_without_dev_flag(prefix, producer, account, receiver, run_worker, pg,
+                                                           monkeypatch):
+    acct, _ = account
+    evs = call_events(acct, receiver.url("/internal"), types=("call.queued",))
+    await run_worker()
+    monkeypatch.delenv("CANARY_ALLOW_PRIVATE_URLS")  # production: loopback is refused
+    await publish_many(producer, prefix + "voice.call.events", evs)
+
+    async def failed():
+        rows = await deliveries(pg, evs[0].call_id)
+        return rows and rows[0]["status"] == "failed" and rows[0]
+    row = await wait_for(failed, timeout=20)
+    assert row["attempts"] == 1 and "refused" in row["last_error"] and "127.0.0.1" in row["last_error"]
+    assert receiver.requests == []
