@@ -216,7 +216,7 @@ class Orchestrator:
                 fired = 0
             if not fired:
                 try:
-                    await asyncio.wait_for(self.stopping.wait(), 0.1)
+                    await asyncio.wait_for(self.stopping.wait(), 0.05)
                 except asyncio.TimeoutError:
                     pass
 

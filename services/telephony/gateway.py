@@ -43,7 +43,7 @@ class LiveCall:
         self.ended = False
         self.barge_in = False
         self.playing = False
-        self.early_digits = ""  # keys pressed during a barge-in prompt, for the next gather
+        self.early_digits = ""  # keys pressed before the next gather started (type-ahead)
         self.collector: Collector | None = None
         self.gather_cause: Envelope | None = None
         self.recording: Envelope | None = None
@@ -76,8 +76,11 @@ class LiveCall:
         if self.collector is not None:
             if self.collector.press(ev.digit, asyncio.get_running_loop().time()):
                 await self._finish_gather()
-        elif self.playing and self.barge_in:
-            self.early_digits += ev.digit
+            return
+        # Type-ahead: keys pressed before the gather starts (during or even before the
+        # prompt) belong to the next gather, as callers who know the menu expect.
+        self.early_digits = (self.early_digits + ev.digit)[-64:]
+        if self.playing and self.barge_in:
             self.session.stop_playback()
 
     async def _finish_gather(self) -> None:
@@ -188,13 +191,22 @@ class Gateway:
         await self.conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads,
                                        schema="pg_catalog")
         self.lease_conn = await db.connect()
-        self.carriers = self._carriers or {"sandbox": self._sandbox()}
+        self.carriers = self._carriers or {"sandbox": self._sandbox(), "sip": self._sip()}
         self.producer = make_producer(linger_ms=1)
         await self.producer.start()
         self.consumer = make_consumer(topics.EVENTS, group_id=self.group)
         await self.consumer.start()
         self.bg = [asyncio.create_task(self._lease_loop())]
         log.info("gateway started", gateway_id=self.id, carriers=list(self.carriers))
+
+    def _sip(self) -> Carrier:
+        """SIP/RTP to each account's trunk; binds its SIP socket on the first SIP call."""
+        from services.telephony.sip import SipCarrier
+
+        lo, _, hi = os.environ.get("CANARY_RTP_PORTS", "20000-60000").partition("-")
+        return SipCarrier(local_ip=os.environ.get("CANARY_SIP_BIND", "127.0.0.1"),
+                          sip_port=int(os.environ.get("CANARY_SIP_PORT", "5060")), rtp_port_range=(int(lo), int(hi)),
+                          media_timeout_s=float(os.environ.get("CANARY_SIP_MEDIA_TIMEOUT_S", "30")))
 
     def _sandbox(self) -> Carrier:
         from services.telephony.sandbox import SandboxCarrier
@@ -235,14 +247,16 @@ class Gateway:
 
     async def run_once(self, timeout_ms: int = 200) -> int:
         batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=500)
-        n = 0
-        for msgs in batches.values():
-            for m in msgs:
-                env = decode(m.value)
-                if isinstance(env, DecodeError) or env.type not in INSTRUCTIONS:
-                    continue
-                n += 1
+        envs = [e for msgs in batches.values() for m in msgs
+                if not isinstance(e := decode(m.value), DecodeError) and e.type in INSTRUCTIONS]
+        # Dials of a batch go out concurrently (each waits on Postgres and the carrier);
+        # a call's later instructions always follow its dial in the log, so running the
+        # dials first keeps every call's own order.
+        await asyncio.gather(*(self._dial(e) for e in envs if e.type == "dial.requested"))
+        for env in envs:
+            if env.type != "dial.requested":
                 await self.dispatch(env)
+        n = len(envs)
         if batches:
             await self.consumer.commit()
         return n
@@ -279,7 +293,18 @@ class Gateway:
             return
         req = DialRequest(call_id=env.call_id, to=env.data["to"], from_=env.data["from"],
                           timeout_s=float(env.data.get("timeout", 30)), account_id=env.account_id)
-        session = await carrier.dial(req)
+        try:
+            if env.data.get("carrier") == "sip":
+                from services.telephony.trunks import prepare_dial
+
+                req = await prepare_dial(self.conn, req)  # the account's trunk + caller-ID rules
+            session = await carrier.dial(req)
+        except Exception as exc:
+            log.warning("dial failed", call_id=env.call_id, error=str(exc))
+            await publish_many(self.producer, topics.EVENTS, [env.caused("call.failed", {
+                "reason": str(exc) or type(exc).__name__, "hangup_by": "system"})])
+            await self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1", env.call_id)
+            return
         self.calls[env.call_id] = LiveCall(self, env, session)
 
     async def ended(self, call: LiveCall) -> None:

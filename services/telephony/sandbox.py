@@ -14,6 +14,7 @@ the line until we hang up — unless a scripted callee is attached to the number
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -57,7 +58,7 @@ class SandboxSession:
     """One sandbox call leg. A frame clock moves our audio and the callee's in lockstep."""
 
     def __init__(self, req: DialRequest, script: CalleeScript | None, speed: float,
-                 speak: Callable[[str, str], Awaitable[bytes]] | None):
+                 speak: Callable[[str, str], Awaitable[bytes]] | None, clock: "FrameClock"):
         self.call_id = req.call_id
         self.req = req
         self.events: asyncio.Queue[CarrierEvent] = asyncio.Queue(maxsize=1000)
@@ -66,11 +67,12 @@ class SandboxSession:
         self._speak = speak
         self._answered = asyncio.Event()
         self._ended = False
-        self._play: list[bytes] = []
+        self._play: deque[bytes] = deque()
         self._play_done: asyncio.Future | None = None
-        self._callee_audio: list[bytes] = []
+        self._callee_audio: deque[bytes] = deque()
         self._recording: tuple[list[bytes], list[bytes]] | None = None
         self._audio_cb: Callable[[bytes], None] | None = None
+        self._clock = clock
         self._tasks = [asyncio.create_task(self._behave())]
 
     async def _sleep(self, seconds: float) -> None:
@@ -104,7 +106,7 @@ class SandboxSession:
             return
         self._emit(Answered())
         self._answered.set()
-        self._tasks.append(asyncio.create_task(self._clock()))
+        self._clock.add(self)
         if to == ANSWER_HANGUP:
             return self._emit(Ended("completed", "callee hung up", hangup_by="callee"))
         if script:
@@ -127,23 +129,20 @@ class SandboxSession:
         await self._sleep(seconds)
         self._emit(Ended("completed", "callee hung up", hangup_by="callee"))
 
-    async def _clock(self) -> None:
-        """One tick per 20 ms of call time: move one frame each way."""
-        loop = asyncio.get_running_loop()
-        tick = 0.02 / self._speed
-        next_at = loop.time()
-        while not self._ended:
-            ours = self._play.pop(0) if self._play else SILENCE
+    def tick(self, frames: int) -> None:
+        """Move `frames` frames of call time each way (called by the carrier's shared clock)."""
+        for _ in range(frames):
+            if self._ended:
+                return
+            ours = self._play.popleft() if self._play else SILENCE
             if not self._play:
                 self._finish_play(True)
-            theirs = self._callee_audio.pop(0) if self._callee_audio else SILENCE
+            theirs = self._callee_audio.popleft() if self._callee_audio else SILENCE
             if self._recording is not None:
                 self._recording[0].append(theirs)
                 self._recording[1].append(ours)
             if self._audio_cb is not None:
                 self._audio_cb(theirs)
-            next_at += tick
-            await asyncio.sleep(max(0.0, next_at - loop.time()))  # drift-free pacing
 
     def _finish_play(self, completed: bool) -> None:
         if self._play_done is not None and not self._play_done.done():
@@ -155,12 +154,12 @@ class SandboxSession:
         if self._ended:
             return False
         self._finish_play(False)
-        self._play = _frames(pcm)
+        self._play = deque(_frames(pcm))
         self._play_done = asyncio.get_running_loop().create_future()
         return await self._play_done
 
     def stop_playback(self) -> None:
-        self._play = []
+        self._play = deque()
         self._finish_play(False)
 
     async def send_dtmf(self, digits: str) -> None:
@@ -184,8 +183,44 @@ class SandboxSession:
                          None if answered else 487, hangup_by="caller"))
 
     def close(self) -> None:
+        self._clock.discard(self)
         for t in self._tasks:
             t.cancel()
+
+
+class FrameClock:
+    """One 20 ms clock for every answered sandbox call (one wake-up per tick, not per call).
+
+    Accelerated calls move several frames per tick instead of ticking faster, so a test at
+    10x speed costs no more wake-ups than a real-time call.
+    """
+
+    def __init__(self, speed: float):
+        self.speed = max(speed, 0.01)
+        self.sessions: set[SandboxSession] = set()
+        self._task: asyncio.Task | None = None
+
+    def add(self, s: SandboxSession) -> None:
+        self.sessions.add(s)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+
+    def discard(self, s: SandboxSession) -> None:
+        self.sessions.discard(s)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at, owed = loop.time(), 0.0
+        while self.sessions:
+            owed += self.speed
+            frames, owed = int(owed), owed - int(owed)
+            for s in list(self.sessions):
+                if s._ended:
+                    self.sessions.discard(s)
+                else:
+                    s.tick(frames)
+            next_at += 0.02
+            await asyncio.sleep(max(0.0, next_at - loop.time()))  # drift-free pacing
 
 
 class SandboxCarrier:
@@ -197,6 +232,7 @@ class SandboxCarrier:
                  callee_lookup: Callable[[str, str], Awaitable[dict | None]] | None = None,
                  speak: Callable[[str, str], Awaitable[bytes]] | None = None):
         self.speed = speed
+        self.clock = FrameClock(speed)
         self._lookup = callee_lookup
         self._speak = speak
 
@@ -205,7 +241,7 @@ class SandboxCarrier:
         if self._lookup is not None and request.to not in MAGIC_NUMBERS:
             raw = await self._lookup(request.to, request.account_id)
             script = CalleeScript.from_dict(raw) if raw else None
-        return SandboxSession(request, script, self.speed, self._speak)
+        return SandboxSession(request, script, self.speed, self._speak, self.clock)
 
     async def close(self) -> None:
         pass

@@ -41,7 +41,9 @@ async def test_magic_numbers(voice, kprod, number, final, sip):
     assert end.type == final
     assert end.data.get("sip_code") == sip
     if number == "+15005550004":
-        assert "call.answered" in voice.types(cid) and "play.requested" not in voice.types(cid)
+        assert "call.answered" in voice.types(cid) and end.data["hangup_by"] == "callee"
+        assert "prompt.finished" not in voice.types(cid) or \
+            next(e for e in voice.events[cid] if e.type == "prompt.finished").data["interrupted"]
 
 
 async def test_no_answer_after_ring_timeout(voice, kprod):

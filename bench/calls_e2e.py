@@ -1,0 +1,158 @@
+"""Whole sandbox calls through the real stack: dial latency and calls completed per second.
+
+    python bench/calls_e2e.py [--calls 1000] [--rate 100]
+
+Starts the API, orchestrator, gateway, TTS worker and projector as processes on their
+own topics, POSTs calls at a steady rate, and follows voice.call.events. Dial latency is
+POST sent -> call.ringing seen (the sandbox rings 50 ms of simulated network time after
+the dial, scaled by CANARY_SANDBOX_SPEED). Baseline, measured in the same run: one
+Kafka hop (produce -> consume on the same topic), since a call needs several in a row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import sys
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+
+from events import decode  # noqa: E402
+from events.catalog import TERMINAL_EVENTS  # noqa: E402
+from services.common import accounts, db  # noqa: E402
+from services.common.kafka import ensure_topics, make_consumer, make_producer  # noqa: E402
+from tests.conftest import service_env, spawn  # noqa: E402
+
+MODULES = ["services.api", "services.orchestrator.service", "services.telephony.gateway", "services.tts.worker",
+           "services.projector.service"]
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000
+
+
+async def kafka_hop(prefix: str, n: int = 300) -> list[float]:
+    topic = prefix + "voice.media.audio"
+    c = make_consumer(topic, group_id=None, auto_offset_reset="latest")
+    await c.start()
+    await c.seek_to_end()
+    p = make_producer()
+    await p.start()
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        await p.send_and_wait(topic, b"x", key=str(i).encode())
+        while True:
+            got = await c.getmany(timeout_ms=1000)
+            if got:
+                break
+        out.append(time.perf_counter() - t0)
+    await p.stop()
+    await c.stop()
+    return out
+
+
+async def main(n: int, rate: float, port: int) -> None:
+    prefix = f"bench{uuid.uuid4().hex[:6]}."
+    await ensure_topics(prefix=prefix)
+    conn = await db.connect()
+    acct = await accounts.create_account(conn, "bench-" + prefix.rstrip("."), calls_per_second=rate * 2)
+    await accounts.ensure_number(conn, acct["id"], "+15559876543")
+    _, key = await accounts.create_key(conn, acct["id"], "test")
+    logdir = Path(".local/bench")
+    logdir.mkdir(parents=True, exist_ok=True)
+    env = service_env(prefix, CANARY_API_PORT=str(port), CANARY_PROJECTION_SCHEMA="bench_" + prefix.rstrip("."),
+                      CANARY_SANDBOX_SPEED="10")
+    procs = [spawn(m, env, logdir / f"{m}.log") for m in MODULES]
+    ringing: dict[str, float] = {}
+    ended: dict[str, float] = {}
+    follower_ready = asyncio.Event()
+
+    async def follow():
+        c = make_consumer(prefix + "voice.call.events", group_id=None)
+        await c.start()
+        follower_ready.set()
+        try:
+            while True:
+                for msgs in (await c.getmany(timeout_ms=100)).values():
+                    now = time.perf_counter()
+                    for m in msgs:
+                        e = decode(m.value)
+                        if getattr(e, "type", None) == "call.ringing":
+                            # the gateway's own timestamp: the bench's lag is not the product's
+                            ringing.setdefault(e.call_id, datetime.fromisoformat(e.occurred_at).timestamp())
+                        elif getattr(e, "type", None) in TERMINAL_EVENTS:
+                            ended.setdefault(e.call_id, now)
+        finally:
+            await c.stop()
+
+    try:
+        base = await kafka_hop(prefix)
+        task = asyncio.create_task(follow())
+        await follower_ready.wait()
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10) as http:
+            for _ in range(100):
+                try:
+                    await http.get("/v1/voice/calls")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.2)
+            await asyncio.sleep(3)  # consumers join their groups
+            body = {"to": "+15551234567", "from": "+15559876543", "tts": {"text": "Your code is 1 2 3 4."}}
+            sent: dict[str, float] = {}
+            failures = 0
+            t_start = time.perf_counter()
+
+            async def post(i):
+                nonlocal failures
+                await asyncio.sleep(max(0.0, t_start + i / rate - time.perf_counter()))
+                t0 = time.time()
+                r = await http.post("/v1/voice/calls", json=body)
+                if r.status_code in (200, 201):
+                    sent[r.json()["id"]] = t0
+                else:
+                    failures += 1
+
+            await asyncio.gather(*(post(i) for i in range(n)))
+            deadline = time.perf_counter() + 120
+            while len(ended) < len(sent) and time.perf_counter() < deadline:
+                await asyncio.sleep(0.2)
+        task.cancel()
+        lat = [ringing[c] - t for c, t in sent.items() if c in ringing]
+        done = [ended[c] for c in sent if c in ended]
+        span = (max(done) - t_start) if done else float("nan")
+        print(f"calls: {n} submitted at {rate:.0f}/s, {len(sent)} accepted, {failures} refused, "
+              f"{len(done)} ended")
+        print(f"baseline one Kafka hop: p50 {pct(base, .5):.1f} ms  p99 {pct(base, .99):.1f} ms")
+        print(f"dial latency POST -> call.ringing: p50 {pct(lat, .5):.1f} ms  p99 {pct(lat, .99):.1f} ms "
+              f"(mean {statistics.mean(lat) * 1000:.1f} ms)")
+        print(f"ratio dial p50 / Kafka hop p50: {pct(lat, .5) / pct(base, .5):.1f}x;  "
+              f"p99: {pct(lat, .99) / pct(base, .99):.1f}x")
+        print(f"calls completed/s: {len(done) / span:.1f}")
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=30)
+        await conn.execute("DELETE FROM accounts WHERE id = $1", acct["id"])
+        await conn.close()
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--rate", type=float, default=100)
+    ap.add_argument("--port", type=int, default=18080)
+    a = ap.parse_args()
+    asyncio.run(main(a.calls, a.rate, a.port))
