@@ -87,7 +87,7 @@ async def _load(url_path: str, port: int, key: str, seconds: float, conns: int) 
     lat: list[float] = []
     codes: dict[int, int] = {}
     # warm-up (connections, caches, producer batches), not measured
-    await asyncio.gather(*(_worker("127.0.0.1", port, request, time.perf_counter() + 1.0, [], {})
+    await asyncio.gather(*(_worker("127.0.0.1", port, request, time.perf_counter() + 2.0, [], {})
                            for _ in range(conns)))
     t0 = time.perf_counter()
     await asyncio.gather(*(_worker("127.0.0.1", port, request, t0 + seconds, lat, codes) for _ in range(conns)))
@@ -172,7 +172,7 @@ async def cleanup(prefix: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--connections", type=int, default=24)
     ap.add_argument("--baseline-server", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--load", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -88,6 +88,7 @@ _PLUGINS = (
     "services.orchestrator.cli",
     "services.telephony.cli",
     "services.webhooks.cli",
+    "services.flows.cli",
     "services.tts.cli",
     "services.ops.replay",
 )

@@ -33,12 +33,18 @@ def runtime(request: Request):
 async def current_account(request: Request,
                           creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> Account:
     """The account of the request's API key, or a 401."""
-    if creds is None:
-        if request.headers.get("authorization"):
-            raise ApiError(401, "invalid_api_key", "Authorization must be 'Bearer <API key>'",
-                           headers=_CHALLENGE)
+    return await authenticate_request(request)
+
+
+async def authenticate_request(request: Request) -> Account:
+    """Same as current_account, callable without the dependency machinery (hot paths)."""
+    header = request.headers.get("authorization")
+    if not header:
         raise ApiError(401, "missing_api_key", "missing Authorization: Bearer <API key>", headers=_CHALLENGE)
-    key = creds.credentials.strip()
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(401, "invalid_api_key", "Authorization must be 'Bearer <API key>'", headers=_CHALLENGE)
+    key = key.strip()
     if key_mode(key) is None:
         raise ApiError(401, "invalid_api_key", "invalid API key", headers=_CHALLENGE)
     account = await request.app.state.runtime.authenticate(key)

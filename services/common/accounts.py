@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import re
 import secrets
 import string
@@ -33,8 +34,17 @@ def random_base62(n: int) -> str:
 
 
 def new_id(prefix: str, n: int = 20) -> str:
-    """``prefix_`` + n random base62 characters (call_, acct_, key_ ...)."""
-    return f"{prefix}_{random_base62(n)}"
+    """``prefix_`` + n random base62 characters (call_, acct_, key_ ...).
+
+    One urandom call per id (secrets.choice per character costs ~60 us on the hot path).
+    The modulo bias (2**(8*(n+4)) vs 62**n) is below 1e-9 and ids are not secrets anyway.
+    """
+    x = int.from_bytes(os.urandom(n + 4), "big")
+    out = []
+    for _ in range(n):
+        x, r = divmod(x, 62)
+        out.append(BASE62[r])
+    return f"{prefix}_{''.join(out)}"
 
 
 def hash_key(key: str) -> bytes:

@@ -15,6 +15,7 @@ from typing import Any
 
 from events import Envelope
 from events.catalog import TERMINAL_EVENTS
+from services.orchestrator import flow
 
 RING_GRACE_S = 10  # the carrier enforces the ring timeout; this is the safety net above it
 HANGUP_GRACE_S = 10
@@ -53,7 +54,7 @@ def _iso(dt: datetime) -> str:
 
 def decide(state: dict[str, Any] | None, msg: Envelope, now: datetime, *,
            pacing_slot: datetime | None = None, cps: float = 10.0,
-           validation_errors: list[dict] | None = None) -> Decision:
+           validation_errors: list[dict] | None = None, flow_def: dict | None = None) -> Decision:
     """Next state and outputs for one input. `pacing_slot` is the account's next free dial time."""
     st = dict(state) if state else initial_state(msg.call_id, msg.account_id)
     st["seen"] = st.get("seen", 0) + 1
@@ -61,9 +62,13 @@ def decide(state: dict[str, Any] | None, msg: Envelope, now: datetime, *,
     t = msg.type
     if st["ended"] and t != "PlaceCall":
         return d  # a finished call ignores late messages
+    if st.get("flow") and t in _FLOW_EVENTS and st["answered"] and not st["hangup_sent"]:
+        flow.on_event(st, msg, d, now)
+        return d
     handler = _HANDLERS.get(t)
     if handler is not None:
-        handler(st, msg, now, d, pacing_slot=pacing_slot, cps=cps, validation_errors=validation_errors)
+        handler(st, msg, now, d, pacing_slot=pacing_slot, cps=cps, validation_errors=validation_errors,
+                flow_def=flow_def)
     elif t in TERMINAL_EVENTS:
         _ended(st, msg, now, d)
     return d
@@ -71,7 +76,7 @@ def decide(state: dict[str, Any] | None, msg: Envelope, now: datetime, *,
 
 # --- handlers ----------------------------------------------------------------------------
 
-def _place_call(st, msg, now, d, *, pacing_slot, cps, validation_errors):
+def _place_call(st, msg, now, d, *, pacing_slot, cps, validation_errors, flow_def=None):
     if st["phase"] != "new":
         return  # the same PlaceCall again (a producer retry): already handled
     if validation_errors:
@@ -81,7 +86,13 @@ def _place_call(st, msg, now, d, *, pacing_slot, cps, validation_errors):
     req = dict(msg.data)
     req.setdefault("created_at", msg.occurred_at)
     st.update(phase="queued", request=req)
-    d.emit.append(msg.caused("call.queued", {**req, "direction": "outbound"}))
+    queued = {**req, "direction": "outbound"}
+    if req.get("flow") or flow_def:
+        # The flow as run is part of the call's state (a stored flow may change later).
+        st["flow"] = {"def": req.get("flow") or flow_def["flow"], "state": {}}
+        if flow_def:
+            queued["flow_version"] = flow_def["version"]
+    d.emit.append(msg.caused("call.queued", queued))
     if req.get("tts"):
         tts = req["tts"]
         d.emit.append(msg.caused("tts.requested", {"text": tts["text"], "voice": tts.get("voice", "en-US-Neural2-F"),
@@ -154,9 +165,13 @@ def _answered(st, msg, now, d, **_):
     d.timers.append(TimerOp("max_duration", now + timedelta(seconds=MAX_CALL_S), token=msg.id))
     req = st["request"]
     if req.get("record"):
+        st["recording"] = True
         d.emit.append(msg.caused("record.requested", {"channels": req.get("recording_channels", "mono"),
                                                       "transcribe": bool(req.get("transcribe"))}))
-    _next_step(st, msg, d)
+    if st.get("flow"):
+        flow.start(st, msg, d, now)
+    else:
+        _next_step(st, msg, d)
 
 
 def _media_ready(st, msg, now, d, **_):
@@ -215,9 +230,12 @@ def _next_step(st, cause: Envelope, d: Decision) -> None:
 
 def _ended(st, msg, now, d) -> None:
     st.update(ended=True, phase="ended")
-    for name in ("pace", "ring_timeout", "max_duration", "hangup_grace"):
+    for name in ("pace", "ring_timeout", "max_duration", "hangup_grace", "flow_pause"):
         d.timers.append(TimerOp(name, None))
 
+
+_FLOW_EVENTS = {"tts.rendered", "audio.fetched", "tts.failed", "audio.failed", "prompt.finished",
+                "gather.completed", "gather.timeout", "timer.fired"}
 
 _HANDLERS = {
     "PlaceCall": _place_call,

@@ -97,6 +97,7 @@ class Orchestrator:
         upto: dict[tuple[str, int], int] = {}
         dlq: list[tuple[bytes, bytes]] = []
         emits: list[Envelope] = []
+        flow_defs: dict[str, dict] = {}
         for tp, msgs in batches.items():
             for m in msgs:
                 key = (tp.topic, tp.partition)
@@ -117,6 +118,8 @@ class Orchestrator:
                     errors = None
                     if env.type == "PlaceCall":
                         errors = await validate_place_call(self.conn, env)
+                        if not errors and env.data.get("flow_id"):
+                            flow_defs[env.id], errors = await self._stored_flow(env)
                         if errors:
                             dlq.append(self._dlq(DecodeError("invalid_payload", "PlaceCall rejected: " + "; ".join(
                                 f"{e.get('field')}: {e.get('message')}" for e in errors), env.type,
@@ -142,7 +145,7 @@ class Orchestrator:
         for env, errors in inputs:
             dec = decide(states.get(env.call_id), env, now, pacing_slot=pacing.get(env.account_id),
                          cps=await self._cps(env.account_id) if env.type == "PlaceCall" else 10.0,
-                         validation_errors=errors)
+                         validation_errors=errors, flow_def=flow_defs.get(env.id))
             states[env.call_id] = dec.state
             touched[env.call_id] = env.account_id
             emits.extend(dec.emit)
@@ -181,6 +184,17 @@ class Orchestrator:
                 [(self.group, t, p, o) for (t, p), o in upto.items()])
         self.positions.update(upto)
         return len(upto)
+
+    async def _stored_flow(self, env: Envelope) -> tuple[dict | None, list | None]:
+        """The latest version of a stored flow, or the error that rejects the call."""
+        from services.flows.store import load_definition
+
+        found = await load_definition(self.conn, env.account_id, env.data["flow_id"])
+        if found is None:
+            return None, [{"code": "flow_not_found", "field": "flow_id",
+                           "message": f"no flow {env.data['flow_id']!r} in this account"}]
+        version, doc = found
+        return {"version": version, "flow": doc}, None
 
     def _dlq(self, err: DecodeError, tp, m) -> tuple[bytes, bytes]:
         log.warning("message rejected to dlq", code=err.code, reason=err.reason, topic=tp.topic,

@@ -88,10 +88,12 @@ class LiveCall:
         self.collector = None
         if c is None or cause is None:
             return
+        step = cause.data.get("step")
         if c.outcome() == "completed":
-            ev = self._event("gather.completed", {"digits": c.digits, "finished_on_key": c.finished_on_key}, cause)
+            ev = self._event("gather.completed", {"digits": c.digits, "finished_on_key": c.finished_on_key,
+                                                  "step": step}, cause)
         else:
-            ev = self._event("gather.timeout", {"digits": c.digits}, cause)
+            ev = self._event("gather.timeout", {"digits": c.digits, "step": step}, cause)
         await self._emit(ev)
 
     async def _gather_timer(self) -> None:
@@ -164,8 +166,9 @@ class LiveCall:
             c.start(now)
             self.collector, self.gather_cause = c, env
             early, self.early_digits = self.early_digits, ""
-            for digit in early:
+            for i, digit in enumerate(early):
                 if c.press(digit, now):
+                    self.early_digits = early[i + 1:]  # keys beyond this gather wait for the next one
                     await self._finish_gather()
                     return
             self.tasks.append(asyncio.create_task(self._gather_timer()))
@@ -185,11 +188,14 @@ class Gateway:
         self.calls: dict[str, LiveCall] = {}
         self.stopping = asyncio.Event()
         self._carriers = carriers
+        self._audio_cache: dict[str, bytes] = {}
 
     async def start(self) -> None:
-        self.conn = await db.connect()
-        await self.conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads,
-                                       schema="pg_catalog")
+        async def jsonb(conn):
+            await conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads,
+                                      schema="pg_catalog")
+        # A pool, not a connection: dials of one batch run concurrently.
+        self.conn = await db.create_pool(min_size=2, max_size=8, init=jsonb)
         self.lease_conn = await db.connect()
         self.carriers = self._carriers or {"sandbox": self._sandbox(), "sip": self._sip()}
         self.producer = make_producer(linger_ms=1)
@@ -229,11 +235,18 @@ class Gateway:
         return await self.load_audio(res.audio_ref)
 
     async def load_audio(self, ref: str) -> bytes:
+        """8 kHz PCM of a stored prompt. Refs are content hashes, so caching is always safe."""
         from services.common import audio
         from services.common.media_store import get_media_store
 
-        data = await audio.run_blocking(get_media_store().get, ref)
-        return await audio.run_blocking(audio.wav_to_pcm8k, data)
+        pcm = self._audio_cache.get(ref)
+        if pcm is None:
+            data = await audio.run_blocking(get_media_store().get, ref)
+            pcm = await audio.run_blocking(audio.wav_to_pcm8k, data)
+            if len(self._audio_cache) >= 256:  # bounded: drop the oldest entry
+                self._audio_cache.pop(next(iter(self._audio_cache)))
+            self._audio_cache[ref] = pcm
+        return pcm
 
     async def stop(self) -> None:
         for t in self.bg:

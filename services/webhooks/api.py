@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 
 from services.webhooks import store
 
@@ -30,12 +31,20 @@ def default_account_dep() -> Callable[..., Any]:
 
 
 async def pool_of(request: Request):
-    """The app's asyncpg pool (app.state.pool / app.state.db), or one created on first use."""
+    """The API's pool (app.state.runtime.db()), else app.state.pool, else one made on first use."""
     state = request.app.state
-    for name in ("pool", "db", "db_pool"):
-        pool = getattr(state, name, None)
-        if pool is not None and hasattr(pool, "acquire"):
-            return pool
+    runtime = getattr(state, "runtime", None)
+    if runtime is not None and hasattr(runtime, "db"):
+        return await runtime.db()
+    pool = getattr(state, "pool", None)
+    if pool is not None and hasattr(pool, "acquire"):
+        return pool
+    pool = getattr(state, "_webhooks_pool", None)
+    if pool is None:
+        from services.common import db
+
+        pool = state._webhooks_pool = await db.create_pool(min_size=1, max_size=4)
+    return pool
     pool = getattr(state, "_webhooks_pool", None)
     if pool is None:
         from services.common import db
@@ -54,8 +63,8 @@ def build_router(account_dep: Callable[..., Any] | None = None) -> APIRouter:
         async with pool.acquire() as conn:
             rows = await store.deliveries_for_call(conn, call_id, account_id_of(account))
         if rows is None:
-            raise HTTPException(status_code=404, detail={"code": "not_found",
-                                                         "message": f"no webhooks for call {call_id}"})
+            return JSONResponse(status_code=404, content={"error": {
+                "code": "not_found", "message": f"no webhooks for call {call_id}", "field": None}})
         return {"call_id": call_id, "object": "list", "data": rows}
 
     return r

@@ -98,3 +98,27 @@ async def test_kafka_command_from_unverified_number_is_rejected_and_dead_lettere
     rej = await voice.wait(cid, "call.rejected", timeout=30)
     assert any(e["field"] == "from" for e in rej.data["errors"])
     assert "dial.requested" not in voice.types(cid)
+
+
+async def test_ivr_flow_main_menu_to_support_submenu(voice, kprod):
+    import json
+    from pathlib import Path
+
+    flow = json.loads((Path(__file__).resolve().parents[2] / "schemas/flows/examples/main_menu.json").read_text())
+    await voice.db.execute(
+        "INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)",
+        "+15557770002", voice.account, '{"ring": 0.5, "after": 1.0, "press": "21"}')
+    cid = await voice.place(kprod, to="+15557770002", tts=None, flow=flow)
+    end = await voice.wait(cid, "terminal", timeout=90)
+    assert end.type == "call.completed", voice.types(cid)
+    path = [e.data["step"] for e in voice.events[cid] if e.type == "flow.step.entered"]
+    assert path == ["welcome", "main_menu", "support_menu", "support_internet", "leave_message",
+                    "record_message", "goodbye", "end"], path
+    assert "recording.captured" in voice.types(cid)  # the record step recorded the call
+
+
+async def test_invalid_inline_flow_is_rejected(voice, kprod):
+    bad = {"start": "a", "steps": {"a": {"kind": "goto", "step": "nowhere"}}}
+    cid = await voice.place(kprod, tts=None, flow=bad)
+    rej = await voice.wait(cid, "call.rejected", timeout=30)
+    assert any(e["field"].startswith("flow.steps.a") for e in rej.data["errors"]), rej.data

@@ -130,3 +130,60 @@ def test_ring_timeout_safety_net_and_lost_gateway():
     assert r.last("hangup.requested").data["status"] == "no-answer"
     assert r(msg("timer.fired", timer="hangup_grace")) == ["call.failed"]
     assert r.state["ended"]
+
+
+MENU = {
+    "start": "welcome",
+    "steps": {
+        "welcome": {"kind": "say", "text": "Welcome.", "next": "menu"},
+        "menu": {"kind": "gather", "num_digits": 1, "timeout": 5, "max_retries": 1,
+                 "prompt": {"kind": "say", "text": "Press 1 for sales, 9 to repeat."},
+                 "branches": {"1": "sales", "9": "menu"}, "default": "menu", "on_timeout": "bye"},
+        "sales": {"kind": "say", "text": "Sales.", "next": "bye"},
+        "bye": {"kind": "hangup"},
+    },
+}
+
+
+def test_flow_runs_step_by_step():
+    r = Run()
+    req = {k: v for k, v in REQ.items() if k != "tts"} | {"flow": MENU}
+    assert r(msg("PlaceCall", **req)) == ["call.queued", "dial.requested"]
+    out = r(msg("call.answered"))
+    assert out == ["flow.step.entered", "tts.requested"]
+    tag = r.last("tts.requested").data["step"]
+    assert tag == "welcome#1"
+    assert r(msg("tts.rendered", audio_ref="sha256:w.wav", duration_ms=500, step="stale#0")) == []
+    assert r(msg("tts.rendered", audio_ref="sha256:w.wav", duration_ms=500, step=tag)) == ["play.requested"]
+    assert r(msg("prompt.finished", interrupted=False, step=tag)) == ["flow.step.entered", "tts.requested"]
+    tag = r.last("tts.requested").data["step"]
+    r(msg("tts.rendered", audio_ref="sha256:m.wav", duration_ms=500, step=tag))
+    assert r(msg("prompt.finished", step=tag)) == ["gather.requested"]
+    assert r.last("gather.requested").data["step"] == "menu"
+    # 9 repeats the menu (a new entry tag), 1 goes to sales
+    assert r(msg("gather.completed", digits="9", step="menu")) == ["flow.step.entered", "tts.requested"]
+    assert r.last("tts.requested").data["step"] == "menu#3"
+    r(msg("tts.rendered", audio_ref="sha256:m.wav", duration_ms=500, step="menu#3"))
+    r(msg("prompt.finished", step="menu#3", interrupted=True))  # barge-in skips the rest
+    assert r(msg("gather.completed", digits="1", step="menu")) == ["flow.step.entered", "tts.requested"]
+    r(msg("tts.rendered", audio_ref="sha256:s.wav", duration_ms=500, step="sales#4"))
+    assert r(msg("prompt.finished", step="sales#4")) == ["flow.step.entered", "hangup.requested"]
+    path = [e.data["step"] for e in r.out if e.type == "flow.step.entered"]
+    assert path == ["welcome", "menu", "menu", "sales", "bye"]
+    ids = [e.id for e in r.out]
+    assert len(ids) == len(set(ids))  # every output has its own deterministic id
+
+
+def test_flow_gather_timeout_reprompts_then_leaves():
+    r = Run()
+    req = {k: v for k, v in REQ.items() if k != "tts"} | {"flow": MENU}
+    r(msg("PlaceCall", **req))
+    r(msg("call.answered"))
+    r(msg("tts.rendered", audio_ref="sha256:w.wav", duration_ms=1, step="welcome#1"))
+    r(msg("prompt.finished", step="welcome#1"))
+    r(msg("tts.rendered", audio_ref="sha256:m.wav", duration_ms=1, step="menu#2"))
+    r(msg("prompt.finished", step="menu#2"))
+    assert r(msg("gather.timeout", step="menu")) == ["flow.step.entered", "tts.requested"]  # retry 1
+    r(msg("tts.rendered", audio_ref="sha256:m.wav", duration_ms=1, step="menu#3"))
+    r(msg("prompt.finished", step="menu#3"))
+    assert r(msg("gather.timeout", step="menu")) == ["flow.step.entered", "hangup.requested"]

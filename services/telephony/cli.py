@@ -1,0 +1,224 @@
+"""CLI commands of the telephony service (plugged into `canary-voice` by services.cli).
+
+    canary-voice trunks set --account NAME --host H [--port 5060] [--transport udp]
+                            [--username U] [--password-stdin | --clear-password]
+                            [--caller-id +E164] [--allow-from +PREFIX ...]
+    canary-voice trunks show --account NAME [--json]
+    canary-voice trunks delete --account NAME
+    canary-voice sandbox callee add NUMBER [--account NAME] [--ring 1s] [--after 2s] [--press "1234#"]
+                                    [--say "yes please"] [--say-voice V] [--hangup-after 20s] [--no-answer]
+    canary-voice sandbox callee list [--account NAME]
+    canary-voice sandbox callee remove NUMBER [--account NAME]
+    canary-voice sandbox numbers
+
+A trunk password is only ever read from stdin (never an argument: it would land in the
+shell history and the process list) and is never printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from typing import Any, Awaitable, Callable, Optional
+
+import typer
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg="red", err=True)
+    raise typer.Exit(1)
+
+
+def _with_db(fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    from services.common.accounts import AccountError
+    from services.telephony.trunks import TrunkError
+
+    async def run() -> Any:
+        from services.common import db
+
+        await db.migrate()
+        conn = await db.connect()
+        try:
+            return await fn(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(run())
+    except (TrunkError, AccountError) as exc:
+        _fail(exc.message)
+    except (OSError, TimeoutError) as exc:
+        _fail(f"cannot reach Postgres ({exc}); is the stack up? (canary-voice stack up)")
+
+
+async def _account_id(conn: Any, name: str | None) -> str:
+    """The id of the named account ('' when no name: every account)."""
+    from services.common.accounts import AccountError, get_account
+
+    if not name:
+        return ""
+    acct = await get_account(conn, name)
+    if acct is None:
+        raise AccountError("account_not_found", f"no account named {name!r}")
+    return acct["id"]
+
+
+def _print_trunk(t: dict[str, Any], as_json: bool = False) -> None:
+    from services.common.accounts import iso
+
+    view = {**t, "created_at": iso(t["created_at"]), "updated_at": iso(t["updated_at"])}
+    if as_json:
+        import orjson
+
+        typer.echo(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode())
+        return
+    for k in ("host", "port", "transport", "username", "has_password", "caller_id", "allowed_from_prefixes",
+              "updated_at"):
+        v = view[k]
+        if isinstance(v, bool):
+            v = "yes" if v else "no"
+        elif isinstance(v, list):
+            v = ", ".join(v) or "-"
+        typer.echo(f"{k + ':':23}{'-' if v is None else v}")
+
+
+def _seconds(s: float | None) -> str:
+    return "-" if s is None else f"{s:g}s"
+
+
+def register(app: typer.Typer) -> None:
+    from services.telephony import trunks as repo
+
+    trunks_app = typer.Typer(help="SIP trunk of an account (where its live calls go).", no_args_is_help=True)
+    sandbox_app = typer.Typer(help="The sandbox carrier: magic numbers and scripted callees.", no_args_is_help=True)
+    callee_app = typer.Typer(help="Scripted sandbox callees: what a sandbox number does when called.",
+                             no_args_is_help=True)
+    app.add_typer(trunks_app, name="trunks")
+    app.add_typer(sandbox_app, name="sandbox")
+    sandbox_app.add_typer(callee_app, name="callee")
+
+    @trunks_app.command("set")
+    def trunks_set(
+        account: str = typer.Option(..., "--account", help="account name"),
+        host: str = typer.Option(..., "--host", help="trunk hostname or IP address"),
+        port: int = typer.Option(5060, "--port", help="trunk SIP port"),
+        transport: str = typer.Option("udp", "--transport", help="SIP transport (udp)"),
+        username: Optional[str] = typer.Option(None, "--username", help="digest auth user name"),
+        password_stdin: bool = typer.Option(False, "--password-stdin",
+                                            help="read the digest password from stdin (first line)"),
+        clear_password: bool = typer.Option(False, "--clear-password", help="remove the stored password"),
+        caller_id: Optional[str] = typer.Option(None, "--caller-id",
+                                                help="fixed caller id (E.164) presented on every call,"
+                                                     " or the fallback when --allow-from does not match"),
+        allow_from: Optional[list[str]] = typer.Option(None, "--allow-from",
+                                                       help="allowed caller id prefix, e.g. +1555 (repeatable)"),
+    ) -> None:
+        """Create or replace the account's SIP trunk (the stored password is kept unless given or cleared)."""
+        if password_stdin and clear_password:
+            _fail("give at most one of --password-stdin and --clear-password")
+        password: Any = repo.KEEP
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+            if not password:
+                _fail("--password-stdin: no password on stdin")
+        elif clear_password:
+            password = None
+
+        async def go(c: Any) -> dict:
+            return await repo.set_trunk(c, await _account_id(c, account), host=host, port=port, transport=transport,
+                                        username=username, password=password, caller_id=caller_id,
+                                        allowed_from_prefixes=allow_from or [])
+
+        _print_trunk(_with_db(go))
+
+    @trunks_app.command("show")
+    def trunks_show(account: str = typer.Option(..., "--account", help="account name"),
+                    as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+        """Show the account's SIP trunk (the password is never shown)."""
+        async def go(c: Any) -> dict | None:
+            return await repo.get_trunk(c, await _account_id(c, account))
+
+        t = _with_db(go)
+        if t is None:
+            _fail(f"account {account!r} has no SIP trunk")
+        _print_trunk(t, as_json)
+
+    @trunks_app.command("delete")
+    def trunks_delete(account: str = typer.Option(..., "--account", help="account name")) -> None:
+        """Remove the account's SIP trunk (its live calls then fail until one is set)."""
+        async def go(c: Any) -> bool:
+            return await repo.delete_trunk(c, await _account_id(c, account))
+
+        if not _with_db(go):
+            _fail(f"account {account!r} has no SIP trunk")
+        typer.echo("deleted")
+
+    @callee_app.command("add")
+    def callee_add(
+        number: str = typer.Argument(..., help="the sandbox number (E.164)"),
+        account: Optional[str] = typer.Option(None, "--account", help="only for this account (default: every account)"),
+        ring: str = typer.Option("1s", "--ring", help="ring this long, then answer"),
+        after: str = typer.Option("0s", "--after", help="after answering, wait this long, then press/say"),
+        press: str = typer.Option("", "--press", help="DTMF keys to press, e.g. 1234#"),
+        say: str = typer.Option("", "--say", help="words to say (for speech gather)"),
+        say_voice: Optional[str] = typer.Option(None, "--say-voice", help="voice for --say"),
+        hangup_after: Optional[str] = typer.Option(None, "--hangup-after", help="hang up this long after answering"),
+        no_answer: bool = typer.Option(False, "--no-answer", help="ring until the caller's ring timeout"),
+    ) -> None:
+        """Attach a scripted callee to a sandbox number (replaces an existing one). Durations: 2s, 500ms, 1.5."""
+        async def go(c: Any) -> tuple[dict, bool]:
+            script = repo.callee_script(ring=ring, answer=not no_answer, after=after, press=press, say=say,
+                                        say_voice=say_voice, hangup_after=hangup_after)
+            return await repo.set_callee(c, number, await _account_id(c, account), script)
+
+        row, created = _with_db(go)
+        typer.echo(f"{'added' if created else 'replaced'} {row['number']} ({account or 'every account'})")
+
+    @callee_app.command("list")
+    def callee_list(account: Optional[str] = typer.Option(None, "--account", help="only this account's callees")
+                    ) -> None:
+        """List scripted callees."""
+        async def go(c: Any) -> list:
+            return await repo.list_callees(c, None if account is None else await _account_id(c, account))
+
+        rows = _with_db(go)
+        if not rows:
+            typer.echo("no scripted callees")
+            return
+        typer.echo(f"{'NUMBER':16} {'ACCOUNT':20} SCRIPT")
+        for r in rows:
+            s = r["script"]
+            parts = ["no answer" if not s.get("answer", True) else f"ring {_seconds(s.get('ring', 1.0))}"]
+            if s.get("after"):
+                parts.append(f"after {_seconds(s['after'])}")
+            if s.get("press"):
+                parts.append(f"press {s['press']}")
+            if s.get("say"):
+                parts.append(f"say {s['say']!r}")
+            if s.get("hangup_after") is not None:
+                parts.append(f"hang up after {_seconds(s['hangup_after'])}")
+            who = r.get("account_name") or (r["account_id"] or "*")
+            typer.echo(f"{r['number']:16} {who:20} {', '.join(parts)}")
+
+    @callee_app.command("remove")
+    def callee_remove(number: str = typer.Argument(..., help="the sandbox number"),
+                      account: Optional[str] = typer.Option(None, "--account",
+                                                            help="the account it was added for (default: every)")
+                      ) -> None:
+        """Remove a scripted callee."""
+        async def go(c: Any) -> bool:
+            return await repo.remove_callee(c, number, await _account_id(c, account))
+
+        if not _with_db(go):
+            _fail(f"no scripted callee {number} for {account or 'every account'}")
+        typer.echo("removed")
+
+    @sandbox_app.command("numbers")
+    def sandbox_numbers() -> None:
+        """The sandbox's magic numbers and what each does."""
+        from services.telephony.sandbox import MAGIC_NUMBERS
+
+        for number, what in MAGIC_NUMBERS.items():
+            typer.echo(f"{number}  {what}")
+        typer.echo("any other number: answers after 1 s and listens until we hang up"
+                   " (unless a scripted callee is attached: `canary-voice sandbox callee add`)")

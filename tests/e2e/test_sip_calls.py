@@ -1,0 +1,101 @@
+"""Whole calls on the real stack through the SIP carrier: orchestrator, gateway, TTS and
+projector as processes; SIPp as the far end (the interop scenarios); the account's trunk
+row in Postgres pointing at it."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.telephony import trunks
+from tests.e2e.conftest import CORE, _voice_stack
+from tests.interop.sip.conftest import SCENARIOS, rtp_listener, sipp, write_dtmf_pcap  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+async def voice(request, stack, tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CANARY_SIP_PORT", "0")  # the gateway's SIP socket on a free port
+        mp.setenv("CANARY_SIP_BIND", "127.0.0.1")
+        async for vs in _voice_stack(request, stack, tmp_path_factory, CORE):
+            yield vs
+
+
+async def trunk_to(voice, uas, **kw) -> None:
+    await trunks.set_trunk(voice.db, voice.account, host="127.0.0.1", port=uas.port, password=kw.pop("password", None),
+                           **kw)
+
+
+async def test_answered_call_plays_the_tts_prompt_over_rtp(voice, kprod, sipp, rtp_listener):
+    uas = sipp("uas_answer.xml", sets={"rtp_port": str(rtp_listener.port)})
+    await trunk_to(voice, uas)
+    cid = await voice.place(kprod, carrier="sip", tts={"text": "Hello from Canary, over a real SIP trunk."})
+    end = await voice.wait(cid, "terminal", timeout=60)
+    assert end.type == "call.completed", voice.types(cid)
+    seq = [t for t in voice.types(cid) if t in ("call.ringing", "call.answered", "play.requested", "prompt.finished",
+                                                  "hangup.requested", "call.completed")]
+    assert seq == ["call.ringing", "call.answered", "play.requested", "prompt.finished", "hangup.requested",
+                   "call.completed"]
+    assert (await voice.wait(cid, "prompt.finished")).data["interrupted"] is False
+    assert uas.wait() == 0, uas.errors()  # SIPp saw the whole dialog, our BYE included
+    audio = [r.pkt for r in rtp_listener.packets if r.pkt.payload_type == 0]
+    assert len(audio) >= 50  # at least a second of PCMU, 20 ms a packet
+    assert all(len(p.payload) == 160 for p in audio) and len({p.ssrc for p in audio}) == 1
+    assert any(b != 0xFF for p in audio for b in p.payload)  # not just PCMU silence: the prompt
+
+
+async def test_busy(voice, kprod, sipp):
+    uas = sipp("uas_busy.xml")
+    await trunk_to(voice, uas)
+    cid = await voice.place(kprod, carrier="sip")
+    end = await voice.wait(cid, "terminal", timeout=30)
+    assert end.type == "call.busy" and end.data["sip_code"] == 486, end
+    assert uas.wait() == 0, uas.errors()
+
+
+async def test_rfc4733_digits_complete_a_gather(voice, kprod, sipp, tmp_path):
+    write_dtmf_pcap(tmp_path / "dtmf.pcap", "1234#")
+    # uas_dtmf replays the digits right after the ACK; wait until our prompt has played and
+    # the gather is open (digits between the prompt and the gather would not be collected).
+    scenario = tmp_path / "uas_dtmf_late.xml"
+    xml = (SCENARIOS / "uas_dtmf.xml").read_text()
+    scenario.write_text(xml.replace("  <nop>", '  <pause milliseconds="5000"/>\n  <nop>', 1))
+    uas = sipp(str(scenario))
+    await trunk_to(voice, uas)
+    cid = await voice.place(kprod, carrier="sip", tts={"text": "Enter your PIN."},
+                            gather={"type": "dtmf", "num_digits": 4, "finish_on_key": "#", "timeout": 15})
+    g = await voice.wait(cid, "gather.completed", timeout=60)
+    assert g.data["digits"] == "1234", voice.events[cid]
+    assert (await voice.wait(cid, "terminal")).type == "call.completed"
+    digits = [e.data for e in voice.events[cid] if e.type == "dtmf.received"]
+    # num_digits 4 completes the gather; the call may be hung up before "#" arrives
+    assert [d["digit"] for d in digits][:4] == list("1234") and all(d["method"] == "rfc4733" for d in digits)
+    assert uas.wait() == 0, uas.errors()
+
+
+async def test_digest_challenge_answered_with_trunk_credentials(voice, kprod, sipp):
+    uas = sipp("uas_auth.xml")  # 401, then checks alice / s3cret on the retried INVITE (else 403)
+    await trunk_to(voice, uas, username="alice", password="s3cret")
+    cid = await voice.place(kprod, carrier="sip")
+    end = await voice.wait(cid, "terminal", timeout=60)
+    assert end.type == "call.completed", [(e.type, e.data) for e in voice.events[cid]]
+    assert "call.answered" in voice.types(cid)
+    assert uas.wait() == 0, uas.errors()
+    logs = "".join(p.read_text(errors="replace") for p in voice.logdir.glob("*.log"))
+    assert "s3cret" not in logs  # the trunk password is never logged
+
+
+async def test_no_trunk_fails_the_call(voice, kprod):
+    await trunks.delete_trunk(voice.db, voice.account)
+    cid = await voice.place(kprod, carrier="sip")
+    end = await voice.wait(cid, "terminal", timeout=30)
+    assert end.type == "call.failed" and end.data["reason"] == "no SIP trunk configured for this account"
+
+
+async def test_caller_id_refused_by_trunk_rules_fails_the_call(voice, kprod):
+    await trunks.set_trunk(voice.db, voice.account, host="127.0.0.1", port=9, allowed_from_prefixes=["+44"])
+    cid = await voice.place(kprod, carrier="sip")
+    end = await voice.wait(cid, "terminal", timeout=30)
+    assert end.type == "call.failed" and "is not allowed" in end.data["reason"], end
+    assert "call.ringing" not in voice.types(cid)
