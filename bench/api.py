@@ -172,7 +172,7 @@ async def cleanup(prefix: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=10)
-    ap.add_argument("--connections", type=int, default=24)
+    ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--baseline-server", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--load", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)

@@ -262,6 +262,8 @@ class GatherRequested(_Event):
     finish_on_key: str = "#"
     timeout: float = 5
     inter_digit_timeout: float | None = None
+    hints: list[str] | None = None
+    language: str | None = None
     step: str | None = None
 
 

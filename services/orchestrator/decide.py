@@ -221,7 +221,8 @@ def _next_step(st, cause: Envelope, d: Decision) -> None:
         d.emit.append(cause.caused("gather.requested", {
             "type": g.get("type", "dtmf"), "num_digits": g.get("num_digits"),
             "finish_on_key": g.get("finish_on_key", "#"), "timeout": g.get("timeout", 5),
-            "inter_digit_timeout": g.get("inter_digit_timeout")}, step="gather"))
+            "inter_digit_timeout": g.get("inter_digit_timeout"), "hints": g.get("hints"),
+            "language": g.get("language")}, step="gather"))
         return
     if st["phase"] in ("prompted", "gathered"):
         st["hangup_sent"] = True

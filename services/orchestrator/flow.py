@@ -52,7 +52,7 @@ def _run(st, state: fe.FlowState, actions, cause: Envelope, d, now: datetime) ->
         elif isinstance(a, fe.Gather):
             st["flow"]["gather"] = {"type": a.type, "num_digits": a.num_digits, "finish_on_key": a.finish_on_key,
                                     "timeout": a.timeout, "inter_digit_timeout": a.inter_digit_timeout,
-                                    "step": a.step}
+                                    "hints": list(a.hints) or None, "language": a.language, "step": a.step}
             _media(st, cause, d, list(a.prompt), then="gather", barge_in=a.barge_in)
         elif isinstance(a, fe.Pause):
             d.timers.append(_timer(now, a.seconds, _tag(st)))
@@ -130,7 +130,8 @@ def on_event(st, msg: Envelope, d, now: datetime) -> None:
         _advance(st, msg, d)
     elif t == "gather.completed":
         speech = data.get("speech") or {}
-        feed(st, fe.GatherCompleted(digits=data.get("digits", ""), speech=speech.get("text"),
+        feed(st, fe.GatherCompleted(digits=data.get("digits", ""),
+                                    speech=speech.get("matched_hint") or speech.get("text"),
                                     confidence=speech.get("confidence"),
                                     finished_on_key=data.get("finished_on_key"), step=data.get("step")), msg, d, now)
     elif t == "gather.timeout":

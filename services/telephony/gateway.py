@@ -24,11 +24,13 @@ from services.common.kafka import make_consumer, make_producer, publish_many
 from services.common.logging import configure
 from services.telephony.carrier import Answered, CallSession, Carrier, DialRequest, DtmfReceived, Ended, Ringing
 from services.telephony.gather import Collector
+from services.telephony.speech import Endpointer, best_hint
 
 log = configure("telephony")
 SCOPE = os.environ.get("CANARY_TOPIC_PREFIX", "")
 LEASE_S = float(os.environ.get("CANARY_GATEWAY_LEASE_S", "15"))
 STALE_DIAL_S = 60
+SPEECH_RECOGNITION_S = 20  # whisper time allowed after an utterance ends
 INSTRUCTIONS = {"dial.requested", "play.requested", "gather.requested", "record.requested", "hangup.requested"}
 
 
@@ -45,6 +47,7 @@ class LiveCall:
         self.playing = False
         self.early_digits = ""  # keys pressed before the next gather started (type-ahead)
         self.collector: Collector | None = None
+        self.endpointer: Endpointer | None = None
         self.gather_cause: Envelope | None = None
         self.recording: Envelope | None = None
         self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._work())]
@@ -83,13 +86,19 @@ class LiveCall:
         if self.playing and self.barge_in:
             self.session.stop_playback()
 
-    async def _finish_gather(self) -> None:
+    async def _finish_gather(self, speech: dict | None = None) -> None:
         c, cause = self.collector, self.gather_cause
         self.collector = None
+        if self.endpointer is not None:
+            self.endpointer = None
+            self.session.on_audio(None)
         if c is None or cause is None:
             return
         step = cause.data.get("step")
-        if c.outcome() == "completed":
+        if speech is not None:
+            ev = self._event("gather.completed", {"digits": c.digits, "finished_on_key": None, "speech": speech,
+                                                  "step": step}, cause)
+        elif c.outcome() == "completed":
             ev = self._event("gather.completed", {"digits": c.digits, "finished_on_key": c.finished_on_key,
                                                   "step": step}, cause)
         else:
@@ -104,6 +113,35 @@ class LiveCall:
                 await self._finish_gather()
                 return
             await asyncio.sleep(min(delay, 0.05))
+
+    def _on_frame(self, frame: bytes) -> None:
+        """The callee's audio while a speech gather listens (called by the carrier)."""
+        ep = self.endpointer
+        if ep is None or self.collector is None:
+            return
+        r = ep.feed(frame)
+        if r == "started":
+            # Speaking counts as input: no first-input timeout while an utterance lasts.
+            self.collector.extend(asyncio.get_running_loop().time() + ep.max_ms / 1000 + SPEECH_RECOGNITION_S)
+        elif r == "ended":
+            self.session.on_audio(None)
+            self.tasks.append(asyncio.create_task(self._recognize(ep)))
+
+    async def _recognize(self, ep: Endpointer) -> None:
+        from services.transcription.engine import transcribe
+
+        d = self.gather_cause.data if self.gather_cause else {}
+        try:
+            t = await transcribe(ep.audio(), language=d.get("language"))
+            speech = {"text": t.text.strip(), "confidence": round(t.confidence, 3)}
+        except Exception as exc:
+            log.error("speech recognition failed", call_id=self.dial.call_id, error=str(exc))
+            speech = {"text": "", "confidence": 0.0, "error": "recognition failed"}
+        hint = best_hint(speech["text"], d.get("hints"))
+        if hint is not None:
+            speech["matched_hint"] = hint
+        if self.endpointer is ep:  # DTMF may have completed the gather meanwhile
+            await self._finish_gather(speech=speech)
 
     async def _on_ended(self, ev: Ended) -> None:
         self.ended = True
@@ -171,6 +209,9 @@ class LiveCall:
                     self.early_digits = early[i + 1:]  # keys beyond this gather wait for the next one
                     await self._finish_gather()
                     return
+            if "speech" in (d.get("type") or ""):
+                self.endpointer = Endpointer()
+                self.session.on_audio(self._on_frame)
             self.tasks.append(asyncio.create_task(self._gather_timer()))
 
     def close(self) -> None:

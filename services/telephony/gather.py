@@ -38,6 +38,10 @@ class Collector:
         self._deadline = now + (self.inter_digit_timeout or self.timeout)
         return False
 
+    def extend(self, until: float) -> None:
+        """Hold the timeout off (speech in progress) until `until`."""
+        self._deadline = max(self._deadline, until)
+
     def deadline(self) -> float:
         return self._deadline
 

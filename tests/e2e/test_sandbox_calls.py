@@ -122,3 +122,17 @@ async def test_invalid_inline_flow_is_rejected(voice, kprod):
     cid = await voice.place(kprod, tts=None, flow=bad)
     rej = await voice.wait(cid, "call.rejected", timeout=30)
     assert any(e["field"].startswith("flow.steps.a") for e in rej.data["errors"]), rej.data
+
+
+async def test_speech_gather_transcribes_the_callee_and_matches_a_hint(voice, kprod):
+    await voice.db.execute(
+        "INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)",
+        "+15557770003", voice.account, '{"ring": 0.5, "after": 4.0, "say": "I have a question about billing."}')
+    cid = await voice.place(kprod, to="+15557770003", tts={"text": "Which department?"},
+                            gather={"type": "speech", "timeout": 15, "hints": ["sales", "support", "billing"]})
+    g = await voice.wait(cid, "gather.completed", timeout=90)
+    speech = g.data["speech"]
+    assert "billing" in speech["text"].lower(), speech
+    assert speech["matched_hint"] == "billing"
+    assert 0 < speech["confidence"] <= 1
+    assert (await voice.wait(cid, "terminal")).type == "call.completed"
