@@ -379,3 +379,30 @@ class TranscriptionFailed(_Event):
 
     recording_id: str | None = None
     reason: str
+
+
+@register("flow.webhook.requested", example={"url": "https://example.com/ivr/billing", "step": "billing",
+                                             "digits": "3", "speech": None})
+class FlowWebhookRequested(_Event):
+    """A flow's webhook step: ask the customer's app which steps to run next."""
+
+    url: str
+    step: str
+    digits: str | None = None
+    speech: str | None = None
+
+
+@register("flow.webhook.answered", example={"step": "billing", "steps": [{"kind": "say", "text": "Your balance is 5 dollars."}]})
+class FlowWebhookAnswered(_Event):
+    """The app answered a webhook step with steps to run."""
+
+    step: str
+    steps: list[dict[str, Any]] = []
+
+
+@register("flow.webhook.failed", example={"step": "billing", "reason": "HTTP 500"})
+class FlowWebhookFailed(_Event):
+    """The app could not be asked (or answered nonsense); the flow goes on to the step's next."""
+
+    step: str
+    reason: str

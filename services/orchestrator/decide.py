@@ -236,7 +236,7 @@ def _ended(st, msg, now, d) -> None:
 
 
 _FLOW_EVENTS = {"tts.rendered", "audio.fetched", "tts.failed", "audio.failed", "prompt.finished",
-                "gather.completed", "gather.timeout", "timer.fired"}
+                "gather.completed", "gather.timeout", "timer.fired", "flow.webhook.answered", "flow.webhook.failed"}
 
 _HANDLERS = {
     "PlaceCall": _place_call,

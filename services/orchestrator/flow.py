@@ -63,8 +63,9 @@ def _run(st, state: fe.FlowState, actions, cause: Envelope, d, now: datetime) ->
                                                          "transcribe": bool(st["request"].get("transcribe"))})
             follow_up = fe.PromptFinished(step=a.step)
         elif isinstance(a, fe.CallWebhook):
-            # Asking the app is not wired yet: the engine's documented fallback is to go on.
-            follow_up = fe.WebhookFailed(reason="webhook steps are not supported yet", step=a.step)
+            # The webhooks service asks the app and answers on the log (flow.webhook.*).
+            _emit(st, cause, d, "flow.webhook.requested", {"url": a.url, "step": a.step, "digits": a.digits,
+                                                           "speech": a.speech})
         elif isinstance(a, fe.Hangup):
             if not st["hangup_sent"]:
                 st["hangup_sent"] = True
@@ -136,5 +137,9 @@ def on_event(st, msg: Envelope, d, now: datetime) -> None:
                                     finished_on_key=data.get("finished_on_key"), step=data.get("step")), msg, d, now)
     elif t == "gather.timeout":
         feed(st, fe.GatherTimeout(digits=data.get("digits", ""), step=data.get("step")), msg, d, now)
+    elif t == "flow.webhook.answered":
+        feed(st, fe.WebhookAnswered(steps=tuple(data.get("steps") or ()), step=data.get("step")), msg, d, now)
+    elif t == "flow.webhook.failed":
+        feed(st, fe.WebhookFailed(reason=data.get("reason", ""), step=data.get("step")), msg, d, now)
     elif t == "timer.fired" and data.get("timer") == "flow_pause" and data.get("token") == _tag(st):
         feed(st, fe.PromptFinished(step=st["flow"]["state"]["step"]), msg, d, now)

@@ -29,7 +29,8 @@ SCOPE = os.environ.get("CANARY_TOPIC_PREFIX", "")
 # Inputs the state machine reacts to; everything else on the event log is skipped cheaply.
 EVENT_INPUTS = {"timer.fired", "call.ringing", "call.answered", "tts.rendered", "audio.fetched", "tts.failed",
                 "audio.failed", "prompt.finished", "gather.completed", "gather.timeout", "call.completed",
-                "call.busy", "call.no-answer", "call.failed", "call.canceled"}
+                "call.busy", "call.no-answer", "call.failed", "call.canceled", "flow.webhook.answered",
+                "flow.webhook.failed"}
 
 
 def _now() -> datetime:

@@ -24,7 +24,7 @@ from aiokafka import TopicPartition
 
 from events import DecodeError, decode, topics
 from services.common import db
-from services.common.kafka import dlq_record, make_consumer, make_producer
+from services.common.kafka import dlq_record, make_consumer, make_producer, publish
 from services.common.logging import configure
 from services.webhooks import sender, store
 from services.webhooks.payloads import WEBHOOK_TYPES
@@ -84,6 +84,8 @@ class WebhookWorker:
                     continue
                 if env.type in WEBHOOK_TYPES:
                     envs.append(env)
+                elif env.type == "flow.webhook.requested":
+                    self._spawn(self._flow_step(env))
         if envs:
             async with self.pool.acquire() as conn:
                 n = await store.enqueue(conn, self.topic, envs, max_attempts=self.s.max_attempts, cache=self.routes)
@@ -96,6 +98,18 @@ class WebhookWorker:
             except Exception as exc:  # rebalance: the next owner re-reads, enqueue is idempotent
                 log.info("offset commit skipped", error=str(exc))
         return len(envs)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _flow_step(self, env) -> None:
+        """Ask the app for a flow's next steps; the answer goes back on the log for the orchestrator."""
+        from services.webhooks.flow_step import ask_app
+
+        out = await ask_app(self.client, await self._secret(env.account_id), env)
+        await publish(self.producer, self.topic, out)
 
     async def intake(self) -> None:
         while not self.stopping.is_set():

@@ -17,7 +17,7 @@ from services.common.kafka import ensure_topics, make_consumer, publish
 from tests.conftest import service_env, spawn
 
 CORE = ["services.orchestrator.service", "services.telephony.gateway", "services.tts.worker",
-        "services.projector.service"]
+        "services.projector.service", "services.webhooks"]
 
 
 class VoiceStack:

@@ -136,3 +136,40 @@ async def test_speech_gather_transcribes_the_callee_and_matches_a_hint(voice, kp
     assert speech["matched_hint"] == "billing"
     assert 0 < speech["confidence"] <= 1
     assert (await voice.wait(cid, "terminal")).type == "call.completed"
+
+
+async def test_flow_webhook_step_asks_the_app_what_to_say(voice, kprod):
+    """A `webhook` step POSTs (signed) to the app; the steps it answers with are run next."""
+    from aiohttp import web
+
+    from services.common import signing
+
+    seen = []
+
+    async def app_handler(request):
+        body = await request.read()
+        signing.verify("whsec_test", body, request.headers["Canary-Signature"])  # raises if forged
+        seen.append(await request.json())
+        return web.json_response({"steps": [{"kind": "say", "text": "Your balance is five dollars."}]})
+
+    app = web.Application()
+    app.router.add_post("/ivr/billing", app_handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        flow = {"start": "ask", "steps": {
+            "ask": {"kind": "webhook", "url": f"http://127.0.0.1:{port}/ivr/billing", "next": "bye"},
+            "bye": {"kind": "hangup"}}}
+        cid = await voice.place(kprod, tts=None, flow=flow)
+        end = await voice.wait(cid, "terminal", timeout=60)
+        assert end.type == "call.completed", voice.types(cid)
+        path = [e.data["step"] for e in voice.events[cid] if e.type == "flow.step.entered"]
+        assert path == ["ask", "ask.0", "bye"], path
+        assert seen and seen[0]["call_id"] == cid and seen[0]["step"] == "ask"
+        said = [e.data["text"] for e in voice.events[cid] if e.type == "tts.requested"]
+        assert said == ["Your balance is five dollars."]
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,55 @@
+"""A flow's `webhook` step: POST the call's input to the app, turn its answer into an event.
+
+Unlike status webhooks this is request/response: the app's JSON body (`{"steps": [...]}`
+or a bare list of steps) decides what the caller hears next. Same signing and SSRF
+guard as every delivery; one attempt with a short timeout, because a caller is waiting
+on the line — a failure is an event too, and the flow moves on to the step's `next`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import orjson
+
+from events import Envelope
+from services.common.ssrf import SsrfError, check_url
+from services.webhooks import sender
+
+MAX_BODY = 64 * 1024
+TIMEOUT_S = 8.0
+
+
+async def ask_app(client: httpx.AsyncClient, secret: str | None, req: Envelope) -> Envelope:
+    """flow.webhook.requested -> flow.webhook.answered | flow.webhook.failed (never raises)."""
+    step = req.data["step"]
+    body = orjson.dumps({"call_id": req.call_id, "type": "flow.webhook", "step": step,
+                         "digits": req.data.get("digits"), "speech": req.data.get("speech"),
+                         "timestamp": int(time.time())})
+    headers = sender.headers_for(secret or "", body, req.id, "flow.webhook", 1)
+    try:
+        check_url(req.data["url"])
+        async with asyncio.timeout(TIMEOUT_S):
+            resp = await client.post(req.data["url"], content=body, headers=headers,
+                                     timeout=httpx.Timeout(TIMEOUT_S))
+            raw = await resp.aread()
+    except SsrfError as exc:
+        return req.caused("flow.webhook.failed", {"step": step, "reason": f"refused: {exc}"})
+    except (asyncio.TimeoutError, httpx.TimeoutException):
+        return req.caused("flow.webhook.failed", {"step": step, "reason": f"timeout after {TIMEOUT_S:g} s"})
+    except Exception as exc:
+        return req.caused("flow.webhook.failed", {"step": step, "reason": f"{type(exc).__name__}: {exc}"[:300]})
+    if not 200 <= resp.status_code < 300:
+        return req.caused("flow.webhook.failed", {"step": step, "reason": f"HTTP {resp.status_code}"})
+    if len(raw) > MAX_BODY:
+        return req.caused("flow.webhook.failed", {"step": step, "reason": "answer larger than 64 KiB"})
+    try:
+        answer = orjson.loads(raw) if raw.strip() else {"steps": []}
+    except orjson.JSONDecodeError:
+        return req.caused("flow.webhook.failed", {"step": step, "reason": "answer is not JSON"})
+    steps = answer.get("steps") if isinstance(answer, dict) else answer
+    if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+        return req.caused("flow.webhook.failed", {"step": step, "reason": "answer must be {\"steps\": [...]}"})
+    return req.caused("flow.webhook.answered", {"step": step, "steps": steps})
