@@ -51,11 +51,14 @@ def stack_status() -> None:
 
 @schemas_app.command("export")
 def schemas_export() -> None:
-    """Write schemas/*.json from the event catalog."""
+    """Write every generated document: schemas/*.json, openapi.json and asyncapi.yaml."""
+    from services.api import asyncapi, openapi
     from services.ops import schemas
 
     for path in schemas.export():
         typer.echo(path)
+    typer.echo(openapi.write())
+    typer.echo(asyncapi.write())
 
 
 @app.command("projector")

@@ -7,7 +7,9 @@ import base64
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from typing import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -116,3 +118,28 @@ async def broker_ready(bootstrap: str | None = None, timeout: float = 3.0) -> bo
             await admin.close()
         except Exception:
             pass
+
+
+class SeekToStored(ConsumerRebalanceListener):
+    """On every assignment, seek to the positions stored with the data (else the beginning).
+
+    For consumers whose offsets live in Postgres next to what they wrote: Kafka's own
+    committed offsets may be behind (they are written after), so they are never trusted.
+    `load()` returns {(topic, partition): next offset}.
+    """
+
+    def __init__(self, consumer: Callable[[], AIOKafkaConsumer],
+                 load: Callable[[], Awaitable[dict[tuple[str, int], int]]]):
+        self._consumer, self._load = consumer, load
+
+    async def on_partitions_revoked(self, revoked):
+        pass
+
+    async def on_partitions_assigned(self, assigned):
+        stored = await self._load()
+        consumer = self._consumer()
+        for tp in assigned:
+            if (tp.topic, tp.partition) in stored:
+                consumer.seek(tp, stored[(tp.topic, tp.partition)])
+            else:
+                await consumer.seek_to_beginning(tp)

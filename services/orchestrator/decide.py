@@ -119,7 +119,7 @@ def _dial(st, cause: Envelope, d: Decision, now: datetime) -> None:
 
 
 def _timer_fired(st, msg, now, d, **_):
-    name, token = msg.data.get("timer"), msg.data.get("token", "")
+    name = msg.data.get("timer")
     if name == "pace" and not st["dialed"] and st["phase"] == "queued":
         _dial(st, msg, d, now)
     elif name == "ring_timeout" and not st["answered"] and st["dialed"] and not st["hangup_sent"]:

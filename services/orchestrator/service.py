@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from datetime import datetime, timezone
 
 import orjson
-from aiokafka import ConsumerRebalanceListener
 
 from events import DecodeError, Envelope, decode, decode_payload, derive_id, topics
 from services.common import db
-from services.common.kafka import dlq_record, make_consumer, make_producer, publish_many
+from services.common.kafka import SeekToStored, dlq_record, make_consumer, make_producer, publish_many
 from services.common.logging import configure
+from services.common.service import serve
 from services.orchestrator.decide import decide
 from services.orchestrator.intake import validate_place_call
 
@@ -42,25 +41,6 @@ async def _init(conn) -> None:
                               schema="pg_catalog")
 
 
-class _Seek(ConsumerRebalanceListener):
-    def __init__(self, o: "Orchestrator"):
-        self.o = o
-
-    async def on_partitions_revoked(self, revoked):
-        pass
-
-    async def on_partitions_assigned(self, assigned):
-        rows = await self.o.conn.fetch(
-            "SELECT topic, kafka_partition, next_offset FROM orch_offsets WHERE consumer = $1", self.o.group)
-        stored = {(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}
-        self.o.positions = dict(stored)
-        for tp in assigned:
-            if (tp.topic, tp.partition) in stored:
-                self.o.consumer.seek(tp, stored[(tp.topic, tp.partition)])
-            else:
-                await self.o.consumer.seek_to_beginning(tp)
-
-
 class Orchestrator:
     def __init__(self):
         self.group = SCOPE + "orchestrator"
@@ -76,9 +56,16 @@ class Orchestrator:
         self.producer = make_producer()
         await self.producer.start()
         self.consumer = make_consumer(group_id=self.group)
-        self.consumer.subscribe([topics.COMMANDS, topics.EVENTS], listener=_Seek(self))
+        self.consumer.subscribe([topics.COMMANDS, topics.EVENTS],
+                                listener=SeekToStored(lambda: self.consumer, self._stored))
         await self.consumer.start()
         log.info("orchestrator started", scope=SCOPE)
+
+    async def _stored(self) -> dict[tuple[str, int], int]:
+        rows = await self.conn.fetch(
+            "SELECT topic, kafka_partition, next_offset FROM orch_offsets WHERE consumer = $1", self.group)
+        self.positions = {(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}
+        return dict(self.positions)
 
     async def stop(self) -> None:
         await self.consumer.stop()
@@ -246,16 +233,7 @@ class Orchestrator:
 
 
 async def main() -> None:
-    o = Orchestrator()
-    await o.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, o.stopping.set)
-    try:
-        await o.run()
-    finally:
-        await o.stop()
-        log.info("orchestrator stopped")
+    await serve(Orchestrator(), log, "orchestrator")
 
 
 if __name__ == "__main__":

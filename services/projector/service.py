@@ -10,34 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import TopicPartition
 
 from events import DecodeError, decode, topics
 from services.common import db
-from services.common.kafka import dlq_record, make_consumer, make_producer
+from services.common.kafka import SeekToStored, dlq_record, make_consumer, make_producer
 from services.common.logging import configure
+from services.common.service import serve
 from services.projector.store import ProjectionStore, Record, ensure_schema, init_connection
 
 log = configure("projector")
-
-
-class _SeekToStored(ConsumerRebalanceListener):
-    def __init__(self, projector: "Projector"):
-        self.p = projector
-
-    async def on_partitions_revoked(self, revoked):
-        pass
-
-    async def on_partitions_assigned(self, assigned):
-        stored = await self.p.store.offsets()
-        self.p.positions = dict(stored)
-        for tp in assigned:
-            if tp.partition in stored:
-                self.p.consumer.seek(tp, stored[tp.partition])
-            else:
-                await self.p.consumer.seek_to_beginning(tp)
 
 
 class Projector:
@@ -61,9 +44,13 @@ class Projector:
         self.producer = make_producer()
         await self.producer.start()
         self.consumer = make_consumer(group_id=self.group_id)
-        self.consumer.subscribe([self.topic], listener=_SeekToStored(self))
+        self.consumer.subscribe([self.topic], listener=SeekToStored(lambda: self.consumer, self._stored))
         await self.consumer.start()
         log.info("projector started", topic=self.topic, schema=self.schema)
+
+    async def _stored(self) -> dict[tuple[str, int], int]:
+        self.positions = await self.store.offsets()
+        return {(self.topic, p): o for p, o in self.positions.items()}
 
     async def stop(self) -> None:
         await self.consumer.stop()
@@ -121,15 +108,7 @@ async def main() -> None:
     prefix = os.environ.get("CANARY_TOPIC_PREFIX", "")
     p = Projector(schema=os.environ.get("CANARY_PROJECTION_SCHEMA", "projection"), group_id=prefix + "projector",
                   batch_max=int(os.environ.get("CANARY_PROJECTOR_BATCH", "5000")))
-    await p.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, p.stopping.set)
-    try:
-        await p.run()
-    finally:
-        await p.stop()
-        log.info("projector stopped", applied=p.applied)
+    await serve(p, log, "projector", lambda: {"applied": p.applied})
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from events import REGISTRY, Envelope, derive_id
 from services.common import audio
 from services.common.logging import configure, get_logger
 from services.common.media_store import MediaStore, get_media_store
-from services.tts.event_worker import EventWorker, serve
+from services.common.event_worker import EventWorker, serve
 
 from .encode import process_recording_async
 

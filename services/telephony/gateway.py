@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import uuid
 from datetime import datetime, timezone
 from typing import Any
@@ -22,6 +21,7 @@ from events.envelope import utc_now
 from services.common import db
 from services.common.kafka import make_consumer, make_producer, publish_many
 from services.common.logging import configure
+from services.common.service import serve
 from services.telephony.carrier import Answered, CallSession, Carrier, DialRequest, DtmfReceived, Ended, Ringing
 from services.telephony.gather import Collector
 from services.telephony.speech import Endpointer, best_hint
@@ -403,16 +403,7 @@ class Gateway:
 
 
 async def main() -> None:
-    gw = Gateway()
-    await gw.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, gw.stopping.set)
-    try:
-        await gw.run()
-    finally:
-        await gw.stop()
-        log.info("gateway stopped")
+    await serve(Gateway(), log, "gateway")
 
 
 if __name__ == "__main__":

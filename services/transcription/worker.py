@@ -21,7 +21,7 @@ from services.common import audio
 from services.common.logging import configure, get_logger
 from services.common.media_store import MediaStore, get_media_store
 from services.recording.encode import load_channels
-from services.tts.event_worker import EventWorker, serve
+from services.common.event_worker import EventWorker, serve
 
 from .engine import Transcript, WhisperTranscriber, default_model_path, get_transcriber
 

@@ -12,7 +12,7 @@ from events import Envelope
 from services.common.logging import configure
 
 from .audio_fetch import AudioFetchError, fetch_audio
-from .event_worker import EventWorker, carry_step, serve
+from services.common.event_worker import EventWorker, carry_step, serve
 from .render import Renderer, TtsRequestError
 
 GROUP = "tts"

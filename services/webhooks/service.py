@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import time
 
 import asyncpg
@@ -26,6 +25,7 @@ from events import DecodeError, decode, topics
 from services.common import db
 from services.common.kafka import dlq_record, make_consumer, make_producer, publish
 from services.common.logging import configure
+from services.common.service import serve
 from services.webhooks import sender, store
 from services.webhooks.payloads import WEBHOOK_TYPES
 from services.webhooks.policy import Lanes, WebhookSettings, backoff
@@ -220,15 +220,7 @@ class WebhookWorker:
 
 async def main() -> None:
     w = WebhookWorker()
-    await w.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, w.stopping.set)
-    try:
-        await w.run()
-    finally:
-        await w.stop()
-        log.info("webhooks stopped", **w.stats)
+    await serve(w, log, "webhooks", lambda: w.stats)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ test('CommonJS build', () => {
 });
 
 test('list auto-paginates with for await; await gives the first page', async () => {
-  server.then(
+  server.reply(
     { body: { data: [CALL, { ...CALL, id: 'call_2' }], has_more: true, next_cursor: 'c2' } },
     { body: { data: [{ ...CALL, id: 'call_3' }], has_more: false, next_cursor: null } },
     { body: { data: [CALL], has_more: true, next_cursor: 'c2' } },
@@ -58,7 +58,7 @@ test('list auto-paginates with for await; await gives the first page', async () 
 
 test('paths and methods of every resource', async () => {
   const rec = { id: 'rec_1', call_id: 'call_1', duration: 45, url: '/media/rec_1.mp3?sig=abc', transcription: { text: 'hello', confidence: 0.95 } };
-  server.then(
+  server.reply(
     { body: { ...CALL, status: 'canceled' } },
     { body: { data: [{ id: 'evt_1', type: 'call.queued', call_id: 'call_1' }] } },
     { body: rec },
@@ -102,7 +102,7 @@ test('paths and methods of every resource', async () => {
 });
 
 test('the key is never sent to another host', async () => {
-  server.then({ raw: 'audio' });
+  server.reply({ raw: 'audio' });
   const c = new Canary('k', { baseURL: server.url });
   const other = server.url.replace('127.0.0.1', 'localhost');
   assert.equal((await c.voice.calls.downloadRecording({ id: 'rec_1', call_id: 'c', url: other + '/r.mp3' })).toString(), 'audio');

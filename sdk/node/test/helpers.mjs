@@ -27,7 +27,7 @@ export async function scriptedServer() {
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
-    then(...replies) {
+    reply(...replies) {
       script.push(...replies);
       return this;
     },

@@ -12,7 +12,7 @@ beforeEach(async () => { server = await scriptedServer(); });
 afterEach(async () => { await server.close(); });
 
 test('503 then 200 is retried with the same Idempotency-Key, honoring Retry-After', async () => {
-  server.then({ status: 503, body: UNAVAILABLE, headers: { 'retry-after': '1' } }, { status: 201, body: CALL });
+  server.reply({ status: 503, body: UNAVAILABLE, headers: { 'retry-after': '1' } }, { status: 201, body: CALL });
   const canary = new Canary('sk_test_abc', { baseURL: server.url });
   const call = await canary.voice.call({ ...ARGS, record: true });
   assert.equal(call.id, 'call_abc123xyz');
@@ -26,7 +26,7 @@ test('503 then 200 is retried with the same Idempotency-Key, honoring Retry-Afte
 });
 
 test('each create gets its own key; an explicit key is sent as given', async () => {
-  server.then({ status: 201, body: CALL }, { status: 201, body: CALL }, { status: 201, body: CALL });
+  server.reply({ status: 201, body: CALL }, { status: 201, body: CALL }, { status: 201, body: CALL });
   const canary = new Canary('k', { baseURL: server.url });
   await canary.voice.call(ARGS);
   await canary.voice.calls.create(ARGS);
@@ -38,7 +38,7 @@ test('each create gets its own key; an explicit key is sent as given', async () 
 
 test('429 without Retry-After backs off exponentially', async () => {
   const limited = { status: 429, body: { error: { code: 'rate_limited', message: 'slow down', field: null } } };
-  server.then(limited, limited, { status: 200, body: CALL });
+  server.reply(limited, limited, { status: 200, body: CALL });
   const canary = new Canary('k', { baseURL: server.url, maxRetries: 2 });
   assert.equal((await canary.voice.calls.get('call_abc123xyz')).status, 'queued');
   const at = server.requests.map((r) => r.at);
@@ -49,7 +49,7 @@ test('429 without Retry-After backs off exponentially', async () => {
 
 test('retries are bounded and the typed error is thrown', async () => {
   const limited = { status: 429, body: { error: { code: 'rate_limited', message: 'slow down', field: null } }, headers: { 'retry-after': '0' } };
-  server.then(limited, limited, limited, limited);
+  server.reply(limited, limited, limited, limited);
   const canary = new Canary('k', { baseURL: server.url, maxRetries: 2 });
   await assert.rejects(canary.voice.call(ARGS), (err) => {
     assert.ok(err instanceof RateLimitError);
@@ -62,7 +62,7 @@ test('retries are bounded and the typed error is thrown', async () => {
 });
 
 test('a Retry-After too long is not waited for', async () => {
-  server.then({ status: 503, body: UNAVAILABLE, headers: { 'retry-after': '3600' } });
+  server.reply({ status: 503, body: UNAVAILABLE, headers: { 'retry-after': '3600' } });
   const canary = new Canary('k', { baseURL: server.url });
   const started = Date.now();
   await assert.rejects(canary.voice.call(ARGS), (err) => err instanceof ServiceUnavailableError && err.retryAfter === 3600);
@@ -73,7 +73,7 @@ test('a Retry-After too long is not waited for', async () => {
 for (const [status, Cls] of [[400, InvalidRequestError], [404, NotFoundError], [409, ConflictError], [422, InvalidRequestError]]) {
   test(`${status} is never retried and carries code and field`, async () => {
     const body = { error: { code: 'invalid_phone_number', message: 'to must be E.164', field: 'to' } };
-    server.then({ status, body, headers: { 'retry-after': '0' } }, { status: 201, body: CALL });
+    server.reply({ status, body, headers: { 'retry-after': '0' } }, { status: 201, body: CALL });
     const canary = new Canary('k', { baseURL: server.url });
     await assert.rejects(canary.voice.call(ARGS), (err) => {
       assert.ok(err instanceof Cls);
@@ -88,7 +88,7 @@ for (const [status, Cls] of [[400, InvalidRequestError], [404, NotFoundError], [
 }
 
 test('network errors are retried with the same key', async () => {
-  server.then({ drop: true }, { status: 201, body: CALL });
+  server.reply({ drop: true }, { status: 201, body: CALL });
   const canary = new Canary('k', { baseURL: server.url });
   assert.equal((await canary.voice.call(ARGS)).id, 'call_abc123xyz');
   assert.equal(server.requests.length, 2);
@@ -101,11 +101,11 @@ test('connection refused is an APIConnectionError', async () => {
 });
 
 test('timeouts, and the per-request override', async () => {
-  server.then({ status: 200, body: CALL, delay: 1000 }, { status: 200, body: CALL, delay: 1000 });
+  server.reply({ status: 200, body: CALL, delay: 1000 }, { status: 200, body: CALL, delay: 1000 });
   const canary = new Canary('k', { baseURL: server.url, timeout: 200, maxRetries: 1 });
   await assert.rejects(canary.voice.calls.get('call_abc123xyz'), APITimeoutError);
   assert.equal(server.requests.length, 2);
-  server.then({ status: 200, body: CALL, delay: 400 });
+  server.reply({ status: 200, body: CALL, delay: 400 });
   assert.equal((await canary.voice.calls.get('call_abc123xyz', { timeout: 3000 })).id, 'call_abc123xyz');
 });
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from canary import AsyncCanary, Call, Canary, CanaryError, DEFAULT_BASE_URL, Recording
+from canary import AsyncCanary, Call, Canary, CanaryError, DEFAULT_BASE_URL, Recording, RecordingRef
 
 from .conftest import Reply
 
@@ -27,11 +27,13 @@ def test_api_key_from_env(monkeypatch):
 
 
 def test_call_object():
-    call = Call({**CALL, "recording": {"id": "rec_1", "call_id": "call_1", "transcription": {"text": "hi"}},
+    call = Call({**CALL, "recording": {"id": "rec_1", "duration": 3, "url": "/m"},
+                 "transcription": {"text": "hi", "confidence": 0.9}, "gather": {"status": "completed", "digits": "1"},
                  "new_field": 7})
     assert call.id == "call_1" and call.from_ == "+15559876543" and call["from"] == "+15559876543"
     assert call.duration is None  # declared, absent
-    assert call.recording.transcription.text == "hi" and isinstance(call.recording, Recording)
+    assert call.transcription.text == "hi" and call.recording.duration == 3 and call.gather.digits == "1"
+    assert isinstance(call.recording, RecordingRef)
     assert call.new_field == 7  # forward compatible
     with pytest.raises(AttributeError):
         call.nonexistent

@@ -11,7 +11,7 @@ from services.common.media_store import LocalMediaStore
 from services.recording.worker import RecordingHandler
 from services.transcription.worker import TranscriptionHandler
 from services.tts.engines import EspeakEngine, PiperEngine
-from services.tts.event_worker import EventWorker
+from services.common.event_worker import EventWorker
 from services.tts.render import Renderer
 from services.tts.voices import get_voice
 from services.tts.worker import TtsHandler

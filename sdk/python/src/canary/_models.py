@@ -16,9 +16,11 @@ __all__ = [
     "CallEvent",
     "Recording",
     "Transcription",
-    "TtsConfig",
-    "GatherConfig",
     "GatherResult",
+    "RecordingRef",
+    "WebhookDelivery",
+    "SandboxCallee",
+    "Trunk",
     "Voice",
     "PhoneNumber",
     "Flow",
@@ -116,26 +118,11 @@ class CanaryObject:
         return sorted(set(list(super().__dir__()) + extra + list(_declared(type(self)))))
 
 
-class TtsConfig(CanaryObject):
-    text: str
-    voice: Optional[str]
-    speed: Optional[float]
-    pitch: Optional[float]
-
-
-class GatherConfig(CanaryObject):
-    type: Optional[str]
-    num_digits: Optional[int]
-    finish_on_key: Optional[str]
-    timeout: Optional[float]
-    webhook_url: Optional[str]
-
-
 class GatherResult(CanaryObject):
+    status: Optional[str]
     digits: Optional[str]
-    speech: Optional[str]
     finished_on_key: Optional[str]
-    confidence: Optional[float]
+    speech: Optional[CanaryObject]
 
 
 class Transcription(CanaryObject):
@@ -143,10 +130,18 @@ class Transcription(CanaryObject):
     confidence: Optional[float]
 
 
+class RecordingRef(CanaryObject):
+    """The recording summary embedded in a call."""
+
+    id: str
+    duration: Optional[int]
+    url: Optional[str]
+
+
 class Recording(CanaryObject):
     id: str
     call_id: str
-    duration: Optional[float]
+    duration: Optional[int]
     url: Optional[str]
     transcription: Optional[Transcription]
 
@@ -157,67 +152,78 @@ class Call(CanaryObject):
     """A call. ``call.from_`` is the caller ID (``from`` in the JSON)."""
 
     id: str
-    to: str
-    from_: str
+    to: Optional[str]
+    from_: Optional[str]
     status: str
     direction: str
     created_at: str
     updated_at: Optional[str]
     answered_at: Optional[str]
     ended_at: Optional[str]
-    duration: Optional[float]
+    duration: Optional[int]
     answered_by: Optional[str]
-    tts: Optional[TtsConfig]
-    audio_url: Optional[str]
-    record: Optional[bool]
-    transcribe: Optional[bool]
-    recording_channels: Optional[str]
-    gather: Optional[GatherConfig]
-    webhook_url: Optional[str]
-    timeout: Optional[int]
-    flow: Optional[CanaryObject]
-    flow_id: Optional[str]
-    recording: Optional[Recording]
+    price: None
+    end_reason: Optional[str]
+    sip_code: Optional[int]
+    recording: Optional[RecordingRef]
     transcription: Optional[Transcription]
-    gather_result: Optional[GatherResult]
-    error: Optional[CanaryObject]
+    gather: Optional[GatherResult]
 
     _nested = {
-        "tts": TtsConfig,
-        "gather": GatherConfig,
-        "recording": Recording,
+        "recording": RecordingRef,
         "transcription": Transcription,
-        "gather_result": GatherResult,
+        "gather": GatherResult,
     }
 
 
 class CallEvent(CanaryObject):
     id: str
     type: str
-    call_id: str
+    version: int
     occurred_at: str
     data: Optional[CanaryObject]
 
 
 class Voice(CanaryObject):
     id: str
-    language: Optional[str]
+    language: str
+    language_name: Optional[str]
     gender: Optional[str]
     type: Optional[str]
-    name: Optional[str]
+    engine: Optional[str]
+    note: Optional[str]
 
 
 class PhoneNumber(CanaryObject):
     number: str
-    id: Optional[str]
     created_at: Optional[str]
 
 
 class Flow(CanaryObject):
     id: str
     name: Optional[str]
+    version: Optional[int]
     created_at: Optional[str]
     updated_at: Optional[str]
+
+
+class WebhookDelivery(CanaryObject):
+    """One webhook delivery of a call, with its attempts."""
+
+    id: Optional[str]
+
+
+class SandboxCallee(CanaryObject):
+    number: str
+
+
+class Trunk(CanaryObject):
+    host: str
+    port: Optional[int]
+    transport: Optional[str]
+    username: Optional[str]
+    caller_id: Optional[str]
+    allowed_from_prefixes: Optional[List[str]]
 
 
 MODEL_TYPES: Dict[str, Type[CanaryObject]] = {
@@ -227,4 +233,7 @@ MODEL_TYPES: Dict[str, Type[CanaryObject]] = {
     "voice": Voice,
     "number": PhoneNumber,
     "flow": Flow,
+    "webhook_delivery": WebhookDelivery,
+    "sandbox_callee": SandboxCallee,
+    "trunk": Trunk,
 }

@@ -8,7 +8,18 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 
 from ._base import NOT_GIVEN, clean_body, resolve_media_url, seg
 from ._errors import CanaryError
-from ._models import Call, CallEvent, CanaryObject, Flow, PhoneNumber, Recording, Voice
+from ._models import (
+    Call,
+    CallEvent,
+    CanaryObject,
+    Flow,
+    PhoneNumber,
+    Recording,
+    SandboxCallee,
+    Trunk,
+    Voice,
+    WebhookDelivery,
+)
 from .pagination import AsyncPage, AsyncPaginator, SyncPage, _items, next_page_params
 from .types import CallStatus, GatherInput, RecordingChannels, TtsInput
 
@@ -86,6 +97,18 @@ def _recording_url(base_url: str, rec: Any) -> str:
     if not url:
         raise CanaryError("the recording has no download url yet")
     return resolve_media_url(base_url, str(url))
+
+
+def _flow_doc(flow: Optional[Mapping[str, Any]], fields: Mapping[str, Any]) -> Dict[str, Any]:
+    return {**dict(flow or {}), **fields}
+
+
+def _data(body: Any) -> List[Any]:
+    return _items(body)
+
+
+def _wrap_any(value: Any) -> Any:
+    return CanaryObject(value) if isinstance(value, dict) else value
 
 
 def _write(dest: Optional[PathLike], content: bytes) -> Union[bytes, Path]:
@@ -183,6 +206,11 @@ class Calls:
             params = next_page_params(body, params) if items else None
         return out
 
+    def webhook_deliveries(self, call_id: str) -> List[WebhookDelivery]:
+        """The call's webhook deliveries, with every attempt."""
+        body = self._client.request("GET", f"/v1/voice/calls/{seg(call_id)}/webhooks")
+        return [WebhookDelivery(x) for x in _data(body)]
+
     def recording(self, call_id: str) -> Recording:
         """The call's recording (raises NotFoundError until it exists)."""
         return Recording(self._client.request("GET", f"/v1/voice/calls/{seg(call_id)}/recording"))
@@ -232,26 +260,82 @@ class Numbers:
 
 
 class Flows:
+    """IVR flows (versioned documents; see the IVR docs for the format)."""
+
     def __init__(self, client: "SyncAPIClient") -> None:
         self._client = client
 
-    def create(self, *, idempotency_key: Optional[str] = None, **flow: Any) -> Flow:
-        return Flow(self._client.request("POST", "/v1/voice/flows", json=flow, idempotency_key=idempotency_key))
+    def create(
+        self, flow: Optional[Mapping[str, Any]] = None, *, idempotency_key: Optional[str] = None, **fields: Any
+    ) -> Flow:
+        """Store a new flow (version 1). Pass the document as a dict and/or keywords."""
+        return Flow(self._client.request(
+            "POST", "/v1/voice/flows", json=_flow_doc(flow, fields), idempotency_key=idempotency_key))
 
-    def get(self, flow_id: str) -> Flow:
-        return Flow(self._client.request("GET", f"/v1/voice/flows/{seg(flow_id)}"))
+    def get(self, flow_id: str, *, version: Optional[int] = None) -> Flow:
+        """The latest version of a flow, or ``version=N``."""
+        return Flow(self._client.request("GET", f"/v1/voice/flows/{seg(flow_id)}", params={"version": version}))
 
     retrieve = get
 
-    def list(self, **params: Any) -> SyncPage[Flow]:
+    def list(self, *, limit: Optional[int] = None, **params: Any) -> SyncPage[Flow]:
+        """The latest version of every flow."""
+        query = clean_body({"limit": limit, **params})
         fetch = lambda p: self._client.request("GET", "/v1/voice/flows", params=p)  # noqa: E731
-        return SyncPage(fetch(params), Flow, dict(params), fetch)
+        return SyncPage(fetch(query), Flow, query, fetch)
 
-    def update(self, flow_id: str, **flow: Any) -> Flow:
-        return Flow(self._client.request("PUT", f"/v1/voice/flows/{seg(flow_id)}", json=flow))
+    def update(self, flow_id: str, flow: Optional[Mapping[str, Any]] = None, **fields: Any) -> Flow:
+        """Save a new version of a flow."""
+        return Flow(self._client.request("PUT", f"/v1/voice/flows/{seg(flow_id)}", json=_flow_doc(flow, fields)))
+
+    def versions(self, flow_id: str) -> List[Any]:
+        """The flow's versions."""
+        return [_wrap_any(x) for x in _data(self._client.request("GET", f"/v1/voice/flows/{seg(flow_id)}/versions"))]
 
     def delete(self, flow_id: str) -> None:
         self._client.request("DELETE", f"/v1/voice/flows/{seg(flow_id)}")
+
+
+class SandboxCallees:
+    """Scripted callees of sandbox numbers (``sk_test_`` keys): who answers, what they press or say."""
+
+    def __init__(self, client: "SyncAPIClient") -> None:
+        self._client = client
+
+    def list(self) -> SyncPage[SandboxCallee]:
+        fetch = lambda p: self._client.request("GET", "/v1/voice/sandbox/callees", params=p)  # noqa: E731
+        return SyncPage(fetch({}), SandboxCallee, {}, fetch)
+
+    def create(self, number: str, *, idempotency_key: Optional[str] = None, **script: Any) -> SandboxCallee:
+        """Attach a scripted callee, e.g. ``create("+15551234567", answer=True, press="1")``."""
+        return SandboxCallee(self._client.request(
+            "POST", "/v1/voice/sandbox/callees", json={"number": number, **script},
+            idempotency_key=idempotency_key))
+
+    def delete(self, number: str) -> None:
+        self._client.request("DELETE", f"/v1/voice/sandbox/callees/{seg(number)}")
+
+
+class Sandbox:
+    def __init__(self, client: "SyncAPIClient") -> None:
+        self.callees = SandboxCallees(client)
+
+
+class TrunkResource:
+    """The account's SIP trunk (used by ``sk_live_`` keys)."""
+
+    def __init__(self, client: "SyncAPIClient") -> None:
+        self._client = client
+
+    def get(self) -> Trunk:
+        return Trunk(self._client.request("GET", "/v1/voice/trunk"))
+
+    def update(self, *, host: str, **fields: Any) -> Trunk:
+        """Create or replace the trunk (``host`` required; ``port``, ``username``, ``password``, ...)."""
+        return Trunk(self._client.request("PUT", "/v1/voice/trunk", json={"host": host, **fields}))
+
+    def delete(self) -> None:
+        self._client.request("DELETE", "/v1/voice/trunk")
 
 
 class VoiceResource:
@@ -263,6 +347,8 @@ class VoiceResource:
         self.voices = Voices(client)
         self.numbers = Numbers(client)
         self.flows = Flows(client)
+        self.sandbox = Sandbox(client)
+        self.trunk = TrunkResource(client)
         self.call = self.calls.create
 
 
@@ -349,6 +435,11 @@ class AsyncCalls:
             params = next_page_params(body, params) if items else None
         return out
 
+    async def webhook_deliveries(self, call_id: str) -> List[WebhookDelivery]:
+        """The call's webhook deliveries, with every attempt."""
+        body = await self._client.request("GET", f"/v1/voice/calls/{seg(call_id)}/webhooks")
+        return [WebhookDelivery(x) for x in _data(body)]
+
     async def recording(self, call_id: str) -> Recording:
         return Recording(await self._client.request("GET", f"/v1/voice/calls/{seg(call_id)}/recording"))
 
@@ -398,24 +489,68 @@ class AsyncFlows:
     def __init__(self, client: "AsyncAPIClient") -> None:
         self._client = client
 
-    async def create(self, *, idempotency_key: Optional[str] = None, **flow: Any) -> Flow:
-        return Flow(
-            await self._client.request("POST", "/v1/voice/flows", json=flow, idempotency_key=idempotency_key)
-        )
+    async def create(
+        self, flow: Optional[Mapping[str, Any]] = None, *, idempotency_key: Optional[str] = None, **fields: Any
+    ) -> Flow:
+        return Flow(await self._client.request(
+            "POST", "/v1/voice/flows", json=_flow_doc(flow, fields), idempotency_key=idempotency_key))
 
-    async def get(self, flow_id: str) -> Flow:
-        return Flow(await self._client.request("GET", f"/v1/voice/flows/{seg(flow_id)}"))
+    async def get(self, flow_id: str, *, version: Optional[int] = None) -> Flow:
+        return Flow(await self._client.request(
+            "GET", f"/v1/voice/flows/{seg(flow_id)}", params={"version": version}))
 
     retrieve = get
 
-    def list(self, **params: Any) -> AsyncPaginator[Flow]:
-        return AsyncPaginator(Flow, dict(params), lambda p: self._client.request("GET", "/v1/voice/flows", params=p))
+    def list(self, *, limit: Optional[int] = None, **params: Any) -> AsyncPaginator[Flow]:
+        query = clean_body({"limit": limit, **params})
+        return AsyncPaginator(Flow, query, lambda p: self._client.request("GET", "/v1/voice/flows", params=p))
 
-    async def update(self, flow_id: str, **flow: Any) -> Flow:
-        return Flow(await self._client.request("PUT", f"/v1/voice/flows/{seg(flow_id)}", json=flow))
+    async def update(self, flow_id: str, flow: Optional[Mapping[str, Any]] = None, **fields: Any) -> Flow:
+        return Flow(await self._client.request(
+            "PUT", f"/v1/voice/flows/{seg(flow_id)}", json=_flow_doc(flow, fields)))
+
+    async def versions(self, flow_id: str) -> List[Any]:
+        body = await self._client.request("GET", f"/v1/voice/flows/{seg(flow_id)}/versions")
+        return [_wrap_any(x) for x in _data(body)]
 
     async def delete(self, flow_id: str) -> None:
         await self._client.request("DELETE", f"/v1/voice/flows/{seg(flow_id)}")
+
+
+class AsyncSandboxCallees:
+    def __init__(self, client: "AsyncAPIClient") -> None:
+        self._client = client
+
+    def list(self) -> AsyncPaginator[SandboxCallee]:
+        return AsyncPaginator(
+            SandboxCallee, {}, lambda p: self._client.request("GET", "/v1/voice/sandbox/callees", params=p))
+
+    async def create(self, number: str, *, idempotency_key: Optional[str] = None, **script: Any) -> SandboxCallee:
+        return SandboxCallee(await self._client.request(
+            "POST", "/v1/voice/sandbox/callees", json={"number": number, **script},
+            idempotency_key=idempotency_key))
+
+    async def delete(self, number: str) -> None:
+        await self._client.request("DELETE", f"/v1/voice/sandbox/callees/{seg(number)}")
+
+
+class AsyncSandbox:
+    def __init__(self, client: "AsyncAPIClient") -> None:
+        self.callees = AsyncSandboxCallees(client)
+
+
+class AsyncTrunkResource:
+    def __init__(self, client: "AsyncAPIClient") -> None:
+        self._client = client
+
+    async def get(self) -> Trunk:
+        return Trunk(await self._client.request("GET", "/v1/voice/trunk"))
+
+    async def update(self, *, host: str, **fields: Any) -> Trunk:
+        return Trunk(await self._client.request("PUT", "/v1/voice/trunk", json={"host": host, **fields}))
+
+    async def delete(self) -> None:
+        await self._client.request("DELETE", "/v1/voice/trunk")
 
 
 class AsyncVoiceResource:
@@ -424,11 +559,14 @@ class AsyncVoiceResource:
         self.voices = AsyncVoices(client)
         self.numbers = AsyncNumbers(client)
         self.flows = AsyncFlows(client)
+        self.sandbox = AsyncSandbox(client)
+        self.trunk = AsyncTrunkResource(client)
         self.call = self.calls.create
 
 
 __all__ = [
-    "Calls", "Voices", "Numbers", "Flows", "VoiceResource",
-    "AsyncCalls", "AsyncVoices", "AsyncNumbers", "AsyncFlows", "AsyncVoiceResource",
+    "Calls", "Voices", "Numbers", "Flows", "Sandbox", "SandboxCallees", "TrunkResource", "VoiceResource",
+    "AsyncCalls", "AsyncVoices", "AsyncNumbers", "AsyncFlows", "AsyncSandbox", "AsyncSandboxCallees",
+    "AsyncTrunkResource", "AsyncVoiceResource",
     "AsyncPage", "REQUEST_OPTIONS",
 ]

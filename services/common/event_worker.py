@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 from typing import Awaitable, Callable
 
 from aiokafka import TopicPartition
 
 from events import DecodeError, Envelope, decode, topics
 from services.common.kafka import make_consumer, make_producer, publish
+from services.common.service import serve as run_service
 
 Handler = Callable[[Envelope], Awaitable[list[Envelope]]]
 
@@ -112,15 +112,7 @@ class EventWorker:
 
 async def serve(worker: EventWorker) -> None:
     """Run ``worker`` until SIGINT/SIGTERM."""
-    await worker.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, worker.stopping.set)
-    try:
-        await worker.run()
-    finally:
-        await worker.stop()
-        worker.log.info("worker stopped", handled=worker.handled, emitted=worker.emitted)
+    await run_service(worker, worker.log, "worker", lambda: {"handled": worker.handled, "emitted": worker.emitted})
 
 
 def carry_step(env: Envelope, data: dict) -> dict:

@@ -1,0 +1,30 @@
+"""The lifecycle every long-running service shares: start, run until a signal, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any, Protocol
+
+
+class Service(Protocol):
+    stopping: asyncio.Event
+
+    async def start(self) -> None: ...
+
+    async def run(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def serve(svc: Service, log: Any, name: str, stats: Any = None) -> None:
+    """Run `svc` until SIGINT/SIGTERM, then stop it cleanly and log `stats()` if given."""
+    await svc.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, svc.stopping.set)
+    try:
+        await svc.run()
+    finally:
+        await svc.stop()
+        log.info(f"{name} stopped", **(stats() if stats else {}))
