@@ -41,6 +41,11 @@ declare namespace Canary {
   export type Voice = mod.Voice;
   export type PhoneNumber = mod.PhoneNumber;
   export type Flow = mod.Flow;
+  export type RecordingRef = mod.RecordingRef;
+  export type GatherResult = mod.GatherResult;
+  export type WebhookDelivery = mod.WebhookDelivery;
+  export type SandboxCallee = mod.SandboxCallee;
+  export type Trunk = mod.Trunk;
   export type TtsParams = mod.TtsParams;
   export type GatherParams = mod.GatherParams;
   export type RequestOptions = mod.RequestOptions;

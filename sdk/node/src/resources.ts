@@ -11,7 +11,12 @@ import type {
   PhoneNumber,
   Recording,
   RequestOptions,
+  SandboxCallee,
+  SandboxCalleeParams,
+  Trunk,
+  TrunkParams,
   Voice,
+  WebhookDelivery,
 } from './types.js';
 
 export interface DownloadOptions extends RequestOptions {
@@ -72,6 +77,12 @@ export class Calls {
     return out;
   }
 
+  /** The call's webhook deliveries, with every attempt. */
+  async webhookDeliveries(callId: string, options?: RequestOptions): Promise<WebhookDelivery[]> {
+    const body = await this.t.request({ method: 'GET', path: `/v1/voice/calls/${seg(callId)}/webhooks`, options });
+    return pageItems<WebhookDelivery>(body);
+  }
+
   /** The call's recording (NotFoundError until it exists). */
   recording(callId: string, options?: RequestOptions): Promise<Recording> {
     return this.t.request<Recording>({ method: 'GET', path: `/v1/voice/calls/${seg(callId)}/recording`, options });
@@ -128,31 +139,85 @@ export class Numbers {
   }
 }
 
+/** IVR flows (versioned documents; see the IVR docs for the format). */
 export class Flows {
   constructor(private readonly t: Transport) {}
 
+  /** Store a new flow (version 1). */
   create(flow: Record<string, unknown>, options?: RequestOptions): Promise<Flow> {
     return this.t.request<Flow>({ method: 'POST', path: '/v1/voice/flows', body: flow, options });
   }
 
-  get(flowId: string, options?: RequestOptions): Promise<Flow> {
-    return this.t.request<Flow>({ method: 'GET', path: `/v1/voice/flows/${seg(flowId)}`, options });
+  /** The latest version of a flow, or `{ version: N }`. */
+  get(flowId: string, params: { version?: number } = {}, options?: RequestOptions): Promise<Flow> {
+    return this.t.request<Flow>({ method: 'GET', path: `/v1/voice/flows/${seg(flowId)}`, query: { ...params }, options });
   }
 
-  retrieve(flowId: string, options?: RequestOptions): Promise<Flow> {
-    return this.get(flowId, options);
+  retrieve(flowId: string, params: { version?: number } = {}, options?: RequestOptions): Promise<Flow> {
+    return this.get(flowId, params, options);
   }
 
-  list(params: Query = {}, options?: RequestOptions): PagePromise<Flow> {
+  /** The latest version of every flow. */
+  list(params: { limit?: number } & Query = {}, options?: RequestOptions): PagePromise<Flow> {
     return lister<Flow>(this.t, '/v1/voice/flows', params, options);
   }
 
+  /** Save a new version of a flow. */
   update(flowId: string, flow: Record<string, unknown>, options?: RequestOptions): Promise<Flow> {
     return this.t.request<Flow>({ method: 'PUT', path: `/v1/voice/flows/${seg(flowId)}`, body: flow, options });
   }
 
+  /** The flow's versions. */
+  async versions(flowId: string, options?: RequestOptions): Promise<unknown[]> {
+    const body = await this.t.request({ method: 'GET', path: `/v1/voice/flows/${seg(flowId)}/versions`, options });
+    return pageItems<unknown>(body);
+  }
+
   async delete(flowId: string, options?: RequestOptions): Promise<void> {
     await this.t.request({ method: 'DELETE', path: `/v1/voice/flows/${seg(flowId)}`, options });
+  }
+}
+
+/** Scripted callees of sandbox numbers (`sk_test_` keys): who answers, what they press or say. */
+export class SandboxCallees {
+  constructor(private readonly t: Transport) {}
+
+  list(options?: RequestOptions): PagePromise<SandboxCallee> {
+    return lister<SandboxCallee>(this.t, '/v1/voice/sandbox/callees', {}, options);
+  }
+
+  create(params: SandboxCalleeParams, options?: RequestOptions): Promise<SandboxCallee> {
+    return this.t.request<SandboxCallee>({ method: 'POST', path: '/v1/voice/sandbox/callees', body: params, options });
+  }
+
+  async delete(number: string, options?: RequestOptions): Promise<void> {
+    await this.t.request({ method: 'DELETE', path: `/v1/voice/sandbox/callees/${seg(number)}`, options });
+  }
+}
+
+export class Sandbox {
+  readonly callees: SandboxCallees;
+
+  constructor(t: Transport) {
+    this.callees = new SandboxCallees(t);
+  }
+}
+
+/** The account's SIP trunk (used by `sk_live_` keys). */
+export class TrunkResource {
+  constructor(private readonly t: Transport) {}
+
+  get(options?: RequestOptions): Promise<Trunk> {
+    return this.t.request<Trunk>({ method: 'GET', path: '/v1/voice/trunk', options });
+  }
+
+  /** Create or replace the trunk. */
+  update(params: TrunkParams, options?: RequestOptions): Promise<Trunk> {
+    return this.t.request<Trunk>({ method: 'PUT', path: '/v1/voice/trunk', body: params, options });
+  }
+
+  async delete(options?: RequestOptions): Promise<void> {
+    await this.t.request({ method: 'DELETE', path: '/v1/voice/trunk', options });
   }
 }
 
@@ -162,12 +227,16 @@ export class VoiceResource {
   readonly voices: Voices;
   readonly numbers: Numbers;
   readonly flows: Flows;
+  readonly sandbox: Sandbox;
+  readonly trunk: TrunkResource;
 
   constructor(t: Transport) {
     this.calls = new Calls(t);
     this.voices = new Voices(t);
     this.numbers = new Numbers(t);
     this.flows = new Flows(t);
+    this.sandbox = new Sandbox(t);
+    this.trunk = new TrunkResource(t);
   }
 
   /** Place an outbound call (same as `voice.calls.create`). */

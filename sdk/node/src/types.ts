@@ -71,87 +71,136 @@ export interface CallListParams {
 }
 
 export interface Transcription {
-  text?: string | null;
-  confidence?: number | null;
+  text: string;
+  confidence: number;
   [key: string]: unknown;
 }
 
 export interface Recording {
   id: string;
   call_id: string;
-  duration?: number | null;
-  url?: string | null;
+  /** Seconds. */
+  duration: number;
+  /** Signed, expiring download URL. */
+  url: string;
   transcription?: Transcription | null;
   [key: string]: unknown;
 }
 
+/** The recording summary embedded in a call. */
+export interface RecordingRef {
+  id: string;
+  duration: number;
+  url: string;
+  [key: string]: unknown;
+}
+
 export interface GatherResult {
-  digits?: string | null;
-  speech?: string | null;
+  status: 'completed' | 'timeout' | string;
+  digits?: string;
   finished_on_key?: string | null;
-  confidence?: number | null;
+  speech?: Record<string, unknown> | null;
   [key: string]: unknown;
 }
 
 export interface Call {
   id: string;
-  to: string;
-  from: string;
-  status: CallStatus | string;
-  direction: 'outbound' | 'inbound' | string;
+  to: string | null;
+  from: string | null;
+  status: CallStatus;
+  direction: 'outbound' | 'inbound';
   created_at: string;
-  updated_at?: string | null;
+  updated_at?: string;
   answered_at?: string | null;
   ended_at?: string | null;
+  /** Seconds from answer to end. */
   duration?: number | null;
   answered_by?: string | null;
-  tts?: TtsParams | null;
-  audio_url?: string | null;
-  record?: boolean | null;
-  transcribe?: boolean | null;
-  recording_channels?: RecordingChannels | null;
-  gather?: GatherParams | null;
-  webhook_url?: string | null;
-  timeout?: number | null;
-  flow?: Record<string, unknown> | null;
-  flow_id?: string | null;
-  recording?: Recording | null;
+  /** Always null: this service does not bill. */
+  price?: null;
+  end_reason?: string | null;
+  sip_code?: number | null;
+  recording?: RecordingRef | null;
   transcription?: Transcription | null;
-  gather_result?: GatherResult | null;
-  error?: Record<string, unknown> | null;
+  gather?: GatherResult | null;
   [key: string]: unknown;
 }
 
 export interface CallEvent {
   id: string;
   type: string;
-  call_id: string;
+  version: number;
   occurred_at: string;
-  data?: Record<string, unknown> | null;
+  data: Record<string, unknown>;
   [key: string]: unknown;
 }
 
 export interface Voice {
   id: string;
-  language?: string | null;
-  gender?: string | null;
-  type?: string | null;
-  name?: string | null;
+  language: string;
+  language_name: string;
+  gender: string;
+  type: string;
+  engine: string;
+  note?: string;
   [key: string]: unknown;
 }
 
 export interface PhoneNumber {
   number: string;
-  id?: string | null;
-  created_at?: string | null;
+  created_at: string;
   [key: string]: unknown;
 }
 
 export interface Flow {
   id: string;
   name?: string | null;
-  created_at?: string | null;
-  updated_at?: string | null;
+  version?: number;
+  [key: string]: unknown;
+}
+
+/** One webhook delivery of a call, with its attempts. */
+export interface WebhookDelivery {
+  [key: string]: unknown;
+}
+
+export type Duration = number | string;
+
+export interface SandboxCalleeParams {
+  /** Sandbox number (E.164). */
+  number: string;
+  answer?: boolean;
+  ring?: Duration;
+  after?: Duration;
+  hangup_after?: Duration | null;
+  press?: string;
+  say?: string;
+  say_voice?: string;
+}
+
+export interface SandboxCallee {
+  number: string;
+  [key: string]: unknown;
+}
+
+export interface TrunkParams {
+  host: string;
+  port?: number;
+  transport?: 'udp';
+  username?: string | null;
+  /** Write-only. Absent: keep the stored one; null: remove. */
+  password?: string | null;
+  caller_id?: string | null;
+  allowed_from_prefixes?: string[];
+}
+
+export interface Trunk {
+  host: string;
+  port?: number;
+  transport?: string;
+  username?: string | null;
+  caller_id?: string | null;
+  allowed_from_prefixes?: string[];
   [key: string]: unknown;
 }
 
