@@ -68,9 +68,12 @@ async def main(n: int) -> None:
     p = Projector(schema=schema, group_id=prefix + "projector", topic=topic)
     await p.start()
     t0 = time.perf_counter()
+    runner = asyncio.create_task(p.run())  # the service's own (pipelined) loop
     while p.applied < len(evs):
-        await p.run_once(timeout_ms=200)
+        await asyncio.sleep(0.005)
     proj_s = time.perf_counter() - t0
+    p.stopping.set()
+    await runner
     await p.stop()
     for s in (schema, base_schema):
         await conn.execute(f"DROP SCHEMA {s} CASCADE")

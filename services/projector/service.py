@@ -35,6 +35,7 @@ class Projector:
         # partition -> next offset known to be applied; drops records a fetch buffered
         # before a rebalance seek, so a bad message is not dead-lettered twice.
         self.positions: dict[int, int] = {}
+        self._pending: asyncio.Task | None = None  # the batch being written while the next is fetched
 
     async def start(self) -> None:
         self.conn = await db.connect()
@@ -49,6 +50,8 @@ class Projector:
         log.info("projector started", topic=self.topic, schema=self.schema)
 
     async def _stored(self) -> dict[tuple[str, int], int]:
+        if self._pending is not None:  # a rebalance during the pipelined loop: let the write finish
+            await asyncio.shield(self._pending)
         self.positions = await self.store.offsets()
         return {(self.topic, p): o for p, o in self.positions.items()}
 
@@ -57,18 +60,16 @@ class Projector:
         await self.producer.stop()
         await self.conn.close()
 
-    async def run_once(self, timeout_ms: int = 500) -> int:
-        """Consume and apply one batch; returns the number of records seen."""
+    async def _fetch(self, timeout_ms: int) -> tuple[list[Record], dict[int, int], list] | None:
+        """Consume and decode one batch (CPU work that can overlap the previous batch's writes)."""
         batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=self.batch_max)
         records: list[Record] = []
         upto: dict[int, int] = {}
         dlq: list[tuple[bytes, bytes]] = []
-        seen = 0
         for tp, msgs in batches.items():
             for m in msgs:
                 if m.offset < self.positions.get(tp.partition, 0):
                     continue
-                seen += 1
                 env = decode(m.value)
                 if isinstance(env, DecodeError):
                     key = f"{tp.topic}:{tp.partition}:{m.offset}".encode()
@@ -80,8 +81,11 @@ class Projector:
                 else:
                     records.append(Record(tp.partition, m.offset, env))
                 upto[tp.partition] = m.offset + 1
-        if not seen:
-            return 0
+        return (records, upto, dlq) if upto else None
+
+    async def _apply(self, batch: tuple[list[Record], dict[int, int], list]) -> int:
+        """Dead-letter, apply and record positions for one fetched batch."""
+        records, upto, dlq = batch
         # The DLQ record must be durable before the offset that skips the bad message is.
         if dlq:
             # Keyed by source position: a DLQ reader can dedupe a rare re-send after a crash.
@@ -97,11 +101,27 @@ class Projector:
             await self.consumer.commit({TopicPartition(self.topic, p): o for p, o in upto.items()})
         except Exception as exc:  # a rebalance may revoke the partitions meanwhile: harmless
             log.debug("kafka commit skipped", error=str(exc))
-        return seen
+        return len(records) + len(dlq)
+
+    async def run_once(self, timeout_ms: int = 500) -> int:
+        """Consume and apply one batch; returns the number of records seen."""
+        batch = await self._fetch(timeout_ms)
+        return await self._apply(batch) if batch else 0
 
     async def run(self) -> None:
-        while not self.stopping.is_set():
-            await self.run_once()
+        """Pipelined: decode batch N+1 while batch N is written (one batch in flight, in order)."""
+        try:
+            while not self.stopping.is_set():
+                batch = await self._fetch(200 if self._pending else 500)
+                if self._pending is not None:
+                    await self._pending
+                    self._pending = None
+                if batch:
+                    self._pending = asyncio.create_task(self._apply(batch))
+        finally:
+            if self._pending is not None:
+                await self._pending
+                self._pending = None
 
 
 async def main() -> None:

@@ -106,17 +106,25 @@ class ProjectionStore:
             fresh = [r for r in records if r.offset >= stored.get(r.partition, 0)]
             res.skipped_stale = len(records) - len(fresh)
             if fresh:
-                await self.conn.copy_records_to_table("stage_events", records=[
-                    (r.env.id, r.env.call_id, r.env.account_id, r.env.type, r.env.version,
-                     calls.ts(r.env.occurred_at), r.partition, r.offset, r.env.causation_id,
-                     r.env.correlation_id, r.env.data) for r in fresh], columns=EVENT_COLUMNS)
-                inserted = {str(x["event_id"]) for x in await self.conn.fetch(
-                    f"INSERT INTO {self.s}.call_events SELECT * FROM stage_events"
-                    f" ON CONFLICT (event_id) DO NOTHING RETURNING event_id")}
-                new = [r.env for r in fresh if r.env.id in inserted]
                 # Within one batch the same event id may appear twice; keep the first.
                 seen: set[str] = set()
-                new = [e for e in new if not (e.id in seen or seen.add(e.id))]
+                uniq = [r for r in fresh if not (r.env.id in seen or seen.add(r.env.id))]
+                rows = [(r.env.id, r.env.call_id, r.env.account_id, r.env.type, r.env.version,
+                         calls.ts(r.env.occurred_at), r.partition, r.offset, r.env.causation_id,
+                         r.env.correlation_id, r.env.data) for r in uniq]
+                try:
+                    # Fast path: straight COPY. A duplicate id (a producer retry of an event
+                    # we already have) aborts it, and we take the careful path instead.
+                    async with self.conn.transaction():
+                        await self.conn.copy_records_to_table("call_events", schema_name=self.s, records=rows,
+                                                              columns=EVENT_COLUMNS)
+                    new = [r.env for r in uniq]
+                except asyncpg.UniqueViolationError:
+                    await self.conn.copy_records_to_table("stage_events", records=rows, columns=EVENT_COLUMNS)
+                    inserted = {str(x["event_id"]) for x in await self.conn.fetch(
+                        f"INSERT INTO {self.s}.call_events SELECT * FROM stage_events"
+                        f" ON CONFLICT (event_id) DO NOTHING RETURNING event_id")}
+                    new = [r.env for r in uniq if r.env.id in inserted]
                 res.duplicates = len(fresh) - len(new)
                 res.applied = len(new)
                 res.new_events = new
@@ -147,8 +155,12 @@ class ProjectionStore:
         res.calls_touched = len(ids)
 
     async def _insert_rows(self, new: list[Envelope]) -> None:
+        # Gathers are keyed by event id and these events are new: COPY cannot conflict.
+        gathers = [r for r in map(calls.gather_row, new) if r is not None]
+        if gathers:
+            await self.conn.copy_records_to_table("gathers", schema_name=self.s, columns=GATHER_COLUMNS,
+                                                  records=[tuple(r[c] for c in GATHER_COLUMNS) for r in gathers])
         for fn, table, cols, key in (
-            (calls.gather_row, "gathers", GATHER_COLUMNS, "event_id"),
             (calls.recording_row, "recordings", RECORDING_COLUMNS, "id"),
             (calls.transcription_row, "transcriptions", TRANSCRIPTION_COLUMNS, "recording_id"),
         ):
