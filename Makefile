@@ -12,6 +12,8 @@ run: install
 test: install
 	$(BIN)/canary-voice stack up
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	cd sdk/python && ../../$(BIN)/python -m pytest -q -p no:cacheprovider tests
+	cd sdk/node && npm test
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit
@@ -23,11 +25,12 @@ integration: install
 install: $(STAMP)
 	@bash deploy/scripts/install-system-deps.sh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sdk/python/pyproject.toml sdk/node/package-lock.json
 	@bash deploy/scripts/install-system-deps.sh
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' -e sdk/python
+	cd sdk/node && npm ci --no-audit --no-fund && npm run build
 	@touch $(STAMP)
 
 stack-up: install

@@ -75,6 +75,7 @@ async def main(n: int, rate: float, port: int) -> None:
                       CANARY_SANDBOX_SPEED="10")
     procs = [spawn(m, env, logdir / f"{m}.log") for m in MODULES]
     ringing: dict[str, float] = {}
+    stages: dict[str, dict[str, tuple[float, float]]] = {}
     ended: dict[str, float] = {}
     follower_ready = asyncio.Event()
 
@@ -88,7 +89,11 @@ async def main(n: int, rate: float, port: int) -> None:
                     now = time.perf_counter()
                     for m in msgs:
                         e = decode(m.value)
-                        if getattr(e, "type", None) == "call.ringing":
+                        t = getattr(e, "type", None)
+                        if t in ("call.queued", "dial.requested", "call.ringing"):
+                            stages.setdefault(e.call_id, {})[t] = (
+                                datetime.fromisoformat(e.occurred_at).timestamp(), m.timestamp / 1000)
+                        if t == "call.ringing":
                             # the gateway's own timestamp: the bench's lag is not the product's
                             ringing.setdefault(e.call_id, datetime.fromisoformat(e.occurred_at).timestamp())
                         elif getattr(e, "type", None) in TERMINAL_EVENTS:
@@ -140,6 +145,15 @@ async def main(n: int, rate: float, port: int) -> None:
         print(f"ratio dial p50 / Kafka hop p50: {pct(lat, .5) / pct(base, .5):.1f}x;  "
               f"p99: {pct(lat, .99) / pct(base, .99):.1f}x")
         print(f"calls completed/s: {len(done) / span:.1f}")
+
+        def stage(name, fn):
+            xs = [fn(c, st) for c, st in stages.items() if c in sent and len(st) == 3]
+            if xs:
+                print(f"  {name}: p50 {pct(xs, .5):.1f} ms  p99 {pct(xs, .99):.1f} ms")
+        print("stages (service timestamps):")
+        stage("POST -> call.queued decided (API + orchestrator)", lambda c, st: st["call.queued"][0] - sent[c])
+        stage("dial.requested in Kafka -> call.ringing (gateway + sandbox)",
+              lambda c, st: st["call.ringing"][0] - st["dial.requested"][1])
     finally:
         for p in procs:
             os.killpg(p.pid, signal.SIGTERM)
