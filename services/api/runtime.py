@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from events import Envelope, encode
 from services.common import accounts, db
 from services.common.accounts import Account, VerifiedNumbers
-from services.common.config import settings
+from services.common.config import projection_schema, settings
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
 from services.api.errors import ApiError, unavailable
@@ -79,7 +79,7 @@ class Runtime:
             await db.migrate()
             self.pool = await self._create_pool(min_size=2)
             async with self.pool.acquire() as conn:
-                await ensure_schema(conn, "projection")
+                await ensure_schema(conn, projection_schema())
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             # Serve anyway: requests needing the database answer 503 until it is back.
             log.warning("database_unreachable_at_start", error=repr(exc))

@@ -7,7 +7,10 @@ from datetime import datetime
 from typing import Any
 
 from services.common.accounts import iso
+from services.common.config import projection_schema
 from services.api import signing
+
+P = projection_schema()  # the projection tables this API reads (one schema per deployment)
 
 INSERT_REQUEST = ("INSERT INTO call_requests (id, account_id, to_number, from_number, request, created_at)"
                   " VALUES ($1, $2, $3, $4, $5, $6)")
@@ -26,31 +29,31 @@ _COLUMNS = """
   rec.id AS rec_id, rec.duration_ms AS rec_duration_ms, rec.mp3_ref AS rec_mp3,
   tr.text AS tr_text, tr.confidence AS tr_confidence"""
 
-_JOINS = """
-LEFT JOIN projection.calls c ON c.id = q.id AND c.account_id = $1
+_JOINS = f"""
+LEFT JOIN {P}.calls c ON c.id = q.id AND c.account_id = $1
 LEFT JOIN call_requests r ON r.id = q.id AND r.account_id = $1
-LEFT JOIN LATERAL (SELECT x.id, x.duration_ms, x.mp3_ref FROM projection.recordings x
+LEFT JOIN LATERAL (SELECT x.id, x.duration_ms, x.mp3_ref FROM {P}.recordings x
                    WHERE x.call_id = q.id AND x.account_id = $1 ORDER BY x.created_at DESC, x.id LIMIT 1) rec ON true
-LEFT JOIN LATERAL (SELECT t.text, t.confidence FROM projection.transcriptions t
+LEFT JOIN LATERAL (SELECT t.text, t.confidence FROM {P}.transcriptions t
                    WHERE t.call_id = q.id AND t.account_id = $1
                    ORDER BY (t.recording_id = rec.id) DESC NULLS LAST, t.created_at DESC LIMIT 1) tr ON true"""
 
 GET_CALL = f"SELECT {_COLUMNS} FROM (SELECT $2::text AS id) q {_JOINS} WHERE c.id IS NOT NULL OR r.id IS NOT NULL"
 
-GET_EVENTS = ("SELECT event_id, type, version, occurred_at, data FROM projection.call_events"
+GET_EVENTS = (f"SELECT event_id, type, version, occurred_at, data FROM {P}.call_events"
               " WHERE call_id = $1 AND account_id = $2 ORDER BY kafka_offset, event_id LIMIT $3")
 
-GET_RECORDING = """
+GET_RECORDING = f"""
 SELECT x.id, x.call_id, x.duration_ms, x.mp3_ref, x.wav_ref,
        tr.text AS tr_text, tr.confidence AS tr_confidence
-FROM projection.recordings x
-LEFT JOIN LATERAL (SELECT t.text, t.confidence FROM projection.transcriptions t
+FROM {P}.recordings x
+LEFT JOIN LATERAL (SELECT t.text, t.confidence FROM {P}.transcriptions t
                    WHERE t.call_id = x.call_id AND t.account_id = x.account_id
                    ORDER BY (t.recording_id = x.id) DESC, t.created_at DESC LIMIT 1) tr ON true
 WHERE x.call_id = $1 AND x.account_id = $2
 ORDER BY x.created_at DESC, x.id LIMIT 1"""
 
-GET_MEDIA = "SELECT wav_ref, mp3_ref FROM projection.recordings WHERE id = $1"
+GET_MEDIA = f"SELECT wav_ref, mp3_ref FROM {P}.recordings WHERE id = $1"
 
 
 def list_query(status: str | None, to: str | None, from_: str | None, after: datetime | None,
@@ -94,12 +97,12 @@ def list_query(status: str | None, to: str | None, from_: str | None, after: dat
         r_branch = f"""
       UNION ALL
       (SELECT r.id, r.created_at FROM call_requests r WHERE {r_where}
-         AND NOT EXISTS (SELECT 1 FROM projection.calls p WHERE p.id = r.id)
+         AND NOT EXISTS (SELECT 1 FROM {P}.calls p WHERE p.id = r.id)
        ORDER BY r.created_at DESC, r.id DESC LIMIT {lim})"""
     sql = f"""
 SELECT {_COLUMNS} FROM (
   SELECT id, created_at FROM (
-      (SELECT c.id, c.created_at FROM projection.calls c WHERE {c_where}
+      (SELECT c.id, c.created_at FROM {P}.calls c WHERE {c_where}
        ORDER BY c.created_at DESC, c.id DESC LIMIT {lim}){r_branch}
   ) m ORDER BY created_at DESC, id DESC LIMIT {lim}
 ) q {_JOINS}

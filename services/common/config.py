@@ -32,3 +32,13 @@ class Settings:
 def settings() -> Settings:
     """Current settings (read each time so tests can change the environment)."""
     return Settings()
+
+
+def projection_schema() -> str:
+    """Where the projections live (CANARY_PROJECTION_SCHEMA, default `projection`)."""
+    import re
+
+    name = os.environ.get("CANARY_PROJECTION_SCHEMA", "projection")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", name):
+        raise ValueError(f"CANARY_PROJECTION_SCHEMA {name!r} is not a plain schema name")
+    return name

@@ -23,10 +23,11 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from events import DecodeError, decode, topics
 from services.common import db
+from services.common.config import projection_schema
 from services.common.kafka import make_consumer
 from services.projector.store import ProjectionStore, Record, ensure_schema, init_connection, table_names
 
-LIVE = os.environ.get("CANARY_PROJECTION_SCHEMA", "projection")
+LIVE = projection_schema()
 PK = {"calls": "id", "call_events": "event_id", "gathers": "event_id", "recordings": "id",
       "transcriptions": "recording_id", "offsets": "consumer, topic, kafka_partition"}
 

@@ -15,6 +15,7 @@ from aiokafka import TopicPartition
 
 from events import DecodeError, decode, topics
 from services.common import db
+from services.common.config import projection_schema
 from services.common.kafka import SeekToStored, dlq_record, make_consumer, make_producer
 from services.common.logging import configure
 from services.common.service import serve
@@ -126,7 +127,7 @@ class Projector:
 
 async def main() -> None:
     prefix = os.environ.get("CANARY_TOPIC_PREFIX", "")
-    p = Projector(schema=os.environ.get("CANARY_PROJECTION_SCHEMA", "projection"), group_id=prefix + "projector",
+    p = Projector(schema=projection_schema(), group_id=prefix + "projector",
                   batch_max=int(os.environ.get("CANARY_PROJECTOR_BATCH", "5000")))
     await serve(p, log, "projector", lambda: {"applied": p.applied})
 

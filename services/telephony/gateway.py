@@ -363,8 +363,8 @@ class Gateway:
 
     async def ended(self, call: LiveCall) -> None:
         self.calls.pop(call.dial.call_id, None)
-        await self.lease_conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1",
-                                      call.dial.call_id)
+        # The pool, not the lease connection: many calls end at once, each on its own task.
+        await self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1", call.dial.call_id)
         asyncio.get_running_loop().call_soon(call.close)
 
     async def _lease_loop(self) -> None:

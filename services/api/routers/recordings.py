@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from services.api import models, signing
+from services.api import models, signing, store
 from services.api.errors import ApiError
 
 router = APIRouter(tags=["recordings"])
@@ -28,7 +28,7 @@ async def recording_media(rec_id: str, request: Request,
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", rec_id) or not signing.verify(rec_id, format, expires, signature):
         raise ApiError(403, "invalid_signature", "the link is invalid or has expired", "signature")
     pool = await request.app.state.runtime.db()
-    row = await pool.fetchrow("SELECT wav_ref, mp3_ref FROM projection.recordings WHERE id = $1", rec_id)
+    row = await pool.fetchrow(store.GET_MEDIA, rec_id)
     ref = (row["mp3_ref"] if format == "mp3" else row["wav_ref"]) if row else None
     if not ref:
         raise ApiError(404, "recording_not_found", f"no {format} for recording {rec_id}", "format")

@@ -68,6 +68,7 @@ def _cli() -> list:
 def api() -> Iterator[Api]:
     url = (os.environ.get("CANARY_API_URL") or DEFAULT_URL).rstrip("/")
     proc: Optional[subprocess.Popen] = None
+    pipeline: list = []
     log = None
     if not _healthy(url):
         if os.environ.get("CANARY_API_URL"):
@@ -80,10 +81,23 @@ def api() -> Iterator[Api]:
             pytest.skip(f"the API is unreachable at {url} and the local stack could not be started: {exc}")
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        env = dict(os.environ, CANARY_API_HOST="127.0.0.1", CANARY_API_PORT=str(port))
+        # The whole call pipeline on topics and tables of its own, so the SDKs see calls
+        # really happen (and nothing touches a developer's `make run` data).
+        prefix = f"sdk{port}."
+        import asyncio
+
+        from services.common.kafka import ensure_topics
+        asyncio.run(ensure_topics(partitions=2, prefix=prefix))
+        env = dict(os.environ, CANARY_API_HOST="127.0.0.1", CANARY_API_PORT=str(port), CANARY_TOPIC_PREFIX=prefix,
+                   CANARY_PUBLIC_URL=url,
+                   CANARY_PROJECTION_SCHEMA=f"sdk{port}", CANARY_SANDBOX_SPEED="4", PYTHONUNBUFFERED="1")
         log = open(ROOT / ".local" / f"sdk-interop-api-{port}.log", "wb") if (ROOT / ".local").is_dir() else None
         proc = subprocess.Popen([sys.executable, "-m", "services.api"], cwd=ROOT, env=env,
                                 stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        pipeline = [subprocess.Popen([sys.executable, "-m", m], cwd=ROOT, env=env, stdout=log or subprocess.DEVNULL,
+                                     stderr=subprocess.STDOUT)
+                    for m in ("services.orchestrator.service", "services.telephony.gateway", "services.tts.worker",
+                              "services.recording.worker", "services.projector.service")]
         deadline = time.monotonic() + 60
         while not _healthy(url):
             if proc.poll() is not None or time.monotonic() > deadline:
@@ -99,6 +113,13 @@ def api() -> Iterator[Api]:
     try:
         yield Api(url, key)
     finally:
+        for p in pipeline:
+            p.terminate()
+        for p in pipeline:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
         if proc is not None:
             proc.terminate()
             try:

@@ -168,8 +168,10 @@ class SyncAPIClient(BaseClient):
         retry = 0
         while True:
             try:
+                # `or None`: httpx replaces a URL's own query string when given params={}
+                # (signed recording URLs carry theirs).
                 response = self._http.request(
-                    method, url, params=clean_params(params), json=json, headers=hdrs,
+                    method, url, params=clean_params(params) or None, json=json, headers=hdrs,
                     timeout=self._timeout(timeout),
                 )
             except httpx.TimeoutException as exc:
@@ -243,7 +245,7 @@ class AsyncAPIClient(BaseClient):
         while True:
             try:
                 response = await self._http.request(
-                    method, url, params=clean_params(params), json=json, headers=hdrs,
+                    method, url, params=clean_params(params) or None, json=json, headers=hdrs,
                     timeout=self._timeout(timeout),
                 )
             except httpx.TimeoutException as exc:
