@@ -76,6 +76,12 @@ def run() -> None:
     from services.ops.run import services_and_banner
     from services.ops.supervisor import supervise
 
+    import os
+
+    # Development mode: a developer receives webhooks (and serves audio_url files) on
+    # their own machine, so loopback targets are allowed; production never sets this.
+    os.environ.setdefault("CANARY_ALLOW_PRIVATE_URLS", "1")
+    os.environ.setdefault("CANARY_LOG_FORMAT", "console")  # humans read these logs
     try:
         stack.up()
     except Exception as exc:

@@ -25,6 +25,7 @@ from services.common.service import serve
 from services.telephony.carrier import Answered, CallSession, Carrier, DialRequest, DtmfReceived, Ended, Ringing
 from services.telephony.gather import Collector
 from services.telephony.speech import Endpointer, best_hint
+from services.telephony.streaming import AudioStreamer
 
 log = configure("telephony")
 SCOPE = os.environ.get("CANARY_TOPIC_PREFIX", "")
@@ -48,9 +49,11 @@ class LiveCall:
         self.early_digits = ""  # keys pressed before the next gather started (type-ahead)
         self.collector: Collector | None = None
         self.endpointer: Endpointer | None = None
+        self.streamer: AudioStreamer | None = None  # live audio for real-time transcription
         self.gather_cause: Envelope | None = None
         self.recording: Envelope | None = None
         self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._work())]
+        session.on_audio(self._on_audio)
 
     def _event(self, type: str, data: dict[str, Any], cause: Envelope | None = None) -> Envelope:
         self.seq += 1
@@ -89,9 +92,7 @@ class LiveCall:
     async def _finish_gather(self, speech: dict | None = None) -> None:
         c, cause = self.collector, self.gather_cause
         self.collector = None
-        if self.endpointer is not None:
-            self.endpointer = None
-            self.session.on_audio(None)
+        self.endpointer = None
         if c is None or cause is None:
             return
         step = cause.data.get("step")
@@ -114,17 +115,20 @@ class LiveCall:
                 return
             await asyncio.sleep(min(delay, 0.05))
 
-    def _on_frame(self, frame: bytes) -> None:
-        """The callee's audio while a speech gather listens (called by the carrier)."""
-        ep = self.endpointer
-        if ep is None or self.collector is None:
-            return
+    def _on_audio(self, frame: bytes) -> None:
+        """Every 20 ms frame of the callee's audio (called by the carrier, synchronously)."""
+        if self.streamer is not None:
+            self.streamer.add(frame)
+        if self.endpointer is not None and self.collector is not None:
+            self._on_speech_frame(self.endpointer, frame)
+
+    def _on_speech_frame(self, ep: Endpointer, frame: bytes) -> None:
         r = ep.feed(frame)
         if r == "started":
             # Speaking counts as input: no first-input timeout while an utterance lasts.
             self.collector.extend(asyncio.get_running_loop().time() + ep.max_ms / 1000 + SPEECH_RECOGNITION_S)
         elif r == "ended":
-            self.session.on_audio(None)
+            self.endpointer = None
             self.tasks.append(asyncio.create_task(self._recognize(ep)))
 
     async def _recognize(self, ep: Endpointer) -> None:
@@ -140,11 +144,14 @@ class LiveCall:
         hint = best_hint(speech["text"], d.get("hints"))
         if hint is not None:
             speech["matched_hint"] = hint
-        if self.endpointer is ep:  # DTMF may have completed the gather meanwhile
+        if self.collector is not None and self.gather_cause is not None and \
+                self.gather_cause.data.get("step") == d.get("step"):  # DTMF may have completed it meanwhile
             await self._finish_gather(speech=speech)
 
     async def _on_ended(self, ev: Ended) -> None:
         self.ended = True
+        if self.streamer is not None:
+            self.streamer.close()
         out = []
         if self.collector is not None and self.gather_cause is not None:
             c, self.collector = self.collector, None
@@ -189,6 +196,8 @@ class LiveCall:
         elif t == "record.requested":
             self.recording = env
             self.session.start_recording()
+            if env.data.get("transcribe") and self.streamer is None:
+                self.streamer = AudioStreamer(self.gw.producer, env.call_id, env.account_id)
         elif t == "play.requested":
             pcm = await self.gw.load_audio(env.data["audio_ref"])
             self.barge_in, self.playing = bool(env.data.get("barge_in", True)), True
@@ -211,7 +220,6 @@ class LiveCall:
                     return
             if "speech" in (d.get("type") or ""):
                 self.endpointer = Endpointer()
-                self.session.on_audio(self._on_frame)
             self.tasks.append(asyncio.create_task(self._gather_timer()))
 
     def close(self) -> None:
