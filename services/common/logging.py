@@ -27,6 +27,8 @@ def configure(service: str, level: str | None = None) -> structlog.stdlib.BoundL
     """Configure logging once per process and return the service's logger."""
     level_name = (level or os.environ.get("CANARY_LOG_LEVEL", "info")).upper()
     pretty = os.environ.get("CANARY_LOG_FORMAT") == "console"
+    # Under the supervisor stderr is a pipe; it tells us whether its own output is a terminal.
+    colors = os.environ.get("CANARY_LOG_COLORS", "1" if sys.stderr.isatty() else "0") == "1"
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -35,7 +37,7 @@ def configure(service: str, level: str | None = None) -> structlog.stdlib.BoundL
             _redact,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
-            structlog.dev.ConsoleRenderer() if pretty else structlog.processors.JSONRenderer(),
+            structlog.dev.ConsoleRenderer(colors=colors) if pretty else structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level_name, logging.INFO)),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),

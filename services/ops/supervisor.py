@@ -34,7 +34,7 @@ async def _run_one(svc: Service, color: str, stopping: asyncio.Event, procs: dic
     while not stopping.is_set():
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", svc.module, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            env={"CANARY_LOG_COLORS": "1" if sys.stdout.isatty() else "0", **os.environ, "PYTHONUNBUFFERED": "1"})
         procs[svc.name] = proc
         await asyncio.gather(_pump(svc.name, color, proc.stdout), proc.wait())
         if stopping.is_set():
