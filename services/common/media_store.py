@@ -151,7 +151,15 @@ def get_media_store() -> MediaStore:
     """The process-wide store configured from the environment."""
     global _default
     if _default is None:
-        _default = LocalMediaStore()
+        kind = (os.environ.get("CANARY_MEDIA_STORE") or "local").strip().lower()
+        if kind == "s3":
+            from services.common.media_store_s3 import S3MediaStore  # boto3 only when asked for
+
+            _default = S3MediaStore.from_env()
+        elif kind == "local":
+            _default = LocalMediaStore()
+        else:
+            raise ValueError(f"CANARY_MEDIA_STORE must be 'local' or 's3', not {kind!r}")
     return _default
 
 
