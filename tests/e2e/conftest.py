@@ -59,13 +59,13 @@ class VoiceStack:
         finally:
             await c.stop()
 
-    async def place(self, producer, to: str = "+15551234567", **opts) -> str:
+    async def place(self, producer, to: str = "+15551234567", account: str | None = None, **opts) -> str:
         call_id = "call_" + uuid.uuid4().hex[:20]
         data = {"to": to, "from": "+15559876543", "tts": {"text": "Hello from Canary."}, "carrier": "sandbox",
                 **opts}
         data = {k: v for k, v in data.items() if v is not None}
         await publish(producer, self.prefix + "voice.call.commands",
-                      new_envelope("PlaceCall", call_id, self.account, data))
+                      new_envelope("PlaceCall", call_id, account or self.account, data))
         return call_id
 
     async def hangup(self, producer, call_id: str) -> None:

@@ -173,3 +173,23 @@ async def test_flow_webhook_step_asks_the_app_what_to_say(voice, kprod):
         assert said == ["Your balance is five dollars."]
     finally:
         await runner.cleanup()
+
+
+async def test_calls_over_the_account_rate_wait_in_queued_and_are_paced(voice, kprod):
+    from datetime import datetime
+
+    acct = voice.account + "_slow"
+    await voice.db.execute("INSERT INTO accounts (id, name, signing_secret, calls_per_second)"
+                           " VALUES ($1, $1, 's', 2)", acct)
+    await voice.db.execute("INSERT INTO numbers (account_id, number) VALUES ($1, '+15559876543')", acct)
+    try:
+        calls = [await voice.place(kprod, account=acct, to="+15005550004") for _ in range(5)]
+        dials = sorted([datetime.fromisoformat((await voice.wait(c, "dial.requested", timeout=60)).occurred_at)
+                        for c in calls])
+        span = (dials[-1] - dials[0]).total_seconds()
+        assert span >= 1.5, f"5 calls at 2 calls/s were dialled within {span:.2f} s"  # none rejected, all paced
+        assert sum("timer.fired" in voice.types(c) for c in calls) >= 3  # they waited for their slot
+        for c in calls:
+            assert (await voice.wait(c, "terminal", timeout=60)).type == "call.completed"
+    finally:
+        await voice.db.execute("DELETE FROM accounts WHERE id = $1", acct)

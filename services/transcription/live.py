@@ -1,0 +1,447 @@
+"""Real-time transcription: ``voice.media.audio`` -> ``transcription.partial`` events.
+
+The gateway streams the callee's audio of calls with record + transcribe as 200 ms
+chunks (key = call_id; headers account_id, channel, seq, offset_ms, final="1" on the
+last chunk; see ``services/telephony/streaming.py``). This worker keeps a small state
+per live call and channel:
+
+- the chunks are cut into 20 ms frames and fed to the gather endpointer
+  (``services.telephony.speech.Endpointer``, an energy VAD counted in frames, so an
+  accelerated sandbox call segments like a real one);
+- while an utterance lasts, a *partial* is transcribed after the first
+  ``partial_first_ms`` of speech and then every ``partial_every_ms`` (the whole
+  utterance so far each time, so a partial's text supersedes the previous one);
+- when the endpointer ends the utterance (silence, or the 15 s cap), on the call's
+  final chunk, or when a call goes idle, the utterance gets a *final* transcription.
+
+Each result is a ``transcription.partial`` event on ``voice.call.events``:
+``{text, offset_ms, channel, final, utterance, duration_ms}`` where ``offset_ms`` is
+where the utterance starts in the call's audio stream and ``utterance`` numbers the
+utterances of that channel (a client replaces the partial of an utterance with the
+next one, and with the final).
+
+Ids are deterministic: ``derive_id("<call_id>/<channel>/<seq>", "<utt>.<n|final>")``
+with ``seq`` the chunk that triggered the result, so re-reading the same stream
+re-emits the same ids and consumers dedupe.
+
+Bounded everywhere: at most ``max_calls`` live calls (the least recently active is
+dropped beyond that), calls idle for ``idle_s`` are finalised and forgotten, one
+utterance is at most 15 s of audio, transcription jobs wait in a bounded queue (a
+partial that does not fit is dropped, a newer partial of the same utterance makes a
+queued one stale and it is skipped; finals wait for room), whisper runs in the media
+thread pool with a timeout, and chunks older than ``max_lag_s`` are skipped (a
+worker that fell that far behind would only produce partials for calls long over).
+
+Delivery is best-effort, like the stream itself: offsets are committed once a batch's
+chunks are segmented, so a crash loses the partials of the utterances in flight; the
+post-call ``transcription.completed`` (from the full recording) is the record.
+
+Run: ``python -m services.transcription.live`` (consumer group ``transcription-live``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable
+
+from events import Envelope, derive_id, new_envelope, topics
+from services.common import audio
+from services.telephony.speech import FRAME_MS, Endpointer
+
+GROUP = "transcription-live"
+EVENT_TYPE = "transcription.partial"
+FRAME_BYTES = audio.SAMPLE_RATE * FRAME_MS // 1000 * audio.SAMPLE_WIDTH  # 320
+
+
+def _env_num(name: str, default: float) -> float:
+    try:
+        return float(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    """Tunables (environment: CANARY_LIVE_*)."""
+
+    partial_first_ms: int = 1000  # first partial after this much speech
+    partial_every_ms: int = 1000  # then one per this much more speech
+    end_silence_ms: int = 700  # quiet that ends an utterance
+    max_utterance_ms: int = 15_000
+    threshold_db: float = -42.0
+    max_calls: int = 1000
+    idle_s: float = 30.0  # no chunk for this long: finalise and forget the call
+    queue_size: int = 64
+    concurrency: int = 1  # whisper jobs at once (each already uses CANARY_WHISPER_THREADS)
+    job_timeout_s: float = 30.0
+    publish_timeout_s: float = 10.0
+    max_lag_s: float = 60.0  # skip chunks produced longer ago than this
+    language: str | None = None
+
+    @classmethod
+    def from_env(cls) -> "LiveConfig":
+        d = cls()
+        return cls(
+            partial_first_ms=int(_env_num("CANARY_LIVE_PARTIAL_FIRST_MS", d.partial_first_ms)),
+            partial_every_ms=int(_env_num("CANARY_LIVE_PARTIAL_EVERY_MS", d.partial_every_ms)),
+            end_silence_ms=int(_env_num("CANARY_LIVE_END_SILENCE_MS", d.end_silence_ms)),
+            max_calls=int(_env_num("CANARY_LIVE_MAX_CALLS", d.max_calls)),
+            idle_s=_env_num("CANARY_LIVE_IDLE_S", d.idle_s),
+            queue_size=int(_env_num("CANARY_LIVE_QUEUE", d.queue_size)),
+            concurrency=max(1, int(_env_num("CANARY_LIVE_CONCURRENCY", d.concurrency))),
+            job_timeout_s=_env_num("CANARY_LIVE_JOB_TIMEOUT_S", d.job_timeout_s),
+            max_lag_s=_env_num("CANARY_LIVE_MAX_LAG_S", d.max_lag_s),
+            language=os.environ.get("CANARY_LIVE_LANGUAGE") or None,
+        )
+
+
+@dataclass(eq=False)
+class Job:
+    """One transcription to run: the utterance's audio so far (or all of it, if final)."""
+
+    stream: "CallStream"
+    utterance: int
+    n: int  # partial number within the utterance; -1 for the final
+    pcm: bytes
+    offset_ms: int
+    seq: int  # the chunk that triggered it
+
+    @property
+    def final(self) -> bool:
+        return self.n < 0
+
+    def event_id(self) -> str:
+        s = self.stream
+        return derive_id(f"{s.call_id}/{s.channel}/{self.seq}", f"{EVENT_TYPE}#{self.utterance}."
+                         + ("final" if self.final else str(self.n)))
+
+
+@dataclass(eq=False)
+class CallStream:
+    """Segmentation state of one call's channel. Pure: frames in, jobs out."""
+
+    call_id: str
+    account_id: str
+    channel: str
+    cfg: LiveConfig = field(default_factory=LiveConfig)
+    last_seq: int = -1
+    last_seen: float = 0.0  # monotonic time of the last chunk
+    utterance: int = 0
+    partials: int = 0  # partials queued for the current utterance
+    emitted_partial: set[int] = field(default_factory=set)  # utterances with a partial out
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # results leave in order per call
+    _ep: Endpointer | None = None
+    _start_ms: int = 0  # offset of the utterance's first frame (incl. pre-roll)
+    _speech_frames: int = 0  # frames since the endpointer said "started"
+    _next_partial_ms: int = 0
+    _cursor_ms: int = 0  # offset of the next frame
+
+    def __post_init__(self) -> None:
+        self._ep = self._endpointer()
+
+    def _endpointer(self) -> Endpointer:
+        c = self.cfg
+        return Endpointer(threshold_db=c.threshold_db, end_silence_ms=c.end_silence_ms, max_ms=c.max_utterance_ms)
+
+    @property
+    def speaking(self) -> bool:
+        return bool(self._ep and self._ep.started and not self._ep.ended)
+
+    def feed(self, pcm: bytes, offset_ms: int | None, seq: int) -> list[Job]:
+        """One chunk (any number of 20 ms frames). Duplicates (seq seen) are ignored."""
+        if seq <= self.last_seq:
+            return []
+        self.last_seq = seq
+        if offset_ms is not None:
+            self._cursor_ms = offset_ms  # trust the sender's clock: it counts dropped chunks
+        jobs: list[Job] = []
+        for i in range(0, len(pcm) - 1, FRAME_BYTES):
+            frame = pcm[i:i + FRAME_BYTES]
+            t = self._cursor_ms
+            self._cursor_ms += len(frame) // 16
+            ep = self._ep
+            r = ep.feed(frame)
+            if r == "started":
+                self._start_ms = max(0, t - (len(ep.frames) - 1) * FRAME_MS)
+                self._speech_frames = 0
+                self._next_partial_ms = self.cfg.partial_first_ms
+                self.partials = 0
+            if r == "ended":
+                jobs.append(self._final(seq))
+            elif ep.started:
+                self._speech_frames += 1
+                if self._speech_frames * FRAME_MS >= self._next_partial_ms:
+                    jobs.append(Job(self, self.utterance, self.partials, ep.audio(), self._start_ms, seq))
+                    self.partials += 1
+                    self._next_partial_ms += self.cfg.partial_every_ms
+        return jobs
+
+    def flush(self, seq: int | None = None) -> list[Job]:
+        """End of stream (or eviction): finalise an utterance in progress."""
+        if not self.speaking:
+            return []
+        return [self._final(self.last_seq if seq is None else seq)]
+
+    def _final(self, seq: int) -> Job:
+        job = Job(self, self.utterance, -1, self._ep.audio(), self._start_ms, seq)
+        self.utterance += 1
+        self.partials = 0
+        self._ep = self._endpointer()
+        return job
+
+    def stale(self, job: Job) -> bool:
+        """A partial superseded by a newer partial or the final of its utterance."""
+        if job.final:
+            return False
+        return self.utterance > job.utterance or self.partials > job.n + 1
+
+
+def _header(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str | None:
+    for k, v in headers or ():
+        if k == name:
+            return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v)
+    return None
+
+
+class LiveTranscription:
+    """Everything except Kafka: call streams, the job queue, whisper, the events.
+
+    ``emit`` publishes one envelope (awaited, so a slow broker slows the workers,
+    not memory). ``transcriber`` needs ``transcribe(pcm8k, language) -> Transcript``
+    (blocking; it runs in the media pool).
+    """
+
+    def __init__(self, emit: Callable[[Envelope], Awaitable[None]], transcriber: Any = None,
+                 cfg: LiveConfig | None = None, log: Any = None) -> None:
+        self.emit = emit
+        self._transcriber = transcriber
+        self.cfg = cfg or LiveConfig()
+        self.calls: OrderedDict[tuple[str, str], CallStream] = OrderedDict()  # LRU by activity
+        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=self.cfg.queue_size)
+        self.log = log
+        self.stats = {"chunks": 0, "skipped": 0, "stale_chunks": 0, "emitted": 0, "dropped_partials": 0,
+                      "stale_partials": 0, "dropped_finals": 0, "evicted": 0, "failed": 0}
+
+    @property
+    def transcriber(self) -> Any:
+        if self._transcriber is None:
+            from .engine import get_transcriber
+
+            self._transcriber = get_transcriber()
+        return self._transcriber
+
+    # --- input ----------------------------------------------------------------------
+
+    def accept(self, key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]] | None,
+               timestamp_ms: int | None = None, now: float | None = None) -> list[Job]:
+        """One voice.media.audio record -> the jobs it triggers (not yet queued)."""
+        now = time.monotonic() if now is None else now
+        call_id = key.decode("utf-8", "replace") if key else ""
+        account_id = _header(headers, "account_id")
+        if not call_id or not account_id:
+            self.stats["skipped"] += 1
+            return []
+        if timestamp_ms and self.cfg.max_lag_s > 0 and time.time() * 1000 - timestamp_ms > self.cfg.max_lag_s * 1000:
+            self.stats["stale_chunks"] += 1
+            return []
+        channel = _header(headers, "channel") or "callee"
+        try:
+            seq = int(_header(headers, "seq") or 0)
+            off = _header(headers, "offset_ms")
+            offset_ms = int(off) if off is not None else None
+        except ValueError:
+            self.stats["skipped"] += 1
+            return []
+        final = _header(headers, "final") == "1"
+        k = (call_id, channel)
+        s = self.calls.get(k)
+        if s is None:
+            s = CallStream(call_id, account_id, channel, self.cfg)
+            self.calls[k] = s
+        self.calls.move_to_end(k)
+        s.last_seen = now
+        self.stats["chunks"] += 1
+        jobs = s.feed(value or b"", offset_ms, seq)
+        if final:
+            jobs += s.flush(seq)
+            self.calls.pop(k, None)
+        while len(self.calls) > self.cfg.max_calls:  # the least recently active call goes
+            _, old = self.calls.popitem(last=False)
+            self.stats["evicted"] += 1
+            if self.log:
+                self.log.warning("live call dropped: too many live calls", call_id=old.call_id)
+        return jobs
+
+    def evict_idle(self, now: float | None = None) -> list[Job]:
+        """Finalise and forget calls that sent nothing for ``idle_s`` (lost final chunk)."""
+        now = time.monotonic() if now is None else now
+        jobs: list[Job] = []
+        for k in [k for k, s in self.calls.items() if now - s.last_seen > self.cfg.idle_s]:
+            jobs += self.calls.pop(k).flush()
+            self.stats["evicted"] += 1
+        return jobs
+
+    async def submit(self, job: Job) -> None:
+        """Queue a job: a partial that does not fit is dropped, a final waits for room."""
+        if not job.final:
+            try:
+                self.queue.put_nowait(job)
+            except asyncio.QueueFull:
+                self.stats["dropped_partials"] += 1
+            return
+        try:
+            await asyncio.wait_for(self.queue.put(job), self.cfg.job_timeout_s)
+        except asyncio.TimeoutError:
+            self.stats["dropped_finals"] += 1
+            if self.log:
+                self.log.warning("final transcription dropped: queue full", call_id=job.stream.call_id)
+
+    # --- work -----------------------------------------------------------------------
+
+    async def work(self) -> None:
+        """One worker: take jobs until cancelled."""
+        while True:
+            job = await self.queue.get()
+            try:
+                await self.process(job)
+            finally:
+                self.queue.task_done()
+
+    async def process(self, job: Job) -> Envelope | None:
+        """Transcribe one job and emit its event (None when skipped or failed)."""
+        s = job.stream
+        # FIFO queue + a fair lock taken right after dequeuing: results leave per call in order.
+        async with s.lock:
+            if s.stale(job):
+                self.stats["stale_partials"] += 1
+                return None
+            try:
+                t = await asyncio.wait_for(audio.run_blocking(self.transcriber.transcribe, job.pcm, self.cfg.language),
+                                           self.cfg.job_timeout_s)
+                text = t.text.strip()
+            except Exception as exc:  # a whisper failure costs one result, never the worker
+                self.stats["failed"] += 1
+                if self.log:
+                    self.log.warning("live transcription failed", call_id=s.call_id, error=f"{type(exc).__name__}: {exc}")
+                return None
+            if not text and not (job.final and job.utterance in s.emitted_partial):
+                return None  # noise: nothing to say (a final still closes an utterance with partials out)
+            if not job.final and s.stale(job):
+                self.stats["stale_partials"] += 1  # the final overtook it while whisper ran
+                return None
+            env = self.event(job, text)
+            try:
+                await asyncio.wait_for(self.emit(env), self.cfg.publish_timeout_s)
+            except Exception as exc:
+                self.stats["failed"] += 1
+                if self.log:
+                    self.log.warning("live transcription not published", call_id=s.call_id, error=str(exc))
+                return None
+            if not job.final:
+                s.emitted_partial.add(job.utterance)
+            else:
+                s.emitted_partial.discard(job.utterance)
+            self.stats["emitted"] += 1
+            return env
+
+    @staticmethod
+    def event(job: Job, text: str) -> Envelope:
+        s = job.stream
+        return new_envelope(EVENT_TYPE, s.call_id, s.account_id, {
+            "text": text, "offset_ms": job.offset_ms, "channel": s.channel, "final": job.final,
+            "utterance": job.utterance, "duration_ms": len(job.pcm) // 16,
+        }, id=job.event_id())
+
+
+class LiveWorker:
+    """The Kafka edge: consume voice.media.audio, run :class:`LiveTranscription`, publish events."""
+
+    def __init__(self, core: LiveTranscription | None = None, *, group_id: str | None = None, log: Any = None) -> None:
+        from services.common.logging import get_logger
+
+        self.log = log or get_logger(service=GROUP)
+        self.core = core or LiveTranscription(self._publish, cfg=LiveConfig.from_env(), log=self.log)
+        self.group_id = group_id or os.environ.get("CANARY_TOPIC_PREFIX", "") + GROUP
+        self.stopping = asyncio.Event()
+        self.tasks: list[asyncio.Task] = []
+
+    async def _publish(self, env: Envelope) -> None:
+        from services.common.kafka import publish
+
+        await publish(self.producer, topics.EVENTS, env)
+
+    async def start(self) -> None:
+        from services.common.kafka import make_consumer, make_producer
+
+        self.producer = make_producer()
+        await self.producer.start()
+        # "earliest" so a chunk sent while the group is still joining is not lost; the
+        # max_lag_s cut-off keeps a brand-new group from transcribing old audio.
+        self.consumer = make_consumer(topics.MEDIA_AUDIO, group_id=self.group_id, max_poll_records=500,
+                                      auto_offset_reset=os.environ.get("CANARY_LIVE_OFFSET_RESET", "earliest"))
+        await self.consumer.start()
+        self.tasks = [asyncio.create_task(self.core.work()) for _ in range(self.core.cfg.concurrency)]
+        self.tasks.append(asyncio.create_task(self._sweep()))
+        # Load the model now, not on the first caller's first words.
+        load = getattr(self.core.transcriber, "_load", None)
+        if load is not None:
+            self.tasks.append(asyncio.create_task(audio.run_blocking(load)))
+        self.log.info("worker started", topic=topics.MEDIA_AUDIO, group=self.group_id)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            for job in self.core.evict_idle():
+                await self.core.submit(job)
+
+    async def run_once(self, timeout_ms: int = 200) -> int:
+        from aiokafka import TopicPartition
+
+        batches = await self.consumer.getmany(timeout_ms=timeout_ms)
+        seen = 0
+        for tp, msgs in batches.items():
+            for m in msgs:
+                for job in self.core.accept(m.key, m.value, m.headers, m.timestamp):
+                    await self.core.submit(job)
+            seen += len(msgs)
+        if batches:
+            offsets = {TopicPartition(tp.topic, tp.partition): msgs[-1].offset + 1
+                       for tp, msgs in batches.items() if msgs}
+            try:
+                await self.consumer.commit(offsets)
+            except Exception as exc:  # revoked by a rebalance; best-effort stream
+                self.log.warning("commit failed", error=str(exc))
+        return seen
+
+    async def run(self) -> None:
+        while not self.stopping.is_set():
+            await self.run_once()
+
+    async def stop(self) -> None:
+        # Finish what is queued (finals of calls that just ended), briefly.
+        try:
+            await asyncio.wait_for(self.core.queue.join(), 5.0)
+        except asyncio.TimeoutError:
+            pass
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.consumer.stop()
+        await self.producer.stop()
+
+
+async def main() -> None:
+    from services.common.logging import configure
+    from services.common.service import serve
+
+    log = configure(GROUP)
+    w = LiveWorker(log=log)
+    await serve(w, log, "worker", lambda: dict(w.core.stats))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
