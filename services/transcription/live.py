@@ -131,7 +131,8 @@ class CallStream:
     last_seq: int = -1
     last_seen: float = 0.0  # monotonic time of the last chunk
     utterance: int = 0
-    partials: int = 0  # partials queued for the current utterance
+    partials: int = 0  # partials cut for the current utterance
+    queued: tuple[int, int] = (-1, -1)  # (utterance, n) of the newest partial that made it into the queue
     emitted_partial: set[int] = field(default_factory=set)  # utterances with a partial out
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # results leave in order per call
     _ep: Endpointer | None = None
@@ -174,10 +175,12 @@ class CallStream:
                 jobs.append(self._final(seq))
             elif ep.started:
                 self._speech_frames += 1
-                if self._speech_frames * FRAME_MS >= self._next_partial_ms:
+                # Due partials wait for sound: a pause brings no new words to transcribe.
+                if self._speech_frames * FRAME_MS >= self._next_partial_ms and \
+                        audio.rms_dbfs(frame) > self.cfg.threshold_db:
                     jobs.append(Job(self, self.utterance, self.partials, ep.audio(), self._start_ms, seq))
                     self.partials += 1
-                    self._next_partial_ms += self.cfg.partial_every_ms
+                    self._next_partial_ms = self._speech_frames * FRAME_MS + self.cfg.partial_every_ms
         return jobs
 
     def flush(self, seq: int | None = None) -> list[Job]:
@@ -197,7 +200,7 @@ class CallStream:
         """A partial superseded by a newer partial or the final of its utterance."""
         if job.final:
             return False
-        return self.utterance > job.utterance or self.partials > job.n + 1
+        return self.utterance > job.utterance or self.queued > (job.utterance, job.n)
 
 
 def _header(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str | None:
@@ -290,6 +293,7 @@ class LiveTranscription:
         if not job.final:
             try:
                 self.queue.put_nowait(job)
+                job.stream.queued = (job.utterance, job.n)
             except asyncio.QueueFull:
                 self.stats["dropped_partials"] += 1
             return
