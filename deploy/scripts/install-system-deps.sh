@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Debian packages the project needs; installs only what is missing (fast when all present).
 set -euo pipefail
-PKGS=(postgresql postgresql-client default-jre-headless maven kcat espeak-ng sip-tester baresip lame sox ffmpeg)
+# MP3 and audio decoding come from Python wheels (lameenc, PyAV): no ffmpeg/lame/sox needed.
+PKGS=(postgresql postgresql-client default-jre-headless maven kcat espeak-ng sip-tester baresip)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -68,7 +68,7 @@ def _env_num(name: str, default: float) -> float:
 class LiveConfig:
     """Tunables (environment: CANARY_LIVE_*)."""
 
-    partial_first_ms: int = 1000  # first partial after this much speech
+    partial_first_ms: int = 800  # first partial after this much speech (+ ~0.5 s of whisper: ~1.5 s)
     partial_every_ms: int = 1000  # then one per this much more speech
     end_silence_ms: int = 700  # quiet that ends an utterance
     max_utterance_ms: int = 15_000

@@ -57,8 +57,9 @@ def test_partials_every_second_of_speech_then_a_final():
     first, second, final = jobs
     # speech starts at 1000 ms; the endpointer keeps up to 200 ms of lead-in
     assert 800 <= first.offset_ms <= 1000 and first.offset_ms == final.offset_ms
-    # first partial after ~1 s of speech: detection (60 ms) + 1 s, within a 200 ms chunk
-    assert first.seq * 200 <= 1000 + 60 + 1000 <= (first.seq + 1) * 200
+    # first partial after detection (60 ms) + partial_first_ms of speech, within a 200 ms chunk
+    due = 1000 + 60 + LiveConfig().partial_first_ms
+    assert first.seq * 200 <= due <= (first.seq + 1) * 200
     assert len(first.pcm) < len(second.pcm) < len(final.pcm)
     assert 2600 <= len(final.pcm) // 16 <= 2600 + 200 + 800  # speech + lead-in + end silence
     assert len({j.event_id() for j in jobs}) == 3
