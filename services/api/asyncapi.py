@@ -70,8 +70,15 @@ def document() -> dict[str, Any]:
     events = [mt for mt in all_types() if mt.kind == "event"]
     messages = {_msg_name(mt.name): _message(mt) for mt in commands + events}
     messages["DeadLetter"] = {"name": "DeadLetter", "contentType": "application/json", "payload": DLQ_PAYLOAD}
-    messages["AudioChunk"] = {"name": "AudioChunk", "contentType": "application/octet-stream",
-                              "payload": AUDIO_PAYLOAD}
+    messages["AudioChunk"] = {
+        "name": "AudioChunk", "contentType": "application/octet-stream", "payload": AUDIO_PAYLOAD,
+        "summary": "200 ms of the callee's audio: raw 8 kHz s16le mono PCM (services/telephony/streaming.py)",
+        "headers": {"type": "object", "properties": {
+            "account_id": {"type": "string"},
+            "channel": {"type": "string", "enum": ["callee"]},
+            "seq": {"type": "string", "description": "chunk number in the call, from 0"},
+            "offset_ms": {"type": "string", "description": "call time of the chunk's first sample"},
+            "final": {"type": "string", "enum": ["0", "1"], "description": "1 on the call's last chunk"}}}}
 
     def refs(mts: list[Any]) -> dict[str, Any]:
         return {_msg_name(mt.name): {"$ref": f"#/components/messages/{_msg_name(mt.name)}"} for mt in mts}

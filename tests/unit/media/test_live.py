@@ -144,7 +144,7 @@ async def test_slow_whisper_skips_stale_partials_and_drops_overflow():
         out.append(env)
 
     whisper = FakeWhisper(delay=0.05)
-    live = LiveTranscription(emit=emit, transcriber=whisper, cfg=LiveConfig(queue_size=3))
+    live = LiveTranscription(emit=emit, transcriber=whisper, cfg=LiveConfig(queue_size=3, partial_first_ms=1000))
     # 6 s of speech arrive in one batch, faster than whisper: 5 partials queued at once
     jobs = feed_all(live, tone(300, 6000), final=False)
     assert [j.n for j in jobs] == [0, 1, 2, 3, 4]
