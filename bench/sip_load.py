@@ -350,6 +350,15 @@ def start_uas(n: int, sink: Sink, workdir: Path, tag: str, timeout_s: float) -> 
     return uas, port
 
 
+def udp_rcvbuf_errors() -> int:
+    """The kernel's UDP RcvbufErrors counter (whole machine: other work counts too)."""
+    try:
+        lines = [ln.split() for ln in Path("/proc/net/snmp").read_text().splitlines() if ln.startswith("Udp:")]
+        return int(lines[1][lines[0].index("RcvbufErrors")])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
 def stop_proc(p: subprocess.Popen, timeout: float) -> int:
     try:
         return p.wait(timeout)
@@ -358,7 +367,8 @@ def stop_proc(p: subprocess.Popen, timeout: float) -> int:
         return p.wait()
 
 
-async def phase_ours(n: int, duration: float, workdir: Path) -> dict:
+async def phase_ours(n: int, duration: float, workdir: Path, cps: float) -> dict:
+    drops0 = udp_rcvbuf_errors()
     sink = Sink(n)
     uas, uas_port = start_uas(n, sink, workdir, f"ours{n}", duration * 3 + 60)
     await asyncio.sleep(0.3)
@@ -369,9 +379,11 @@ async def phase_ours(n: int, duration: float, workdir: Path) -> dict:
     rec_frames = rec_voiced = played = 0
     t_setup = time.monotonic()
     try:
-        sessions = await asyncio.gather(*(
-            carrier.dial(DialRequest(f"bench-{n}-{i}", f"+1555{i:07d}", "+15550000", timeout_s=30))
-            for i in range(n)))
+        async def dial(i: int):
+            await asyncio.sleep(i / cps)  # the same call rate as the SIPp UAC (-r)
+            return await carrier.dial(DialRequest(f"bench-{n}-{i}", f"+1555{i:07d}", "+15550000", timeout_s=30))
+
+        sessions = await asyncio.gather(*(dial(i) for i in range(n)))
 
         async def answered(call) -> bool:
             while True:
@@ -406,11 +418,12 @@ async def phase_ours(n: int, duration: float, workdir: Path) -> dict:
     st.update(side="ours", calls=n, answered=len(live), played=played, setup_s=setup_s,
               wall_s=wall1 - wall0, cpu_pct=100 * (cpu1 - cpu0) / (wall1 - wall0),
               peer_cpu_pct=100 * uas_cpu / (wall1 - wall0 + setup_s), skipped_ticks=skipped, sipp_rc=uas_rc,
-              recorded_voiced_pct=100 * rec_voiced / max(1, rec_frames))
+              recorded_voiced_pct=100 * rec_voiced / max(1, rec_frames), udp_drops=udp_rcvbuf_errors() - drops0)
     return st
 
 
-async def phase_sipp(n: int, duration: float, workdir: Path) -> dict:
+async def phase_sipp(n: int, duration: float, workdir: Path, cps: float) -> dict:
+    drops0 = udp_rcvbuf_errors()
     sink = Sink(n)
     uas, uas_port = start_uas(n, sink, workdir, f"sipp{n}", duration * 3 + 60)
     await asyncio.sleep(0.3)
@@ -419,7 +432,7 @@ async def phase_sipp(n: int, duration: float, workdir: Path) -> dict:
     t0 = time.monotonic()
     uac = subprocess.Popen(
         ["sipp", HOST + f":{uas_port}", "-sf", "uac.xml", "-i", HOST, "-p", str(free_port()), "-mi", HOST,
-         "-mp", str(free_port()), "-m", str(n), "-l", str(n), "-r", str(max(n, 50)), "-rp", "1000", "-nostdin",
+         "-mp", str(free_port()), "-m", str(n), "-l", str(n), "-r", str(int(cps)), "-rp", "1000", "-nostdin",
          "-trace_err", "-timeout", f"{int(duration * 3 + 60)}s", "-max_socket", str(4 * n + 100)],
         cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     cpu_uac = cpu_uas = 0.0
@@ -434,7 +447,8 @@ async def phase_sipp(n: int, duration: float, workdir: Path) -> dict:
     st = sink.close()
     st.update(side="sipp", calls=n, answered=n if uac_rc == 0 else math.nan, played=math.nan, setup_s=math.nan,
               wall_s=wall, cpu_pct=100 * cpu_uac / wall, peer_cpu_pct=100 * cpu_uas / wall, skipped_ticks=0,
-              sipp_rc=uac_rc if uac_rc else uas_rc, recorded_voiced_pct=math.nan)
+              sipp_rc=uac_rc if uac_rc else uas_rc, recorded_voiced_pct=math.nan,
+              udp_drops=udp_rcvbuf_errors() - drops0)
     return st
 
 
@@ -452,13 +466,14 @@ def show(s: dict, max_p99: float) -> None:
           f" lost frames={s['lost_frames']} |"
           f" pacing |dev| p50={s['p50_ms']:.2f} p99={s['p99_ms']:.2f} p99.9={s['p999_ms']:.2f}"
           f" max={s['max_ms']:.1f} ms | CPU caller {s['cpu_pct']:.0f}% UAS {s['peer_cpu_pct']:.0f}% of a core |"
-          f"{extra} sipp rc={s['sipp_rc']}", flush=True)
+          f"{extra} UDP rcvbuf drops (machine)={s['udp_drops']} sipp rc={s['sipp_rc']}", flush=True)
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", default="50,100,200,300", help="concurrent calls per step, ascending")
     ap.add_argument("--duration", type=float, default=6.0, help="prompt length in seconds (the issue says 30)")
+    ap.add_argument("--cps", type=float, default=100.0, help="call setup rate, both sides (SIPp -r)")
     ap.add_argument("--max-p99-ms", type=float, default=5.0)
     ap.add_argument("--only", choices=("ours", "sipp"), help="run one side only")
     ap.add_argument("--keep-going", action="store_true", help="run every step even after a side failed")
@@ -491,7 +506,7 @@ async def main() -> None:
             for side in sides:
                 if failed[side] and not args.keep_going:
                     continue
-                st = await (phase_ours if side == "ours" else phase_sipp)(n, args.duration, work)
+                st = await (phase_ours if side == "ours" else phase_sipp)(n, args.duration, work, args.cps)
                 show(st, args.max_p99_ms)
                 if passed(st, args.max_p99_ms):
                     if not failed[side]:

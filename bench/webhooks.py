@@ -19,7 +19,13 @@ both runs): unique deliveries / (last healthy delivery - first delivery of the r
 the worker's start-up and Kafka group join are not counted. The figure to watch is
 run2/run1 (target >= 0.8: a slow customer must not slow the others).
 
-Everything created is removed at the end: topics, consumer groups, accounts, outbox rows.
+Once the whole backlog is in the outbox the bench runs ANALYZE webhook_deliveries (as
+autovacuum eventually would), so every run gets the same planner statistics; --no-analyze
+skips it and shows the claim query's plan problem (stale stats -> nested-loop anti join,
+O(pending^2), a few deliveries/s with a backlog of thousands).
+
+Everything created is removed at the end (also on SIGINT/SIGTERM): topics, consumer
+groups, accounts, outbox rows.
 """
 
 from __future__ import annotations
@@ -172,11 +178,12 @@ async def run_once(label: str, args, accounts: list[tuple[str, str]], slow: set[
     n_ep = args.endpoints
     account_of = [accounts[i % len(accounts)][0] for i in range(n_ep)]
     secret_of = [accounts[i % len(accounts)][1] for i in range(n_ep)]
-    cfg = tmp / f"receiver_{label}.json"
+    slug = label.split(" (")[0].replace(" ", "")
+    cfg = tmp / f"receiver_{slug}.json"
     cfg.write_text(json.dumps({"secrets": secret_of, "slow": sorted(slow), "excluded": sorted(set(range(n_ep)) - healthy_set),
                                "slow_s": args.slow_s}))
     rec = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--receiver", str(cfg)],
-                           stdout=subprocess.PIPE, stderr=open(tmp / f"receiver_{label}.err", "wb"), cwd=ROOT)
+                           stdout=subprocess.PIPE, stderr=open(tmp / f"receiver_{slug}.err", "wb"), cwd=ROOT)
     worker = None
     try:
         line = await asyncio.wait_for(asyncio.to_thread(rec.stdout.readline), 30)
@@ -198,10 +205,11 @@ async def run_once(label: str, args, accounts: list[tuple[str, str]], slow: set[
 
         env = {**os.environ, "CANARY_TOPIC_PREFIX": prefix, "CANARY_ALLOW_PRIVATE_URLS": "1",
                "PYTHONPATH": str(ROOT)}
-        wlog = open(tmp / f"worker_{label}.log", "wb")
+        wlog = open(tmp / f"worker_{slug}.log", "wb")
         t_start = time.monotonic()
         worker = subprocess.Popen([sys.executable, "-m", "services.webhooks"], env=env, cwd=ROOT,
                                   stdout=wlog, stderr=subprocess.STDOUT)
+        analyzed_at = None
         cpu0 = n0 = t0 = None  # worker CPU from the first delivery on (imports and group join excluded)
         deadline = t_start + args.timeout
         st: dict = {}
@@ -211,6 +219,13 @@ async def run_once(label: str, args, accounts: list[tuple[str, str]], slow: set[
             if worker.poll() is not None:
                 raise SystemExit(f"webhook worker exited with {worker.returncode}; see its log")
             st = await http_json(control, "/stats")
+            if analyzed_at is None and args.analyze and await pg.fetchval(
+                    "SELECT count(*) FROM webhook_deliveries WHERE source_topic = $1", topic) >= len(evs):
+                # The whole backlog is in the outbox: refresh the planner's statistics, as
+                # autovacuum would sooner or later. Without it the claim query may run with
+                # stats that say "no pending rows" and pick a quadratic plan (see --help).
+                await pg.execute("ANALYZE webhook_deliveries")
+                analyzed_at = time.monotonic()
             if cpu0 is None and st["first"] is not None:
                 cpu0, n0, t0 = _proc_cpu(worker.pid), st["healthy"] + st["slow"], time.monotonic()
             if st["healthy"] >= want_healthy and healthy_done_at is None:
@@ -246,6 +261,7 @@ async def run_once(label: str, args, accounts: list[tuple[str, str]], slow: set[
     span = (st["healthy_last"] - st["first"]) if st.get("healthy_last") and st.get("first") else float("nan")
     return {
         "label": label, "topic": topic,
+        "analyzed_after_s": (analyzed_at - t_start) if analyzed_at else None,
         "healthy_want": want_healthy, "healthy_got": st.get("healthy", 0),
         "slow_want": want_slow, "slow_got": st.get("slow", 0),
         "rate": st.get("healthy", 0) / span if span and span > 0 else float("nan"),
@@ -272,7 +288,8 @@ def show(r: dict) -> None:
           f" = {r['rate']:,.0f} deliveries/s | the 1% set {r['slow_got']}/{r['slow_want']}"
           f" (max {r['max_in_flight_slow']} in flight) | first delivery {r['startup_s']:.1f} s after worker start"
           f" | worker CPU {r['worker_cpu_pct']:.0f}% of a core ({r['cpu_ms_per_delivery']:.2f} ms/delivery) | dups {r['dups']} bad signatures {r['bad_sig']}"
-          f" | outbox {r['db']}")
+          f" | outbox {r['db']}"
+          + (f" | ANALYZE {r['analyzed_after_s']:.1f} s after worker start" if r["analyzed_after_s"] else ""))
 
 
 async def cleanup_kafka(created_topics: list[str], groups: list[str]) -> None:
@@ -302,6 +319,10 @@ async def cleanup_kafka(created_topics: list[str], groups: list[str]) -> None:
 
 async def main(args) -> None:
     from services.common import db
+
+    me = asyncio.current_task()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # stop = cancel, so the finally blocks clean up
+        asyncio.get_running_loop().add_signal_handler(sig, me.cancel)
 
     n_ep = args.endpoints
     n_slow = max(1, round(n_ep * args.slow_fraction))
@@ -379,6 +400,9 @@ if __name__ == "__main__":
     ap.add_argument("--slow-wait", type=float, default=20.0,
                     help="after the healthy ones are done, wait at most this long for the slow ones")
     ap.add_argument("--timeout", type=float, default=240.0, help="per run")
+    ap.add_argument("--no-analyze", dest="analyze", action="store_false",
+                    help="do not ANALYZE webhook_deliveries once the backlog is in the outbox (shows the claim"
+                         " query's plan problem: with stale statistics it is O(pending^2))")
     ap.add_argument("--keep-logs", metavar="DIR", help="copy worker/receiver logs here")
     ap.add_argument("--receiver", metavar="CFG", help=argparse.SUPPRESS)
     a = ap.parse_args()

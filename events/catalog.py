@@ -331,10 +331,14 @@ class RecordingCompleted(_Event):
 
 @register("transcription.partial", example={"text": "hello this is", "offset_ms": 1200})
 class TranscriptionPartial(_Event):
-    """Real-time transcript so far."""
+    """Real-time transcript of the utterance in progress (final=true once it ended)."""
 
     text: str
     offset_ms: int = 0
+    channel: str = "callee"
+    final: bool = False
+    utterance: int = 0
+    duration_ms: int = 0
 
 
 @register("transcription.completed", example={"recording_id": "rec_xyz789",

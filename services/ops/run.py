@@ -15,6 +15,7 @@ ALL_SERVICES = [
     Service("tts", "services.tts.worker"),
     Service("recording", "services.recording.worker"),
     Service("transcription", "services.transcription.worker"),
+    Service("live-stt", "services.transcription.live"),
     Service("webhooks", "services.webhooks"),
     Service("projector", "services.projector.service"),
 ]

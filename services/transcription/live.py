@@ -330,7 +330,8 @@ class LiveTranscription:
             except Exception as exc:  # a whisper failure costs one result, never the worker
                 self.stats["failed"] += 1
                 if self.log:
-                    self.log.warning("live transcription failed", call_id=s.call_id, error=f"{type(exc).__name__}: {exc}")
+                    self.log.warning("live transcription failed", call_id=s.call_id,
+                                     error=f"{type(exc).__name__}: {exc}")
                 return None
             if not text and not (job.final and job.utterance in s.emitted_partial):
                 return None  # noise: nothing to say (a final still closes an utterance with partials out)

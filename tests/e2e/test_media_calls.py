@@ -30,7 +30,7 @@ CALLEE = "+15557771001"
 PROMPT = "Thank you for calling Canary. Please tell us how we can help you today."
 SAID = "I would like to check the balance of my savings account."
 WORDS = {"balance", "savings", "account"}
-AFTER_S = 6.0  # the callee speaks this long after answering (after our prompt)
+AFTER_S = 6.5  # the callee speaks this long after answering (after our prompt)
 
 
 def _words(text: str) -> set[str]:
@@ -57,7 +57,7 @@ async def spoken_call(media_voice, kprod):
         CALLEE, v.account, json.dumps({"ring": 0.5, "after": AFTER_S, "say": SAID}))
     cid = await v.place(kprod, to=CALLEE, tts={"text": PROMPT, "voice": "en-US-Neural2-F"},
                         record=True, recording_channels="dual", transcribe=True,
-                        gather={"type": "dtmf", "timeout": 9})
+                        gather={"type": "dtmf", "timeout": 10})
     end = await v.wait(cid, "terminal", timeout=90)
     assert end.type == "call.completed", v.types(cid)
     await v.wait(cid, "transcription.completed", timeout=120)
@@ -76,7 +76,7 @@ async def test_dual_recording_keeps_each_party_in_its_channel_and_transcript_has
     rec = await v.wait(cid, "recording.completed")
     assert rec.data["channels"] == "dual"
     prompt_ms = next(e for e in v.events[cid] if e.type == "tts.rendered").data["duration_ms"]
-    assert prompt_ms < AFTER_S * 1000 - 1000, "the prompt must end before the callee speaks"
+    assert prompt_ms < AFTER_S * 1000 - 500, "the prompt must end before the callee speaks"
 
     store = LocalMediaStore(os.environ.get("CANARY_MEDIA_DIR") or ROOT / ".local" / "media")
     pcm, rate, channels = audio.read_wav(store.get(rec.data["wav_ref"]))

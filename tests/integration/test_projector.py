@@ -57,7 +57,7 @@ async def test_sigkill_mid_batch_applies_every_event_exactly_once(prefix, pg, pr
             return 0
         return n if 0 < n < len(evs) else (-1 if n == len(evs) else 0)
 
-    got = await wait_for(some_applied, timeout=60, every=0.02)
+    got = await wait_for(some_applied, timeout=120, every=0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # no chance to finish the batch or commit anything
     proc.wait()
     assert got != -1, "projector finished before it could be killed; make the batch smaller"

@@ -84,10 +84,11 @@ def baresip(tmp_path):
 
 
 async def test_recording_holds_callee_wav_and_our_audio_apart(carrier, baresip):
-    call = await carrier.dial(DialRequest("bs1", "1000", "+15550199", timeout_s=10, trunk=baresip))
+    # Generous: baresip can take a while to register its UA on a loaded machine.
+    call = await carrier.dial(DialRequest("bs1", "1000", "+15550199", timeout_s=30, trunk=baresip))
     ev = None
     while not isinstance(ev, (Answered, Ended)):
-        ev = await asyncio.wait_for(call.events.get(), 10)
+        ev = await asyncio.wait_for(call.events.get(), 35)
     assert isinstance(ev, Answered), ev
     rnd = random.Random(7)
     ours_played = array("h", (int(rnd.gauss(0, 3000)) for _ in range(8000 * 2))).tobytes()
