@@ -1,13 +1,13 @@
 """SIP carrier load bench: how many concurrent calls hold clean RTP, vs SIPp itself.
 
-Ramps concurrent calls (default 50, 100, 200, 300). At each step, in the same run:
+Ramps concurrent calls (default 50, 100, 200, 300, 400). At each step, in the same run:
 
-  ours   SipCarrier (this process, the service's code) dials N calls at once to a SIPp UAS;
+  ours   SipCarrier (this process, the service's code) dials N calls (at --cps, 100/s) to a SIPp UAS;
          each call starts recording (start_recording), plays a prompt of --duration
          seconds, stops recording and hangs up. The UAS plays a pcap of audio back to
          every call (so the recording has far-end audio to keep), and its SDP answer
          points each call's RTP at its own port of the sink.
-  sipp   a SIPp UAC places N calls at once to the same kind of SIPp UAS; each call
+  sipp   a SIPp UAC places N calls (same rate) to the same kind of SIPp UAS; each call
          plays a pcap of the same length (play_pcap_audio) to its own sink port, the
          UAS plays the same pcap back. The reference: what the machine can do with
          SIPp's C++ pacing threads instead of our asyncio media clock.
@@ -21,11 +21,12 @@ jitter; p50 / p99 / max over all streams) and lost frames = frames the RTP times
 span that never arrived (sequence gaps and media-clock skips alike).
 
 A step passes when all N calls were answered and held at once (the sink saw N streams
-overlap), p99 <= --max-p99-ms (5) and no frame was lost. The figure is the largest
+overlap), p99 <= --max-p99-ms (5) and no frame was lost; a failed step is run once
+more (--retries) because the machine is shared. The figure is the largest
 passing step (the ramp stops at a side's first failure); the SIPp figure is measured
 in the same run and printed as the ratio ours/sipp. Target: ours >= 200 on 2 cores.
 
-    python bench/sip_load.py                                   # 50,100,200,300 x 6 s (~2 min)
+    python bench/sip_load.py                                   # 50..400 calls x 6 s (~1.5-2 min)
     python bench/sip_load.py --steps 100,200,300,400,500 --duration 30    # the issue's 30 s prompt
     python bench/sip_load.py --steps 200 --duration 10 --only ours
 """
@@ -151,7 +152,7 @@ UAC_XML = """<?xml version="1.0" encoding="ISO-8859-1" ?>
       s=-
       c=IN IP[media_ip_type] [media_ip]
       t=0 0
-      m=audio [media_port] RTP/AVP 0
+      m=audio {drain_port} RTP/AVP 0
       a=rtpmap:0 PCMU/8000
 
   ]]></send>
@@ -226,7 +227,8 @@ def sink_main(n_ports: int, conn, stop) -> None:
     """One UDP port per call; (kernel receive time, seq, ts) of every PCMU packet per port."""
     sel = selectors.DefaultSelector()
     socks = []
-    for _ in range(n_ports):
+    rtcp_socks = []
+    while len(socks) < n_ports:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         try:
@@ -234,10 +236,26 @@ def sink_main(n_ports: int, conn, stop) -> None:
         except OSError:
             pass
         s.bind((HOST, 0))
-        s.setblocking(False)
-        sel.register(s, selectors.EVENT_READ, len(socks))
+        # own port+1 too: the callers send RTCP there, and it must not land on someone else's port
+        r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            r.bind((HOST, s.getsockname()[1] + 1))
+        except OSError:
+            s.close()
+            r.close()
+            continue
+        for sk, data in ((s, len(socks)), (r, -1)):
+            sk.setblocking(False)
+            sel.register(sk, selectors.EVENT_READ, data)
         socks.append(s)
-    conn.send([s.getsockname()[1] for s in socks])
+        rtcp_socks.append(r)
+    # one more port that is read and discarded: the SIPp UAC's SDP points the UAS's audio
+    # there (SIPp itself never reads its media port, so that audio would fill its buffer)
+    drain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    drain.bind((HOST, 0))
+    drain.setblocking(False)
+    sel.register(drain, selectors.EVENT_READ, -1)
+    conn.send([s.getsockname()[1] for s in socks] + [drain.getsockname()[1]])
     arrivals = [array("d") for _ in socks]
     seqs = [array("H") for _ in socks]
     tss = [array("I") for _ in socks]
@@ -248,6 +266,13 @@ def sink_main(n_ports: int, conn, stop) -> None:
     while not stop.is_set():
         for key, _ in sel.select(0.2):
             s, i = key.fileobj, key.data
+            if i < 0:
+                try:
+                    while s.recv(2048):
+                        pass
+                except BlockingIOError:
+                    pass
+                continue
             while True:
                 try:
                     data, cmsgs, _flags, _addr = s.recvmsg(2048, anc)
@@ -267,7 +292,7 @@ def sink_main(n_ports: int, conn, stop) -> None:
                 seqs[i].append(seq)
                 tss[i].append(ts)
     conn.send(summarize(arrivals, seqs, tss, kernel_ts))
-    for s in socks:
+    for s in socks + rtcp_socks + [drain]:
         s.close()
 
 
@@ -312,7 +337,7 @@ class Sink:
         self.stop = mp.Event()
         self.proc = mp.Process(target=sink_main, args=(n, child, self.stop), daemon=True)
         self.proc.start()
-        self.ports: list[int] = self.parent.recv()
+        *self.ports, self.drain_port = self.parent.recv()
 
     def close(self) -> dict:
         self.stop.set()
@@ -327,6 +352,25 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((HOST, 0))
         return s.getsockname()[1]
+
+
+def free_media_port() -> int:
+    """An even port with port..port+3 free: SIPp's -mp binds audio there and video at +2."""
+    for _ in range(200):
+        base = free_port() & ~1
+        socks = []
+        try:
+            for k in range(4):
+                sk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                socks.append(sk)
+                sk.bind((HOST, base + k))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sk in socks:
+                sk.close()
+    raise RuntimeError("no free media port range")
 
 
 def proc_cpu(pid: int) -> float:
@@ -344,7 +388,7 @@ def start_uas(n: int, sink: Sink, workdir: Path, tag: str, timeout_s: float) -> 
     log = open(workdir / f"uas_{tag}.out", "wb")
     uas = subprocess.Popen(
         ["sipp", "-sf", "uas.xml", "-inf", inf.name, "-i", HOST, "-p", str(port), "-mi", HOST,
-         "-mp", str(free_port()), "-m", str(n), "-l", str(n + 10), "-nostdin", "-trace_err",
+         "-mp", str(free_media_port()), "-m", str(n), "-l", str(n + 10), "-nostdin", "-trace_err",
          "-timeout", f"{int(timeout_s)}s", "-max_socket", str(4 * n + 100)],
         cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     return uas, port
@@ -413,7 +457,7 @@ async def phase_ours(n: int, duration: float, workdir: Path, cps: float) -> dict
     finally:
         await carrier.close()
     uas_cpu = proc_cpu(uas.pid) - uas_cpu0
-    uas_rc = stop_proc(uas, 20)
+    uas_rc = await asyncio.to_thread(stop_proc, uas, 20)
     st = sink.close()
     st.update(side="ours", calls=n, answered=len(live), played=played, setup_s=setup_s,
               wall_s=wall1 - wall0, cpu_pct=100 * (cpu1 - cpu0) / (wall1 - wall0),
@@ -427,12 +471,13 @@ async def phase_sipp(n: int, duration: float, workdir: Path, cps: float) -> dict
     sink = Sink(n)
     uas, uas_port = start_uas(n, sink, workdir, f"sipp{n}", duration * 3 + 60)
     await asyncio.sleep(0.3)
-    (workdir / "uac.xml").write_text(UAC_XML.replace("{pause_ms}", str(int(duration * 1000) + 200)))
+    (workdir / "uac.xml").write_text(UAC_XML.replace("{pause_ms}", str(int(duration * 1000) + 200))
+                                     .replace("{drain_port}", str(sink.drain_port)))
     log = open(workdir / f"uac_{n}.out", "wb")
     t0 = time.monotonic()
     uac = subprocess.Popen(
         ["sipp", HOST + f":{uas_port}", "-sf", "uac.xml", "-i", HOST, "-p", str(free_port()), "-mi", HOST,
-         "-mp", str(free_port()), "-m", str(n), "-l", str(n), "-r", str(int(cps)), "-rp", "1000", "-nostdin",
+         "-mp", str(free_media_port()), "-m", str(n), "-l", str(n), "-r", str(int(cps)), "-rp", "1000", "-nostdin",
          "-trace_err", "-timeout", f"{int(duration * 3 + 60)}s", "-max_socket", str(4 * n + 100)],
         cwd=workdir, stdout=log, stderr=subprocess.STDOUT)
     cpu_uac = cpu_uas = 0.0
@@ -471,11 +516,12 @@ def show(s: dict, max_p99: float) -> None:
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", default="50,100,200,300", help="concurrent calls per step, ascending")
+    ap.add_argument("--steps", default="50,100,200,300,400", help="concurrent calls per step, ascending")
     ap.add_argument("--duration", type=float, default=6.0, help="prompt length in seconds (the issue says 30)")
     ap.add_argument("--cps", type=float, default=100.0, help="call setup rate, both sides (SIPp -r)")
     ap.add_argument("--max-p99-ms", type=float, default=5.0)
     ap.add_argument("--only", choices=("ours", "sipp"), help="run one side only")
+    ap.add_argument("--retries", type=int, default=1, help="run a failing step again this many times")
     ap.add_argument("--keep-going", action="store_true", help="run every step even after a side failed")
     ap.add_argument("--keep-logs", metavar="DIR", help="copy SIPp logs and scenarios here")
     args = ap.parse_args()
@@ -506,8 +552,15 @@ async def main() -> None:
             for side in sides:
                 if failed[side] and not args.keep_going:
                     continue
-                st = await (phase_ours if side == "ours" else phase_sipp)(n, args.duration, work, args.cps)
-                show(st, args.max_p99_ms)
+                for attempt in range(1 + args.retries):
+                    if attempt:
+                        print(f"  {side:>4} {n:>4} calls: failed, running the step again (shared machine:"
+                              " one noisy neighbour burst can fail a step)", flush=True)
+                        await asyncio.sleep(2.0)
+                    st = await (phase_ours if side == "ours" else phase_sipp)(n, args.duration, work, args.cps)
+                    show(st, args.max_p99_ms)
+                    if passed(st, args.max_p99_ms):
+                        break
                 if passed(st, args.max_p99_ms):
                     if not failed[side]:
                         best[side] = n
@@ -526,8 +579,9 @@ async def main() -> None:
         print(f"most concurrent calls held ({side}): {fig(side)}")
     if len(sides) == 2:
         ratio = best["ours"] / best["sipp"] if best["sipp"] else math.nan
-        print(f"ratio ours/sipp: {ratio:.2f}" + (" (lower bound of SIPp not reached: its figure is censored"
-                                                 " by the largest step)" if not failed["sipp"] else ""))
+        print(f"ratio ours/sipp: {ratio:.2f}" + (" (an upper bound: SIPp held every step, so its own limit is"
+                                                 " above the largest step; add steps to find it)"
+                                                 if not failed["sipp"] else ""))
     if "ours" in sides:
         print(f"target >= 200 concurrent calls on 2 cores: {'met' if best['ours'] >= 200 else 'NOT met'}")
 

@@ -180,7 +180,8 @@ async def run_once(label: str, args, accounts: list[tuple[str, str]], slow: set[
     secret_of = [accounts[i % len(accounts)][1] for i in range(n_ep)]
     slug = label.split(" (")[0].replace(" ", "")
     cfg = tmp / f"receiver_{slug}.json"
-    cfg.write_text(json.dumps({"secrets": secret_of, "slow": sorted(slow), "excluded": sorted(set(range(n_ep)) - healthy_set),
+    excluded = sorted(set(range(n_ep)) - healthy_set)
+    cfg.write_text(json.dumps({"secrets": secret_of, "slow": sorted(slow), "excluded": excluded,
                                "slow_s": args.slow_s}))
     rec = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--receiver", str(cfg)],
                            stdout=subprocess.PIPE, stderr=open(tmp / f"receiver_{slug}.err", "wb"), cwd=ROOT)
@@ -287,7 +288,8 @@ def show(r: dict) -> None:
     print(f"{r['label']}: healthy endpoints {r['healthy_got']}/{r['healthy_want']} deliveries in {r['span_s']:.2f} s"
           f" = {r['rate']:,.0f} deliveries/s | the 1% set {r['slow_got']}/{r['slow_want']}"
           f" (max {r['max_in_flight_slow']} in flight) | first delivery {r['startup_s']:.1f} s after worker start"
-          f" | worker CPU {r['worker_cpu_pct']:.0f}% of a core ({r['cpu_ms_per_delivery']:.2f} ms/delivery) | dups {r['dups']} bad signatures {r['bad_sig']}"
+          f" | worker CPU {r['worker_cpu_pct']:.0f}% of a core ({r['cpu_ms_per_delivery']:.2f} ms/delivery)"
+          f" | dups {r['dups']} bad signatures {r['bad_sig']}"
           f" | outbox {r['db']}"
           + (f" | ANALYZE {r['analyzed_after_s']:.1f} s after worker start" if r["analyzed_after_s"] else ""))
 
