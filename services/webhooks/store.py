@@ -92,14 +92,23 @@ async def _insert_ordered(conn: asyncpg.Connection, rows: list[tuple[Any, ...]])
 
 
 CLAIM_SQL = """
+WITH heads AS (
+    -- Each call's oldest pending delivery, by one ordered walk of the (call_id, seq)
+    -- pending index: linear in the backlog whatever the planner's statistics say (a
+    -- NOT EXISTS per candidate went quadratic on a backlog with stale statistics).
+    SELECT DISTINCT ON (call_id) event_id, seq, next_attempt_at, leased_until
+    FROM webhook_deliveries
+    WHERE status = 'pending' AND source_topic = $1
+    ORDER BY call_id, seq
+)
 SELECT d.event_id, d.call_id, d.account_id, d.event_type, d.url, d.body, d.attempts, d.max_attempts
 FROM webhook_deliveries d
-WHERE d.status = 'pending' AND d.source_topic = $1 AND d.next_attempt_at <= now()
-  AND (d.leased_until IS NULL OR d.leased_until < now())
-  AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
-                  WHERE p.call_id = d.call_id AND p.status = 'pending' AND p.seq < d.seq)
+WHERE d.event_id IN (SELECT h.event_id FROM heads h
+                     WHERE h.next_attempt_at <= now() AND (h.leased_until IS NULL OR h.leased_until < now())
+                     ORDER BY h.next_attempt_at, h.seq
+                     LIMIT $2)
+  AND d.status = 'pending'
 ORDER BY d.next_attempt_at, d.seq
-LIMIT $2
 FOR UPDATE OF d SKIP LOCKED
 """
 
