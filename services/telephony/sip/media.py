@@ -71,12 +71,18 @@ class MediaClock:
                 self.skipped += missed
                 for s in list(self._sessions):
                     s.skip(missed)
-            for s in list(self._sessions):
-                try:
-                    s.tick()
-                except Exception:  # noqa: BLE001 - one broken call must not stop the others
-                    log.exception("rtp.tick_failed", call_id=s.call_id)
-                    self.remove(s)
+            # Every call's frame is sent before any call's receive side is processed, so
+            # the last call's send does not wait for everyone's playout and recording.
+            sessions = list(self._sessions)
+            for phase in ("tick_send", "tick_receive"):
+                for s in sessions:
+                    if s not in self._sessions:
+                        continue
+                    try:
+                        getattr(s, phase)()
+                    except Exception:  # noqa: BLE001 - one broken call must not stop the others
+                        log.exception("rtp.tick_failed", call_id=s.call_id)
+                        self.remove(s)
 
     async def close(self) -> None:
         self._sessions.clear()
@@ -188,6 +194,7 @@ class MediaSession:
         self._rtcp_task: asyncio.Task | None = None
         self.rx_garbage = 0
         self.ticks = 0
+        self._last_ours = SILENCE  # our frame of the current tick, for the recording
 
     # --- negotiation -------------------------------------------------------------
     def set_remote(self, ip: str, port: int, codec_pt: int, codec_name: str, dtmf_pt: int | None) -> None:
@@ -213,12 +220,22 @@ class MediaSession:
 
     # --- the 20 ms tick ------------------------------------------------------------
     def tick(self) -> None:
-        """Send one frame and play out one far-end frame (called by MediaClock)."""
+        """Send one frame and play out one far-end frame."""
+        self.tick_send()
+        self.tick_receive()
+
+    def tick_send(self) -> None:
+        """First half of a tick: our frame goes out (MediaClock does this for every call first)."""
         self.ticks += 1
         ours = SILENCE
         if self._sending and self.remote is not None:
             ours = self._send_frame()
             self.out.advance(SAMPLES_PER_FRAME)
+        self._last_ours = ours
+
+    def tick_receive(self) -> None:
+        """Second half: play out the far end's frame, detect DTMF, record, watch for silence."""
+        ours = self._last_ours
         callee = self._playout()
         if self._inband is not None and not self._seen_te and callee is not SILENCE:
             for digit, dur in self._inband.feed(callee):

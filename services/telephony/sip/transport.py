@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import os
 from typing import TYPE_CHECKING, Callable
 
@@ -75,6 +76,14 @@ class SipEndpoint(asyncio.DatagramProtocol):
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         self.transport = transport
+        # One socket carries every call's signalling: a dial burst's replies must not
+        # overflow the ~200 KB default buffer (a dropped 180 costs an INVITE retransmit).
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+            except OSError:
+                pass
 
     def register(self, tx: ClientTransaction) -> None:
         self._transactions[tx.key] = tx
