@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any, Awaitable, Callable
 
 import typer
+
+from services.common.clitools import fail, with_db
 
 from services.common import accounts as repo
 
@@ -23,27 +24,11 @@ DEV_NUMBER = "+15559876543"
 
 
 def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg="red", err=True)
-    raise typer.Exit(1)
+    fail(msg)
 
 
 def _with_db(fn: Callable[[Any], Awaitable[Any]]) -> Any:
-    async def run() -> Any:
-        from services.common import db
-
-        await db.migrate()
-        conn = await db.connect()
-        try:
-            return await fn(conn)
-        finally:
-            await conn.close()
-
-    try:
-        return asyncio.run(run())
-    except repo.AccountError as exc:
-        _fail(exc.message)
-    except (OSError, TimeoutError) as exc:
-        _fail(f"cannot reach Postgres ({exc}); is the stack up? (canary-voice stack up)")
+    return with_db(fn, expected=(repo.AccountError,))
 
 
 async def _account(conn: Any, name: str) -> dict:

@@ -24,47 +24,11 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
+from services.api.deps import account_id_of, default_account_dep, pool_of
 from services.flows import store
 from services.flows.validate import validate_flow
 
 MAX_BODY = 512 * 1024
-
-
-def account_id_of(account: Any) -> str:
-    if isinstance(account, str):
-        return account
-    if isinstance(account, dict):
-        return account["id"]
-    return getattr(account, "account_id", None) or account.id
-
-
-def default_account_dep() -> Callable[..., Any]:
-    from services.api.auth import current_account  # lazy: the API package owns auth
-
-    return current_account
-
-
-async def pool_of(request: Request):
-    """The API's pool (app.state.runtime.db()), else app.state.pool, else one made on first use."""
-    state = request.app.state
-    runtime = getattr(state, "runtime", None)
-    if runtime is not None and hasattr(runtime, "db"):
-        return await runtime.db()
-    pool = getattr(state, "pool", None)
-    if pool is not None and hasattr(pool, "acquire"):
-        return pool
-    pool = getattr(state, "_flows_pool", None)
-    if pool is None:
-        from services.common import db
-
-        pool = state._flows_pool = await db.create_pool(min_size=1, max_size=4)
-    return pool
-    pool = getattr(state, "_flows_pool", None)
-    if pool is None:
-        from services.common import db
-
-        pool = state._flows_pool = await db.create_pool(min_size=1, max_size=4)
-    return pool
 
 
 def _error(status: int, code: str, message: str, errors: list[dict[str, Any]] | None = None,

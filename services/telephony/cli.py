@@ -17,38 +17,23 @@ shell history and the process list) and is never printed.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from typing import Any, Awaitable, Callable, Optional
 
 import typer
 
+from services.common.clitools import fail, with_db
+
 
 def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg="red", err=True)
-    raise typer.Exit(1)
+    fail(msg)
 
 
 def _with_db(fn: Callable[[Any], Awaitable[Any]]) -> Any:
     from services.common.accounts import AccountError
     from services.telephony.trunks import TrunkError
 
-    async def run() -> Any:
-        from services.common import db
-
-        await db.migrate()
-        conn = await db.connect()
-        try:
-            return await fn(conn)
-        finally:
-            await conn.close()
-
-    try:
-        return asyncio.run(run())
-    except (TrunkError, AccountError) as exc:
-        _fail(exc.message)
-    except (OSError, TimeoutError) as exc:
-        _fail(f"cannot reach Postgres ({exc}); is the stack up? (canary-voice stack up)")
+    return with_db(fn, expected=(TrunkError, AccountError))
 
 
 async def _account_id(conn: Any, name: str | None) -> str:

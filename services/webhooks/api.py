@@ -12,45 +12,8 @@ from typing import Any, Callable
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from services.api.deps import account_id_of, default_account_dep, pool_of
 from services.webhooks import store
-
-
-def account_id_of(account: Any) -> str:
-    """The id from whatever the auth dependency returns (object with .id, mapping, or str)."""
-    if isinstance(account, str):
-        return account
-    if isinstance(account, dict):
-        return account["id"]
-    return getattr(account, "account_id", None) or account.id
-
-
-def default_account_dep() -> Callable[..., Any]:
-    from services.api.auth import current_account  # lazy: the API package owns auth
-
-    return current_account
-
-
-async def pool_of(request: Request):
-    """The API's pool (app.state.runtime.db()), else app.state.pool, else one made on first use."""
-    state = request.app.state
-    runtime = getattr(state, "runtime", None)
-    if runtime is not None and hasattr(runtime, "db"):
-        return await runtime.db()
-    pool = getattr(state, "pool", None)
-    if pool is not None and hasattr(pool, "acquire"):
-        return pool
-    pool = getattr(state, "_webhooks_pool", None)
-    if pool is None:
-        from services.common import db
-
-        pool = state._webhooks_pool = await db.create_pool(min_size=1, max_size=4)
-    return pool
-    pool = getattr(state, "_webhooks_pool", None)
-    if pool is None:
-        from services.common import db
-
-        pool = state._webhooks_pool = await db.create_pool(min_size=1, max_size=4)
-    return pool
 
 
 def build_router(account_dep: Callable[..., Any] | None = None) -> APIRouter:
