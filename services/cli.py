@@ -104,16 +104,12 @@ _PLUGINS = (
 
 
 def _load_plugins() -> None:
-    import importlib
+    from services.common.plugins import import_optional
 
     for name in _PLUGINS:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        mod.register(app)
+        mod = import_optional(name)
+        if mod is not None:
+            mod.register(app)
 
 
 def main() -> None:

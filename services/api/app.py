@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,6 +11,7 @@ from fastapi.openapi.utils import get_openapi
 from services.api import errors, models
 from services.api.routers import calls, meta, numbers, recordings, voices
 from services.api.runtime import Runtime
+from services.common.plugins import import_optional
 
 API_VERSION = "1.0.0"
 # Routers other services contribute when their package is present.
@@ -31,12 +31,9 @@ Every error has the shape `{"error": {"code", "message", "field"}}`."""
 def _include_optional(app: FastAPI) -> list[str]:
     added = []
     for name in OPTIONAL_ROUTERS:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
+        mod = import_optional(name)
+        if mod is None:
+            continue
         router = getattr(mod, "router", None)
         if router is not None:
             app.include_router(router)
