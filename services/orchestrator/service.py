@@ -53,7 +53,7 @@ class Orchestrator:
         await _init(self.conn)
         self.timer_conn = await db.connect()
         await _init(self.timer_conn)
-        self.producer = make_producer()
+        self.producer = make_producer(linger_ms=1)  # every output is on some caller's critical path
         await self.producer.start()
         self.consumer = make_consumer(group_id=self.group)
         self.consumer.subscribe([topics.COMMANDS, topics.EVENTS],
@@ -141,11 +141,24 @@ class Orchestrator:
                 timers[(env.call_id, op.name)] = (env.account_id, op.due, op.token)
             if dec.pacing_next is not None:
                 pacing[env.account_id] = dec.pacing_next
-        # 1. outputs durable in Kafka first (and the DLQ records) ...
+        # Outputs (and DLQ records) go to Kafka while the state, timers, pacing and offsets
+        # are written; the transaction commits only once Kafka has acked every output, so
+        # a position is never durable before what it produced.
+        sending = asyncio.ensure_future(self._send(emits, dlq))
+        try:
+            await self._write(touched, states, timers, accounts, pacing, upto, sending)
+        finally:
+            if not sending.done():
+                sending.cancel()
+        self.positions.update(upto)
+        return len(upto)
+
+    async def _send(self, emits: list[Envelope], dlq: list[tuple[bytes, bytes]]) -> None:
         await publish_many(self.producer, topics.EVENTS, emits)
         if dlq:
             await asyncio.gather(*[await self.producer.send(topics.DLQ, raw, key=k) for k, raw in dlq])
-        # 2. ... then state, timers, pacing and offsets together.
+
+    async def _write(self, touched, states, timers, accounts, pacing, upto, sending: asyncio.Future) -> None:
         async with self.conn.transaction():
             if touched:
                 await self.conn.executemany(
@@ -170,8 +183,7 @@ class Orchestrator:
                 "INSERT INTO orch_offsets (consumer, topic, kafka_partition, next_offset) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (consumer, topic, kafka_partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
                 [(self.group, t, p, o) for (t, p), o in upto.items()])
-        self.positions.update(upto)
-        return len(upto)
+            await sending
 
     async def _stored_flow(self, env: Envelope) -> tuple[dict | None, list | None]:
         """The latest version of a stored flow, or the error that rejects the call."""

@@ -238,6 +238,7 @@ class Gateway:
         self.stopping = asyncio.Event()
         self._carriers = carriers
         self._audio_cache: dict[str, bytes] = {}
+        self._commit: asyncio.Future | None = None
 
     async def start(self) -> None:
         async def jsonb(conn):
@@ -319,8 +320,11 @@ class Gateway:
             if env.type != "dial.requested":
                 await self.dispatch(env)
         n = len(envs)
-        if batches:
-            await self.consumer.commit()
+        if batches and (self._commit is None or self._commit.done()):
+            # Not awaited: a lost commit only redelivers instructions, which are idempotent
+            # (dials are claimed in Postgres, the rest need a live call on this gateway).
+            self._commit = asyncio.ensure_future(self.consumer.commit())
+            self._commit.add_done_callback(lambda f: f.cancelled() or f.exception())
         return n
 
     async def dispatch(self, env: Envelope) -> None:
