@@ -16,7 +16,7 @@ import hashlib
 
 import orjson
 
-from events import REGISTRY, Envelope
+from events import Envelope
 from services.common import audio
 from services.common.logging import configure, get_logger
 from services.common.media_store import MediaStore, get_media_store
@@ -78,14 +78,9 @@ class TranscriptionHandler:
 
 
 def _failed(env: Envelope, type_: str, data: dict) -> list[Envelope]:
-    """A failure event, if the catalog defines one; else only a log line.
-
-    Emitting an unregistered type would just land in the DLQ of every reader.
-    """
-    if type_ in REGISTRY:
-        return [env.caused(type_, data)]
+    """The failure as an event on the log (the call's timeline shows why), and a log line."""
     get_logger(service=GROUP).error("transcription failed", call_id=env.call_id, **data)
-    return []
+    return [env.caused(type_, data)]
 
 
 async def main() -> None:
