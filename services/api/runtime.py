@@ -86,10 +86,19 @@ class Runtime:
             self.pool = None
         self.numbers = VerifiedNumbers(self, ttl=_f("CANARY_API_NUMBERS_TTL", 5.0))
         await self.kafka(raise_on_error=False)
+        await self._warm_up()
         # Long-lived start-up objects leave the GC's generations, and young collections run
         # less often: fewer pauses in the tail latency of a busy API process.
         gc.freeze()
         gc.set_threshold(50_000, 20, 20)
+
+    async def _warm_up(self) -> None:
+        """Validate one example call before serving: the first validation imports the voice
+        catalog, SSML parser and phone-number metadata (~0.3 s) the first callers would pay."""
+        from events.catalog import EXAMPLE_REQUEST
+        from services.common.intake import check_place_call
+
+        await check_place_call(dict(EXAMPLE_REQUEST), "acct_warmup", lambda account_id, number: True)
 
     async def stop(self) -> None:
         if self.producer is not None:

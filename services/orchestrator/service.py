@@ -56,10 +56,23 @@ class Orchestrator:
         self.producer = make_producer(linger_ms=1)  # every output is on some caller's critical path
         await self.producer.start()
         self.consumer = make_consumer(group_id=self.group)
+        await self._warm_up()
         self.consumer.subscribe([topics.COMMANDS, topics.EVENTS],
                                 listener=SeekToStored(lambda: self.consumer, self._stored))
         await self.consumer.start()
         log.info("orchestrator started", scope=SCOPE)
+
+    async def _warm_up(self) -> None:
+        """Validate and decide one example call before taking traffic.
+
+        The first validation imports the voice catalog, the SSML parser and phone-number
+        metadata (~0.3 s); paid here, not by the first callers.
+        """
+        from events.catalog import EXAMPLE_REQUEST
+
+        sample = Envelope(type="PlaceCall", call_id="call_warmup", account_id="acct_warmup", data=EXAMPLE_REQUEST)
+        await validate_place_call(self.conn, sample)
+        decide(None, sample, _now())
 
     async def _stored(self) -> dict[tuple[str, int], int]:
         rows = await self.conn.fetch(
