@@ -235,7 +235,19 @@ class Orchestrator:
         return len(rows)
 
     async def _timer_loop(self) -> None:
+        from services.common.housekeeping import sweep
+
+        next_sweep = 0.0
+        loop = asyncio.get_running_loop()
         while not self.stopping.is_set():
+            if loop.time() >= next_sweep:
+                next_sweep = loop.time() + 60
+                try:
+                    swept = await sweep(self.timer_conn)
+                    if any(swept.values()):
+                        log.info("housekeeping", **swept)
+                except Exception as exc:
+                    log.error("housekeeping failed", error=str(exc))
             try:
                 fired = await self.fire_timers()
             except Exception as exc:  # keep the loop alive; the next tick retries

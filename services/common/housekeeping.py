@@ -1,0 +1,27 @@
+"""Periodic clean-up of the durable API tables (run by the orchestrator's timer loop).
+
+- Idempotency keys expire after a day (CANARY_IDEMPOTENCY_TTL_S), as clients expect of
+  Stripe- or Twilio-style keys; a retry after that places a new call.
+- A `call_requests` row whose command never reached Kafka (the API process died between
+  the insert and the ack: the client got no 201) would show `queued` forever. After a
+  grace period (CANARY_REQUEST_GRACE_S, default 10 min) a row the orchestrator never saw
+  is removed; a call that reached Kafka always has orchestrator state within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+async def sweep(conn, *, request_grace_s: float | None = None, idempotency_ttl_s: float | None = None) -> dict:
+    """Delete expired idempotency keys and orphaned call requests; returns the counts."""
+    grace = request_grace_s if request_grace_s is not None else float(os.environ.get("CANARY_REQUEST_GRACE_S", 600))
+    ttl = idempotency_ttl_s if idempotency_ttl_s is not None else float(
+        os.environ.get("CANARY_IDEMPOTENCY_TTL_S", 86400))
+    keys = await conn.execute(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)", ttl)
+    requests = await conn.execute(
+        "DELETE FROM call_requests r WHERE r.created_at < now() - make_interval(secs => $1)"
+        " AND NOT EXISTS (SELECT 1 FROM orch_calls o WHERE o.call_id = r.id)"
+        " AND NOT EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.call_id = r.id)", grace)
+    return {"idempotency_keys": int(keys.split()[-1]), "orphaned_requests": int(requests.split()[-1])}
