@@ -46,7 +46,7 @@ class Orchestrator:
         self.group = SCOPE + "orchestrator"
         self.positions: dict[tuple[str, int], int] = {}
         self.stopping = asyncio.Event()
-        self.cps_cache: dict[str, float] = {}
+        self.cps_cache: dict[str, tuple[float, float]] = {}  # account -> (expires, calls/s)
 
     async def start(self) -> None:
         self.conn = await db.connect()
@@ -87,10 +87,13 @@ class Orchestrator:
         await self.timer_conn.close()
 
     async def _cps(self, account_id: str) -> float:
-        if account_id not in self.cps_cache:
+        """The account's calls-per-second limit, re-read at most once a minute."""
+        now = asyncio.get_running_loop().time()
+        hit = self.cps_cache.get(account_id)
+        if hit is None or hit[0] < now:
             v = await self.conn.fetchval("SELECT calls_per_second FROM accounts WHERE id = $1", account_id)
-            self.cps_cache[account_id] = float(v) if v else float(os.environ.get("CANARY_CPS", "10"))
-        return self.cps_cache[account_id]
+            hit = self.cps_cache[account_id] = (now + 60, float(v) if v else float(os.environ.get("CANARY_CPS", "10")))
+        return hit[1]
 
     async def run_once(self, timeout_ms: int = 200) -> int:
         batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=1000)
