@@ -42,3 +42,19 @@ async def pool_of(request: Request):
 
         pool = state._router_pool = await db.create_pool(min_size=1, max_size=4)
     return pool
+
+
+def lazy_router(build: Callable[[], Any], module_globals: dict[str, Any]) -> Callable[[str], Any]:
+    """A module `__getattr__` that builds `router` on first access.
+
+    Building imports the API's auth, which imports the app; doing it lazily lets the API
+    include the router without a circular import, and tests build their own.
+    """
+
+    def __getattr__(name: str) -> Any:
+        if name == "router":
+            module_globals["router"] = r = build()
+            return r
+        raise AttributeError(name)
+
+    return __getattr__

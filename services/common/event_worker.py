@@ -120,3 +120,11 @@ def carry_step(env: Envelope, data: dict) -> dict:
     if "step" in env.data and "step" not in data:
         data = {**data, "step": env.data["step"]}
     return data
+
+
+def failed(env: Envelope, type_: str, data: dict, service: str) -> list[Envelope]:
+    """A failure as an event on the log (the call's timeline shows why), plus an error log line."""
+    from services.common.logging import get_logger
+
+    get_logger(service=service).error(type_, call_id=env.call_id, **data)
+    return [env.caused(type_, data)]

@@ -24,7 +24,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from services.api.deps import account_id_of, default_account_dep, pool_of
+from services.api.deps import account_id_of, default_account_dep, lazy_router, pool_of
 from services.flows import store
 from services.flows.validate import validate_flow
 
@@ -110,9 +110,4 @@ def build_router(account_dep: Callable[..., Any] | None = None) -> APIRouter:
     return r
 
 
-def __getattr__(name: str):
-    if name == "router":
-        r = build_router()
-        globals()["router"] = r
-        return r
-    raise AttributeError(name)
+__getattr__ = lazy_router(build_router, globals())

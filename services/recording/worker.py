@@ -18,9 +18,9 @@ import uuid
 
 from events import Envelope, derive_id
 from services.common import audio
-from services.common.logging import configure, get_logger
+from services.common.logging import configure
 from services.common.media_store import MediaStore, get_media_store
-from services.common.event_worker import EventWorker, serve
+from services.common.event_worker import EventWorker, failed, serve
 
 from .encode import process_recording_async
 
@@ -63,7 +63,7 @@ class RecordingHandler:
             agent = await audio.run_blocking(load_leg, self.store, env.data["agent_ref"])
             rec = await process_recording_async(callee, agent, channels, self.store)
         except Exception as exc:
-            return _failed(env, "recording.failed", {"reason": f"{type(exc).__name__}: {exc}"})
+            return failed(env, "recording.failed", {"reason": f"{type(exc).__name__}: {exc}"}, GROUP)
         data = {
             "recording_id": recording_id_for(env),
             "wav_ref": rec.wav_ref,
@@ -76,12 +76,6 @@ class RecordingHandler:
         if env.data.get("transcribe") or self.transcribe_calls.pop(env.call_id, False):
             data["transcribe"] = True
         return [env.caused("recording.completed", data)]
-
-
-def _failed(env: Envelope, type_: str, data: dict) -> list[Envelope]:
-    """The failure as an event on the log (the call's timeline shows why), and a log line."""
-    get_logger(service=GROUP).error("recording failed", call_id=env.call_id, **data)
-    return [env.caused(type_, data)]
 
 
 async def main() -> None:

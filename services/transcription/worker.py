@@ -18,10 +18,10 @@ import orjson
 
 from events import Envelope
 from services.common import audio
-from services.common.logging import configure, get_logger
+from services.common.logging import configure
 from services.common.media_store import MediaStore, get_media_store
 from services.recording.encode import load_channels
-from services.common.event_worker import EventWorker, serve
+from services.common.event_worker import EventWorker, failed, serve
 
 from .engine import Transcript, WhisperTranscriber, default_model_path, get_transcriber
 
@@ -72,15 +72,9 @@ class TranscriptionHandler:
             result = await audio.run_blocking(self.transcribe_ref, env.data["wav_ref"],
                                               env.data.get("channels", "mono"))
         except Exception as exc:
-            return _failed(env, "transcription.failed", {"recording_id": env.data.get("recording_id"),
-                                                         "reason": f"{type(exc).__name__}: {exc}"})
+            return failed(env, "transcription.failed", {"recording_id": env.data.get("recording_id"),
+                                                         "reason": f"{type(exc).__name__}: {exc}"}, GROUP)
         return [env.caused("transcription.completed", {"recording_id": env.data.get("recording_id"), **result})]
-
-
-def _failed(env: Envelope, type_: str, data: dict) -> list[Envelope]:
-    """The failure as an event on the log (the call's timeline shows why), and a log line."""
-    get_logger(service=GROUP).error("transcription failed", call_id=env.call_id, **data)
-    return [env.caused(type_, data)]
 
 
 async def main() -> None:

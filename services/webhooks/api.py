@@ -12,7 +12,7 @@ from typing import Any, Callable
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from services.api.deps import account_id_of, default_account_dep, pool_of
+from services.api.deps import account_id_of, default_account_dep, lazy_router, pool_of
 from services.webhooks import store
 
 
@@ -33,9 +33,4 @@ def build_router(account_dep: Callable[..., Any] | None = None) -> APIRouter:
     return r
 
 
-def __getattr__(name: str):
-    if name == "router":
-        r = build_router()
-        globals()["router"] = r
-        return r
-    raise AttributeError(name)
+__getattr__ = lazy_router(build_router, globals())
