@@ -24,13 +24,26 @@ Ids are deterministic: ``derive_id("<call_id>/<channel>/<seq>", "<utt>.<n|final>
 with ``seq`` the chunk that triggered the result, so re-reading the same stream
 re-emits the same ids and consumers dedupe.
 
-Bounded everywhere: at most ``max_calls`` live calls (the least recently active is
-dropped beyond that), calls idle for ``idle_s`` are finalised and forgotten, one
-utterance is at most 15 s of audio, transcription jobs wait in a bounded queue (a
-partial that does not fit is dropped, a newer partial of the same utterance makes a
-queued one stale and it is skipped; finals wait for room), whisper runs in the media
-thread pool with a timeout, and chunks older than ``max_lag_s`` are skipped (a
-worker that fell that far behind would only produce partials for calls long over).
+The guarantee, whatever the machine's speed: an utterance with more than
+``partial_first_ms`` of speech yields at least one interim partial before its final
+(unless whisper hears no words in it or fails). The utterance's *lead* partial (the
+earliest one not yet superseded by an emitted partial) is never thrown away: it is
+neither stale when the final overtakes it nor dropped on a full queue (it waits for
+room, like a final). Its text is what the caller said in the first second, which is
+still news to a client that has nothing yet. So on a slow or busy machine partials
+come later, but they come, and in order: partial, then final, per utterance.
+
+What is shed under overload, first to last: (1) the *follow-up* partials of an
+utterance that already has one out (a newer one supersedes a queued one; one that does
+not fit the queue is dropped); (2) chunks older than ``max_lag_s`` (a worker that fell
+that far behind would only transcribe calls long over); (3) the least recently active
+call beyond ``max_calls``. Lead partials and finals are never shed: they slow the
+consumer instead (backpressure onto Kafka, where the audio waits), so the work is
+bounded at two whisper runs per utterance plus whatever follow-ups fit.
+
+Bounded everywhere: at most ``max_calls`` live calls, calls idle for ``idle_s`` are
+finalised and forgotten, one utterance is at most 15 s of audio, jobs wait in a
+bounded queue, whisper runs in the media thread pool with a timeout.
 
 Delivery is best-effort, like the stream itself: offsets are committed once a batch's
 chunks are segmented, so a crash loses the partials of the utterances in flight; the
@@ -196,9 +209,17 @@ class CallStream:
         self._ep = self._endpointer()
         return job
 
+    def lead(self, job: Job) -> bool:
+        """A partial of an utterance with no partial out yet: the one a client waits for."""
+        return not job.final and job.utterance not in self.emitted_partial
+
     def stale(self, job: Job) -> bool:
-        """A partial superseded by a newer partial or the final of its utterance."""
-        if job.final:
+        """A follow-up partial superseded by a newer partial or the final of its utterance.
+
+        A lead partial is never stale: without it a slow machine would show no live text
+        until the speaker stops (the final overtakes every partial still in whisper).
+        """
+        if job.final or self.lead(job):
             return False
         return self.utterance > job.utterance or self.queued > (job.utterance, job.n)
 
@@ -289,20 +310,28 @@ class LiveTranscription:
         return jobs
 
     async def submit(self, job: Job) -> None:
-        """Queue a job: a partial that does not fit is dropped, a final waits for room."""
-        if not job.final:
+        """Queue a job: a follow-up partial that does not fit is dropped; a final, and the
+        first partial of an utterance, wait for room (the consumer slows down instead)."""
+        s = job.stream
+        if not job.final and not (job.n == 0 and s.lead(job)):
             try:
                 self.queue.put_nowait(job)
-                job.stream.queued = (job.utterance, job.n)
+                s.queued = (job.utterance, job.n)
             except asyncio.QueueFull:
                 self.stats["dropped_partials"] += 1
             return
         try:
-            await asyncio.wait_for(self.queue.put(job), self.cfg.job_timeout_s)
+            try:
+                self.queue.put_nowait(job)
+            except asyncio.QueueFull:
+                await asyncio.wait_for(self.queue.put(job), self.cfg.job_timeout_s)
         except asyncio.TimeoutError:
-            self.stats["dropped_finals"] += 1
+            self.stats["dropped_finals" if job.final else "dropped_partials"] += 1
             if self.log:
-                self.log.warning("final transcription dropped: queue full", call_id=job.stream.call_id)
+                self.log.warning("transcription dropped: queue full", call_id=s.call_id, final=job.final)
+            return
+        if not job.final:
+            s.queued = (job.utterance, job.n)
 
     # --- work -----------------------------------------------------------------------
 

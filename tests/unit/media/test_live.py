@@ -153,8 +153,10 @@ async def test_slow_whisper_skips_stale_partials_and_drops_overflow():
         await live.submit(j)  # the queue holds 3: partials 3 and 4 are dropped
     assert live.stats["dropped_partials"] == 2 and live.queue.full()
     await asyncio.wait_for(live.queue.join(), 5)
-    # partials 0 and 1 were superseded by partial 2 (queued later) before whisper ran
-    assert [e.data["final"] for e in out] == [False] and live.stats["stale_partials"] == 2
+    # partial 0 leads (nothing out yet: never stale); partial 1 was superseded by
+    # partial 2 (queued later) before whisper ran
+    assert [e.data["final"] for e in out] == [False, False] and live.stats["stale_partials"] == 1
+    assert [e.data["duration_ms"] for e in out] == sorted(e.data["duration_ms"] for e in out)
     # the end of the utterance: a final, which is never dropped (it waits for room)
     for _ in range(3):
         live.queue.put_nowait(jobs[0])  # stale filler: the queue is full again
@@ -163,9 +165,61 @@ async def test_slow_whisper_skips_stale_partials_and_drops_overflow():
     await live.submit(ends[0])
     await asyncio.wait_for(live.queue.join(), 5)
     worker.cancel()
-    assert [e.data["final"] for e in out] == [False, True]
-    assert out[0].data["duration_ms"] < out[1].data["duration_ms"]
-    assert len(whisper.calls) == 2
+    assert [e.data["final"] for e in out] == [False, False, True]
+    assert out[0].data["duration_ms"] < out[1].data["duration_ms"] < out[2].data["duration_ms"]
+    assert len(whisper.calls) == 3
+
+
+@pytest.mark.asyncio
+async def test_a_final_that_overtakes_the_first_partial_never_silences_it():
+    """A machine too slow for real time still shows live text before the speaker stops.
+
+    Whisper here is slower than the speech: every job is queued before the first one
+    finishes, and the final is cut while the first partial is still in whisper."""
+    out = []
+
+    async def emit(env):
+        out.append(env)
+
+    whisper = FakeWhisper(delay=0.2)
+    live = LiveTranscription(emit=emit, transcriber=whisper, cfg=LiveConfig(queue_size=2))
+    worker = asyncio.create_task(live.work())
+    jobs = feed_all(live, tone(300, 1000) + silence(1000) + tone(300, 3000) + silence(1000))
+    # two utterances, each with a first partial; the second also has follow-ups
+    assert [(j.utterance, j.n) for j in jobs] == [(0, 0), (0, -1), (1, 0), (1, 1), (1, 2), (1, -1)]
+    for j in jobs:
+        await live.submit(j)  # queue of 2: first partials and finals wait, follow-ups may drop
+    await asyncio.wait_for(live.queue.join(), 10)
+    worker.cancel()
+    got = [(e.data["utterance"], e.data["final"]) for e in out]
+    for utt in (0, 1):
+        mine = [final for u, final in got if u == utt]
+        assert mine[0] is False and mine[-1] is True, got  # a partial first, the final last
+    assert live.stats["dropped_finals"] == 0
+
+
+@pytest.mark.asyncio
+async def test_a_full_queue_drops_follow_up_partials_but_not_first_ones():
+    out = []
+
+    async def emit(env):
+        out.append(env)
+
+    live = LiveTranscription(emit=emit, transcriber=FakeWhisper(), cfg=LiveConfig(queue_size=1, job_timeout_s=0.2))
+    a = feed_all(live, tone(300, 2500), call="call_a", final=False)
+    b = feed_all(live, tone(300, 1500), call="call_b", final=False)
+    assert [j.n for j in a] == [0, 1] and [j.n for j in b] == [0]
+    await live.submit(a[0])
+    await live.submit(a[1])  # follow-up, queue full: dropped at once
+    assert live.stats["dropped_partials"] == 1
+    # call_b's first partial waits for room (times out here since no worker runs)
+    await live.submit(b[0])
+    assert live.stats["dropped_partials"] == 2 and live.queue.qsize() == 1
+    worker = asyncio.create_task(live.work())
+    await live.submit(b[0])  # with a worker draining, it gets in
+    await asyncio.wait_for(live.queue.join(), 5)
+    worker.cancel()
+    assert [(e.call_id, e.data["final"]) for e in out] == [("call_a", False), ("call_b", False)]
 
 
 @pytest.mark.asyncio
