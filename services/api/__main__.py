@@ -1,4 +1,9 @@
-"""`python -m services.api`: serve the API with uvicorn on CANARY_API_HOST:CANARY_API_PORT."""
+"""`python -m services.api`: serve the API with uvicorn on CANARY_API_HOST:CANARY_API_PORT.
+
+With CANARY_API_WORKERS > 1 uvicorn spawns fresh worker processes that never run
+`main`; they build the app through `create_app` below, which configures logging first,
+so every process logs the same way (JSON, redacted, tracebacks without locals).
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,23 @@ import os
 import uvicorn
 
 from services.common.config import settings
-from services.common.logging import configure
+from services.common.logging import configure, uvicorn_log_config
+
+
+def create_app():
+    """The app factory uvicorn calls in each (worker) process."""
+    configure("api")
+    from services.api.app import create_app as build
+
+    return build()
 
 
 def main() -> None:
     configure("api")
     s = settings()
-    uvicorn.run("services.api.app:create_app", factory=True, host=s.api_host, port=s.api_port,
+    uvicorn.run("services.api.__main__:create_app", factory=True, host=s.api_host, port=s.api_port,
                 workers=int(os.environ.get("CANARY_API_WORKERS", "1")), access_log=False,
+                log_config=uvicorn_log_config(),
                 log_level=os.environ.get("CANARY_API_LOG_LEVEL", "warning"), server_header=False,
                 backlog=2048)
 
