@@ -11,9 +11,9 @@ from services.telephony.carrier import DialRequest, TrunkConfig
 
 from .call import SipCall
 from .media import MediaClock, MediaSession, bind_rtp_pair
-from .message import SipMessage
+from .message import SipMessage, make_response
 from .transaction import Timers
-from .transport import SipEndpoint, make_response
+from .transport import SipEndpoint
 
 log = structlog.get_logger(__name__)
 
@@ -68,7 +68,7 @@ class SipCarrier:
                 bind_ip = self.local_ip or "0.0.0.0"
                 self.endpoint = await SipEndpoint.create(
                     bind_ip, self.sip_port, on_request=self._on_request,
-                    on_stray_response=self._on_stray_response, timers=self.timers,
+                    on_response=self._on_response, timers=self.timers,
                 )
                 log.info("sip.listening", addr=f"{bind_ip}:{self.endpoint.local_addr[1]}")
 
@@ -121,11 +121,12 @@ class SipCarrier:
         elif req.method != "ACK":
             self.endpoint.send(make_response(req, 481, "Call/Transaction Does Not Exist"), addr)
 
-    def _on_stray_response(self, resp: SipMessage, addr: tuple[str, int]) -> None:
+    def _on_response(self, resp: SipMessage, addr: tuple[str, int]) -> None:
+        # A call's transactions live in its core: route by Call-ID, the core matches
+        # branch and method (and ACKs a 2xx retransmission after its INVITE ended).
         call = self._calls.get(resp.call_id)
-        _, method = resp.cseq
-        if call is not None and method == "INVITE" and 200 <= (resp.status or 0) < 300:
-            call._on_2xx(resp)  # 2xx retransmission after the INVITE transaction ended
+        if call is not None:
+            call.handle_response(resp)
         else:
             log.debug("sip.stray_response", first_line=resp.first_line(), peer=f"{addr[0]}:{addr[1]}")
 

@@ -3,12 +3,16 @@
 The parser is strict about what the UAC relies on (start line, Via, CSeq, Call-ID,
 From, To, Content-Length) and raises :class:`SipParseError` for anything else that
 does not look like SIP, so the transport can log and drop garbage datagrams.
+It also builds what we send: every request (:func:`build_request`) and every response
+to a request (:func:`make_response`).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
+from typing import Iterable
 
 MAX_DATAGRAM = 65535
 
@@ -334,3 +338,53 @@ def _parse_start_line(line: str) -> SipMessage:
     if ":" not in parts[1]:
         raise SipParseError("bad Request-URI")
     return SipMessage(method=parts[0].upper(), uri=parts[1])
+
+
+def new_branch() -> str:
+    """A fresh RFC 3261 branch id (magic cookie prefix)."""
+    return "z9hG4bK" + os.urandom(8).hex()
+
+
+def new_tag() -> str:
+    return os.urandom(6).hex()
+
+
+def build_request(
+    method: str,
+    uri: str,
+    *,
+    via: str,
+    from_: str,
+    to: str,
+    call_id: str,
+    cseq: int,
+    routes: Iterable[str] = (),
+) -> SipMessage:
+    """A request with the RFC 3261 8.1.1 headers, always in this order. Every request the
+    UAC sends is built here: INVITE, ACK (2xx and non-2xx), CANCEL, BYE."""
+    msg = SipMessage(method=method, uri=uri)
+    msg.add("Via", via)
+    for route in routes:
+        msg.add("Route", route)
+    msg.add("Max-Forwards", "70")
+    msg.add("From", from_)
+    msg.add("To", to)
+    msg.add("Call-ID", call_id)
+    msg.add("CSeq", f"{cseq} {method}")
+    return msg
+
+
+def make_response(req: SipMessage, code: int, reason: str, *, to_tag: str | None = None) -> SipMessage:
+    """Response to an incoming request (RFC 3261 8.2.6): Vias, From, To, Call-ID, CSeq copied."""
+    resp = SipMessage(status=code, reason=reason)
+    for via in req.get_all("Via"):
+        resp.add("Via", via)
+    resp.add("From", req.get("From") or "")
+    to = req.get("To") or ""
+    if to_tag and ";tag=" not in to.replace(" ", ""):
+        to = f"{to};tag={to_tag}"
+    resp.add("To", to)
+    resp.add("Call-ID", req.call_id)
+    resp.add("CSeq", req.get("CSeq") or "")
+    resp.add("Server", "canary-voice")
+    return resp

@@ -1,11 +1,12 @@
-"""The SIP UDP endpoint: one socket per carrier, routing datagrams to transactions
-(responses) and to calls (requests). Anything unparseable is logged and dropped."""
+"""The SIP UDP endpoint: one socket per carrier. Requests go to ``on_request``;
+responses to the standalone transaction registered for their (branch, method), else to
+``on_response`` (a call's responses: its core matches them to its own transactions).
+Anything unparseable is logged and dropped."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import os
 from typing import TYPE_CHECKING, Callable
 
 import structlog
@@ -19,44 +20,19 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 
-def new_branch() -> str:
-    """A fresh RFC 3261 branch id (magic cookie prefix)."""
-    return "z9hG4bK" + os.urandom(8).hex()
-
-
-def new_tag() -> str:
-    return os.urandom(6).hex()
-
-
-def make_response(req: SipMessage, code: int, reason: str, *, to_tag: str | None = None) -> SipMessage:
-    """Response to an incoming request (RFC 3261 8.2.6): Vias, From, To, Call-ID, CSeq copied."""
-    resp = SipMessage(status=code, reason=reason)
-    for via in req.get_all("Via"):
-        resp.add("Via", via)
-    resp.add("From", req.get("From") or "")
-    to = req.get("To") or ""
-    if to_tag and ";tag=" not in to.replace(" ", ""):
-        to = f"{to};tag={to_tag}"
-    resp.add("To", to)
-    resp.add("Call-ID", req.call_id)
-    resp.add("CSeq", req.get("CSeq") or "")
-    resp.add("Server", "canary-voice")
-    return resp
-
-
 class SipEndpoint(asyncio.DatagramProtocol):
     """UDP socket for SIP. ``on_request(msg, addr)`` handles incoming requests and
-    ``on_stray_response(msg, addr)`` gets responses no transaction claims (2xx
-    retransmissions to INVITE are ACKed by the dialog)."""
+    ``on_response(msg, addr)`` gets the responses no registered standalone transaction
+    claims (which is every response of a call)."""
 
     def __init__(
         self,
         on_request: Callable[[SipMessage, tuple[str, int]], None],
-        on_stray_response: Callable[[SipMessage, tuple[str, int]], None],
+        on_response: Callable[[SipMessage, tuple[str, int]], None],
         timers: Timers | None = None,
     ) -> None:
         self.on_request = on_request
-        self.on_stray_response = on_stray_response
+        self.on_response = on_response
         self.timers = timers or Timers()
         self.transport: asyncio.DatagramTransport | None = None
         self._transactions: dict[tuple[str, str], ClientTransaction] = {}
@@ -118,7 +94,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             if tx is not None:
                 tx.receive(msg)
             else:
-                self.on_stray_response(msg, addr)
+                self.on_response(msg, addr)
         except Exception:  # noqa: BLE001 - one bad message must not stop the endpoint
             log.exception("sip.dispatch_failed", peer=f"{addr[0]}:{addr[1]}", first_line=msg.first_line())
 

@@ -1,0 +1,624 @@
+"""The UAC side of one SIP call as a pure state machine: dialog + client transactions.
+
+No sockets, no event loop, no clock. Inputs are the messages that arrive, timer ticks
+and the user's actions, each with the time ``now``; every input returns the outputs, in
+order, for the shell (``call.py``) to carry out:
+
+* :class:`Send` a message to an address; :class:`ArmTimer` / :class:`CancelTimer`;
+* media: :class:`SetRemoteMedia` (the negotiated far end from an SDP answer),
+  :class:`StartMedia`, :class:`CloseMedia`;
+* the carrier events :class:`Ringing`, :class:`Answered`, :class:`DtmfReceived` and
+  exactly one :class:`Ended`;
+* :class:`Finished` once the call has ended and its last transaction is gone (until
+  then responses must still reach it: a late 200 OK is ACKed and BYEd, a retransmitted
+  final is ACKed again).
+
+States: ``init`` -> ``calling`` -> ``early`` (a 180/183: early dialog) -> ``confirmed``
+(2xx, ACKed) -> ``terminated``; ``terminated`` also straight from init/calling/early
+(busy, failure, CANCEL, Timer B). Requests go out through one builder
+(:func:`build_request`) and one transaction path (:meth:`CallCore._start_tx`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import structlog
+
+from services.telephony.carrier import (
+    Answered,
+    DialRequest,
+    DtmfReceived,
+    Ended,
+    Ringing,
+    TrunkConfig,
+)
+
+from .digest import DigestError, authorization, parse_challenge
+from .mapping import map_final_response
+from .message import (
+    SipMessage,
+    SipParseError,
+    build_request,
+    make_response,
+    new_branch,
+    new_tag,
+    parse_name_addr,
+    uri_hostport,
+)
+from .sdp import SdpError, build_offer, parse_sdp
+from .transaction import ArmTimer, CancelTimer, ClientTx, Send, TimerId, Timers
+
+log = structlog.get_logger(__name__)
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+
+# The call's own timers (the transactions' are TimerId(letter, branch, method)).
+RING_TIMEOUT = TimerId("ring")  # the caller's timeout_s: CANCEL, status no-answer
+CANCEL_GUARD = TimerId("cancel_guard")  # 8*T1 after CANCEL: report without waiting for the 487
+ABANDON_INVITE = TimerId("abandon_invite")  # 64*T1 after CANCEL: forget the INVITE transaction
+
+
+@dataclass(frozen=True, slots=True)
+class SetRemoteMedia:
+    """The far end negotiated by an SDP answer (or a re-INVITE): where and how to send RTP."""
+
+    ip: str
+    port: int
+    codec_pt: int
+    codec_name: str
+    dtmf_pt: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class StartMedia:
+    """``send=False``: listen only (early media); ``send=True``: answered, send RTP too."""
+
+    send: bool
+
+
+@dataclass(frozen=True, slots=True)
+class CloseMedia:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """Ended, and no transaction left: the call need not receive messages any more."""
+
+
+Output = Send | ArmTimer | CancelTimer | SetRemoteMedia | StartMedia | CloseMedia | Ringing | Answered | \
+    DtmfReceived | Ended | Finished
+
+
+def sip_uri(number: str, host: str, port: int) -> str:
+    """``+15551234567`` -> ``sip:+15551234567@host:port``; full SIP URIs pass through."""
+    if number.startswith(("sip:", "sips:")):
+        return number
+    user = "".join(ch for ch in number if ch.isalnum() or ch in "+*#-._")
+    hostport = host if port == 5060 else f"{host}:{port}"
+    return f"sip:{user}@{hostport}"
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A live client transaction and what the call does with what it reports."""
+
+    tx: ClientTx
+    on_response: Callable[[SipMessage, float], None] | None = None
+    on_timeout: Callable[[float], None] | None = None
+
+
+@dataclass(slots=True)
+class _Auth:
+    tries: dict[str, int] = field(default_factory=dict)  # by method
+    nc: int = 0
+
+
+class CallCore:
+    """One outbound call leg: INVITE (with digest retry), CANCEL, BYE both ways, ACK,
+    in-dialog OPTIONS/INFO/re-INVITE. Pure: see the module docstring."""
+
+    def __init__(
+        self,
+        request: DialRequest,
+        trunk: TrunkConfig,
+        *,
+        local_ip: str,
+        sip_port: int,
+        media_port: int,
+        timers: Timers | None = None,
+        user_agent: str = "canary-voice",
+        sdp_session_id: int | None = None,
+    ) -> None:
+        self.call_id = request.call_id
+        self.request = request
+        self.trunk = trunk
+        self.timers = timers or Timers()
+        self.user_agent = user_agent
+        self.local_ip = local_ip
+        self.media_port = media_port
+        self.dest = (trunk.host, trunk.port)
+        self.sip_call_id = f"{os.urandom(12).hex()}@{local_ip}"
+        self.local_tag = new_tag()
+        self.remote_tag: str | None = None
+        self.remote_target: str | None = None
+        self.route_set: list[str] = []
+        self.cseq = 0
+        self.state = "init"
+        self.ended: Ended | None = None
+        self.finished = False
+        self.request_uri = sip_uri(request.to, trunk.host, trunk.port)
+        caller = trunk.caller_id or request.from_
+        self.from_hdr = f"<{sip_uri(caller, trunk.host, trunk.port)}>;tag={self.local_tag}"
+        self.to_hdr = f"<{self.request_uri}>"
+        self.contact = f"<sip:canary@{local_ip}:{sip_port}>"
+        self._via_host = f"{local_ip}:{sip_port}"
+        # What the media was last told (MediaSession's defaults until an answer).
+        self.codec_pt = 0
+        self.dtmf_pt: int | None = None
+        self._txs: dict[tuple[str, str], _Pending] = {}
+        self._invite: SipMessage | None = None  # the INVITE now in progress (after an auth retry: the retry)
+        self._got_provisional = False
+        self._rang = False
+        self._cancel_reason: str | None = None  # "timeout" | "hangup"
+        self._cancel_sent = False
+        self._ack: SipMessage | None = None
+        self._armed: set[TimerId] = set()
+        self._auth = _Auth()
+        self._sdp_session_id = int(time.time()) if sdp_session_id is None else sdp_session_id
+        self._sdp_version = 1
+        self._out: list[Output] = []
+
+    # --- inputs ----------------------------------------------------------------------
+    def invite(self, now: float) -> list[Output]:
+        """Send the INVITE and arm the ring timeout."""
+        if self.state != "init" or self.ended is not None:
+            return []
+        if self.trunk.transport.lower() != "udp":
+            self._end(Ended("failed", f"unsupported SIP transport {self.trunk.transport}", None, "system"))
+            return self._flush()
+        self.state = "calling"
+        self._send_invite(self._build_invite(), now)
+        self._arm(RING_TIMEOUT, now + self.request.timeout_s)
+        log.info("sip.invite", call_id=self.call_id, sip_call_id=self.sip_call_id, to=self.request_uri)
+        return self._flush()
+
+    def hangup(self, now: float) -> list[Output]:
+        """End the call from our side: BYE after answer, CANCEL before (status canceled)."""
+        if self.ended is None:
+            if self.state == "confirmed":
+                self._send_bye(now)
+                self._end(Ended("completed", "", None, "caller"))
+            elif self.state in ("calling", "early"):
+                self._cancel_call("hangup", now)
+            elif self.state == "init":
+                self._end(Ended("canceled", "", None, "caller"))
+        return self._flush()
+
+    def cancel(self, now: float) -> list[Output]:
+        """CANCEL the INVITE (the caller gave up before the answer); no-op otherwise."""
+        if self.ended is None and self.state in ("calling", "early"):
+            self._cancel_call("hangup", now)
+        return self._flush()
+
+    def on_message(self, msg: SipMessage, now: float, addr: tuple[str, int] | None = None) -> list[Output]:
+        """A message with our Call-ID. ``addr``: where a request came from (its responses go there)."""
+        if msg.is_request:
+            self._on_request(msg, addr or self._dialog_dest())
+        else:
+            self._on_response(msg, now)
+        return self._flush()
+
+    def on_timer(self, timer_id: TimerId, now: float) -> list[Output]:
+        """A timer armed by an :class:`ArmTimer` is due."""
+        if timer_id.method:
+            pending = self._txs.get((timer_id.branch, timer_id.method))
+            if pending is not None:
+                actions, timed_out = pending.tx.fire(timer_id.name, now)
+                self._out.extend(actions)
+                self._settle(pending)
+                if timed_out and pending.on_timeout is not None:
+                    pending.on_timeout(now)
+        elif timer_id in self._armed:
+            self._armed.discard(timer_id)
+            if timer_id == RING_TIMEOUT:
+                self._ring_timeout(now)
+            elif timer_id == CANCEL_GUARD:
+                self._cancel_guard()
+            elif timer_id == ABANDON_INVITE:
+                self._abandon_invite()
+        return self._flush()
+
+    def media_timeout(self, now: float) -> list[Output]:
+        """No RTP for too long after the answer: BYE, status failed."""
+        if self.ended is None and self.state == "confirmed":
+            self._send_bye(now)
+            self._end(Ended("failed", "media timeout", None, "system"))
+        return self._flush()
+
+    def media_dtmf(self, digit: str, duration_ms: int, method: str) -> list[Output]:
+        """A digit the media detected (RFC 4733 or in-band)."""
+        if self.ended is None:
+            self._out.append(DtmfReceived(digit, duration_ms, method))
+        return self._flush()
+
+    def abort(self, now: float) -> list[Output]:
+        """Carrier shutdown: stop every transaction now."""
+        for pending in list(self._txs.values()):
+            self._out.extend(pending.tx.abort())
+        self._txs.clear()
+        if self.ended is None:
+            self._end(Ended("failed", "carrier closed", None, "system"))
+        return self._flush()
+
+    # --- requests and transactions ------------------------------------------------------
+    def _request(self, method: str, *, in_dialog: bool, cseq: int | None = None, via: str | None = None) -> SipMessage:
+        """Every request of this call: in-dialog ones carry the remote tag, target and route set."""
+        if cseq is None:
+            self.cseq += 1
+            cseq = self.cseq
+        uri = self.remote_target if in_dialog and self.remote_target else self.request_uri
+        to = self.to_hdr + (f";tag={self.remote_tag}" if in_dialog and self.remote_tag else "")
+        return build_request(
+            method, uri, via=via or self._new_via(), from_=self.from_hdr, to=to, call_id=self.sip_call_id,
+            cseq=cseq, routes=self.route_set if in_dialog else (),
+        )
+
+    def _new_via(self) -> str:
+        return f"SIP/2.0/UDP {self._via_host};branch={new_branch()};rport"
+
+    def _start_tx(self, msg: SipMessage, dest: tuple[str, int], now: float, *,
+                  on_response: Callable[[SipMessage, float], None] | None = None,
+                  on_timeout: Callable[[float], None] | None = None) -> None:
+        """The one way a request of this call goes out (INVITE, CANCEL, BYE and their retries)."""
+        tx = ClientTx(msg, dest, self.timers)
+        self._txs[tx.key] = _Pending(tx, on_response, on_timeout)
+        self._out.extend(tx.start(now))
+
+    def _settle(self, pending: _Pending) -> None:
+        if pending.tx.terminated and self._txs.get(pending.tx.key) is pending:
+            del self._txs[pending.tx.key]
+
+    def _on_response(self, resp: SipMessage, now: float) -> None:
+        try:
+            _, method = resp.cseq
+            branch = resp.top_via.branch or ""
+        except (ValueError, SipParseError):
+            return
+        pending = self._txs.get((branch, method))
+        if pending is None:
+            if method == "INVITE" and 200 <= (resp.status or 0) < 300:
+                self._on_2xx(resp, now)  # 2xx retransmission after the INVITE transaction ended
+            else:
+                log.debug("sip.stray_response", call_id=self.call_id, first_line=resp.first_line())
+            return
+        actions, report = pending.tx.receive(resp, now)
+        self._out.extend(actions)
+        self._settle(pending)
+        if report and pending.on_response is not None:
+            pending.on_response(resp, now)
+
+    # --- INVITE ------------------------------------------------------------------------
+    def _build_invite(self) -> SipMessage:
+        msg = self._request("INVITE", in_dialog=False)
+        msg.add("Contact", self.contact)
+        msg.add("Allow", ALLOW)
+        msg.add("User-Agent", self.user_agent)
+        msg.add("Content-Type", "application/sdp")
+        msg.body = build_offer(
+            self.local_ip, self.media_port, session_id=self._sdp_session_id, version=self._sdp_version
+        ).encode()
+        return msg
+
+    def _send_invite(self, msg: SipMessage, now: float) -> None:
+        self._invite = msg
+        self._got_provisional = False
+        self._cancel_sent = False
+        self._start_tx(msg, self.dest, now, on_response=self._on_invite_response, on_timeout=self._on_invite_timeout)
+
+    def _on_invite_timeout(self, now: float) -> None:
+        # Timer B: the trunk never answered at all, which is not "no-answer" by the callee.
+        self._end(Ended("failed", "no response from SIP trunk (timeout)", None, "system"))
+
+    def _on_invite_response(self, resp: SipMessage, now: float) -> None:
+        code = resp.status or 0
+        if code < 200:
+            self._on_provisional(resp, now)
+        elif code < 300:
+            self._on_2xx(resp, now)
+        elif code in (401, 407) and self._retry_with_auth(resp, self._invite, now):
+            return
+        else:
+            self._on_failure(resp)
+
+    def _on_provisional(self, resp: SipMessage, now: float) -> None:
+        code = resp.status or 0
+        self._got_provisional = True
+        if self._cancel_reason is not None and not self._cancel_sent:
+            self._send_cancel(now)  # CANCEL had to wait for a provisional (RFC 3261 9.1)
+            return
+        if code in (180, 183) and self.state == "calling" and self.ended is None:
+            early = False
+            if code == 183 and resp.body:
+                early = self._apply_answer(resp.body, early=True)
+            if not self._rang:
+                self._rang = True
+                self.state = "early"
+                self._out.append(Ringing(early_media=early))
+
+    def _on_2xx(self, resp: SipMessage, now: float) -> None:
+        if self.state == "confirmed" or self.remote_tag is not None:
+            self._resend_ack(resp)  # 2xx retransmission (or a second fork: ACK it too)
+            return
+        self.remote_tag = resp.to.tag
+        contacts = resp.get_all("Contact")
+        self.remote_target = parse_name_addr(contacts[0]).uri if contacts else self.request_uri
+        self.route_set = list(reversed(resp.get_all("Record-Route")))
+        self._send_ack()
+        self._disarm(RING_TIMEOUT)
+        if self.ended is not None or self._cancel_reason is not None:
+            # We already gave up (CANCEL crossed the 200 OK): the call must still be
+            # torn down with a BYE (RFC 3261 15).
+            if self.ended is None:
+                self.state = "confirmed"
+            self._send_bye(now)
+            if self.ended is None:
+                reason = self._cancel_reason
+                self._end(Ended("no-answer" if reason == "timeout" else "canceled",
+                                "answered after cancel", None, "system" if reason == "timeout" else "caller"))
+            return
+        self.state = "confirmed"
+        if not self._apply_answer(resp.body, early=False):
+            self._send_bye(now)
+            self._end(Ended("failed", "no usable SDP answer", resp.status, "system"))
+            return
+        self._out.append(StartMedia(send=True))
+        log.info("sip.answered", call_id=self.call_id, codec=self.codec_pt, dtmf_pt=self.dtmf_pt)
+        self._out.append(Answered())
+
+    def _apply_answer(self, body: bytes, *, early: bool) -> bool:
+        try:
+            ans = parse_sdp(body.decode("utf-8", "replace"))
+            codec = ans.codec
+        except SdpError as exc:
+            log.warning("sip.bad_sdp", call_id=self.call_id, error=str(exc))
+            return False
+        self.codec_pt, self.dtmf_pt = codec, ans.dtmf_pt
+        self._out.append(SetRemoteMedia(ans.ip, ans.port, codec, ans.codec_name, ans.dtmf_pt))
+        if early:
+            self._out.append(StartMedia(send=False))  # listen to early media (ringback, announcements)
+        return True
+
+    def _on_failure(self, resp: SipMessage) -> None:
+        self._disarm(RING_TIMEOUT)
+        ended = map_final_response(resp.status or 0, resp.reason, canceled_by=self._cancel_reason)
+        log.info("sip.call_failed", call_id=self.call_id, code=resp.status, status=ended.status)
+        self._end(ended)
+
+    # --- ACK (for 2xx: the dialog's; for non-2xx the transaction ACKs) -------------------
+    def _send_ack(self) -> None:
+        assert self._invite is not None
+        ack = self._request("ACK", in_dialog=True, cseq=self._invite.cseq[0])
+        for name in ("Authorization", "Proxy-Authorization"):
+            value = self._invite.get(name)
+            if value:
+                ack.add(name, value)  # RFC 3261 22.1: ACK for 2xx repeats the credentials
+        ack.add("Contact", self.contact)
+        self._ack = ack
+        self._out.append(Send(ack, self._dialog_dest()))
+
+    def _resend_ack(self, resp: SipMessage) -> None:
+        if self._ack is not None and resp.to.tag == self.remote_tag:
+            self._out.append(Send(self._ack, self._dialog_dest()))
+        elif resp.to.tag != self.remote_tag:
+            # A second forked 2xx (a different To tag): not supported, only logged; a
+            # trunk forks rarely, and it will time the unACKed leg out (Timer H).
+            log.info("sip.extra_fork_answered", call_id=self.call_id)
+
+    def _dialog_dest(self) -> tuple[str, int]:
+        # Loose routing: with a route set the first hop is the first Route, otherwise
+        # the trunk. Sending in-dialog requests to the trunk (not the Contact) is what
+        # SIP trunks expect behind their SBCs.
+        if self.route_set:
+            try:
+                host, port = uri_hostport(parse_name_addr(self.route_set[0]).uri)
+                return host, port or 5060
+            except ValueError:
+                pass
+        return self.dest
+
+    # --- CANCEL and ring timeout ---------------------------------------------------------
+    def _ring_timeout(self, now: float) -> None:
+        if self.state in ("calling", "early") and self._cancel_reason is None:
+            log.info("sip.ring_timeout", call_id=self.call_id, timeout_s=self.request.timeout_s)
+            self._cancel_call("timeout", now)
+
+    def _cancel_call(self, reason: str, now: float) -> None:
+        if self._cancel_reason is not None:
+            return
+        self._disarm(RING_TIMEOUT)
+        self._cancel_reason = reason
+        if self._got_provisional:
+            self._send_cancel(now)
+        # Do not make the caller wait for a slow 487: report after 8*T1 anyway; the
+        # INVITE transaction is abandoned after 64*T1 (RFC 3261 9.1).
+        self._arm(CANCEL_GUARD, now + 8 * self.timers.t1)
+        self._arm(ABANDON_INVITE, now + 64 * self.timers.t1)
+
+    def _send_cancel(self, now: float) -> None:
+        inv = self._invite
+        assert inv is not None
+        self._cancel_sent = True
+        # RFC 3261 9.1: the INVITE's Request-URI, Call-ID, From, To, CSeq number and top
+        # Via (same branch: it matches the INVITE). The INVITE is out of dialog.
+        cancel = self._request("CANCEL", in_dialog=False, cseq=inv.cseq[0], via=inv.get_all("Via")[0])
+        cancel.add("User-Agent", self.user_agent)
+        self._start_tx(cancel, self.dest, now)
+
+    def _abandon_invite(self) -> None:
+        if self._invite is None:
+            return
+        pending = self._txs.get((self._invite.top_via.branch or "", "INVITE"))
+        if pending is not None and pending.tx.state in ("calling", "proceeding"):
+            self._out.extend(pending.tx.abort())
+            self._settle(pending)
+
+    def _cancel_guard(self) -> None:
+        if self.ended is None:
+            reason = self._cancel_reason
+            if reason == "timeout" and not self._got_provisional:
+                self._end(Ended("failed", "no response from SIP trunk", None, "system"))
+                return
+            self._end(Ended("no-answer" if reason == "timeout" else "canceled",
+                            "no final response to CANCEL", None, "system" if reason == "timeout" else "caller"))
+
+    # --- BYE -------------------------------------------------------------------------------
+    def _send_bye(self, now: float) -> None:
+        bye = self._request("BYE", in_dialog=True)
+        bye.add("User-Agent", self.user_agent)
+        self._start_bye(bye, now)
+
+    def _start_bye(self, bye: SipMessage, now: float) -> None:
+        def on_response(resp: SipMessage, now: float) -> None:
+            if resp.status in (401, 407):
+                self._retry_with_auth(resp, bye, now)
+
+        self._start_tx(bye, self._dialog_dest(), now, on_response=on_response)
+
+    # --- digest auth -------------------------------------------------------------------------
+    def _retry_with_auth(self, resp: SipMessage, req: SipMessage | None, now: float) -> bool:
+        """Answer a 401/407 by resending ``req`` with credentials; False if we cannot."""
+        if req is None or not self.trunk.username or self.trunk.password is None:
+            return False
+        header = "WWW-Authenticate" if resp.status == 401 else "Proxy-Authenticate"
+        # Not get_all(): a challenge's own parameters are comma-separated.
+        values = [v for k, v in resp.headers if k == header]
+        if not values:
+            return False
+        try:
+            ch = parse_challenge(values[0])
+        except DigestError as exc:
+            log.warning("sip.auth_unsupported", call_id=self.call_id, error=str(exc))
+            return False
+        method = req.method or ""
+        # One try per nonce unless the server says the nonce was merely stale; this
+        # stops a loop of 401s when the credentials are wrong.
+        tries = self._auth.tries.get(method, 0)
+        if tries >= 1 and not ch.stale:
+            log.warning("sip.auth_rejected", call_id=self.call_id, method=method, realm=ch.realm)
+            return False
+        if tries >= 3:
+            return False
+        self._auth.tries[method] = tries + 1
+        self._auth.nc += 1
+        try:
+            value = authorization(ch, method=method, uri=req.uri or "", username=self.trunk.username,
+                                  password=self.trunk.password, nc=self._auth.nc)
+        except DigestError as exc:
+            log.warning("sip.auth_unsupported", call_id=self.call_id, error=str(exc))
+            return False
+        # The same request as a new transaction: new branch, next CSeq, the credentials.
+        self.cseq += 1
+        new = SipMessage(method=method, uri=req.uri, body=req.body)
+        new.add("Via", self._new_via())
+        for k, v in req.headers:
+            if k == "CSeq":
+                new.add("CSeq", f"{self.cseq} {method}")
+            elif k not in ("Via", "Authorization", "Proxy-Authorization"):
+                new.add(k, v)
+        new.add("Authorization" if resp.status == 401 else "Proxy-Authorization", value)
+        log.info("sip.auth_retry", call_id=self.call_id, method=method, realm=ch.realm, code=resp.status)
+        if method == "INVITE":
+            self._send_invite(new, now)
+        else:
+            self._start_bye(new, now)
+        return True
+
+    # --- incoming requests -------------------------------------------------------------------
+    def _on_request(self, req: SipMessage, addr: tuple[str, int]) -> None:
+        method = req.method
+        if method == "ACK":
+            return
+        if method == "BYE":
+            self._out.append(Send(make_response(req, 200, "OK"), addr))
+            if self.ended is None:
+                log.info("sip.bye_received", call_id=self.call_id)
+                self._end(Ended("completed", "", None, "callee"))
+            return
+        if method == "OPTIONS":
+            resp = make_response(req, 200, "OK")
+            resp.add("Allow", ALLOW)
+            self._out.append(Send(resp, addr))
+            return
+        if method == "INFO":
+            self._out.append(Send(make_response(req, 200, "OK"), addr))
+            self._info_dtmf(req)
+            return
+        if method == "INVITE" and self.state == "confirmed":
+            self._reinvite(req, addr)
+            return
+        self._out.append(Send(make_response(req, 501, "Not Implemented"), addr))
+
+    def _info_dtmf(self, req: SipMessage) -> None:
+        # SIP INFO application/dtmf-relay ("Signal=5\r\nDuration=160"), used by some trunks.
+        if self.ended is not None or "dtmf" not in (req.get("Content-Type") or "").lower():
+            return
+        fields = dict(
+            (k.strip().lower(), v.strip())
+            for k, _, v in (line.partition("=") for line in req.body.decode("utf-8", "replace").splitlines())
+        )
+        digit = fields.get("signal", "")
+        if len(digit) == 1 and digit.upper() in "0123456789*#ABCD":
+            dur = fields.get("duration", "0")
+            self._out.append(DtmfReceived(digit.upper(), int(dur) if dur.isdigit() else 0, "info"))
+
+    def _reinvite(self, req: SipMessage, addr: tuple[str, int]) -> None:
+        # Session refresh or media change: follow the new address, keep our stream.
+        if req.body:
+            self._apply_answer(req.body, early=False)
+        self._sdp_version += 1
+        resp = make_response(req, 200, "OK")
+        resp.add("Contact", self.contact)
+        resp.add("Content-Type", "application/sdp")
+        resp.body = build_offer(
+            self.local_ip, self.media_port, session_id=self._sdp_session_id, version=self._sdp_version,
+            payloads=(self.codec_pt,), dtmf_pt=self.dtmf_pt or 101,
+        ).encode()
+        self._out.append(Send(resp, addr))
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def _arm(self, timer_id: TimerId, at: float) -> None:
+        self._armed.add(timer_id)
+        self._out.append(ArmTimer(timer_id, at))
+
+    def _disarm(self, timer_id: TimerId) -> None:
+        if timer_id in self._armed:
+            self._armed.discard(timer_id)
+            self._out.append(CancelTimer(timer_id))
+
+    def _end(self, ended: Ended) -> None:
+        if self.ended is not None:
+            return
+        self.ended = ended
+        self.state = "terminated"
+        self._disarm(RING_TIMEOUT)
+        self._disarm(CANCEL_GUARD)
+        self._out.append(CloseMedia())
+        self._out.append(ended)
+        log.info("sip.ended", call_id=self.call_id, status=ended.status, code=ended.sip_code,
+                 hangup_by=ended.hangup_by, reason=ended.reason)
+
+    def _flush(self) -> list[Output]:
+        # The call stays reachable until its transactions are done, so a late 200 OK
+        # can still be ACKed and BYEd, and a retransmitted final ACKed, after Ended.
+        if self.ended is not None and not self._txs and not self.finished:
+            self.finished = True
+            for timer_id in list(self._armed):
+                self._disarm(timer_id)
+            self._out.append(Finished())
+        out, self._out = self._out, []
+        return out
