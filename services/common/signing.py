@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import time
 
 HEADER = "Canary-Signature"
 SCHEME = "v1"
 DEFAULT_TOLERANCE = 300  # seconds; Stripe and Svix use five minutes too
+MAX_HEADER_LENGTH = 8192  # characters, as in the SDKs (sdk/testdata/webhook_signatures.json)
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only, as the SDKs read it
 
 
 class SignatureError(ValueError):
@@ -43,6 +47,10 @@ def sign(secret: str | bytes, body: bytes, timestamp: int | None = None) -> str:
 
 def parse(header: str) -> tuple[int, list[str]]:
     """(timestamp, [v1 signatures]) from a header; several v1 entries allow secret rotation."""
+    if header is not None and not isinstance(header, str):
+        raise SignatureError("signature header is not text")
+    if len(header or "") > MAX_HEADER_LENGTH:
+        raise SignatureError("signature header too long")
     t: int | None = None
     sigs: list[str] = []
     for part in (header or "").split(","):
@@ -50,11 +58,10 @@ def parse(header: str) -> tuple[int, list[str]]:
         if not sep:
             continue
         if key == "t":
-            try:
-                t = int(value)
-            except ValueError:
-                raise SignatureError("timestamp is not an integer") from None
-        elif key == SCHEME:
+            if not _TIMESTAMP.fullmatch(value.strip()):
+                raise SignatureError("timestamp is not an integer")
+            t = int(value)
+        elif key == SCHEME and value.strip():
             sigs.append(value.strip())
     if t is None:
         raise SignatureError("no timestamp in signature header")
@@ -70,9 +77,16 @@ def verify(secret: str | bytes, body: bytes, header: str, *, tolerance: int | No
     `body` must be the raw request bytes, not re-serialised JSON. `tolerance=None`
     skips the age check (for replaying stored requests in tests).
     """
+    # NaN / infinite / negative would switch the age check off (or make it meaningless).
+    if tolerance is not None and (isinstance(tolerance, bool) or not isinstance(tolerance, (int, float))
+                                  or not math.isfinite(tolerance) or tolerance < 0):
+        raise SignatureError(f"tolerance must be a finite number of seconds >= 0, not {tolerance!r}")
+    if now is not None and (isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now)):
+        raise SignatureError(f"now must be finite unix seconds, not {now!r}")
     t, sigs = parse(header)
     expected = compute(secret, body, t)
-    if not any(hmac.compare_digest(expected, s) for s in sigs):
+    # compare_digest raises TypeError on non-ASCII text, which cannot match anyway.
+    if not any(s.isascii() and hmac.compare_digest(expected, s) for s in sigs):
         raise SignatureError("signature does not match")
     if tolerance is not None:
         age = (time.time() if now is None else now) - t

@@ -8,7 +8,7 @@ export * from './errors.js';
 export * from './types.js';
 export { Page, PagePromise } from './pagination.js';
 export { Calls, Voices, Numbers, Flows, Sandbox, SandboxCallees, TrunkResource, VoiceResource, type DownloadOptions } from './resources.js';
-export { webhooks, verify, sign, generateHeader, SIGNATURE_HEADER, DEFAULT_TOLERANCE } from './webhooks.js';
+export { webhooks, verify, sign, generateHeader, SIGNATURE_HEADER, DEFAULT_TOLERANCE, MAX_HEADER_LENGTH } from './webhooks.js';
 export type { Webhooks, WebhookPayload } from './webhooks.js';
 export { backoffDelay } from './retry.js';
 export { VERSION } from './version.js';

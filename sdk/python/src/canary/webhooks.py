@@ -7,6 +7,15 @@ During a secret rotation the header may carry several ``v1=`` values; one match 
     event = canary.webhooks.verify(request.body, request.headers["Canary-Signature"], secret)
 
 Pass the raw body exactly as received (bytes or str), not re-serialized JSON.
+
+Anything wrong with the header (missing, not text, longer than ``MAX_HEADER_LENGTH``
+characters, no timestamp, a timestamp that is not 1-12 ASCII digits, no non-empty
+``v1``, no ``v1`` that matches, non-ASCII included) raises
+:class:`~canary.WebhookVerificationError`, never another exception. So does a
+``tolerance`` that is not a finite number of seconds >= 0 (NaN, infinity, negative,
+a string, a bool: code ``tolerance_invalid``), so a misconfigured tolerance refuses
+every webhook instead of switching the replay check off; ``tolerance=None`` is the only
+way to skip the age check.
 """
 
 from __future__ import annotations
@@ -14,15 +23,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import re
 import time
 from typing import Any, List, Optional, Tuple, Union
 
 from ._errors import WebhookVerificationError
 
-__all__ = ["verify", "sign", "generate_header", "SIGNATURE_HEADER", "DEFAULT_TOLERANCE"]
+__all__ = ["verify", "sign", "generate_header", "SIGNATURE_HEADER", "DEFAULT_TOLERANCE", "MAX_HEADER_LENGTH"]
 
 SIGNATURE_HEADER = "Canary-Signature"
 DEFAULT_TOLERANCE = 300  # seconds
+MAX_HEADER_LENGTH = 8192  # characters; a real header is ~80, ~70 more per extra v1 signature
+
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")  # ASCII digits only (int() would take "+1", "1_0", "١")
 
 Payload = Union[str, bytes, bytearray]
 
@@ -47,9 +61,13 @@ def generate_header(payload: Payload, secret: str, timestamp: Optional[int] = No
     return f"t={t},v1={sign(payload, secret, t)}"
 
 
-def _parse_header(header: str) -> Tuple[int, List[str]]:
+def _parse_header(header: Any) -> Tuple[int, List[str]]:
+    if isinstance(header, (bytes, bytearray)):  # a raw header, as ASGI servers hand it over
+        header = bytes(header).decode("latin-1")
     if not isinstance(header, str) or not header.strip():
         raise WebhookVerificationError("missing Canary-Signature header", code="signature_missing")
+    if len(header) > MAX_HEADER_LENGTH:
+        raise WebhookVerificationError("Canary-Signature header too long", code="signature_malformed")
     timestamp: Optional[int] = None
     signatures: List[str] = []
     for part in header.split(","):
@@ -58,13 +76,12 @@ def _parse_header(header: str) -> Tuple[int, List[str]]:
             continue
         key, value = key.strip(), value.strip()
         if key == "t":
-            try:
-                timestamp = int(value)
-            except ValueError:
+            if not _TIMESTAMP.fullmatch(value):
                 raise WebhookVerificationError(
                     "malformed timestamp in Canary-Signature header", code="signature_malformed"
-                ) from None
-        elif key == "v1":
+                )
+            timestamp = int(value)
+        elif key == "v1" and value:
             signatures.append(value)
     if timestamp is None:
         raise WebhookVerificationError("no timestamp in Canary-Signature header", code="signature_malformed")
@@ -73,11 +90,31 @@ def _parse_header(header: str) -> Tuple[int, List[str]]:
     return timestamp, signatures
 
 
+def _matches(expected: str, candidate: str) -> bool:
+    # compare_digest raises TypeError on non-ASCII str; such a value cannot match anyway.
+    return candidate.isascii() and hmac.compare_digest(expected, candidate)
+
+
+def _check_tolerance(tolerance: Any) -> float:
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) \
+            or not math.isfinite(tolerance) or tolerance < 0:
+        raise WebhookVerificationError(
+            f"tolerance must be a finite number of seconds >= 0 (or None to skip the age check), "
+            f"not {tolerance!r}", code="tolerance_invalid")
+    return tolerance
+
+
+def _check_now(now: Any) -> float:
+    if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
+        raise WebhookVerificationError(f"now must be finite unix seconds, not {now!r}", code="now_invalid")
+    return now
+
+
 def verify(
     payload: Payload,
-    header: str,
+    header: Union[str, bytes],
     secret: str,
-    tolerance: Optional[int] = DEFAULT_TOLERANCE,
+    tolerance: Optional[float] = DEFAULT_TOLERANCE,
     *,
     now: Optional[float] = None,
 ) -> Any:
@@ -85,14 +122,20 @@ def verify(
 
     Raises :class:`~canary.WebhookVerificationError` when the header is missing or
     malformed, no signature matches, or the timestamp is more than ``tolerance`` seconds
-    away from now (replay protection; ``tolerance=None`` disables that check).
+    away from now (replay protection; ``tolerance=None`` disables that check). A
+    ``tolerance`` that is not a finite number >= 0 (NaN, infinity, negative) raises it
+    too (code ``tolerance_invalid``), whatever the header, rather than accept anything.
     """
+    if tolerance is not None:
+        tolerance = _check_tolerance(tolerance)
+    if now is not None:
+        now = _check_now(now)
     if not secret:
         raise WebhookVerificationError("missing webhook secret", code="secret_missing")
     body = _as_bytes(payload)
     timestamp, signatures = _parse_header(header)
     expected = sign(body, secret, timestamp)
-    if not any(hmac.compare_digest(expected, s) for s in signatures):
+    if not any(_matches(expected, s) for s in signatures):
         raise WebhookVerificationError(
             "no signature matches the payload", code="signature_mismatch"
         )
@@ -116,9 +159,9 @@ class Webhooks:
     @staticmethod
     def verify(
         payload: Payload,
-        header: str,
+        header: Union[str, bytes],
         secret: str,
-        tolerance: Optional[int] = DEFAULT_TOLERANCE,
+        tolerance: Optional[float] = DEFAULT_TOLERANCE,
         *,
         now: Optional[float] = None,
     ) -> Any:
