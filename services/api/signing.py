@@ -24,6 +24,8 @@ def media_url(rec_id: str, fmt: str, ttl: int = DEFAULT_TTL, base: str | None = 
 
 
 def verify(rec_id: str, fmt: str, expires: int, sig: str) -> bool:
+    """True for an unexpired URL signed by us; any malformed signature is simply False."""
     if expires < time.time():
         return False
-    return hmac.compare_digest(signature(rec_id, fmt, expires), sig or "")
+    # compare bytes: compare_digest raises TypeError on non-ASCII str, which a client controls
+    return hmac.compare_digest(signature(rec_id, fmt, expires).encode(), (sig or "").encode("utf-8", "replace"))
