@@ -10,6 +10,7 @@ run: install
 	$(BIN)/canary-voice run
 
 test: install
+	$(BIN)/lint-imports
 	$(BIN)/canary-voice stack up
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 	cd sdk/python && ../../$(BIN)/python -m pytest -q -p no:cacheprovider tests

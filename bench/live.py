@@ -95,10 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from services.common import audio
+    from services.lib.voices.catalog import get_voice
     from services.transcription.engine import WhisperTranscriber
     from services.transcription.live import LiveConfig, LiveTranscription
     from services.tts.engines import PiperEngine
-    from services.tts.voices import get_voice
 
     tts, voice = PiperEngine(), get_voice(args.voice)
     said = audio.ulaw_decode(audio.ulaw_encode(tts.synthesize(SENTENCES[0], voice)))

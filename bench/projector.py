@@ -22,7 +22,8 @@ from services.common import db  # noqa: E402
 from services.common.kafka import ensure_topics, make_producer, publish_many  # noqa: E402
 from services.projector.calls import ts  # noqa: E402
 from services.projector.service import Projector  # noqa: E402
-from services.projector.store import EVENT_COLUMNS, ensure_schema, init_connection  # noqa: E402
+from services.common.db import init_connection  # noqa: E402
+from services.projector.store import EVENT_COLUMNS, ensure_schema  # noqa: E402
 
 TYPES = ["call.queued", "call.ringing", "call.answered", "dtmf.received", "dtmf.received", "dtmf.received",
          "dtmf.received", "gather.completed", "prompt.finished", "call.completed"]

@@ -63,7 +63,7 @@ async def main(n: int) -> None:
     from services.ops import replay as rp
     importlib.reload(rp)
     conn = await db.connect()
-    from services.projector.store import init_connection
+    from services.common.db import init_connection
     await init_connection(conn)
     schema = "bench_rebuild_" + prefix.rstrip(".")
     rb = rp.Rebuild(conn, schema)

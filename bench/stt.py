@@ -83,9 +83,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
 
     from services.common import audio
+    from services.lib.voices.catalog import get_voice
     from services.transcription.engine import WhisperTranscriber
     from services.tts.engines import PiperEngine
-    from services.tts.voices import get_voice
 
     phrases = PHRASES[:args.phrases]
     tts, voice = PiperEngine(), get_voice(args.voice)

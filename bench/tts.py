@@ -111,9 +111,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     from services.common import audio
     from services.common.media_store import LocalMediaStore
+    from services.lib.voices.catalog import get_voice
     from services.tts.engines import EspeakEngine, PiperEngine
     from services.tts.render import Renderer
-    from services.tts.voices import get_voice
 
     piper, espeak = PiperEngine(), EspeakEngine()
     pv, ev = get_voice("en-US-Neural2-D"), get_voice("en-US-Standard-B")

@@ -12,6 +12,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,12 +41,47 @@ async def prefix(stack):
 async def pg(stack):
     """An asyncpg connection with the jsonb codec."""
     from services.common import db
-    from services.projector.store import init_connection
 
     conn = await db.connect()
-    await init_connection(conn)
+    await db.init_connection(conn)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+async def pool(stack):
+    """A small asyncpg pool (what the API's routers get from `await runtime.db()`)."""
+    from services.common import db
+
+    p = await db.create_pool(min_size=1, max_size=2)
+    yield p
+    await p.close()
+
+
+class PoolRuntime:
+    """The part of the API's Runtime the routers use: `await runtime.db()`."""
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    async def db(self):
+        return self.pool
+
+
+def router_client(router, account_id: str, pool) -> httpx.AsyncClient:
+    """One API router on its own, called as `account_id` (API-key auth stood in), on `pool`."""
+    from fastapi import FastAPI
+
+    from services.api.auth import current_account
+    from services.api.errors import install
+    from services.common.accounts import Account
+
+    app = FastAPI()
+    install(app)
+    app.include_router(router)
+    app.dependency_overrides[current_account] = lambda: Account(id=account_id, name=account_id, mode="test")
+    app.state.runtime = PoolRuntime(pool)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
 
 
 @pytest.fixture

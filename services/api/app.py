@@ -9,14 +9,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from services.api import errors, models
-from services.api.routers import calls, meta, numbers, recordings, voices
+from services.api.routers import calls, flows, meta, numbers, recordings, sandbox, trunks, voices, webhooks
 from services.api.runtime import Runtime
-from services.common.plugins import import_optional
 
 API_VERSION = "1.0.0"
-# Routers other services contribute when their package is present.
-OPTIONAL_ROUTERS = ("services.orchestrator.api", "services.telephony.api", "services.webhooks.api",
-                    "services.flows.api")
+ROUTERS = (calls.router, numbers.router, voices.router, recordings.router, meta.router, trunks.router,
+           sandbox.router, webhooks.router, flows.router)
 # Schemas of hand-parsed request bodies (referenced from openapi_extra).
 BODY_MODELS = (models.CallCreate, models.NumberCreate)
 
@@ -26,19 +24,6 @@ the call is placed asynchronously and reported through webhooks and the event st
 
 Authenticate with `Authorization: Bearer sk_test_...` (sandbox carrier) or `sk_live_...` (SIP trunk).
 Every error has the shape `{"error": {"code", "message", "field"}}`."""
-
-
-def _include_optional(app: FastAPI) -> list[str]:
-    added = []
-    for name in OPTIONAL_ROUTERS:
-        mod = import_optional(name)
-        if mod is None:
-            continue
-        router = getattr(mod, "router", None)
-        if router is not None:
-            app.include_router(router)
-            added.append(name)
-    return added
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
@@ -79,9 +64,8 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None, lifespan=lifespan)
     app.state.runtime = rt
     errors.install(app)
-    for r in (calls.router, numbers.router, voices.router, recordings.router, meta.router):
+    for r in ROUTERS:
         app.include_router(r)
-    app.state.optional_routers = _include_optional(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -46,6 +46,17 @@ async def read_json(request: Request, max_bytes: int, *, optional: bool = False)
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
 
 
+
+async def read_object(request: Request, max_bytes: int, allowed: set[str]) -> dict[str, Any]:
+    """The JSON object body, or a 422 when it is not an object or has a field not in ``allowed``."""
+    body = await read_json(request, max_bytes)
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_request", "the request body must be a JSON object")
+    extra = sorted(set(body) - allowed)
+    if extra:
+        raise ApiError(422, "unknown_field", f"unknown field {extra[0]!r}", str(extra[0])[:100])
+    return body
+
 async def _read(request: Request, max_bytes: int) -> bytes:
     if hasattr(request, "_body"):
         return request._body

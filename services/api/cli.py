@@ -1,4 +1,4 @@
-"""CLI commands of the API service (plugged into `canary-voice` by services.cli).
+"""CLI commands of the API service (registered by services.cli).
 
     canary-voice accounts create NAME [--cps N]
     canary-voice keys create --account NAME --test|--live      (prints the key once)
@@ -6,7 +6,6 @@
     canary-voice numbers list --account NAME
     canary-voice dev-setup                                       (what `make run` calls)
     canary-voice api                                             (serve the HTTP API)
-    canary-voice schemas openapi | asyncapi
 """
 
 from __future__ import annotations
@@ -113,19 +112,3 @@ def register(app: typer.Typer) -> None:
         from services.api.__main__ import main
 
         main()
-
-    schemas_app = next((g.typer_instance for g in app.registered_groups if g.name == "schemas"), None)
-    if schemas_app is not None:
-        @schemas_app.command("openapi")
-        def schemas_openapi() -> None:
-            """Write schemas/openapi.json from the API app."""
-            from services.api.openapi import write
-
-            typer.echo(write())
-
-        @schemas_app.command("asyncapi")
-        def schemas_asyncapi() -> None:
-            """Write schemas/asyncapi.yaml (AsyncAPI 3) for the four topics."""
-            from services.api.asyncapi import write
-
-            typer.echo(write())

@@ -1,4 +1,8 @@
-"""One error shape everywhere: ``{"error": {"code", "message", "field"}}``."""
+"""One error shape everywhere: ``{"error": {"code", "message", "field"}}``.
+
+Every router raises :class:`ApiError`; the handlers installed here build every error
+response (a refused flow adds ``errors``: each problem, with where it is).
+"""
 
 from __future__ import annotations
 
@@ -26,26 +30,31 @@ class ApiError(Exception):
     """Raise anywhere in a handler; becomes the standard error response."""
 
     def __init__(self, status: int, code: str, message: str, field: str | None = None,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.field = field
         self.headers = headers or {}
+        self.errors = errors
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(obj), status_code=status, media_type="application/json", headers=headers)
 
 
-def error_body(code: str, message: str, field: str | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "field": field}}
+def error_body(code: str, message: str, field: str | None = None,
+               errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"code": code, "message": message, "field": field}
+    if errors is not None:
+        body["errors"] = errors
+    return {"error": body}
 
 
 def error_response(status: int, code: str, message: str, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
-    return json_response(error_body(code, message, field), status, headers)
+                   headers: dict[str, str] | None = None, errors: list[dict[str, Any]] | None = None) -> Response:
+    return json_response(error_body(code, message, field, errors), status, headers)
 
 
 def unavailable(what: str, retry_after: int = 1) -> ApiError:
@@ -56,7 +65,7 @@ def unavailable(what: str, retry_after: int = 1) -> ApiError:
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.field, exc.headers, exc.errors)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

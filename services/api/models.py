@@ -1,6 +1,6 @@
 """Pydantic models of the public JSON shapes, used for the OpenAPI document.
 
-Request bodies are parsed by hand (orjson + services.common.intake) for speed and for
+Request bodies are parsed by hand (orjson + services.lib.intake) for speed and for
 one error shape; these models describe the same contract for clients.
 """
 

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from events import Envelope, encode
 from services.common import accounts, db
 from services.common.accounts import Account, VerifiedNumbers
-from services.common.config import projection_schema, settings
+from services.common.config import settings
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
 from services.api.errors import ApiError, unavailable
@@ -73,13 +73,10 @@ class Runtime:
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
-        from services.projector.store import ensure_schema, init_connection
-
+        # The projection tables are the projector's (created by it, and by `canary-voice stack up`).
         try:
             await db.migrate()
             self.pool = await self._create_pool(min_size=2)
-            async with self.pool.acquire() as conn:
-                await ensure_schema(conn, projection_schema())
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             # Serve anyway: requests needing the database answer 503 until it is back.
             log.warning("database_unreachable_at_start", error=repr(exc))
@@ -96,7 +93,7 @@ class Runtime:
         """Validate one example call before serving: the first validation imports the voice
         catalog, SSML parser and phone-number metadata (~0.3 s) the first callers would pay."""
         from events.catalog import EXAMPLE_REQUEST
-        from services.common.intake import check_place_call
+        from services.lib.intake import check_place_call
 
         await check_place_call(dict(EXAMPLE_REQUEST), "acct_warmup", lambda account_id, number: True)
 
@@ -112,8 +109,6 @@ class Runtime:
     # --- Postgres ----------------------------------------------------------------------
     async def db(self) -> asyncpg.Pool:
         if self.pool is None:
-            from services.projector.store import init_connection
-
             try:
                 self.pool = await self._create_pool(min_size=1, timeout=3)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
@@ -121,13 +116,11 @@ class Runtime:
         return self.pool
 
     async def _create_pool(self, **kw: Any) -> asyncpg.Pool:
-        from services.projector.store import init_connection
-
         # Kafka is where an accepted call is durable; the call_requests row is a
         # read-your-writes aid (GET right after POST), so its commit need not wait for
         # the WAL flush. Writes that must survive a Postgres crash (idempotency keys)
         # turn synchronous_commit back on for their transaction.
-        return await db.create_pool(max_size=int(_f("CANARY_API_DB_POOL", 20)), init=init_connection,
+        return await db.create_pool(max_size=int(_f("CANARY_API_DB_POOL", 20)), init=db.init_connection,
                                     server_settings={"synchronous_commit": os.environ.get(
                                         "CANARY_API_SYNC_COMMIT", "off")}, **kw)
 

@@ -191,7 +191,7 @@ async def is_verified(db: Any, account_id: str, number: str) -> bool:
 
 
 class VerifiedNumbers:
-    """`lookup` for :func:`services.common.intake.check_place_call`, cached per account.
+    """`lookup` for :func:`services.lib.intake.check_place_call`, cached per account.
 
     ``await lookup(account_id, number) -> bool``. Each account's set of numbers is kept
     for ``ttl`` seconds (a number removed elsewhere is honoured within that time; the

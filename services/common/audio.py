@@ -198,6 +198,17 @@ def read_wav(data: bytes) -> tuple[bytes, int, int]:
     return pcm, rate, channels
 
 
+def load_channels(wav: bytes) -> tuple[bytes, bytes | None]:
+    """Read a call recording's WAV back: (left/mono pcm, right pcm or None), 8 kHz."""
+    pcm, rate, n = read_wav(wav)
+    if rate != SAMPLE_RATE:
+        raise ValueError(f"recording WAV must be {SAMPLE_RATE} Hz, got {rate}")
+    if n == 2:
+        left, right = split_stereo(pcm)
+        return left, right
+    return pcm, None
+
+
 def wav_to_pcm8k(data: bytes) -> bytes:
     """Decode any PCM WAV to 8 kHz mono s16le."""
     pcm, rate, channels = read_wav(data)

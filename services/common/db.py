@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 
 import asyncpg
+import orjson
 
 from services.common.config import settings
 
@@ -33,6 +34,13 @@ async def create_pool(url: str | None = None, **kw) -> asyncpg.Pool:
     kw.setdefault("command_timeout", 30)
     return await asyncpg.create_pool(url or settings().database_url, **kw)
 
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """jsonb <-> Python via orjson on every connection (a pool's `init`)."""
+    # Binary format so COPY works too; jsonb's binary form is a version byte (1) + the text.
+    await conn.set_type_codec("jsonb", encoder=lambda v: b"\x01" + orjson.dumps(v),
+                              decoder=lambda b: orjson.loads(b[1:]), schema="pg_catalog", format="binary")
 
 def migration_files(directory: Path = MIGRATIONS) -> list[tuple[str, str, str]]:
     """(name, sql, sha256) for every NNNN_*.sql file, in order."""

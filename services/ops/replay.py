@@ -25,7 +25,8 @@ from events import DecodeError, decode, topics
 from services.common import db
 from services.common.config import projection_schema
 from services.common.kafka import make_consumer
-from services.projector.store import ProjectionStore, Record, ensure_schema, init_connection, table_names
+from services.common.db import init_connection
+from services.projector.store import ProjectionStore, Record, ensure_schema, table_names
 
 LIVE = projection_schema()
 PK = {"calls": "id", "call_events": "event_id", "gathers": "event_id", "recordings": "id",

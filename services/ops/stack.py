@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.common.config import settings
+from services.common.config import projection_schema, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 KAFKA_DEPLOY = ROOT / "deploy" / "local" / "kafka"
@@ -185,7 +185,8 @@ def pg_down() -> None:
 # --- the whole stack ---------------------------------------------------------------------
 
 def up() -> None:
-    """Bring Postgres and Kafka up, apply migrations, create topics. Idempotent."""
+    """Bring Postgres and Kafka up, apply migrations, create the projection tables and the
+    topics. Idempotent."""
     if shutil.which("java") is None:
         raise RuntimeError("java (17+) is required for the Kafka broker")
     pg_up()
@@ -195,8 +196,24 @@ def up() -> None:
 
     applied = asyncio.run(db.migrate())
     _say(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
+    _say(f"projections: {asyncio.run(ensure_projections())}")
     created = asyncio.run(ensure_topics())
     _say(f"topics created: {', '.join(created)}" if created else "topics: present")
+
+
+async def ensure_projections(schema: str | None = None) -> str:
+    """Create the projector's tables in `schema` (default: the live one) if missing; the
+    projector does the same when it starts, so the API can read them before it has run."""
+    from services.common import db
+    from services.projector.store import ensure_schema
+
+    schema = schema or projection_schema()
+    conn = await db.connect()
+    try:
+        await ensure_schema(conn, schema)
+    finally:
+        await conn.close()
+    return schema
 
 
 def down() -> None:

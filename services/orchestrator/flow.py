@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from events import Envelope
-from services.flows import engine as fe
+from services.lib.flows import engine as fe
 
 
 def _emit(st, cause: Envelope, d, type: str, data: dict[str, Any]) -> None:

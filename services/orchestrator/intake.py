@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from events import Envelope
-from services.common.intake import check_place_call
+from services.lib.intake import check_place_call
 
 
 async def validate_place_call(conn, env: Envelope) -> list[dict]:

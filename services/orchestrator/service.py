@@ -203,7 +203,7 @@ class Orchestrator:
 
     async def _stored_flow(self, env: Envelope) -> tuple[dict | None, list | None]:
         """The latest version of a stored flow, or the error that rejects the call."""
-        from services.flows.store import load_definition
+        from services.lib.flows.store import load_definition
 
         found = await load_definition(self.conn, env.account_id, env.data["flow_id"])
         if found is None:

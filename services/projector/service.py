@@ -19,7 +19,7 @@ from services.common.config import projection_schema
 from services.common.kafka import SeekToStored, dlq_record, make_consumer, make_producer
 from services.common.logging import configure
 from services.common.service import serve
-from services.projector.store import ProjectionStore, Record, ensure_schema, init_connection
+from services.projector.store import ProjectionStore, Record, ensure_schema
 
 log = configure("projector")
 
@@ -40,7 +40,7 @@ class Projector:
 
     async def start(self) -> None:
         self.conn = await db.connect()
-        await init_connection(self.conn)
+        await db.init_connection(self.conn)
         await ensure_schema(self.conn, self.schema)
         self.store = ProjectionStore(self.conn, self.schema, consumer=self.group_id, topic=self.topic)
         self.producer = make_producer()

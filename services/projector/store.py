@@ -32,13 +32,6 @@ def check_schema_name(schema: str) -> str:
     return schema
 
 
-async def init_connection(conn: asyncpg.Connection) -> None:
-    """jsonb <-> Python via orjson on every connection."""
-    # Binary format so COPY works too; jsonb's binary form is a version byte (1) + the text.
-    await conn.set_type_codec("jsonb", encoder=lambda v: b"\x01" + orjson.dumps(v),
-                              decoder=lambda b: orjson.loads(b[1:]), schema="pg_catalog", format="binary")
-
-
 async def ensure_schema(conn: asyncpg.Connection, schema: str = "projection") -> None:
     """Create the projection tables in `schema` if missing (idempotent)."""
     await conn.execute(DDL.replace("{schema}", check_schema_name(schema)))

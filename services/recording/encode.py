@@ -106,14 +106,3 @@ async def process_recording_async(callee_pcm: bytes, agent_pcm: bytes, channels:
                                   store: MediaStore | None = None) -> StoredRecording:
     """:func:`process_recording` off the event loop."""
     return await audio.run_blocking(process_recording, callee_pcm, agent_pcm, channels, store)
-
-
-def load_channels(wav: bytes) -> tuple[bytes, bytes | None]:
-    """Read a recording WAV back: (left/mono pcm, right pcm or None)."""
-    pcm, rate, n = audio.read_wav(wav)
-    if rate != audio.SAMPLE_RATE:
-        raise ValueError(f"recording WAV must be {audio.SAMPLE_RATE} Hz, got {rate}")
-    if n == 2:
-        left, right = audio.split_stereo(pcm)
-        return left, right
-    return pcm, None

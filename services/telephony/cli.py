@@ -1,4 +1,4 @@
-"""CLI commands of the telephony service (plugged into `canary-voice` by services.cli).
+"""CLI commands of the telephony service (registered by services.cli).
 
     canary-voice trunks set --account NAME --host H [--port 5060] [--transport udp]
                             [--username U] [--password-stdin | --clear-password]
@@ -31,7 +31,7 @@ def _fail(msg: str) -> None:
 
 def _with_db(fn: Callable[[Any], Awaitable[Any]]) -> Any:
     from services.common.accounts import AccountError
-    from services.telephony.trunks import TrunkError
+    from services.lib.trunks import TrunkError
 
     return with_db(fn, expected=(TrunkError, AccountError))
 
@@ -72,7 +72,7 @@ def _seconds(s: float | None) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    from services.telephony import trunks as repo
+    from services.lib import trunks as repo
 
     trunks_app = typer.Typer(help="SIP trunk of an account (where its live calls go).", no_args_is_help=True)
     sandbox_app = typer.Typer(help="The sandbox carrier: magic numbers and scripted callees.", no_args_is_help=True)
@@ -201,9 +201,7 @@ def register(app: typer.Typer) -> None:
     @sandbox_app.command("numbers")
     def sandbox_numbers() -> None:
         """The sandbox's magic numbers and what each does."""
-        from services.telephony.sandbox import MAGIC_NUMBERS
-
-        for number, what in MAGIC_NUMBERS.items():
+        for number, what in repo.MAGIC_NUMBERS.items():
             typer.echo(f"{number}  {what}")
         typer.echo("any other number: answers after 1 s and listens until we hang up"
                    " (unless a scripted callee is attached: `canary-voice sandbox callee add`)")

@@ -24,7 +24,7 @@ from services.common.logging import configure
 from services.common.service import serve
 from services.telephony.carrier import Answered, CallSession, Carrier, DialRequest, DtmfReceived, Ended, Ringing
 from services.telephony.gather import Collector
-from services.telephony.speech import Endpointer, best_hint
+from services.lib.speech import Endpointer, best_hint
 from services.telephony.streaming import AudioStreamer
 
 log = configure("telephony")

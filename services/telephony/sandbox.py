@@ -18,16 +18,10 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from services.lib.trunks import ANSWER_HANGUP, BUSY, FAILED, MAGIC_NUMBERS, NO_ANSWER
 from services.telephony.carrier import (FRAME_BYTES, Answered, CarrierEvent, DialRequest, DtmfReceived, Ended,
                                         Ringing)
 
-BUSY, NO_ANSWER, FAILED, ANSWER_HANGUP = "+15005550001", "+15005550002", "+15005550003", "+15005550004"
-MAGIC_NUMBERS = {
-    BUSY: "busy (SIP 486)",
-    NO_ANSWER: "rings until the ring timeout: no-answer",
-    FAILED: "fails at once (SIP 503): failed",
-    ANSWER_HANGUP: "answers, then hangs up at once: completed",
-}
 DTMF_GAP_S = 0.15
 SILENCE = bytes(FRAME_BYTES)
 

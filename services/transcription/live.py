@@ -6,7 +6,7 @@ last chunk; see ``services/telephony/streaming.py``). This worker keeps a small 
 per live call and channel:
 
 - the chunks are cut into 20 ms frames and fed to the gather endpointer
-  (``services.telephony.speech.Endpointer``, an energy VAD counted in frames, so an
+  (``services.lib.speech.Endpointer``, an energy VAD counted in frames, so an
   accelerated sandbox call segments like a real one);
 - while an utterance lasts, a *partial* is transcribed after the first
   ``partial_first_ms`` of speech and then every ``partial_every_ms`` (the whole
@@ -63,7 +63,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from events import Envelope, derive_id, new_envelope, topics
 from services.common import audio
-from services.telephony.speech import FRAME_MS, Endpointer
+from services.lib.speech import FRAME_MS, Endpointer
 
 GROUP = "transcription-live"
 EVENT_TYPE = "transcription.partial"

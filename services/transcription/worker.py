@@ -20,7 +20,6 @@ from events import Envelope
 from services.common import audio
 from services.common.logging import configure
 from services.common.media_store import MediaStore, get_media_store
-from services.recording.encode import load_channels
 from services.common.event_worker import EventWorker, failed, serve
 
 from .engine import Transcript, WhisperTranscriber, default_model_path, get_transcriber
@@ -47,7 +46,7 @@ class TranscriptionHandler:
         cached = self.store.get_alias(key)
         if cached:
             return orjson.loads(self.store.get(cached))
-        left, right = load_channels(self.store.get(wav_ref))
+        left, right = audio.load_channels(self.store.get(wav_ref))
         if channels == "dual" and right is not None:
             t = self.transcriber.transcribe_dual(left, right)
         else:

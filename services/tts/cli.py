@@ -1,9 +1,8 @@
-"""CLI commands of the media services (plugged into `canary-voice` by services.cli).
+"""CLI commands of the TTS service, in `canary-voice media` (registered by services.cli).
 
-    canary-voice media tts-worker | recording-worker | transcription-worker   (run a worker)
+    canary-voice media tts-worker                                            (run the worker)
     canary-voice media say TEXT [--voice ID] [--speed S] [--pitch P] -o out.wav
     canary-voice media voices [--language en]
-    canary-voice media transcribe FILE.wav
 """
 
 from __future__ import annotations
@@ -14,28 +13,11 @@ from pathlib import Path
 import typer
 
 
-def register(app: typer.Typer) -> None:
-    media = typer.Typer(help="TTS, recording and transcription services.", no_args_is_help=True)
-    app.add_typer(media, name="media")
-
+def register(media: typer.Typer) -> None:
     @media.command("tts-worker")
     def tts_worker() -> None:
         """Run the TTS / audio_url worker in the foreground."""
         from services.tts.worker import main
-
-        asyncio.run(main())
-
-    @media.command("recording-worker")
-    def recording_worker() -> None:
-        """Run the recording worker in the foreground."""
-        from services.recording.worker import main
-
-        asyncio.run(main())
-
-    @media.command("transcription-worker")
-    def transcription_worker() -> None:
-        """Run the transcription worker in the foreground."""
-        from services.transcription.worker import main
 
         asyncio.run(main())
 
@@ -44,10 +26,9 @@ def register(app: typer.Typer) -> None:
             out: Path = typer.Option(..., "-o", "--out", help="WAV file to write (8 kHz mono)")) -> None:
         """Render text or SSML to a WAV file."""
         from services.common import audio
+        from services.lib.voices.catalog import get_voice
+        from services.lib.voices.validate import validate_tts
         from services.tts.render import Renderer, TtsRequestError
-        from services.tts.voices import get_voice
-
-        from .validate import validate_tts
 
         errors = validate_tts({"text": text, "voice": voice, "speed": speed, "pitch": pitch})
         if errors:
@@ -66,25 +47,8 @@ def register(app: typer.Typer) -> None:
     @media.command("voices")
     def voices(language: str = typer.Option("", help="BCP-47 prefix, e.g. en or de-DE")) -> None:
         """List the voice catalog."""
-        from services.tts.voices import VOICES
+        from services.lib.voices.catalog import VOICES
 
         for v in VOICES.values():
             if v.language.lower().startswith(language.lower()):
                 typer.echo(f"{v.id:22} {v.language:7} {v.gender:6} {v.type:8} {v.engine}")
-
-    @media.command("transcribe")
-    def transcribe(path: Path) -> None:
-        """Transcribe a WAV file (any rate; stereo = callee left, agent right)."""
-        import orjson
-
-        from services.common import audio
-        from services.transcription.engine import WhisperTranscriber
-
-        pcm, rate, ch = audio.read_wav(path.read_bytes())
-        t = WhisperTranscriber()
-        if ch == 2:
-            left, right = audio.split_stereo(pcm)
-            result = t.transcribe_dual(audio.resample_pcm(left, rate), audio.resample_pcm(right, rate))
-        else:
-            result = t.transcribe(audio.resample_pcm(pcm, rate, ch))
-        typer.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())

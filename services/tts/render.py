@@ -19,11 +19,11 @@ from typing import Mapping
 
 from services.common import audio
 from services.common.media_store import MediaStore, get_media_store
+from services.lib.voices.catalog import DEFAULT_VOICE, Voice, get_voice, voice_for_language
+from services.lib.voices.ssml import Segment, parse
+from services.lib.voices.validate import validate_tts
 
 from .engines import EspeakEngine, PiperEngine, TtsEngine
-from .ssml import Segment, parse
-from .validate import validate_tts
-from .voices import DEFAULT_VOICE, Voice, get_voice, voice_for_language
 
 # Bump when engines, models or normalisation change what a render sounds like.
 RENDER_VERSION = 1

@@ -2,5 +2,6 @@
 
 Layers: `payloads` (pure: event -> webhook body), `policy` (pure: backoff, settings),
 `store` (Postgres outbox), `sender` (one signed HTTP attempt), `service` (Kafka intake
-+ dispatcher), `api` (GET /v1/voice/calls/{id}/webhooks).
++ dispatcher), `cli`. GET /v1/voice/calls/{id}/webhooks is the API's
+(services/api/routers/webhooks.py over services/lib/webhook_deliveries.py).
 """

@@ -1,4 +1,7 @@
-"""Postgres side of webhook delivery: the outbox (enqueue, claim, record) and reads."""
+"""Postgres side of webhook delivery: the outbox (enqueue, claim, record).
+
+The API reads the delivery log through services/lib/webhook_deliveries.py.
+"""
 
 from __future__ import annotations
 
@@ -164,41 +167,6 @@ async def record_attempt(conn: asyncpg.Connection, d: Delivery, *, started_at: d
 
 async def signing_secret(conn: asyncpg.Connection, account_id: str) -> str | None:
     return await conn.fetchval("SELECT signing_secret FROM accounts WHERE id = $1", account_id)
-
-
-async def deliveries_for_call(conn: asyncpg.Connection, call_id: str, account_id: str) -> list[dict[str, Any]] | None:
-    """Every delivery of a call with its attempts (oldest first); None if the call is unknown."""
-    known = await conn.fetchval("SELECT 1 FROM webhook_calls WHERE call_id = $1 AND account_id = $2",
-                                call_id, account_id)
-    rows = await conn.fetch(
-        "SELECT event_id, event_type, url, status, attempts, max_attempts, next_attempt_at, last_status_code,"
-        " last_error, created_at, finished_at FROM webhook_deliveries"
-        " WHERE call_id = $1 AND account_id = $2 ORDER BY seq", call_id, account_id)
-    if not known and not rows:
-        return None
-    attempts = await conn.fetch(
-        "SELECT a.event_id, a.attempt, a.started_at, a.status_code, a.latency_ms, a.error"
-        " FROM webhook_attempts a JOIN webhook_deliveries d USING (event_id)"
-        " WHERE d.call_id = $1 AND d.account_id = $2 ORDER BY d.seq, a.attempt", call_id, account_id)
-    by_event: dict[str, list[dict[str, Any]]] = {}
-    for a in attempts:
-        by_event.setdefault(a["event_id"], []).append({
-            "attempt": a["attempt"], "at": _ts(a["started_at"]), "status_code": a["status_code"],
-            "latency_ms": a["latency_ms"], "error": a["error"]})
-    return [{
-        "event_id": r["event_id"], "type": r["event_type"], "url": r["url"], "status": r["status"],
-        "attempts": r["attempts"], "max_attempts": r["max_attempts"],
-        "next_attempt_at": _ts(r["next_attempt_at"]) if r["status"] == "pending" else None,
-        "last_status_code": r["last_status_code"], "last_error": r["last_error"],
-        "created_at": _ts(r["created_at"]), "finished_at": _ts(r["finished_at"]),
-        "attempt_log": by_event.get(r["event_id"], []),
-    } for r in rows]
-
-
-def _ts(v: datetime | None) -> str | None:
-    if v is None:
-        return None
-    return v.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def utcnow() -> datetime:

@@ -20,7 +20,6 @@ import pytest
 
 from services.common import audio
 from services.common.media_store import LocalMediaStore
-from services.recording.encode import load_channels
 from tests.conftest import ROOT
 from tests.e2e.conftest import CORE, _voice_stack
 
@@ -82,7 +81,7 @@ async def test_dual_recording_keeps_each_party_in_its_channel_and_transcript_has
     store = LocalMediaStore(os.environ.get("CANARY_MEDIA_DIR") or ROOT / ".local" / "media")
     pcm, rate, channels = audio.read_wav(store.get(rec.data["wav_ref"]))
     assert (rate, channels) == (8000, 2)
-    left, right = load_channels(store.get(rec.data["wav_ref"]))  # left = callee, right = us
+    left, right = audio.load_channels(store.get(rec.data["wav_ref"]))  # left = callee, right = us
     callee, agent = audio.pcm_to_array(left), audio.pcm_to_array(right)
     assert rec.data["duration_ms"] >= (AFTER_S + 2) * 1000
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.telephony import trunks
+from services.lib import trunks
 from tests.e2e.conftest import CORE, _voice_stack
 from tests.interop.sip.conftest import SCENARIOS, rtp_listener, sipp, write_dtmf_pcap  # noqa: F401 (fixtures)
 

@@ -1,7 +1,7 @@
 """Speech gather building blocks: the VAD endpointer and hint matching."""
 
 from services.common.audio import silence, tone
-from services.telephony.speech import Endpointer, best_hint
+from services.lib.speech import Endpointer, best_hint
 
 
 def frames(pcm):

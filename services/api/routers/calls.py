@@ -20,7 +20,7 @@ from services.api.auth import authenticate_request, current_account
 from services.api.body import read_json
 from services.api.errors import ApiError, json_response
 from services.common.accounts import Account, iso, new_id
-from services.common.intake import check_place_call
+from services.lib.intake import check_place_call
 
 router = APIRouter(tags=["calls"])
 

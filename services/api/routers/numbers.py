@@ -10,7 +10,7 @@ from starlette.responses import Response
 from events.catalog import e164
 from services.api import models
 from services.api.auth import current_account
-from services.api.body import read_json
+from services.api.body import read_object
 from services.api.errors import ApiError, json_response
 from services.common import accounts
 from services.common.accounts import Account, AccountError, iso
@@ -37,12 +37,7 @@ async def list_numbers(request: Request, account: Annotated[Account, Depends(cur
              responses={201: {"model": models.Number}, **models.errors(400, 401, 409, 413, 415, 422, 503)})
 async def add_number(request: Request, account: Annotated[Account, Depends(current_account)]) -> Response:
     rt = request.app.state.runtime
-    body = await read_json(request, 4096)
-    if not isinstance(body, dict):
-        raise ApiError(422, "invalid_request", "the request body must be a JSON object")
-    extra = sorted(set(body) - {"number"})
-    if extra:
-        raise ApiError(422, "unknown_field", f"unknown field {extra[0]!r}", str(extra[0])[:100])
+    body = await read_object(request, 4096, {"number"})
     number = body.get("number")
     if number is None:
         raise ApiError(422, "missing_field", "number is required", "number")

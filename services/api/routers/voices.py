@@ -11,29 +11,12 @@ from services.api import models
 from services.api.auth import current_account
 from services.api.errors import json_response
 from services.common.accounts import Account
+from services.lib.voices.catalog import VOICES
 
 router = APIRouter(tags=["voices"])
 
-# The documented voices, used only if the TTS service is not installed.
-_DOC_VOICES = [
-    {"id": "en-US-Neural2-F", "language": "en-US", "language_name": "English (US)", "gender": "female",
-     "type": "neural", "engine": "", "note": ""},
-    {"id": "en-US-Neural2-D", "language": "en-US", "language_name": "English (US)", "gender": "male",
-     "type": "neural", "engine": "", "note": ""},
-    {"id": "en-GB-Neural2-A", "language": "en-GB", "language_name": "English (UK)", "gender": "female",
-     "type": "neural", "engine": "", "note": ""},
-    {"id": "es-ES-Neural2-A", "language": "es-ES", "language_name": "Spanish (Spain)", "gender": "female",
-     "type": "neural", "engine": "", "note": ""},
-    {"id": "fr-FR-Neural2-A", "language": "fr-FR", "language_name": "French", "gender": "female",
-     "type": "neural", "engine": "", "note": ""},
-]
-
 
 def catalog() -> list[dict]:
-    try:
-        from services.tts.voices import VOICES
-    except ImportError:
-        return list(_DOC_VOICES)
     return [v.to_dict() for v in VOICES.values()]
 
 

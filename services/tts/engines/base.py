@@ -5,12 +5,9 @@ from __future__ import annotations
 from typing import Protocol, Sequence, runtime_checkable
 
 from services.common import audio
+from services.lib.voices.catalog import Voice
+from services.lib.voices.ssml import Segment, parse
 
-from ..ssml import Segment, parse
-from ..voices import Voice
-
-SPEED_RANGE = (0.5, 2.0)
-PITCH_RANGE = (-20.0, 20.0)
 # SSML prosody can push beyond the request limits; engines clamp to these.
 _RATE_LIMITS = (0.25, 4.0)
 _PITCH_LIMITS = (-24.0, 24.0)

@@ -15,8 +15,8 @@ import shutil
 import subprocess
 
 from services.common import audio
+from services.lib.voices.catalog import Voice
 
-from ..voices import Voice
 from .base import SegmentEngine
 
 _DEFAULT_WPM = 175

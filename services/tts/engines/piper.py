@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from services.common import audio
+from services.lib.voices.catalog import Voice
 
-from ..voices import Voice
 from .base import SegmentEngine
 
 

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from events import decode_typed
-from services.common.intake import check_place_call
+from services.lib.intake import check_place_call
 from tests.integration.api.conftest import DOCS_BODY, make_account
 from tests.integration.api.helpers import read_topic
 

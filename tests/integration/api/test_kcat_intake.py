@@ -13,7 +13,7 @@ import pytest
 from events import decode, decode_typed
 from services.common.accounts import VerifiedNumbers
 from services.common.config import settings
-from services.common.intake import check_place_call
+from services.lib.intake import check_place_call
 from tests.integration.api.conftest import DOCS_BODY
 from tests.integration.api.helpers import read_topic
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fastapi import FastAPI
 
-from services.flows import store
-from services.flows.api import build_router
+from services.api.routers.flows import router
+from services.lib.flows import store
+from tests.conftest import router_client
 
 pytestmark = pytest.mark.integration
 
@@ -31,21 +31,8 @@ async def accounts(pg):
     await pg.execute("DELETE FROM accounts WHERE id = ANY($1::text[])", ids)
 
 
-def client(account_id: str, app_state: dict) -> httpx.AsyncClient:
-    app = FastAPI()
-    app.include_router(build_router(account_dep=lambda: {"id": account_id}))
-    if "pool" in app_state:
-        app.state.pool = app_state["pool"]
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
-
-
-@pytest.fixture
-async def pool(stack):
-    from services.common import db
-
-    p = await db.create_pool(min_size=1, max_size=2)
-    yield {"pool": p}
-    await p.close()
+def client(account_id: str, pool) -> httpx.AsyncClient:
+    return router_client(router, account_id, pool)
 
 
 async def test_create_get_put_versions_delete(accounts, pool, pg):
@@ -116,7 +103,7 @@ async def test_malformed_json_is_400(accounts, pool):
 
 
 async def test_wired_into_the_real_api_app_with_api_key_auth(pg, stack):
-    """The API includes services.flows.api / services.webhooks.api `router` with its auth."""
+    """The API app includes the flows and webhooks routers, with API-key auth."""
     from services.api.app import create_app
     from services.common.accounts import create_account, create_key
 
@@ -124,7 +111,6 @@ async def test_wired_into_the_real_api_app_with_api_key_auth(pg, stack):
     try:
         _, key = await create_key(pg, acct["id"], "test")
         app = create_app()
-        assert {"services.flows.api", "services.webhooks.api"} <= set(app.state.optional_routers)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
             assert (await c.get("/v1/voice/flows")).status_code == 401
             auth = {"Authorization": f"Bearer {key}"}

@@ -7,9 +7,9 @@ import re
 import pytest
 
 from bench.stt import edit_distance, normalize, phone_line, wer
+from services.lib.voices.catalog import get_voice
 from services.transcription.engine import WhisperTranscriber
 from services.tts.engines import PiperEngine
-from services.tts.voices import get_voice
 
 DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 

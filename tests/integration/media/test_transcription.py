@@ -5,10 +5,10 @@ import re
 import pytest
 
 from services.common import audio
-from services.recording.encode import encode_recording, load_channels
+from services.lib.voices.catalog import get_voice
+from services.recording.encode import encode_recording
 from services.transcription.engine import WhisperTranscriber, transcribe
 from services.tts.engines import PiperEngine
-from services.tts.voices import get_voice
 
 
 def _words(text: str) -> list[str]:
@@ -55,7 +55,7 @@ async def test_dual_channel_recording_merges_speakers_in_time_order(tts):
     gap = audio.silence(audio.duration_ms(agent) + 700)
     callee = gap + reply  # the callee answers after the agent finished
     rec = encode_recording(callee, agent, "dual")
-    left, right = load_channels(rec.wav)
+    left, right = audio.load_channels(rec.wav)
     from services.transcription.engine import transcribe_dual
 
     result = await transcribe_dual(left, right)

@@ -10,7 +10,7 @@ from services.common import audio
 from services.common.media_store import LocalMediaStore
 from services.tts.engines import EspeakEngine, PiperEngine
 from services.tts.render import Renderer
-from services.tts.voices import VOICES, get_voice
+from services.lib.voices.catalog import VOICES, get_voice
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 

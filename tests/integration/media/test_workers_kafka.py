@@ -8,12 +8,12 @@ from events import decode, new_envelope
 from services.common import audio
 from services.common.kafka import make_consumer, publish
 from services.common.media_store import LocalMediaStore
+from services.lib.voices.catalog import get_voice
 from services.recording.worker import RecordingHandler
 from services.transcription.worker import TranscriptionHandler
 from services.tts.engines import EspeakEngine, PiperEngine
 from services.common.event_worker import EventWorker
 from services.tts.render import Renderer
-from services.tts.voices import get_voice
 from services.tts.worker import TtsHandler
 
 pytestmark = pytest.mark.integration

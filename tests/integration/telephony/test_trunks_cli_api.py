@@ -116,7 +116,6 @@ async def _key(pg, account_id: str, mode: str = "live") -> dict[str, str]:
 
 
 async def test_api_trunk(api, account, pg):
-    assert "services.telephony.api" in api.app.state.optional_routers
     h = await _key(pg, account["id"])
     r = await api.get("/v1/voice/trunk", headers=h)
     assert r.status_code == 404 and r.json()["error"]["code"] == "trunk_not_found"

@@ -6,14 +6,13 @@ import asyncio
 import json
 from pathlib import Path
 
-import httpx
 import orjson
 import pytest
-from fastapi import FastAPI
 from jsonschema import Draft202012Validator
 
 from services.common.kafka import make_consumer, publish_many
-from services.webhooks.api import build_router
+from services.api.routers.webhooks import router as webhooks_router
+from tests.conftest import router_client
 from tests.integration.webhooks.conftest import call_events, wait_for
 
 pytestmark = pytest.mark.integration
@@ -68,7 +67,7 @@ async def test_redelivered_event_is_posted_once(prefix, producer, account, recei
 
 
 async def test_retries_after_500s_and_timeout_then_success_visible_in_api(prefix, producer, account, receiver,
-                                                                         run_worker, pg):
+                                                                         run_worker, pg, pool):
     acct, _ = account
     evs = call_events(acct, receiver.url("/flaky"), types=("call.queued",))
     # then 200. The attempt timeout leaves slack for a loaded CI machine; the sleep is far past it.
@@ -84,9 +83,7 @@ async def test_retries_after_500s_and_timeout_then_success_visible_in_api(prefix
     assert all(r.signature_ok for r in receiver.requests)
     assert receiver.requests[-1].headers["Canary-Delivery-Attempt"] == "4"
 
-    app = FastAPI()
-    app.include_router(build_router(account_dep=lambda: {"id": acct}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+    async with router_client(webhooks_router, acct, pool) as c:
         resp = await c.get(f"/v1/voice/calls/{evs[0].call_id}/webhooks")
         assert resp.status_code == 200
         [d] = resp.json()["data"]
@@ -96,9 +93,7 @@ async def test_retries_after_500s_and_timeout_then_success_visible_in_api(prefix
         assert "timeout" in log[1]["error"]
         assert all(isinstance(a["latency_ms"], int) for a in log)
         assert (await c.get("/v1/voice/calls/call_nope/webhooks")).status_code == 404
-    app2 = FastAPI()
-    app2.include_router(build_router(account_dep=lambda: {"id": "acct_someone_else"}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app2), base_url="http://t") as c:
+    async with router_client(webhooks_router, "acct_someone_else", pool) as c:
         assert (await c.get(f"/v1/voice/calls/{evs[0].call_id}/webhooks")).status_code == 404
 
 

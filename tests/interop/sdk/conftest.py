@@ -88,6 +88,7 @@ def api() -> Iterator[Api]:
 
         from services.common.kafka import ensure_topics
         asyncio.run(ensure_topics(partitions=2, prefix=prefix))
+        asyncio.run(stack.ensure_projections(f"sdk{port}"))  # the API reads them from its first request
         env = dict(os.environ, CANARY_API_HOST="127.0.0.1", CANARY_API_PORT=str(port), CANARY_TOPIC_PREFIX=prefix,
                    CANARY_PUBLIC_URL=url,
                    CANARY_PROJECTION_SCHEMA=f"sdk{port}", CANARY_SANDBOX_SPEED="4", PYTHONUNBUFFERED="1")

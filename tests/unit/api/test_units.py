@@ -12,7 +12,7 @@ import pytest
 from services.api import signing, store
 from services.api.runtime import TokenBucket
 from services.common import accounts
-from services.common.intake import check_place_call
+from services.lib.intake import check_place_call
 
 BODY = {"to": "+15551234567", "from": "+15559876543", "tts": {"text": "Hello <break time='1s'/> there"},
         "carrier": "sandbox"}
@@ -111,7 +111,7 @@ def test_openapi_is_current():
 def test_asyncapi_is_current():
     import yaml
 
-    from services.api.asyncapi import ASYNCAPI_PATH, document
+    from services.ops.asyncapi import ASYNCAPI_PATH, document
 
     stored = yaml.safe_load(ASYNCAPI_PATH.read_text())
     assert stored == yaml.safe_load(yaml.safe_dump(document()))

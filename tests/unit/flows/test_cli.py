@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from services.flows.cli import ordered_inputs, register
+from services.cli.flows import ordered_inputs, register
 
 EX = Path(__file__).resolve().parents[3] / "schemas" / "flows" / "examples"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from services.flows import engine as e
-from services.flows.validate import FlowInvalid
+from services.lib.flows import engine as e
+from services.lib.flows.validate import FlowInvalid
 
 MENU = json.loads((Path(__file__).resolve().parents[3] / "schemas/flows/examples/main_menu.json").read_text())
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from services.flows.validate import FlowInvalid, check_flow, validate_flow
+from services.lib.flows.validate import FlowInvalid, check_flow, validate_flow
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "schemas" / "flows" / "examples"
 SCHEMA = json.loads((EXAMPLES.parent / "flow.schema.json").read_text())

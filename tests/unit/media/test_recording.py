@@ -9,7 +9,7 @@ import pytest
 
 from services.common import audio
 from services.common.media_store import LocalMediaStore
-from services.recording.encode import encode_recording, load_channels, process_recording
+from services.recording.encode import encode_recording, process_recording
 
 
 def _decode_mp3(data: bytes) -> tuple[np.ndarray, int, int]:
@@ -56,7 +56,7 @@ def test_dual_puts_callee_left_and_agent_right():
     assert abs(_peak_hz(x[4000:12000, 1], rate) - 1000) < 5
     # Agent stopped at 2 s: the right channel is (near) silent afterwards.
     assert np.sqrt(np.mean(x[20000:22000, 1] ** 2)) < 0.01 < np.sqrt(np.mean(x[20000:22000, 0] ** 2))
-    left, right = load_channels(rec.wav)
+    left, right = audio.load_channels(rec.wav)
     assert left == CALLEE and right[: len(AGENT)] == AGENT
 
 

@@ -1,9 +1,9 @@
-"""services.tts.ssml and textnorm: the SSML subset and say-as normalisation."""
+"""services.lib.voices.ssml and textnorm: the SSML subset and say-as normalisation."""
 
 import pytest
 
-from services.tts import textnorm
-from services.tts.ssml import Segment, SsmlError, parse, plain_text
+from services.lib.voices import textnorm
+from services.lib.voices.ssml import Segment, SsmlError, parse, plain_text
 
 DOCS_EXAMPLE = "Hello! Your verification code is <say-as interpret-as='digits'>123456</say-as>"
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from services.tts.validate import validate_tts
-from services.tts.voices import DEFAULT_VOICE, VOICES, get_voice, languages, voice_for_language, UnknownVoice
+from services.lib.voices.catalog import DEFAULT_VOICE, VOICES, get_voice, languages, voice_for_language, UnknownVoice
+from services.lib.voices.validate import validate_tts
 
 DOCS_VOICES = ["en-US-Neural2-F", "en-US-Neural2-D", "en-GB-Neural2-A", "es-ES-Neural2-A", "fr-FR-Neural2-A"]
 

@@ -6,10 +6,11 @@ import asyncio
 
 import pytest
 
-from services.telephony import trunks
+from services.lib import trunks
+from services.lib.trunks import TrunkError
 from services.telephony.carrier import DialRequest, TrunkConfig
 from services.telephony.sandbox import CalleeScript
-from services.telephony.trunks import TrunkError
+from services.telephony.trunks import prepare_dial
 
 
 @pytest.mark.parametrize("value, seconds", [
@@ -130,17 +131,17 @@ def _row(**kw):
 
 def test_prepare_dial_applies_trunk_and_rules():
     req = DialRequest("call_1", "+15551234567", "+15559876543", account_id="acct_1")
-    out = asyncio.run(trunks.prepare_dial(FakeDb(_row(caller_id="+15550000000")), req))
+    out = asyncio.run(prepare_dial(FakeDb(_row(caller_id="+15550000000")), req))
     assert out.trunk == TrunkConfig("10.0.0.1", 5070, "udp", "acme", "pw", None)
     assert out.from_ == "+15550000000" and out.to == req.to and out.account_id == "acct_1"
-    out = asyncio.run(trunks.prepare_dial(FakeDb(_row(allowed_from_prefixes=["+1555"])), req))
+    out = asyncio.run(prepare_dial(FakeDb(_row(allowed_from_prefixes=["+1555"])), req))
     assert out.from_ == "+15559876543"
     with pytest.raises(TrunkError, match="not allowed"):
-        asyncio.run(trunks.prepare_dial(FakeDb(_row(allowed_from_prefixes=["+44"])), req))
+        asyncio.run(prepare_dial(FakeDb(_row(allowed_from_prefixes=["+44"])), req))
     with pytest.raises(TrunkError) as e:
-        asyncio.run(trunks.prepare_dial(FakeDb(None), req))
+        asyncio.run(prepare_dial(FakeDb(None), req))
     assert e.value.message == trunks.NO_TRUNK == "no SIP trunk configured for this account"
-    out = asyncio.run(trunks.prepare_dial(FakeDb(_row(password_sealed=None, username=None)), req))
+    out = asyncio.run(prepare_dial(FakeDb(_row(password_sealed=None, username=None)), req))
     assert out.trunk.password is None
 
 

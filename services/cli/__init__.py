@@ -1,9 +1,13 @@
-"""`canary-voice`: the operator's and developer's command line."""
+"""`canary-voice`: the operator's and developer's command line.
+
+The top layer: it may import every service, `services.ops` and the libraries; each
+service keeps its own commands in its `cli` module (`register(typer)`), listed in
+`_register_commands`. `flows` (the IVR library's validate/simulate) lives here.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import sys
 
 import typer
 
@@ -52,13 +56,29 @@ def stack_status() -> None:
 @schemas_app.command("export")
 def schemas_export() -> None:
     """Write every generated document: schemas/*.json, openapi.json and asyncapi.yaml."""
-    from services.api import asyncapi, openapi
-    from services.ops import schemas
+    from services.api import openapi
+    from services.ops import asyncapi, schemas
 
     for path in schemas.export():
         typer.echo(path)
     typer.echo(openapi.write())
     typer.echo(asyncapi.write())
+
+
+@schemas_app.command("openapi")
+def schemas_openapi() -> None:
+    """Write schemas/openapi.json from the API app."""
+    from services.api.openapi import write
+
+    typer.echo(write())
+
+
+@schemas_app.command("asyncapi")
+def schemas_asyncapi() -> None:
+    """Write schemas/asyncapi.yaml (AsyncAPI 3) for the four topics."""
+    from services.ops.asyncapi import write
+
+    typer.echo(write())
 
 
 @app.command("projector")
@@ -90,32 +110,29 @@ def run() -> None:
     asyncio.run(supervise(svcs, banner))
 
 
-# Each service contributes its own commands: a module with `register(app)`. Listed here
-# so `canary-voice --help` shows everything; a module not yet present is skipped.
-_PLUGINS = (
-    "services.api.cli",
-    "services.orchestrator.cli",
-    "services.telephony.cli",
-    "services.webhooks.cli",
-    "services.flows.cli",
-    "services.tts.cli",
-    "services.ops.replay",
-)
+def _register_commands() -> None:
+    """Every command group: each service's own (a module with `register(typer)`), then the
+    ones this layer holds (flows: the IVR library; replay: ops)."""
+    from services.api import cli as api_cli
+    from services.cli import flows
+    from services.ops import replay
+    from services.recording import cli as recording_cli
+    from services.telephony import cli as telephony_cli
+    from services.transcription import cli as transcription_cli
+    from services.tts import cli as tts_cli
+    from services.webhooks import cli as webhooks_cli
 
-
-def _load_plugins() -> None:
-    from services.common.plugins import import_optional
-
-    for name in _PLUGINS:
-        mod = import_optional(name)
-        if mod is not None:
-            mod.register(app)
+    api_cli.register(app)
+    telephony_cli.register(app)
+    webhooks_cli.register(app)
+    flows.register(app)
+    media = typer.Typer(help="TTS, recording and transcription services.", no_args_is_help=True)
+    app.add_typer(media, name="media")
+    for part in (tts_cli, recording_cli, transcription_cli):
+        part.register(media)
+    replay.register(app)
 
 
 def main() -> None:
-    _load_plugins()
+    _register_commands()
     app()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

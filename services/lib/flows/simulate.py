@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from services.flows import engine as e
+from services.lib.flows import engine as e
 
 
 @dataclass

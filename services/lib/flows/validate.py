@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 from jsonschema import Draft202012Validator
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "flows" / "flow.schema.json"
+SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "flows" / "flow.schema.json"
 KINDS = ("say", "play", "gather", "record", "pause", "webhook", "goto", "hangup")
 TOP_KEYS = ("name", "description", "voice", "start", "steps")
 

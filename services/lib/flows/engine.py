@@ -25,7 +25,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Union
 
-from services.flows.validate import FlowInvalid, check_flow, validate_steps
+from services.lib.flows.validate import FlowInvalid, check_flow, validate_steps
 
 MAX_STEPS = 1000  # step entries per call; a runaway flow (say, via webhook gotos) hangs up
 DEFAULT_VOICE = "en-US-Neural2-F"

@@ -20,27 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from functools import lru_cache
-
 from pydantic import ValidationError
 
-import events.catalog as _catalog
 from events.catalog import PlaceCallData
 from services.common.accounts import call_lookup
-
-# e164() is pure and phonenumbers.parse costs ~35 us; the PlaceCall validators call it
-# for `to` and `from` on every call. Memoise it (no-op once events.catalog caches itself).
-# Only strings are cached: anything else goes to the original, which raises ValueError.
-if not getattr(_catalog.e164, "_memoised", False):
-    _e164_plain = _catalog.e164
-    _e164_cached = lru_cache(maxsize=65536)(_e164_plain)
-
-    def _e164_memo(value: object) -> str:
-        return _e164_cached(value) if type(value) is str else _e164_plain(value)  # type: ignore[arg-type]
-
-    _e164_memo._memoised = True  # type: ignore[attr-defined]
-    _e164_memo.__doc__ = _e164_plain.__doc__
-    _catalog.e164 = _e164_memo
 
 _SOURCES = ("tts", "audio_url", "flow", "flow_id")
 _PHONE_FIELDS = ("to", "from")
@@ -83,11 +66,9 @@ def _pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 
 def _tts_errors(tts: Any) -> list[dict[str, Any]]:
-    """Voice / SSML / range checks from the TTS service, if it is installed."""
-    try:
-        from services.tts.validate import validate_tts
-    except ImportError:
-        return []
+    """Voice / SSML / range checks (services.lib.voices, imported on first use: ~0.3 s)."""
+    from services.lib.voices.validate import validate_tts
+
     out = []
     for p in validate_tts(tts):
         field = p.get("field") or "tts"
@@ -157,7 +138,7 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
 
     if model.flow is not None:
         # A broken menu never reaches a caller: the same checks as saving a flow.
-        from services.flows.validate import validate_flow
+        from services.lib.flows.validate import validate_flow
 
         errors.extend({"code": fe.code, "field": "flow." + fe.field, "message": fe.message}
                       for fe in validate_flow(dict(model.flow)))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .engines.base import PITCH_RANGE, SPEED_RANGE
+from .catalog import DEFAULT_VOICE, VOICES
 from .ssml import SsmlError, parse
-from .voices import DEFAULT_VOICE, VOICES
+
+SPEED_RANGE = (0.5, 2.0)
+PITCH_RANGE = (-20.0, 20.0)
 
 MAX_TEXT_CHARS = 5000
 _KNOWN_FIELDS = {"text", "voice", "speed", "pitch"}

@@ -1,9 +1,10 @@
-"""Speech input for gather: endpoint an utterance by voice activity, then pick a hint.
+"""Speech helpers: endpoint an utterance by voice activity, then pick the closest hint.
 
 The endpointer is a small energy VAD on 20 ms frames: speech starts after a few loud
 frames in a row and ends after enough quiet; times are counted in frames (call time),
-so an accelerated sandbox call endpoints exactly like a real-time one. Recognition is
-whisper (services/transcription), run off the event loop.
+so an accelerated sandbox call endpoints exactly like a real-time one. Used by the
+gateway's speech gather and by the live transcription worker; recognising the words
+is up to them.
 """
 
 from __future__ import annotations

@@ -55,7 +55,7 @@ def register(app: typer.Typer) -> None:
     @flows.command("validate")
     def validate(flow_file: Path = typer.Argument(..., help="flow JSON file")) -> None:
         """Check a flow as the API does on save (exit 1 with every error)."""
-        from services.flows.validate import validate_flow
+        from services.lib.flows.validate import validate_flow
 
         errors = validate_flow(_load(flow_file))
         if errors:
@@ -72,8 +72,8 @@ def register(app: typer.Typer) -> None:
                  max_steps: int = typer.Option(200, help="stop after this many steps")) -> None:
         """Run FLOW_FILE with scripted input (--press/--say, used in the order given; a gather
         with no input left times out) and print the path taken."""
-        from services.flows.simulate import render, simulate as run
-        from services.flows.validate import validate_flow
+        from services.lib.flows.simulate import render, simulate as run
+        from services.lib.flows.validate import validate_flow
 
         flow = _load(flow_file)
         errors = validate_flow(flow)

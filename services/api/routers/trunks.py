@@ -1,0 +1,83 @@
+"""/v1/voice/trunk: the account's SIP trunk (where its live calls go).
+
+    GET    /v1/voice/trunk                     the trunk (password: has_password only)
+    PUT    /v1/voice/trunk                     create or replace it (password write-only; absent = keep)
+    DELETE /v1/voice/trunk
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.responses import Response
+
+from services.api import models
+from services.api.auth import current_account
+from services.api.body import read_object
+from services.api.errors import ApiError, json_response
+from services.common.accounts import Account, iso
+from services.lib import trunks as repo
+from services.lib.trunks import TrunkError
+
+router = APIRouter(tags=["telephony"])
+
+TRUNK_FIELDS = {"host", "port", "transport", "username", "password", "caller_id", "allowed_from_prefixes"}
+
+_TRUNK_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"type": "object", "required": ["host"], "additionalProperties": False, "properties": {
+        "host": {"type": "string", "description": "trunk hostname or IP address"},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 5060},
+        "transport": {"type": "string", "enum": list(repo.TRANSPORTS), "default": "udp"},
+        "username": {"type": ["string", "null"], "description": "digest auth user name"},
+        "password": {"type": ["string", "null"], "writeOnly": True,
+                     "description": "digest password; write-only. Absent: keep the stored one; null: remove"},
+        "caller_id": {"type": ["string", "null"],
+                      "description": "fixed caller id (E.164); the fallback when allowed_from_prefixes is set"},
+        "allowed_from_prefixes": {"type": "array", "items": {"type": "string", "pattern": r"^\+[0-9]{0,15}$"},
+                                  "description": "when set, `from` must start with one of these"}}},
+    "example": {"host": "sip.example.net", "port": 5060, "username": "acme", "password": "s3cret",
+                "caller_id": "+15559876543"}}}}}
+
+
+def _trunk(t: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "sip_trunk", "host": t["host"], "port": t["port"], "transport": t["transport"],
+            "username": t["username"], "has_password": t["has_password"], "caller_id": t["caller_id"],
+            "allowed_from_prefixes": t["allowed_from_prefixes"], "created_at": iso(t["created_at"]),
+            "updated_at": iso(t["updated_at"])}
+
+
+@router.get("/v1/voice/trunk", response_model=None, summary="The account's SIP trunk",
+            responses={200: {"description": "the trunk (the password is never returned: has_password)"},
+                       **models.errors(401, 404, 503)})
+async def get_trunk(request: Request, account: Annotated[Account, Depends(current_account)]) -> Response:
+    t = await repo.get_trunk(await request.app.state.runtime.db(), account.id)
+    if t is None:
+        raise ApiError(404, "trunk_not_found", "this account has no SIP trunk")
+    return json_response(_trunk(t))
+
+
+@router.put("/v1/voice/trunk", response_model=None, openapi_extra=_TRUNK_BODY,
+            summary="Create or replace the account's SIP trunk",
+            responses={200: {"description": "the trunk"}, **models.errors(400, 401, 413, 415, 422, 503)})
+async def put_trunk(request: Request, account: Annotated[Account, Depends(current_account)]) -> Response:
+    b = await read_object(request, 16 * 1024, TRUNK_FIELDS)
+    if b.get("host") is None:
+        raise ApiError(422, "missing_field", "host is required", "host")
+    try:
+        t = await repo.set_trunk(
+            await request.app.state.runtime.db(), account.id, host=b["host"], port=b.get("port", 5060),
+            transport=b.get("transport", "udp"), username=b.get("username"),
+            password=b["password"] if "password" in b else repo.KEEP, caller_id=b.get("caller_id"),
+            allowed_from_prefixes=b.get("allowed_from_prefixes"))
+    except TrunkError as exc:
+        raise ApiError(422, exc.code, exc.message, exc.field) from None
+    return json_response(_trunk(t))
+
+
+@router.delete("/v1/voice/trunk", status_code=204, response_model=None, summary="Remove the account's SIP trunk",
+               responses={204: {"description": "removed"}, **models.errors(401, 404, 503)})
+async def delete_trunk(request: Request, account: Annotated[Account, Depends(current_account)]) -> Response:
+    if not await repo.delete_trunk(await request.app.state.runtime.db(), account.id):
+        raise ApiError(404, "trunk_not_found", "this account has no SIP trunk")
+    return Response(status_code=204)

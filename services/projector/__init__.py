@@ -1,0 +1,1 @@
+"""The projector: voice.call.events -> Postgres projections (the tables the API reads)."""
