@@ -1,145 +1,178 @@
 """IVR flows inside the call state machine (pure, like decide.py).
 
-The flow engine (services/flows/engine.py) decides which step comes next; this module
+The flow engine (services/lib/flows/engine.py) decides which step comes next; this module
 turns its actions into gateway instructions and feeds call events back to it. Each
 prompt is rendered (tts.requested / audio.requested), played (play.requested), and
 its end (prompt.finished) moves the flow on; a gather plays its prompts then asks the
 gateway to collect (gather.requested). Media events are matched to the step entry that
 asked for them by a tag `<step>#<entry>`, so a repeated menu never reacts to a
 stale render of its previous visit.
+
+Every function takes a `CallState` and returns `(new state, outputs)`; nothing given
+is changed (the engine's own state is a frozen value as well).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from events import Envelope
 from services.lib.flows import engine as fe
+from services.orchestrator.outputs import Emit, Output, StartTimer
+from services.orchestrator.state import CallState, FlowMedia, GatherSpec, Prompt
+
+Step = tuple[CallState, tuple[Output, ...]]
+_NOTHING: tuple[Output, ...] = ()
 
 
-def _emit(st, cause: Envelope, d, type: str, data: dict[str, Any]) -> None:
-    st["flow_seq"] = st.get("flow_seq", 0) + 1
-    d.emit.append(cause.caused(type, data, step=f"flow:{st['flow_seq']}:{type}"))
+def _emit(s: CallState, cause: Envelope, type: str, data: dict[str, Any]) -> tuple[CallState, Emit]:
+    seq = s.flow.seq + 1
+    return replace(s, flow=replace(s.flow, seq=seq)), Emit(cause.caused(type, data, step=f"flow:{seq}:{type}"))
 
 
-def _tag(st) -> str:
-    f = st["flow"]
-    return f"{f['state']['step']}#{f['state']['entered']}"
+def _with_media(s: CallState, media: FlowMedia) -> CallState:
+    return replace(s, flow=replace(s.flow, media=media))
 
 
-def start(st, cause: Envelope, d, now: datetime) -> None:
+def start(s: CallState, cause: Envelope, now: datetime) -> Step:
     """Enter the flow's start step (on answer)."""
-    state, actions = fe.start(st["flow"]["def"], validate=False)
-    _run(st, state, actions, cause, d, now)
+    engine, actions = fe.start(s.flow.definition, validate=False)
+    return _run(s, engine, actions, cause, now)
 
 
-def feed(st, inp, cause: Envelope, d, now: datetime) -> None:
+def _feed(s: CallState, inp: fe.Input, cause: Envelope, now: datetime) -> Step:
     """Give the engine one input and carry out what it decides."""
-    state = fe.FlowState.from_dict(st["flow"]["state"])
-    state, actions = fe.on_input(st["flow"]["def"], state, inp)
-    _run(st, state, actions, cause, d, now)
+    engine, actions = fe.on_input(s.flow.definition, s.flow.engine_state, inp)
+    return _run(s, engine, actions, cause, now)
 
 
-def _run(st, state: fe.FlowState, actions, cause: Envelope, d, now: datetime) -> None:
-    st["flow"] = {**st["flow"], "state": state.to_dict()}
+def _run(s: CallState, engine: fe.FlowState, actions: tuple[fe.Action, ...], cause: Envelope, now: datetime) -> Step:
+    s = replace(s, flow=replace(s.flow, engine=engine))
+    out: list[Output] = []
     follow_up = None
     for a in actions:
         if isinstance(a, fe.EnterStep):
-            _emit(st, cause, d, "flow.step.entered", {"step": a.name, "kind": a.kind})
+            s, o = _emit(s, cause, "flow.step.entered", {"step": a.name, "kind": a.kind})
+            out.append(o)
         elif isinstance(a, (fe.Say, fe.Play)):
-            _media(st, cause, d, [a], then="input")
+            s, more = _media(s, cause, (a,), then="input")
+            out += more
         elif isinstance(a, fe.Gather):
-            st["flow"]["gather"] = {"type": a.type, "num_digits": a.num_digits, "finish_on_key": a.finish_on_key,
-                                    "timeout": a.timeout, "inter_digit_timeout": a.inter_digit_timeout,
-                                    "hints": list(a.hints) or None, "language": a.language, "step": a.step}
-            _media(st, cause, d, list(a.prompt), then="gather", barge_in=a.barge_in)
+            spec = GatherSpec(a.type, a.num_digits, a.finish_on_key, a.timeout, a.inter_digit_timeout,
+                              tuple(a.hints) or None, a.language, a.step)
+            s, more = _media(replace(s, flow=replace(s.flow, gather=spec)), cause, a.prompt, then="gather",
+                             barge_in=a.barge_in)
+            out += more
         elif isinstance(a, fe.Pause):
-            d.timers.append(_timer(now, a.seconds, _tag(st)))
+            out.append(StartTimer("flow_pause", now + timedelta(seconds=a.seconds), token=s.flow.tag))
         elif isinstance(a, fe.Record):
-            if not st.get("recording"):
-                st["recording"] = True
-                _emit(st, cause, d, "record.requested", {"channels": a.channels,
-                                                         "transcribe": bool(st["request"].get("transcribe"))})
+            if not s.recording:
+                s, o = _emit(replace(s, recording=True), cause, "record.requested",
+                             {"channels": a.channels, "transcribe": bool(s.request.get("transcribe"))})
+                out.append(o)
             follow_up = fe.PromptFinished(step=a.step)
         elif isinstance(a, fe.CallWebhook):
             # The webhooks service asks the app and answers on the log (flow.webhook.*).
-            _emit(st, cause, d, "flow.webhook.requested", {"url": a.url, "step": a.step, "digits": a.digits,
-                                                           "speech": a.speech})
+            s, o = _emit(s, cause, "flow.webhook.requested", {"url": a.url, "step": a.step, "digits": a.digits,
+                                                              "speech": a.speech})
+            out.append(o)
         elif isinstance(a, fe.Hangup):
-            if not st["hangup_sent"]:
-                st["hangup_sent"] = True
-                _emit(st, cause, d, "hangup.requested", {"reason": a.reason})
+            if not s.hangup_sent:
+                s, o = _emit(replace(s, hangup_sent=True), cause, "hangup.requested", {"reason": a.reason})
+                out.append(o)
     if follow_up is not None:
-        feed(st, follow_up, cause, d, now)
+        s, more = _feed(s, follow_up, cause, now)
+        out += more
+    return s, tuple(out)
 
 
-def _timer(now: datetime, seconds: float, tag: str):
-    from services.orchestrator.decide import TimerOp
-
-    return TimerOp("flow_pause", now + timedelta(seconds=seconds), token=tag)
+def _media(s: CallState, cause: Envelope, items: tuple[Prompt, ...], *, then: str, barge_in: bool = True) -> Step:
+    return _advance(_with_media(s, FlowMedia(s.flow.tag, tuple(items), then, barge_in)), cause)
 
 
-def _media(st, cause, d, items: list, *, then: str, barge_in: bool = True) -> None:
-    st["flow"]["media"] = {"tag": _tag(st), "queue": [_item(i) for i in items], "then": then,
-                           "barge_in": barge_in, "waiting": None}
-    _advance(st, cause, d)
-
-
-def _item(a) -> dict[str, Any]:
-    if isinstance(a, fe.Play):
-        return {"kind": "play", "url": a.url}
-    return {"kind": "say", "text": a.text, "voice": a.voice}
-
-
-def _advance(st, cause, d) -> None:
+def _advance(s: CallState, cause: Envelope) -> Step:
     """Start the next prompt item, or finish the step's media part."""
-    m = st["flow"]["media"]
-    if m["queue"]:
-        item = m["queue"][0]
-        m["waiting"] = "render"
-        if item["kind"] == "say":
-            _emit(st, cause, d, "tts.requested", {"text": item["text"], "voice": item["voice"], "speed": 1.0,
-                                                  "pitch": 0.0, "step": m["tag"]})
+    m = s.flow.media
+    if m.queue:
+        item = m.queue[0]
+        s = _with_media(s, replace(m, waiting="render"))
+        if type(item) is fe.Say:
+            s, o = _emit(s, cause, "tts.requested", {"text": item.text, "voice": item.voice, "speed": 1.0,
+                                                     "pitch": 0.0, "step": m.tag})
         else:
-            _emit(st, cause, d, "audio.requested", {"url": item["url"], "step": m["tag"]})
-        return
-    m["waiting"] = None
-    if m["then"] == "gather":
-        _emit(st, cause, d, "gather.requested", dict(st["flow"]["gather"]))
-    else:
-        feed(st, fe.PromptFinished(step=st["flow"]["state"]["step"]), cause, d, datetime.fromisoformat(
-            cause.occurred_at))
+            s, o = _emit(s, cause, "audio.requested", {"url": item.url, "step": m.tag})
+        return s, (o,)
+    s = _with_media(s, replace(m, waiting=None))
+    if m.then == "gather":
+        s, o = _emit(s, cause, "gather.requested", s.flow.gather.to_json())
+        return s, (o,)
+    return _feed(s, fe.PromptFinished(step=s.flow.engine_state.step), cause, datetime.fromisoformat(cause.occurred_at))
 
 
-def on_event(st, msg: Envelope, d, now: datetime) -> None:
-    """A call event while a flow runs."""
-    t, data = msg.type, msg.data
-    m = st["flow"].get("media") or {}
-    tag_ok = data.get("step") == m.get("tag")
-    if t in ("tts.rendered", "audio.fetched") and tag_ok and m.get("waiting") == "render":
-        m["waiting"] = "play"
-        _emit(st, msg, d, "play.requested", {"audio_ref": data["audio_ref"], "barge_in": m["barge_in"],
-                                             "step": m["tag"]})
-    elif t in ("tts.failed", "audio.failed") and tag_ok and m.get("waiting") == "render":
-        m["queue"].pop(0)  # a prompt that cannot be rendered is skipped, the menu goes on
-        _advance(st, msg, d)
-    elif t == "prompt.finished" and tag_ok and m.get("waiting") == "play":
-        m["queue"].pop(0)
-        if data.get("interrupted") and m["then"] == "gather":
-            m["queue"] = []  # barge-in: the caller is already answering
-        _advance(st, msg, d)
-    elif t == "gather.completed":
-        speech = data.get("speech") or {}
-        feed(st, fe.GatherCompleted(digits=data.get("digits", ""),
-                                    speech=speech.get("matched_hint") or speech.get("text"),
-                                    confidence=speech.get("confidence"),
-                                    finished_on_key=data.get("finished_on_key"), step=data.get("step")), msg, d, now)
-    elif t == "gather.timeout":
-        feed(st, fe.GatherTimeout(digits=data.get("digits", ""), step=data.get("step")), msg, d, now)
-    elif t == "flow.webhook.answered":
-        feed(st, fe.WebhookAnswered(steps=tuple(data.get("steps") or ()), step=data.get("step")), msg, d, now)
-    elif t == "flow.webhook.failed":
-        feed(st, fe.WebhookFailed(reason=data.get("reason", ""), step=data.get("step")), msg, d, now)
-    elif t == "timer.fired" and data.get("timer") == "flow_pause" and data.get("token") == _tag(st):
-        feed(st, fe.PromptFinished(step=st["flow"]["state"]["step"]), msg, d, now)
+# --- call events while a flow runs (the flow handlers of decide.INPUTS) ------------------
+
+def _current(s: CallState, msg: Envelope, waiting: str) -> FlowMedia | None:
+    """The step's media, if `msg` is about its current prompt and the prompt is at `waiting`."""
+    m = s.flow.media
+    if m is None or msg.data.get("step") != m.tag or m.waiting != waiting:
+        return None
+    return m
+
+
+def on_rendered(s: CallState, msg: Envelope, now: datetime) -> Step:
+    """tts.rendered / audio.fetched: play the prompt."""
+    m = _current(s, msg, "render")
+    if m is None:
+        return s, _NOTHING
+    s, o = _emit(_with_media(s, replace(m, waiting="play")), msg, "play.requested",
+                 {"audio_ref": msg.data["audio_ref"], "barge_in": m.barge_in, "step": m.tag})
+    return s, (o,)
+
+
+def on_render_failed(s: CallState, msg: Envelope, now: datetime) -> Step:
+    """tts.failed / audio.failed: a prompt that cannot be rendered is skipped, the menu goes on."""
+    m = _current(s, msg, "render")
+    if m is None:
+        return s, _NOTHING
+    return _advance(_with_media(s, replace(m, queue=m.queue[1:])), msg)
+
+
+def on_prompt_finished(s: CallState, msg: Envelope, now: datetime) -> Step:
+    m = _current(s, msg, "play")
+    if m is None:
+        return s, _NOTHING
+    queue = m.queue[1:]
+    if msg.data.get("interrupted") and m.then == "gather":
+        queue = ()  # barge-in: the caller is already answering
+    return _advance(_with_media(s, replace(m, queue=queue)), msg)
+
+
+def on_gather_completed(s: CallState, msg: Envelope, now: datetime) -> Step:
+    data = msg.data
+    speech = data.get("speech") or {}
+    return _feed(s, fe.GatherCompleted(digits=data.get("digits", ""),
+                                       speech=speech.get("matched_hint") or speech.get("text"),
+                                       confidence=speech.get("confidence"),
+                                       finished_on_key=data.get("finished_on_key"), step=data.get("step")), msg, now)
+
+
+def on_gather_timeout(s: CallState, msg: Envelope, now: datetime) -> Step:
+    return _feed(s, fe.GatherTimeout(digits=msg.data.get("digits", ""), step=msg.data.get("step")), msg, now)
+
+
+def on_webhook_answered(s: CallState, msg: Envelope, now: datetime) -> Step:
+    return _feed(s, fe.WebhookAnswered(steps=tuple(msg.data.get("steps") or ()), step=msg.data.get("step")), msg,
+                 now)
+
+
+def on_webhook_failed(s: CallState, msg: Envelope, now: datetime) -> Step:
+    return _feed(s, fe.WebhookFailed(reason=msg.data.get("reason", ""), step=msg.data.get("step")), msg, now)
+
+
+def on_timer(s: CallState, msg: Envelope, now: datetime) -> Step:
+    """A pause step's timer: the pause is over. Other timers are ignored while a flow runs."""
+    if msg.data.get("timer") == "flow_pause" and msg.data.get("token") == s.flow.tag:
+        return _feed(s, fe.PromptFinished(step=s.flow.engine_state.step), msg, now)
+    return s, _NOTHING

@@ -20,16 +20,17 @@ from services.common import db
 from services.common.kafka import SeekToStored, dlq_record, make_consumer, make_producer, publish_many
 from services.common.logging import configure
 from services.common.service import serve
-from services.orchestrator.decide import decide
+from services.orchestrator.decide import COMMAND_INPUTS, EVENT_INPUTS, INPUTS, Source, decide
 from services.orchestrator.intake import validate_place_call
+from services.orchestrator.outputs import CancelTimer, Emit, NextDialSlot, StartTimer
+from services.orchestrator.state import CallState
 
 log = configure("orchestrator")
 SCOPE = os.environ.get("CANARY_TOPIC_PREFIX", "")
-# Inputs the state machine reacts to; everything else on the event log is skipped cheaply.
-EVENT_INPUTS = {"timer.fired", "call.ringing", "call.answered", "tts.rendered", "audio.fetched", "tts.failed",
-                "audio.failed", "prompt.finished", "gather.completed", "gather.timeout", "call.completed",
-                "call.busy", "call.no-answer", "call.failed", "call.canceled", "flow.webhook.answered",
-                "flow.webhook.failed"}
+# The topics the inputs come from (decide.INPUTS lists them); on the event log, anything
+# that is not an input is skipped cheaply.
+_TOPIC = {Source.COMMAND: topics.COMMANDS, Source.EVENT: topics.EVENTS}
+SUBSCRIPTION = list(dict.fromkeys(_TOPIC[r.source] for r in INPUTS.values()))
 
 
 def _now() -> datetime:
@@ -57,7 +58,7 @@ class Orchestrator:
         await self.producer.start()
         self.consumer = make_consumer(group_id=self.group)
         await self._warm_up()
-        self.consumer.subscribe([topics.COMMANDS, topics.EVENTS],
+        self.consumer.subscribe(SUBSCRIPTION,
                                 listener=SeekToStored(lambda: self.consumer, self._stored))
         await self.consumer.start()
         log.info("orchestrator started", scope=SCOPE)
@@ -115,7 +116,7 @@ class Orchestrator:
                         dlq.append(self._dlq(env, tp, m))
                     continue
                 if tp.topic == topics.COMMANDS:
-                    if env.type not in ("PlaceCall", "HangupCall"):
+                    if env.type not in COMMAND_INPUTS:
                         dlq.append(self._dlq(DecodeError("unknown_command", f"{env.type} is not a command",
                                                          env.type), tp, m))
                         continue
@@ -137,8 +138,9 @@ class Orchestrator:
         if not upto:
             return 0
         call_ids = list(dict.fromkeys(e.call_id for e, _ in inputs))
-        states = {r["call_id"]: r["state"] for r in await self.conn.fetch(
-            "SELECT call_id, state FROM orch_calls WHERE call_id = ANY($1::text[])", call_ids)} if call_ids else {}
+        states = {r["call_id"]: CallState.from_json(r["state"]) for r in await self.conn.fetch(
+            "SELECT call_id, state FROM orch_calls WHERE call_id = ANY($1::text[])", call_ids)
+            if r["state"]} if call_ids else {}  # an empty state is a call not seen yet
         accounts = list(dict.fromkeys(e.account_id for e, _ in inputs if e.type == "PlaceCall"))
         pacing = {r["account_id"]: r["next_slot"] for r in await self.conn.fetch(
             "SELECT account_id, next_slot FROM orch_pacing WHERE scope = $1 AND account_id = ANY($2::text[])",
@@ -152,11 +154,15 @@ class Orchestrator:
                          validation_errors=errors, flow_def=flow_defs.get(env.id))
             states[env.call_id] = dec.state
             touched[env.call_id] = env.account_id
-            emits.extend(dec.emit)
-            for op in dec.timers:
-                timers[(env.call_id, op.name)] = (env.account_id, op.due, op.token)
-            if dec.pacing_next is not None:
-                pacing[env.account_id] = dec.pacing_next
+            for o in dec.outputs:
+                if type(o) is Emit:
+                    emits.append(o.event)
+                elif type(o) is StartTimer:
+                    timers[(env.call_id, o.name)] = (env.account_id, o.due, o.token)
+                elif type(o) is CancelTimer:
+                    timers[(env.call_id, o.name)] = (env.account_id, None, "")
+                elif type(o) is NextDialSlot:
+                    pacing[env.account_id] = o.at
         # Outputs (and DLQ records) go to Kafka while the state, timers, pacing and offsets
         # are written; the transaction commits only once Kafka has acked every output, so
         # a position is never durable before what it produced.
@@ -180,7 +186,7 @@ class Orchestrator:
                 await self.conn.executemany(
                     "INSERT INTO orch_calls (call_id, account_id, state, updated_at) VALUES ($1, $2, $3, now())"
                     " ON CONFLICT (call_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
-                    [(cid, acct, states[cid]) for cid, acct in touched.items()])
+                    [(cid, acct, states[cid].to_json()) for cid, acct in touched.items()])
             sets = [(cid, name, acct, due, tok, SCOPE) for (cid, name), (acct, due, tok) in timers.items() if due]
             clears = [(cid, name) for (cid, name), (_, due, _) in timers.items() if due is None]
             if clears:

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 from events import Envelope
 from services.orchestrator.decide import decide
+from services.orchestrator.outputs import CancelTimer
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REQ = {"to": "+15551234567", "from": "+15559876543", "tts": {"text": "Hi", "voice": "en-US-Neural2-F"},
@@ -27,13 +28,13 @@ class Run:
     def __call__(self, m, now=NOW, **kw):
         d = decide(self.state, m, now, **kw)
         self.state = d.state
-        self.out.extend(d.emit)
+        self.out.extend(d.events)
         for t in d.timers:
-            if t.due is None:
+            if isinstance(t, CancelTimer):
                 self.timers.pop(t.name, None)
             else:
                 self.timers[t.name] = t
-        return [e.type for e in d.emit]
+        return [e.type for e in d.events]
 
     def last(self, type):
         return [e for e in self.out if e.type == type][-1]
@@ -55,7 +56,7 @@ def test_full_script_play_gather_hangup():
     assert r.last("gather.requested").data["num_digits"] == 4
     assert r(msg("gather.completed", digits="1234", finished_on_key="#")) == ["hangup.requested"]
     assert r(msg("call.completed")) == []
-    assert r.state["ended"] and r.timers == {}
+    assert r.state.ended and r.timers == {}
 
 
 def test_prompt_rendered_before_answer_plays_on_answer():
@@ -93,27 +94,27 @@ def test_duplicate_place_call_is_ignored():
 def test_outputs_have_deterministic_ids():
     m = msg("PlaceCall", **REQ)
     a, b = decide(None, m, NOW), decide(None, m, NOW)
-    assert [e.id for e in a.emit] == [e.id for e in b.emit]
-    assert all(e.causation_id == m.id for e in a.emit)
+    assert [e.id for e in a.events] == [e.id for e in b.events]
+    assert all(e.causation_id == m.id for e in a.events)
 
 
 def test_pacing_queues_calls_over_the_rate():
     r = Run()
     slot = NOW + timedelta(seconds=2)
     d = decide(None, msg("PlaceCall", **REQ), NOW, pacing_slot=slot, cps=10)
-    assert [e.type for e in d.emit] == ["call.queued", "tts.requested"]  # no dial yet
+    assert [e.type for e in d.events] == ["call.queued", "tts.requested"]  # no dial yet
     assert [(t.name, t.due) for t in d.timers] == [("pace", slot)]
     assert d.pacing_next == slot + timedelta(seconds=0.1)
     fired = decide(d.state, msg("timer.fired", timer="pace", token="x"), slot)
-    assert [e.type for e in fired.emit] == ["dial.requested"]
+    assert [e.type for e in fired.events] == ["dial.requested"]
 
 
 def test_hangup_while_waiting_for_pacing_cancels_without_dialling():
     d = decide(None, msg("PlaceCall", **REQ), NOW, pacing_slot=NOW + timedelta(seconds=5))
     d2 = decide(d.state, msg("HangupCall", reason="api"), NOW)
-    assert [e.type for e in d2.emit] == ["call.canceled"]
+    assert [e.type for e in d2.events] == ["call.canceled"]
     d3 = decide(d2.state, msg("timer.fired", timer="pace"), NOW)
-    assert d3.emit == []
+    assert d3.events == []
 
 
 def test_hangup_of_a_dialled_call_goes_to_the_gateway_once():
@@ -129,7 +130,7 @@ def test_ring_timeout_safety_net_and_lost_gateway():
     assert r(msg("timer.fired", timer="ring_timeout")) == ["hangup.requested"]
     assert r.last("hangup.requested").data["status"] == "no-answer"
     assert r(msg("timer.fired", timer="hangup_grace")) == ["call.failed"]
-    assert r.state["ended"]
+    assert r.state.ended
 
 
 MENU = {
