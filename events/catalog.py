@@ -246,6 +246,33 @@ class AudioFailed(_Event):
     reason: str
 
 
+@register("sandbox.speech.requested", example={"text": "I have a question about billing.",
+                                              "voice": "en-US-Neural2-D"})
+class SandboxSpeechRequested(_Event):
+    """The sandbox carrier asks the TTS service to render a line its scripted callee says."""
+
+    text: str
+    voice: str = "en-US-Neural2-D"
+
+
+@register("sandbox.speech.rendered", example={"audio_ref": "sha256:ef56.wav", "duration_ms": 2100,
+                                             "voice": "en-US-Neural2-D", "cache_hit": True})
+class SandboxSpeechRendered(_Event):
+    """A scripted callee's line was rendered and stored (content-addressed, cached like prompts)."""
+
+    audio_ref: str
+    duration_ms: int
+    voice: str | None = None
+    cache_hit: bool = False
+
+
+@register("sandbox.speech.failed", example={"reason": "unknown voice"})
+class SandboxSpeechFailed(_Event):
+    """A scripted callee's line could not be rendered; the callee stays silent."""
+
+    reason: str
+
+
 @register("play.requested", example={"audio_ref": "sha256:ab12.wav", "barge_in": True, "step": "main"})
 class PlayRequested(_Event):
     """Instruction to the gateway: play audio to the callee."""
@@ -301,6 +328,24 @@ class GatherTimeout(_Event):
 
     digits: str = ""
     step: str | None = None
+
+
+@register("speech.recognized", example={"gather_id": "7d1f0b7e-3c3a-5d43-9a51-2f3e8a1c0d42", "step": "menu",
+                                       "text": "I have a question about billing.", "confidence": 0.87,
+                                       "matched_hint": "billing", "language": "en", "offset_ms": 4200,
+                                       "duration_ms": 3100})
+class SpeechRecognized(_Event):
+    """The callee's utterance in a speech gather, endpointed and recognised by the transcription service."""
+
+    gather_id: str = Field(description="id of the gather.requested event this answers")
+    step: str | None = None
+    text: str = ""
+    confidence: float = Field(0.0, ge=0, le=1)
+    matched_hint: str | None = Field(None, description="the gather's hint closest to the text, if close enough")
+    error: str | None = Field(None, description="set when recognition failed (text is then empty)")
+    language: str | None = None
+    offset_ms: int = Field(0, description="where the utterance starts in the call's audio stream")
+    duration_ms: int = 0
 
 
 @register("record.requested", example={"channels": "dual"})

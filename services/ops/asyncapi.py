@@ -61,7 +61,8 @@ DLQ_PAYLOAD = {
 
 AUDIO_PAYLOAD = {
     "type": "string", "format": "binary",
-    "description": "A chunk of live call audio for real-time transcription (8 kHz telephone audio).",
+    "description": "A chunk of live call audio for real-time transcription and speech gather "
+                   "(8 kHz telephone audio).",
 }
 
 
@@ -72,13 +73,20 @@ def document() -> dict[str, Any]:
     messages["DeadLetter"] = {"name": "DeadLetter", "contentType": "application/json", "payload": DLQ_PAYLOAD}
     messages["AudioChunk"] = {
         "name": "AudioChunk", "contentType": "application/octet-stream", "payload": AUDIO_PAYLOAD,
-        "summary": "200 ms of the callee's audio: raw 8 kHz s16le mono PCM (services/telephony/streaming.py)",
+        "summary": "Up to 200 ms of the callee's audio: raw 8 kHz s16le mono PCM (services/telephony/streaming.py)",
         "headers": {"type": "object", "properties": {
             "account_id": {"type": "string"},
             "channel": {"type": "string", "enum": ["callee"]},
-            "seq": {"type": "string", "description": "chunk number in the call, from 0"},
-            "offset_ms": {"type": "string", "description": "call time of the chunk's first sample"},
-            "final": {"type": "string", "enum": ["0", "1"], "description": "1 on the call's last chunk"}}}}
+            "seq": {"type": "string", "description": "chunk number in the call's stream, from 0"},
+            "offset_ms": {"type": "string", "description": "stream time of the chunk's first sample (counts "
+                                                          "audio that was not streamed)"},
+            "final": {"type": "string", "enum": ["0", "1"], "description": "1 on the call's last chunk"},
+            "purpose": {"type": "string", "description": "why it is streamed, space-separated: 'transcribe' "
+                                                        "(live transcription) and/or 'gather' (a speech gather "
+                                                        "is open); consumers skip chunks not meant for them"},
+            "gather": {"type": "string", "description": "while a speech gather is open: JSON {id, step, hints, "
+                                                       "language}, id = the gather.requested event's id; "
+                                                       "answered by a speech.recognized event"}}}}
 
     def refs(mts: list[Any]) -> dict[str, Any]:
         return {_msg_name(mt.name): {"$ref": f"#/components/messages/{_msg_name(mt.name)}"} for mt in mts}
@@ -92,7 +100,8 @@ def document() -> dict[str, Any]:
                    "description": "The event log, key = call_id, retained forever: the source of truth."},
         "mediaAudio": {"address": "voice.media.audio",
                        "messages": {"AudioChunk": {"$ref": "#/components/messages/AudioChunk"}},
-                       "description": "Live audio chunks for real-time transcription, key = call_id."},
+                       "description": "Live audio chunks for real-time transcription and speech gather, "
+                                      "key = call_id."},
         "dlq": {"address": "voice.dlq", "messages": {"DeadLetter": {"$ref": "#/components/messages/DeadLetter"}},
                 "description": "Commands and events that failed validation, with the reason; never silently dropped."},
     }

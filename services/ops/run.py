@@ -16,6 +16,7 @@ ALL_SERVICES = [
     Service("recording", "services.recording.worker"),
     Service("transcription", "services.transcription.worker"),
     Service("live-stt", "services.transcription.live"),
+    Service("speech-gather", "services.transcription.speech_gather"),
     Service("webhooks", "services.webhooks"),
     Service("projector", "services.projector.service"),
 ]

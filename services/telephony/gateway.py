@@ -4,6 +4,12 @@ Consumes voice.call.events (its own group), drives a carrier session per call an
 reports every outcome back as an event. A dial is recorded in Postgres before it is
 placed (so a redelivered dial.requested never dials twice) with a lease the gateway
 renews; calls whose gateway died are ended as failed by any other gateway's reaper.
+
+It runs no speech engine. A speech gather streams the callee's audio on
+voice.media.audio (purpose "gather", see streaming.py) and completes on the
+`speech.recognized` the transcription service answers with; a sandbox callee's lines
+are rendered by the TTS service (`sandbox.speech.requested` -> `.rendered`). Both
+answers come back on voice.call.events, keyed by the call, so to this gateway.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from events import DecodeError, Envelope, decode, derive_id, topics
+from events import DecodeError, Envelope, decode, derive_id, new_envelope, topics
 from events.envelope import utc_now
 from services.common import db
 from services.common.kafka import make_consumer, make_producer, publish_many
@@ -24,15 +30,17 @@ from services.common.logging import configure
 from services.common.service import serve
 from services.telephony.carrier import Answered, CallSession, Carrier, DialRequest, DtmfReceived, Ended, Ringing
 from services.telephony.gather import Collector
-from services.lib.speech import Endpointer, best_hint
+from services.lib.speech import Endpointer
 from services.telephony.streaming import AudioStreamer
 
 log = configure("telephony")
 SCOPE = os.environ.get("CANARY_TOPIC_PREFIX", "")
 LEASE_S = float(os.environ.get("CANARY_GATEWAY_LEASE_S", "15"))
 STALE_DIAL_S = 60
-SPEECH_RECOGNITION_S = 20  # whisper time allowed after an utterance ends
+SPEECH_RECOGNITION_S = 20  # time allowed for the recognition result after an utterance ends
+SANDBOX_RENDER_S = 30  # a scripted callee's line not rendered by then is not said
 INSTRUCTIONS = {"dial.requested", "play.requested", "gather.requested", "record.requested", "hangup.requested"}
+ANSWERS = {"speech.recognized", "sandbox.speech.rendered", "sandbox.speech.failed"}  # to this gateway's requests
 
 
 class LiveCall:
@@ -48,8 +56,8 @@ class LiveCall:
         self.playing = False
         self.early_digits = ""  # keys pressed before the next gather started (type-ahead)
         self.collector: Collector | None = None
-        self.endpointer: Endpointer | None = None
-        self.streamer: AudioStreamer | None = None  # live audio for real-time transcription
+        self.endpointer: Endpointer | None = None  # speech activity: holds the gather timer while the caller speaks
+        self.streamer: AudioStreamer | None = None  # the callee's audio on voice.media.audio (transcribe / gather)
         self.gather_cause: Envelope | None = None
         self.recording: Envelope | None = None
         self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._work())]
@@ -89,10 +97,17 @@ class LiveCall:
         if self.playing and self.barge_in:
             self.session.stop_playback()
 
+    def _stream(self) -> AudioStreamer:
+        if self.streamer is None:
+            self.streamer = AudioStreamer(self.gw.producer, self.dial.call_id, self.dial.account_id)
+        return self.streamer
+
     async def _finish_gather(self, speech: dict | None = None) -> None:
         c, cause = self.collector, self.gather_cause
         self.collector = None
         self.endpointer = None
+        if self.streamer is not None:
+            self.streamer.close_gather()
         if c is None or cause is None:
             return
         step = cause.data.get("step")
@@ -123,33 +138,32 @@ class LiveCall:
             self._on_speech_frame(self.endpointer, frame)
 
     def _on_speech_frame(self, ep: Endpointer, frame: bytes) -> None:
+        # Recognition is the transcription service's (it endpoints the same frames); this
+        # only tells when the caller speaks, for the gather timer and the stream.
         r = ep.feed(frame)
         if r == "started":
             # Speaking counts as input: no first-input timeout while an utterance lasts.
             self.collector.extend(asyncio.get_running_loop().time() + ep.max_ms / 1000 + SPEECH_RECOGNITION_S)
         elif r == "ended":
             self.endpointer = None
-            self.tasks.append(asyncio.create_task(self._recognize(ep)))
+            if self.streamer is not None:
+                self.streamer.flush()  # the utterance's last frames go now, not with the next full chunk
 
-    async def _recognize(self, ep: Endpointer) -> None:
-        from services.transcription.engine import transcribe
-
-        d = self.gather_cause.data if self.gather_cause else {}
-        try:
-            t = await transcribe(ep.audio(), language=d.get("language"))
-            speech = {"text": t.text.strip(), "confidence": round(t.confidence, 3)}
-        except Exception as exc:
-            log.error("speech recognition failed", call_id=self.dial.call_id, error=str(exc))
-            speech = {"text": "", "confidence": 0.0, "error": "recognition failed"}
-        hint = best_hint(speech["text"], d.get("hints"))
-        if hint is not None:
-            speech["matched_hint"] = hint
-        if self.collector is not None and self.gather_cause is not None and \
-                self.gather_cause.data.get("step") == d.get("step"):  # DTMF may have completed it meanwhile
-            await self._finish_gather(speech=speech)
+    async def on_recognized(self, env: Envelope) -> None:
+        """`speech.recognized` for this call: completes the open speech gather it answers."""
+        d = env.data
+        if self.collector is None or self.gather_cause is None or d.get("gather_id") != self.gather_cause.id:
+            return  # DTMF or the timer ended that gather meanwhile, or a redelivered result
+        speech = {"text": d.get("text", ""), "confidence": d.get("confidence", 0.0)}
+        if d.get("error"):
+            speech["error"] = d["error"]
+        if d.get("matched_hint") is not None:
+            speech["matched_hint"] = d["matched_hint"]
+        await self._finish_gather(speech=speech)
 
     async def _on_ended(self, ev: Ended) -> None:
         self.ended = True
+        self.endpointer = None
         if self.streamer is not None:
             self.streamer.close()
         out = []
@@ -196,8 +210,8 @@ class LiveCall:
         elif t == "record.requested":
             self.recording = env
             self.session.start_recording()
-            if env.data.get("transcribe") and self.streamer is None:
-                self.streamer = AudioStreamer(self.gw.producer, env.call_id, env.account_id)
+            if env.data.get("transcribe"):
+                self._stream().start_transcribe()
         elif t == "play.requested":
             pcm = await self.gw.load_audio(env.data["audio_ref"])
             self.barge_in, self.playing = bool(env.data.get("barge_in", True)), True
@@ -220,6 +234,9 @@ class LiveCall:
                     return
             if "speech" in (d.get("type") or ""):
                 self.endpointer = Endpointer()
+                # The transcription service recognises the utterance from the stream.
+                self._stream().open_gather(env.id, step=d.get("step"), hints=d.get("hints"),
+                                           language=d.get("language"))
             self.tasks.append(asyncio.create_task(self._gather_timer()))
 
     def close(self) -> None:
@@ -238,6 +255,7 @@ class Gateway:
         self.stopping = asyncio.Event()
         self._carriers = carriers
         self._audio_cache: dict[str, bytes] = {}
+        self._renders: dict[str, asyncio.Future[Envelope]] = {}  # sandbox.speech.requested id -> its answer
         self._commit: asyncio.Future | None = None
 
     async def start(self) -> None:
@@ -276,13 +294,28 @@ class Gateway:
             " ORDER BY account_id DESC LIMIT 1", number, account_id)
         return row["script"] if row else None
 
-    async def _speak(self, text: str, voice: str) -> bytes:
-        from services.tts.render import Renderer
-
-        if not hasattr(self, "_renderer"):
-            self._renderer = Renderer()
-        res = await self._renderer.render({"text": text, "voice": voice})
-        return await self.load_audio(res.audio_ref)
+    async def _speak(self, req: DialRequest, text: str, voice: str) -> bytes:
+        """A scripted callee's line as 8 kHz PCM, rendered by the TTS service (b"" if it cannot be)."""
+        data = {"text": text, "voice": voice}
+        call = self.calls.get(req.call_id)
+        if call is not None:
+            env = call._event("sandbox.speech.requested", data)
+        else:  # not possible today (calls are registered before they answer), but harmless
+            env = new_envelope("sandbox.speech.requested", req.call_id, req.account_id, data,
+                               id=derive_id(f"{req.call_id}/callee", text))
+        fut = self._renders[env.id] = asyncio.get_running_loop().create_future()
+        try:
+            await publish_many(self.producer, topics.EVENTS, [env])
+            answer = await asyncio.wait_for(fut, SANDBOX_RENDER_S)
+        except Exception as exc:
+            log.warning("sandbox callee line not rendered", call_id=req.call_id, error=str(exc) or type(exc).__name__)
+            return b""
+        finally:
+            self._renders.pop(env.id, None)
+        if answer.type != "sandbox.speech.rendered":
+            log.warning("sandbox callee line not rendered", call_id=req.call_id, reason=answer.data.get("reason"))
+            return b""
+        return await self.load_audio(answer.data["audio_ref"])
 
     async def load_audio(self, ref: str) -> bytes:
         """8 kHz PCM of a stored prompt. Refs are content hashes, so caching is always safe."""
@@ -311,7 +344,7 @@ class Gateway:
     async def run_once(self, timeout_ms: int = 200) -> int:
         batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=500)
         envs = [e for msgs in batches.values() for m in msgs
-                if not isinstance(e := decode(m.value), DecodeError) and e.type in INSTRUCTIONS]
+                if not isinstance(e := decode(m.value), DecodeError) and (e.type in INSTRUCTIONS or e.type in ANSWERS)]
         # Dials of a batch go out concurrently (each waits on Postgres and the carrier);
         # a call's later instructions always follow its dial in the log, so running the
         # dials first keeps every call's own order.
@@ -331,11 +364,25 @@ class Gateway:
         if env.type == "dial.requested":
             await self._dial(env)
             return
+        if env.type in ANSWERS:
+            await self._answer(env)
+            return
         call = self.calls.get(env.call_id)
         if call is None:
             log.info("instruction for a call not on this gateway", call_id=env.call_id, type=env.type)
             return
         await call.inbox.put(env)
+
+    async def _answer(self, env: Envelope) -> None:
+        """A service's answer to something this gateway asked (not an instruction: no inbox)."""
+        if env.type == "speech.recognized":
+            call = self.calls.get(env.call_id)
+            if call is not None:
+                await call.on_recognized(env)
+            return
+        fut = self._renders.get(env.causation_id or "")
+        if fut is not None and not fut.done():
+            fut.set_result(env)
 
     async def _dial(self, env: Envelope) -> None:
         # A dial instruction found late (a new consumer group reading old history) is not

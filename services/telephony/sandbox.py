@@ -9,6 +9,8 @@ Magic numbers (documented in docs/sandbox.md):
   +15005550004 answers then hangs up at once.
 Any other number answers after a short ring, hears the whole script and stays on
 the line until we hang up — unless a scripted callee is attached to the number.
+What a scripted callee says is rendered by `speak(request, text, voice)` (the gateway
+asks the TTS service); the render starts on answer, so the line is ready when due.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class SandboxSession:
     """One sandbox call leg. A frame clock moves our audio and the callee's in lockstep."""
 
     def __init__(self, req: DialRequest, script: CalleeScript | None, speed: float,
-                 speak: Callable[[str, str], Awaitable[bytes]] | None, clock: "FrameClock"):
+                 speak: Callable[[DialRequest, str, str], Awaitable[bytes]] | None, clock: "FrameClock"):
         self.call_id = req.call_id
         self.req = req
         self.events: asyncio.Queue[CarrierEvent] = asyncio.Queue(maxsize=1000)
@@ -109,14 +111,18 @@ class SandboxSession:
     async def _act(self, s: CalleeScript) -> None:
         if s.hangup_after is not None:
             self._tasks.append(asyncio.create_task(self._hangup_later(s.hangup_after)))
+        line = None
+        if s.say and self._speak is not None:
+            line = asyncio.create_task(self._speak(self.req, s.say, s.say_voice))  # rendered while we wait
+            self._tasks.append(line)
         await self._sleep(s.after)
         for digit in s.press:
             if self._ended:
                 return
             self._emit(DtmfReceived(digit, duration_ms=100, method="sandbox"))
             await self._sleep(DTMF_GAP_S)
-        if s.say and self._speak is not None:
-            pcm = await self._speak(s.say, s.say_voice)
+        if line is not None:
+            pcm = await line
             self._callee_audio.extend(_frames(pcm))
 
     async def _hangup_later(self, seconds: float) -> None:
@@ -224,7 +230,7 @@ class SandboxCarrier:
 
     def __init__(self, speed: float = 1.0,
                  callee_lookup: Callable[[str, str], Awaitable[dict | None]] | None = None,
-                 speak: Callable[[str, str], Awaitable[bytes]] | None = None):
+                 speak: Callable[[DialRequest, str, str], Awaitable[bytes]] | None = None):
         self.speed = speed
         self.clock = FrameClock(speed)
         self._lookup = callee_lookup

@@ -2,8 +2,10 @@
 
 The gateway streams the callee's audio of calls with record + transcribe as 200 ms
 chunks (key = call_id; headers account_id, channel, seq, offset_ms, final="1" on the
-last chunk; see ``services/telephony/streaming.py``). This worker keeps a small state
-per live call and channel:
+last chunk, purpose; see ``services/telephony/streaming.py``). Chunks whose ``purpose``
+lacks ``transcribe`` (streamed only for a speech gather, which
+``services/transcription/speech_gather.py`` recognises) are skipped. This worker keeps
+a small state per live call and channel:
 
 - the chunks are cut into 20 ms frames and fed to the gather endpointer
   (``services.lib.speech.Endpointer``, an energy VAD counted in frames, so an
@@ -247,8 +249,8 @@ class LiveTranscription:
         self.calls: OrderedDict[tuple[str, str], CallStream] = OrderedDict()  # LRU by activity
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=self.cfg.queue_size)
         self.log = log
-        self.stats = {"chunks": 0, "skipped": 0, "stale_chunks": 0, "emitted": 0, "dropped_partials": 0,
-                      "stale_partials": 0, "dropped_finals": 0, "evicted": 0, "failed": 0}
+        self.stats = {"chunks": 0, "skipped": 0, "other_purpose": 0, "stale_chunks": 0, "emitted": 0,
+                      "dropped_partials": 0, "stale_partials": 0, "dropped_finals": 0, "evicted": 0, "failed": 0}
 
     @property
     def transcriber(self) -> Any:
@@ -268,6 +270,10 @@ class LiveTranscription:
         account_id = _header(headers, "account_id")
         if not call_id or not account_id:
             self.stats["skipped"] += 1
+            return []
+        purpose = _header(headers, "purpose")
+        if purpose is not None and "transcribe" not in purpose.split():
+            self.stats["other_purpose"] += 1  # streamed for a speech gather only: not ours
             return []
         if timestamp_ms and self.cfg.max_lag_s > 0 and time.time() * 1000 - timestamp_ms > self.cfg.max_lag_s * 1000:
             self.stats["stale_chunks"] += 1

@@ -1,5 +1,8 @@
-"""TTS worker: ``tts.requested`` -> ``tts.rendered`` | ``tts.failed`` and
-``audio.requested`` -> ``audio.fetched`` | ``audio.failed``.
+"""TTS worker: ``tts.requested`` -> ``tts.rendered`` | ``tts.failed``,
+``audio.requested`` -> ``audio.fetched`` | ``audio.failed`` and, for the sandbox
+carrier's scripted callees, ``sandbox.speech.requested`` -> ``sandbox.speech.rendered``
+| ``sandbox.speech.failed`` (same renderer, same content-addressed cache: the gateway
+runs no TTS engine).
 
 Run: ``python -m services.tts.worker`` (consumer group ``tts``).
 """
@@ -28,19 +31,23 @@ class TtsHandler:
     async def __call__(self, env: Envelope) -> list[Envelope]:
         if env.type == "tts.requested":
             return [await self._tts(env)]
+        if env.type == "sandbox.speech.requested":
+            return [await self._tts(env, "sandbox.speech")]
         if env.type == "audio.requested":
             return [await self._audio(env)]
         return []
 
-    async def _tts(self, env: Envelope) -> Envelope:
+    async def _tts(self, env: Envelope, kind: str = "tts") -> Envelope:
+        """Render; answers ``<kind>.rendered`` or ``<kind>.failed``."""
         tts = {k: env.data[k] for k in ("text", "voice", "speed", "pitch") if k in env.data}
         try:
             res = await self.renderer.render(tts)
         except TtsRequestError as exc:
-            return env.caused("tts.failed", carry_step(env, {"reason": str(exc), "errors": exc.errors}))
+            return env.caused(f"{kind}.failed", carry_step(env, {"reason": str(exc), "errors": exc.errors}))
         except Exception as exc:
-            return env.caused("tts.failed", carry_step(env, {"reason": f"render error: {type(exc).__name__}: {exc}"}))
-        return env.caused("tts.rendered", carry_step(env, res.to_dict()))
+            return env.caused(f"{kind}.failed",
+                              carry_step(env, {"reason": f"render error: {type(exc).__name__}: {exc}"}))
+        return env.caused(f"{kind}.rendered", carry_step(env, res.to_dict()))
 
     async def _audio(self, env: Envelope) -> Envelope:
         url = env.data.get("url")

@@ -18,6 +18,7 @@ from tests.conftest import service_env, spawn
 
 CORE = ["services.orchestrator.service", "services.telephony.gateway", "services.tts.worker",
         "services.projector.service", "services.webhooks"]
+SPEECH = "services.transcription.speech_gather"  # recognises speech gathers (the gateway runs no whisper)
 
 
 class VoiceStack:
@@ -117,7 +118,7 @@ async def _voice_stack(request, stack, tmp_path_factory, modules, speed=4.0):
 
 @pytest.fixture(scope="module")
 async def voice(request, stack, tmp_path_factory):
-    async for vs in _voice_stack(request, stack, tmp_path_factory, CORE):
+    async for vs in _voice_stack(request, stack, tmp_path_factory, CORE + [SPEECH]):
         yield vs
 
 

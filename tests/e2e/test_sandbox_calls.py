@@ -126,7 +126,19 @@ async def test_invalid_inline_flow_is_rejected(voice, kprod):
 
 async def test_speech_gather_transcribes_the_callee_and_matches_a_hint(voice, kprod):
     await voice.db.execute(
+SPEECH_LIBS = ("/ctranslate2", "/faster_whisper", "/onnxruntime", "/piper")  # whisper, Piper and their runtimes
+
+
+def _speech_libs(pid: int) -> set[str]:
+    """The speech engines' native libraries mapped into process `pid` (importing them maps them)."""
+    with open(f"/proc/{pid}/maps") as f:
+        return {lib for line in f for lib in SPEECH_LIBS if lib in line}
+
+
         "INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)",
+    """The callee's line is rendered by the TTS service, the gateway streams the gather's
+    audio, the transcription service recognises it, and the gateway completes the gather;
+    the gateway process never loads whisper or Piper."""
         "+15557770003", voice.account, '{"ring": 0.5, "after": 4.0, "say": "I have a question about billing."}')
     cid = await voice.place(kprod, to="+15557770003", tts={"text": "Which department?"},
                             gather={"type": "speech", "timeout": 15, "hints": ["sales", "support", "billing"]})
@@ -140,7 +152,44 @@ async def test_speech_gather_transcribes_the_callee_and_matches_a_hint(voice, kp
 
 async def test_flow_webhook_step_asks_the_app_what_to_say(voice, kprod):
     """A `webhook` step POSTs (signed) to the app; the steps it answers with are run next."""
+    assert set(speech) == {"text", "confidence", "matched_hint"}  # the public payload, as before
     from aiohttp import web
+    evs = voice.events[cid]
+    asked = next(e for e in evs if e.type == "gather.requested")
+    (heard,) = [e for e in evs if e.type == "speech.recognized"]
+    assert heard.data["gather_id"] == asked.id and heard.causation_id == asked.id and g.causation_id == asked.id
+    assert (heard.data["text"], heard.data["confidence"], heard.data["matched_hint"]) == \
+        (speech["text"], speech["confidence"], "billing")
+    line = next(e for e in evs if e.type == "sandbox.speech.requested")
+    assert line.data["text"] == "I have a question about billing."
+    rendered = next(e for e in evs if e.type == "sandbox.speech.rendered")
+    assert rendered.causation_id == line.id and rendered.data["audio_ref"].startswith("sha256:")
+    # From the processes themselves: the gateway has no speech engine mapped; the workers
+    # that run them do (so the check does see them).
+    assert _speech_libs(voice.procs["services.telephony.gateway"].pid) == set()
+    assert "/ctranslate2" in _speech_libs(voice.procs["services.transcription.speech_gather"].pid)
+
+
+async def test_a_sandbox_callee_line_is_rendered_by_the_tts_service_and_cached(voice, kprod):
+    """A new line is rendered by Piper in the TTS service (never in the gateway); the same
+    line again is a cache hit (content-addressed, like prompts)."""
+    import json
+    import random
+
+    said = f"Checking the cache, number {random.randrange(10**6)}."  # new to the cache: Piper must run
+    await voice.db.execute(
+        "INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)",
+        "+15557770004", voice.account, json.dumps({"ring": 0.3, "after": 0.5, "say": said}))
+    renders = []
+    for _ in range(2):
+        cid = await voice.place(kprod, to="+15557770004", tts={"text": "Hello."})
+        renders.append((await voice.wait(cid, "sandbox.speech.rendered", timeout=60)).data)
+        assert (await voice.wait(cid, "terminal")).type == "call.completed"
+    assert renders[0]["audio_ref"] == renders[1]["audio_ref"]
+    assert (renders[0]["cache_hit"], renders[1]["cache_hit"]) == (False, True)
+    assert renders[0]["duration_ms"] > 1000
+    assert "/onnxruntime" in _speech_libs(voice.procs["services.tts.worker"].pid)  # Piper ran there...
+    assert _speech_libs(voice.procs["services.telephony.gateway"].pid) == set()  # ...not here
 
     from services.common import signing
 

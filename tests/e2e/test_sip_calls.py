@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from services.lib import trunks
-from tests.e2e.conftest import CORE, _voice_stack
+from tests.e2e.conftest import CORE, SPEECH, _voice_stack
 from tests.interop.sip.conftest import SCENARIOS, rtp_listener, sipp, write_dtmf_pcap  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.e2e
@@ -18,7 +18,7 @@ async def voice(request, stack, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CANARY_SIP_PORT", "0")  # the gateway's SIP socket on a free port
         mp.setenv("CANARY_SIP_BIND", "127.0.0.1")
-        async for vs in _voice_stack(request, stack, tmp_path_factory, CORE):
+        async for vs in _voice_stack(request, stack, tmp_path_factory, CORE + [SPEECH]):
             yield vs
 
 
@@ -99,3 +99,45 @@ async def test_caller_id_refused_by_trunk_rules_fails_the_call(voice, kprod):
     end = await voice.wait(cid, "terminal", timeout=30)
     assert end.type == "call.failed" and "is not allowed" in end.data["reason"], end
     assert "call.ringing" not in voice.types(cid)
+
+
+def write_speech_pcap(path, text: str, *, lead_ms: int = 500, tail_ms: int = 1500) -> None:
+    """A libpcap file of PCMU RTP (20 ms packets) saying `text` (Piper, here in the test),
+    between stretches of silence, for SIPp's play_pcap_audio."""
+    import struct
+
+    from services.common import audio
+    from services.telephony.sip.rtp import RtpPacket
+    from services.tts.render import Renderer
+    from tests.interop.sip.conftest import _frame
+
+    r = Renderer()
+    pcm, _, _ = audio.read_wav(r.store.get(r.render_sync({"text": text, "voice": "en-US-Neural2-D"}).audio_ref))
+    ulaw = audio.ulaw_encode(audio.silence(lead_ms) + pcm + audio.silence(tail_ms))
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for i in range(0, len(ulaw) - 159, 160):
+        rtp = RtpPacket(0, 2000 + i // 160, 80000 + i, 0xBEEF, ulaw[i:i + 160], i == 0).pack()
+        out.append(_frame(1.0 + i / 8000, rtp, 4000, 4002))
+    path.write_bytes(b"".join(out))
+
+
+async def test_speech_gather_over_sip(voice, kprod, sipp, tmp_path):
+    """The callee speaks over RTP; the gateway streams the gather's audio, the transcription
+    service recognises it, and the gather completes with the matched hint."""
+    write_speech_pcap(tmp_path / "speech.pcap", "I would like to talk to support.")
+    # Speak once our prompt has played and the gather is open (as the DTMF test does).
+    scenario = tmp_path / "uas_speech.xml"
+    xml = (SCENARIOS / "uas_dtmf.xml").read_text().replace("dtmf.pcap", "speech.pcap")
+    scenario.write_text(xml.replace("  <nop>", '  <pause milliseconds="5000"/>\n  <nop>', 1))
+    uas = sipp(str(scenario))
+    await trunk_to(voice, uas)
+    cid = await voice.place(kprod, carrier="sip", tts={"text": "Which department?"},
+                            gather={"type": "speech", "timeout": 15, "hints": ["sales", "support", "billing"]})
+    g = await voice.wait(cid, "gather.completed", timeout=60)
+    speech = g.data["speech"]
+    assert speech["matched_hint"] == "support", speech
+    assert "support" in speech["text"].lower() and 0 < speech["confidence"] <= 1
+    heard = next(e for e in voice.events[cid] if e.type == "speech.recognized")
+    assert heard.data["gather_id"] == g.causation_id
+    assert (await voice.wait(cid, "terminal")).type == "call.completed"
+    assert uas.wait() == 0, uas.errors()

@@ -76,6 +76,23 @@ async def test_tts_failed_for_bad_request(store):
 
 
 @pytest.mark.asyncio
+async def test_sandbox_callee_line_rendered_with_the_prompt_cache(store):
+    """A scripted callee's line is a render like a prompt (same cache), answered with its own types."""
+    engine = ToneEngine()
+    h = TtsHandler(Renderer(store, {"piper": engine, "espeak": engine}))
+    prompt = new_envelope("tts.requested", "call_1", "acct_1", {"text": "abcd", "voice": "en-US-Neural2-D"})
+    (p,) = await h(prompt)
+    line = new_envelope("sandbox.speech.requested", "call_2", "acct_1", {"text": "abcd", "voice": "en-US-Neural2-D"})
+    (out,) = await h(line)
+    assert out.type == "sandbox.speech.rendered" and out.causation_id == line.id and out.call_id == "call_2"
+    assert out.data["audio_ref"] == p.data["audio_ref"] and out.data["cache_hit"] is True and engine.calls == 1
+    _valid(out)
+    (bad,) = await h(new_envelope("sandbox.speech.requested", "call_2", "acct_1", {"text": "hi", "voice": "nope"}))
+    assert bad.type == "sandbox.speech.failed" and "unknown voice" in bad.data["reason"]
+    _valid(bad)
+
+
+@pytest.mark.asyncio
 async def test_audio_failed_for_private_url(store, monkeypatch):
     monkeypatch.delenv("CANARY_ALLOW_PRIVATE_URLS", raising=False)
     h = TtsHandler(Renderer(store, {}))
