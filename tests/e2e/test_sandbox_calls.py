@@ -124,8 +124,6 @@ async def test_invalid_inline_flow_is_rejected(voice, kprod):
     assert any(e["field"].startswith("flow.steps.a") for e in rej.data["errors"]), rej.data
 
 
-async def test_speech_gather_transcribes_the_callee_and_matches_a_hint(voice, kprod):
-    await voice.db.execute(
 SPEECH_LIBS = ("/ctranslate2", "/faster_whisper", "/onnxruntime", "/piper")  # whisper, Piper and their runtimes
 
 
@@ -135,10 +133,12 @@ def _speech_libs(pid: int) -> set[str]:
         return {lib for line in f for lib in SPEECH_LIBS if lib in line}
 
 
-        "INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)",
+async def test_speech_gather_transcribes_the_callee_and_matches_a_hint(voice, kprod):
     """The callee's line is rendered by the TTS service, the gateway streams the gather's
     audio, the transcription service recognises it, and the gateway completes the gather;
     the gateway process never loads whisper or Piper."""
+    await voice.db.execute(
+        "INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)",
         "+15557770003", voice.account, '{"ring": 0.5, "after": 4.0, "say": "I have a question about billing."}')
     cid = await voice.place(kprod, to="+15557770003", tts={"text": "Which department?"},
                             gather={"type": "speech", "timeout": 15, "hints": ["sales", "support", "billing"]})
@@ -147,13 +147,8 @@ def _speech_libs(pid: int) -> set[str]:
     assert "billing" in speech["text"].lower(), speech
     assert speech["matched_hint"] == "billing"
     assert 0 < speech["confidence"] <= 1
-    assert (await voice.wait(cid, "terminal")).type == "call.completed"
-
-
-async def test_flow_webhook_step_asks_the_app_what_to_say(voice, kprod):
-    """A `webhook` step POSTs (signed) to the app; the steps it answers with are run next."""
     assert set(speech) == {"text", "confidence", "matched_hint"}  # the public payload, as before
-    from aiohttp import web
+    assert (await voice.wait(cid, "terminal")).type == "call.completed"
     evs = voice.events[cid]
     asked = next(e for e in evs if e.type == "gather.requested")
     (heard,) = [e for e in evs if e.type == "speech.recognized"]
@@ -190,6 +185,11 @@ async def test_a_sandbox_callee_line_is_rendered_by_the_tts_service_and_cached(v
     assert renders[0]["duration_ms"] > 1000
     assert "/onnxruntime" in _speech_libs(voice.procs["services.tts.worker"].pid)  # Piper ran there...
     assert _speech_libs(voice.procs["services.telephony.gateway"].pid) == set()  # ...not here
+
+
+async def test_flow_webhook_step_asks_the_app_what_to_say(voice, kprod):
+    """A `webhook` step POSTs (signed) to the app; the steps it answers with are run next."""
+    from aiohttp import web
 
     from services.common import signing
 
