@@ -57,7 +57,9 @@ def decide(state: CallState | None, msg: Envelope, now: datetime, *,
     if route is None or s.ended:
         return Decision(s)  # not an input, or a finished call: late messages are ignored
     if route.flow is not None and s.flow is not None and s.answered and not s.hangup_sent:
-        return Decision(*route.flow(s, msg, now))
+        step = route.flow(s, msg, now)
+        if step is not None:  # None: not the flow's input (e.g. the max-duration timer)
+            return Decision(*step)
     if route.call is None:
         return Decision(s)
     return Decision(*route.call(s, msg, Context(now, pacing_slot, cps, validation_errors, flow_def)))
@@ -234,8 +236,9 @@ FlowHandler = Callable[[CallState, Envelope, datetime], Step]
 class Route:
     """How one input type is decided.
 
-    `flow` takes the input while the call's flow runs (answered, no hangup sent);
-    otherwise `call` (the plain script) does; None ignores it.
+    `flow` takes the input while the call's flow runs (answered, no hangup sent) and
+    may pass it on by returning None; otherwise `call` (the plain script) does; None
+    ignores it.
     """
 
     source: Source

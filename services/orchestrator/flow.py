@@ -171,8 +171,11 @@ def on_webhook_failed(s: CallState, msg: Envelope, now: datetime) -> Step:
     return _feed(s, fe.WebhookFailed(reason=msg.data.get("reason", ""), step=msg.data.get("step")), msg, now)
 
 
-def on_timer(s: CallState, msg: Envelope, now: datetime) -> Step:
-    """A pause step's timer: the pause is over. Other timers are ignored while a flow runs."""
-    if msg.data.get("timer") == "flow_pause" and msg.data.get("token") == s.flow.tag:
-        return _feed(s, fe.PromptFinished(step=s.flow.engine_state.step), msg, now)
-    return s, _NOTHING
+def on_timer(s: CallState, msg: Envelope, now: datetime) -> Step | None:
+    """A pause step's timer: the pause is over. Other timers (the call's maximum
+    duration) are the call script's: None passes them on."""
+    if msg.data.get("timer") == "flow_pause":
+        if msg.data.get("token") == s.flow.tag:
+            return _feed(s, fe.PromptFinished(step=s.flow.engine_state.step), msg, now)
+        return s, _NOTHING  # a stale pause timer
+    return None

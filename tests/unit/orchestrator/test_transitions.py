@@ -446,3 +446,11 @@ def test_flow_inputs_after_the_flow_hung_up_go_to_the_script_and_are_ignored():
     c(msg("HangupCall"))
     ignored(c, msg("gather.completed", digits="1", step="menu"))
     ignored(c, msg("flow.webhook.failed", step="menu"))
+
+
+def test_a_flow_call_is_still_hung_up_at_the_maximum_duration():
+    c = flow_call()
+    d = c(msg("timer.fired", timer="max_duration"))
+    assert d.state.hangup_sent and types(d) == ["hangup.requested"]
+    assert d.events[0].data == {"reason": "maximum call duration"}
+    ignored(c, msg("timer.fired", timer="flow_pause", token="stale#0"))
