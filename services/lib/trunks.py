@@ -7,6 +7,14 @@ library only: HMAC-SHA256 in counter mode as the keystream, HMAC-SHA256 tag) wit
 derived from ``CANARY_TRUNK_SECRET``. Only the gateway unseals them, to answer a
 digest challenge. Nothing here logs or returns a password: views carry ``has_password``.
 
+A trunk host is where our gateway sends SIP (and the digest answer to the trunk's
+password), so it obeys the SSRF rules of customer URLs (services/common/ssrf.py): a
+loopback, private, link-local, CGNAT, multicast or reserved address is refused when the
+trunk is set (IP literals, ``localhost``) and again when a call dials (names, resolved
+then: services/telephony/trunks.py); ``CANARY_ALLOW_PRIVATE_URLS=1`` is the development
+override. A trunk whose host changes needs its password again: a stored password is
+never sent to a host it was not given for.
+
 Every function takes ``db``: an asyncpg Connection or Pool.
 """
 
@@ -15,12 +23,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 import re
 import secrets
+import socket
 from typing import Any
 
 from events.catalog import e164
+from services.common.config import settings
+from services.common.ssrf import is_forbidden_ip, private_urls_allowed
 
 NO_TRUNK = "no SIP trunk configured for this account"
 TRANSPORTS = ("udp",)  # what the SIP carrier speaks today (the table also admits tcp/tls)
@@ -44,13 +54,12 @@ class TrunkError(Exception):
 # --- sealing --------------------------------------------------------------------------
 
 _SEAL_VERSION = b"\x01"
-_DEV_SECRET = "dev-only-change-me"
 
 
 def _keys(secret: str | None = None) -> tuple[bytes, bytes, bytes]:
     """(encryption key, MAC key, 4-byte key id) derived from the service secret."""
-    root = hashlib.sha256(b"canary-trunk-secret\x00" + (secret or os.environ.get(
-        "CANARY_TRUNK_SECRET", _DEV_SECRET)).encode()).digest()
+    root = hashlib.sha256(b"canary-trunk-secret\x00" + (
+        secret or settings().trunk_secret).encode()).digest()
     enc = hmac.new(root, b"enc", hashlib.sha256).digest()
     mac = hmac.new(root, b"mac", hashlib.sha256).digest()
     return enc, mac, hmac.new(root, b"kid", hashlib.sha256).digest()[:4]
@@ -102,6 +111,32 @@ def valid_host(host: Any) -> str:
     if not _HOST_RE.match(host) or host.replace(".", "").isdigit():
         raise TrunkError("invalid_host", f"host {host[:64]!r} is not a hostname or IP address", "host")
     return host.rstrip(".").lower()
+
+
+def check_host_allowed(host: str) -> str:
+    """``host`` (as :func:`valid_host` returns it) if our SSRF rules let us send SIP to it.
+
+    IP literals are judged like a URL's (services/common/ssrf.py), and so are the forms
+    that are IP literals to the resolver without looking like one (``0x7f.1``, ``127.1``);
+    ``localhost`` and ``*.localhost`` are loopback by definition (RFC 6761). Other names
+    are judged at dial time, on what they resolve to then.
+    """
+    if private_urls_allowed():
+        return host
+    try:
+        addr: Any = ipaddress.ip_address(host)
+    except ValueError:
+        addr = None
+        if host == "localhost" or host.endswith(".localhost"):
+            raise TrunkError("host_not_allowed", f"host {host[:64]!r} is a loopback name", "host")
+        try:  # the resolver reads 0x7f.1 or 127.1 as an IPv4 address
+            addr = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return host
+    if is_forbidden_ip(addr):
+        raise TrunkError("host_not_allowed", f"host {host[:64]!r} is not a public address (loopback, private,"
+                         " link-local, shared, multicast or reserved)", "host")
+    return host
 
 
 def valid_port(port: Any) -> int:
@@ -189,8 +224,12 @@ async def set_trunk(db: Any, account_id: str, *, host: Any, port: Any = 5060, tr
                     username: Any = None, password: Any = KEEP, caller_id: Any = None,
                     allowed_from_prefixes: Any = None) -> dict[str, Any]:
     """Create or replace the account's trunk. ``password``: KEEP (default) leaves the stored one,
-    None or '' removes it, a string replaces it. Returns the public view (no password)."""
-    host, port, transport = valid_host(host), valid_port(port), valid_transport(transport)
+    None or '' removes it, a string replaces it. Returns the public view (no password).
+
+    KEEP with a stored password and another host is refused (``password_required``): the
+    password would go to a host it was not given for. The check is part of the upsert, so a
+    concurrent change cannot slip between a read and the write."""
+    host, port, transport = check_host_allowed(valid_host(host)), valid_port(port), valid_transport(transport)
     username = _text(username, "username", 128, quotes=False)
     caller_id, prefixes = valid_caller_id(caller_id), valid_prefixes(allowed_from_prefixes)
     keep = password is KEEP
@@ -205,8 +244,13 @@ async def set_trunk(db: Any, account_id: str, *, host: Any, port: Any = 5060, tr
         " transport = EXCLUDED.transport, username = EXCLUDED.username,"
         " password_sealed = CASE WHEN $9 THEN sip_trunks.password_sealed ELSE EXCLUDED.password_sealed END,"
         " caller_id = EXCLUDED.caller_id, allowed_from_prefixes = EXCLUDED.allowed_from_prefixes,"
-        f" updated_at = now() RETURNING {_COLUMNS}",
+        " updated_at = now()"
+        " WHERE NOT ($9 AND sip_trunks.password_sealed IS NOT NULL AND sip_trunks.host <> EXCLUDED.host)"
+        f" RETURNING {_COLUMNS}",
         account_id, host, port, transport, username, sealed, caller_id, prefixes, keep)
+    if row is None:  # the WHERE above refused the update
+        raise TrunkError("password_required", "the trunk's host changes: give its password again"
+                         " (or remove it)", "password")
     return _view(row)
 
 

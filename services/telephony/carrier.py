@@ -27,6 +27,9 @@ class TrunkConfig:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     caller_id: str | None = None  # overrides `from` when the trunk demands a fixed CLI
+    # The vetted IP the SIP goes to (services/telephony/trunks.py resolves ``host`` under the
+    # SSRF rules once per call); None: ``host`` as given. URIs keep ``host``.
+    address: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

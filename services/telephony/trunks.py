@@ -1,12 +1,19 @@
 """Dialling through an account's SIP trunk: the stored trunk (services/lib/trunks.py)
 as the carrier's TrunkConfig, and the caller id its rules allow. Only the gateway
-unseals the password, here, to answer a digest challenge."""
+unseals the password, here, to answer a digest challenge.
+
+The trunk's host is resolved here, once per call, under the SSRF rules of customer URLs
+(services/common/ssrf.py: any loopback, private, link-local ... answer refuses the call;
+CANARY_ALLOW_PRIVATE_URLS=1 allows them in development), and the SIP goes to the vetted
+address, so a name that changes its answer after the trunk was set (DNS rebinding)
+cannot point the gateway, and the trunk password's digest, at our own network."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
+from services.common.ssrf import SsrfError, resolve_checked
 from services.lib.trunks import NO_TRUNK, TrunkError, resolve_caller_id, unseal
 from services.telephony.carrier import DialRequest, TrunkConfig
 
@@ -24,6 +31,16 @@ async def trunk_config(db: Any, account_id: str) -> tuple[TrunkConfig, list[str]
             list(row["allowed_from_prefixes"] or []))
 
 
+async def vetted_address(host: str, port: int) -> str:
+    """The address to send a trunk's SIP to, or TrunkError ``host_not_allowed``."""
+    try:
+        addrs = await resolve_checked(host, port)
+    except SsrfError as exc:
+        raise TrunkError("host_not_allowed", f"SIP trunk refused: {exc}", "host") from None
+    v4 = [a for a in addrs if ":" not in a]  # the SIP socket is IPv4
+    return (v4 or addrs)[0]
+
+
 async def prepare_dial(db: Any, req: DialRequest) -> DialRequest:
     """``req`` with the account's trunk and the caller id its rules allow; TrunkError (message
     fit for call.failed's reason) when there is no trunk or the caller id is refused."""
@@ -32,5 +49,6 @@ async def prepare_dial(db: Any, req: DialRequest) -> DialRequest:
         raise TrunkError("trunk_not_found", NO_TRUNK)
     trunk, prefixes = found
     from_ = resolve_caller_id(req.from_, trunk.caller_id, prefixes)
+    address = await vetted_address(trunk.host, trunk.port)
     # The resolved number goes in `from_`; the carrier's own override is not needed again.
-    return dataclasses.replace(req, from_=from_, trunk=dataclasses.replace(trunk, caller_id=None))
+    return dataclasses.replace(req, from_=from_, trunk=dataclasses.replace(trunk, caller_id=None, address=address))

@@ -18,6 +18,7 @@ async def voice(request, stack, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CANARY_SIP_PORT", "0")  # the gateway's SIP socket on a free port
         mp.setenv("CANARY_SIP_BIND", "127.0.0.1")
+        mp.setenv("CANARY_ALLOW_PRIVATE_URLS", "1")  # the trunk (SIPp) is on loopback
         async for vs in _voice_stack(request, stack, tmp_path_factory, CORE + [SPEECH]):
             yield vs
 

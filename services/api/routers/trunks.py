@@ -1,8 +1,12 @@
 """/v1/voice/trunk: the account's SIP trunk (where its live calls go).
 
     GET    /v1/voice/trunk                     the trunk (password: has_password only)
-    PUT    /v1/voice/trunk                     create or replace it (password write-only; absent = keep)
+    PUT    /v1/voice/trunk                     create or replace it (password write-only; absent = keep,
+                                               unless the host changes: then it must be given again)
     DELETE /v1/voice/trunk
+
+Only live keys (``sk_live_``) may change or remove the trunk: it is where live calls go,
+and a sandbox key must not be able to redirect them (403 ``live_key_required``).
 """
 
 from __future__ import annotations
@@ -31,13 +35,20 @@ _TRUNK_BODY = {"requestBody": {"required": True, "content": {"application/json":
         "transport": {"type": "string", "enum": list(repo.TRANSPORTS), "default": "udp"},
         "username": {"type": ["string", "null"], "description": "digest auth user name"},
         "password": {"type": ["string", "null"], "writeOnly": True,
-                     "description": "digest password; write-only. Absent: keep the stored one; null: remove"},
+                     "description": "digest password; write-only. Absent: keep the stored one (refused with"
+                                    " 422 password_required when the host changes); null: remove"},
         "caller_id": {"type": ["string", "null"],
                       "description": "fixed caller id (E.164); the fallback when allowed_from_prefixes is set"},
         "allowed_from_prefixes": {"type": "array", "items": {"type": "string", "pattern": r"^\+[0-9]{0,15}$"},
                                   "description": "when set, `from` must start with one of these"}}},
     "example": {"host": "sip.example.net", "port": 5060, "username": "acme", "password": "s3cret",
                 "caller_id": "+15559876543"}}}}}
+
+
+def _require_live(account: Account) -> None:
+    if account.mode != "live":
+        raise ApiError(403, "live_key_required", "only a live key (sk_live_...) may change the SIP trunk:"
+                       " it is where the account's live calls go")
 
 
 def _trunk(t: dict[str, Any]) -> dict[str, Any]:
@@ -59,8 +70,9 @@ async def get_trunk(request: Request, account: Annotated[Account, Depends(curren
 
 @router.put("/v1/voice/trunk", response_model=None, openapi_extra=_TRUNK_BODY,
             summary="Create or replace the account's SIP trunk",
-            responses={200: {"description": "the trunk"}, **models.errors(400, 401, 413, 415, 422, 503)})
+            responses={200: {"description": "the trunk"}, **models.errors(400, 401, 403, 413, 415, 422, 503)})
 async def put_trunk(request: Request, account: Annotated[Account, Depends(current_account)]) -> Response:
+    _require_live(account)
     b = await read_object(request, 16 * 1024, TRUNK_FIELDS)
     if b.get("host") is None:
         raise ApiError(422, "missing_field", "host is required", "host")
@@ -76,8 +88,9 @@ async def put_trunk(request: Request, account: Annotated[Account, Depends(curren
 
 
 @router.delete("/v1/voice/trunk", status_code=204, response_model=None, summary="Remove the account's SIP trunk",
-               responses={204: {"description": "removed"}, **models.errors(401, 404, 503)})
+               responses={204: {"description": "removed"}, **models.errors(401, 403, 404, 503)})
 async def delete_trunk(request: Request, account: Annotated[Account, Depends(current_account)]) -> Response:
+    _require_live(account)
     if not await repo.delete_trunk(await request.app.state.runtime.db(), account.id):
         raise ApiError(404, "trunk_not_found", "this account has no SIP trunk")
     return Response(status_code=204)

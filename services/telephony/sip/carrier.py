@@ -84,7 +84,7 @@ class SipCarrier:
             raise ValueError("no SIP trunk configured for this call")
         await self.start()
         assert self.endpoint is not None
-        local_ip = self.local_ip or route_ip(trunk.host, trunk.port)
+        local_ip = self.local_ip or route_ip(trunk.address or trunk.host, trunk.port)
         rtp, rtcp = await bind_rtp_pair(local_ip, self.rtp_port_range)
         call: SipCall | None = None
 

@@ -141,7 +141,7 @@ class CallCore:
         self.user_agent = user_agent
         self.local_ip = local_ip
         self.media_port = media_port
-        self.dest = (trunk.host, trunk.port)
+        self.dest = (trunk.address or trunk.host, trunk.port)
         self.sip_call_id = f"{os.urandom(12).hex()}@{local_ip}"
         self.local_tag = new_tag()
         self.remote_tag: str | None = None

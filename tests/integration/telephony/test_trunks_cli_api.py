@@ -51,14 +51,15 @@ async def test_cli_trunk_lifecycle_never_shows_the_password(account, pg):
     shown = orjson.loads(r.stdout)
     assert shown["has_password"] is True and "password" not in shown and shown["port"] == 5060
 
-    # replacing without a password keeps it; --clear-password removes it
-    assert cli("trunks", "set", "--account", name, "--host", "10.0.0.9", "--port", "5080").returncode == 0
+    # replacing without a password keeps it (same host: a new one needs the password again,
+    # tests/security/test_trunk_changes.py); --clear-password removes it
+    assert cli("trunks", "set", "--account", name, "--host", "sip.example.net", "--port", "5080").returncode == 0
     from services.telephony.trunks import trunk_config
 
     cfg, prefixes = await trunk_config(pg, account["id"])
-    assert (cfg.host, cfg.port, cfg.password, cfg.caller_id, prefixes) == ("10.0.0.9", 5080, PASSWORD, None, [])
+    assert (cfg.host, cfg.port, cfg.password, cfg.caller_id, prefixes) == ("sip.example.net", 5080, PASSWORD, None, [])
     assert PASSWORD not in repr(cfg)
-    r = cli("trunks", "set", "--account", name, "--host", "10.0.0.9", "--clear-password")
+    r = cli("trunks", "set", "--account", name, "--host", "pbx.example.net", "--clear-password")
     assert "has_password:          no" in r.stdout
 
     for bad, msg in ((["--host", "bad host"], "not a hostname"), (["--host", "h", "--port", "70000"], "port"),
@@ -121,19 +122,19 @@ async def test_api_trunk(api, account, pg):
     assert r.status_code == 404 and r.json()["error"]["code"] == "trunk_not_found"
     assert (await api.get("/v1/voice/trunk")).status_code == 401
 
-    body = {"host": "127.0.0.1", "port": 5080, "username": "acme", "password": PASSWORD,
+    body = {"host": "sip.example.net", "port": 5080, "username": "acme", "password": PASSWORD,
             "caller_id": "+15550000000", "allowed_from_prefixes": ["+1555"]}
     r = await api.put("/v1/voice/trunk", headers=h, json=body)
     assert r.status_code == 200, r.text
     t = r.json()
     assert PASSWORD not in r.text and "password" not in t and t["has_password"] is True
     assert (t["host"], t["port"], t["transport"], t["username"], t["caller_id"], t["allowed_from_prefixes"]) == \
-        ("127.0.0.1", 5080, "udp", "acme", "+15550000000", ["+1555"])
+        ("sip.example.net", 5080, "udp", "acme", "+15550000000", ["+1555"])
     r = await api.get("/v1/voice/trunk", headers=h)
     assert r.json() == t | {"updated_at": r.json()["updated_at"]} and PASSWORD not in r.text
 
-    # password absent: kept; null: removed
-    r = await api.put("/v1/voice/trunk", headers=h, json={"host": "pbx.lan"})
+    # password absent: kept (same host); null: removed
+    r = await api.put("/v1/voice/trunk", headers=h, json={"host": "sip.example.net"})
     assert r.json()["has_password"] is True and r.json()["caller_id"] is None and r.json()["port"] == 5060
     r = await api.put("/v1/voice/trunk", headers=h, json={"host": "pbx.lan", "password": None})
     assert r.json()["has_password"] is False

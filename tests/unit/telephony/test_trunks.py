@@ -129,7 +129,8 @@ def _row(**kw):
     return row
 
 
-def test_prepare_dial_applies_trunk_and_rules():
+def test_prepare_dial_applies_trunk_and_rules(monkeypatch):
+    monkeypatch.setenv("CANARY_ALLOW_PRIVATE_URLS", "1")  # a LAN trunk (the guard: tests/security)
     req = DialRequest("call_1", "+15551234567", "+15559876543", account_id="acct_1")
     out = asyncio.run(prepare_dial(FakeDb(_row(caller_id="+15550000000")), req))
     assert out.trunk == TrunkConfig("10.0.0.1", 5070, "udp", "acme", "pw", None)
