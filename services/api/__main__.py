@@ -7,8 +7,6 @@ so every process logs the same way (JSON, redacted, tracebacks without locals).
 
 from __future__ import annotations
 
-import os
-
 import uvicorn
 
 from services.common.config import settings
@@ -26,10 +24,10 @@ def create_app():
 def main() -> None:
     configure("api")
     s = settings()
-    uvicorn.run("services.api.__main__:create_app", factory=True, host=s.api_host, port=s.api_port,
-                workers=int(os.environ.get("CANARY_API_WORKERS", "1")), access_log=False,
+    uvicorn.run("services.api.__main__:create_app", factory=True, host=s.api.host, port=s.api.port,
+                workers=s.api.workers, access_log=False,
                 log_config=uvicorn_log_config(),
-                log_level=os.environ.get("CANARY_API_LOG_LEVEL", "warning"), server_header=False,
+                log_level=s.api.log_level, server_header=False,
                 backlog=2048)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import math
-import os
 import time
 from typing import Any
 
@@ -26,10 +25,6 @@ from services.common.logging import get_logger
 from services.api.errors import ApiError, unavailable
 
 log = get_logger(service="api")
-
-
-def _f(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
 
 
 class TokenBucket:
@@ -62,10 +57,10 @@ class Runtime:
         self.producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
         self._next_kafka_try = 0.0
-        self.send_timeout = _f("CANARY_API_SEND_TIMEOUT", 5.0)
-        self.auth_ttl = _f("CANARY_API_AUTH_TTL", 30.0)
-        self.max_body = int(_f("CANARY_API_MAX_BODY", 128 * 1024))
-        self.burst_factor = _f("CANARY_API_BURST_SECONDS", 2.0)
+        self.send_timeout = s.api.send_timeout
+        self.auth_ttl = s.api.auth_ttl
+        self.max_body = s.api.max_body
+        self.burst_factor = s.api.burst_seconds
         self._keys: dict[bytes, tuple[float, Account | None]] = {}
         self.numbers: VerifiedNumbers | None = None
         self._buckets: dict[str, TokenBucket] = {}
@@ -81,7 +76,7 @@ class Runtime:
             # Serve anyway: requests needing the database answer 503 until it is back.
             log.warning("database_unreachable_at_start", error=repr(exc))
             self.pool = None
-        self.numbers = VerifiedNumbers(self, ttl=_f("CANARY_API_NUMBERS_TTL", 5.0))
+        self.numbers = VerifiedNumbers(self, ttl=self.settings.api.numbers_ttl)
         await self.kafka(raise_on_error=False)
         await self._warm_up()
         # Long-lived start-up objects leave the GC's generations, and young collections run
@@ -120,9 +115,9 @@ class Runtime:
         # read-your-writes aid (GET right after POST), so its commit need not wait for
         # the WAL flush. Writes that must survive a Postgres crash (idempotency keys)
         # turn synchronous_commit back on for their transaction.
-        return await db.create_pool(max_size=int(_f("CANARY_API_DB_POOL", 20)), init=db.init_connection,
-                                    server_settings={"synchronous_commit": os.environ.get(
-                                        "CANARY_API_SYNC_COMMIT", "off")}, **kw)
+        api = self.settings.api
+        return await db.create_pool(max_size=api.db_pool, init=db.init_connection,
+                                    server_settings={"synchronous_commit": api.sync_commit}, **kw)
 
     # asyncpg-like facade so VerifiedNumbers can use the runtime as its `db`
     async def fetch(self, *args: Any) -> list:
@@ -141,7 +136,7 @@ class Runtime:
             if self.producer is not None:
                 return self.producer
             p = make_producer(request_timeout_ms=int(self.send_timeout * 1000), client_id="canary-api",
-                              linger_ms=int(_f("CANARY_API_LINGER_MS", 1)))
+                              linger_ms=self.settings.api.linger_ms)
             try:
                 await asyncio.wait_for(p.start(), self.send_timeout)
             except Exception as exc:

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, TypeVar
 
 import numpy as np
+
+from services.common.config import settings
 
 SAMPLE_RATE = 8000
 SAMPLE_WIDTH = 2  # bytes, s16le
@@ -42,7 +43,7 @@ def media_executor() -> ThreadPoolExecutor:
     """
     global _executor
     if _executor is None:
-        workers = int(os.environ.get("CANARY_MEDIA_WORKERS", "2"))
+        workers = settings().media.workers
         _executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="media")
     return _executor
 

@@ -1,44 +1,403 @@
-"""Settings from the environment, with the embedded defaults `make run` uses."""
+"""Settings: the one place configuration is read from the environment.
+
+Every knob is a typed field of :class:`Settings` or of one of its sections
+(``settings().api``, ``.webhooks``, ``.media``, ...), made with :func:`var`, which
+records the environment variable, its default (as the string the variable would
+hold) and a one-line description. docs/configuration.md lists them all; regenerate
+its table with ``python -m services.common.config`` after adding one (a unit test
+checks the two agree, and another that no module outside this one reads
+``os.environ``).
+
+``settings()`` reads the environment on each call, so tests that set variables
+keep working; a component on a hot path reads what it needs once, at start-up.
+A value that does not parse raises :class:`ConfigError`, naming the variable.
+
+Adding a setting: a ``var(...)`` field in the section it belongs to (or a new
+frozen section dataclass, added to :class:`Settings` with :func:`section`).
+"""
 
 from __future__ import annotations
 
+import math
 import os
-from dataclasses import dataclass, field
+import re
+import sys
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping
 
 
-def _env(name: str, default: str) -> str:
-    return os.environ.get(name, default)
+class ConfigError(ValueError):
+    """An environment variable whose value cannot be used (the message names it)."""
+
+
+# --- parsers: raw string -> typed value; ValueError with a reason on a bad value --------
+
+
+def _int(raw: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        value = float(raw)  # "2.0" and "1e3" were accepted where the value went through float()
+    except ValueError:
+        raise ValueError("expected an integer") from None
+    if not math.isfinite(value):
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+def _float(raw: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
+
+
+def _bool(raw: str) -> bool:
+    v = raw.strip().lower()
+    if v in _TRUE:
+        return True
+    if v in _FALSE:
+        return False
+    raise ValueError("expected 1/true/yes or 0/false/no")
+
+
+def _optional(raw: str) -> str | None:
+    """Stripped; empty means unset."""
+    return raw.strip() or None
+
+
+def _optional_path(raw: str) -> Path | None:
+    return Path(raw) if raw else None
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        v = raw.strip().lower()
+        if v not in allowed:
+            raise ValueError("expected one of " + ", ".join(repr(a) for a in allowed))
+        return v
+
+    parse.__name__ = "choice"
+    return parse
+
+
+def _choice_or_default(default: str, *allowed: str) -> Callable[[str], str]:
+    """Like _choice, an empty value meaning the default."""
+    strict = _choice(*allowed)
+
+    def parse(raw: str) -> str:
+        return strict(raw) if raw.strip() else default
+
+    return parse
+
+
+def _schema_name(raw: str) -> str:
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", raw):
+        raise ValueError("not a plain schema name ([a-z_][a-z0-9_]*, at most 41 characters)")
+    return raw
+
+
+# --- fields -------------------------------------------------------------------------------
+
+
+def _read(environ: Mapping[str, str], env: str, default: str | None, parse: Callable[[str], Any]) -> Any:
+    raw = environ.get(env)
+    if raw is None:
+        return None if default is None else parse(default)
+    try:
+        return parse(raw)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{env}={raw!r}: {exc}") from None
+
+
+def var(env: str, default: str | None, parse: Callable[[str], Any], doc: str, *,
+        shown: str | None = None, secret: bool = False) -> Any:
+    """A setting read from ``env``; ``default`` is the string used when it is unset (None: the
+    field is None). ``shown`` is how the docs describe a default that is not a plain string."""
+    return field(default_factory=lambda: _read(os.environ, env, default, parse), repr=not secret,
+                 metadata={"env": env, "default": default, "parse": parse, "doc": doc, "shown": shown})
+
+
+def section(cls: type) -> Any:
+    """A nested group of settings (a frozen dataclass whose fields are made with `var`)."""
+    return field(default_factory=cls, metadata={"section": cls})
+
+
+def load(cls: type, environ: Mapping[str, str] | None = None) -> Any:
+    """``cls`` (Settings or a section) read from ``environ`` (default: the process environment)."""
+    env = os.environ if environ is None else environ
+    kwargs = {}
+    for f in fields(cls):
+        if "section" in f.metadata:
+            kwargs[f.name] = load(f.metadata["section"], env)
+        elif "env" in f.metadata:
+            m = f.metadata
+            kwargs[f.name] = _read(env, m["env"], m["default"], m["parse"])
+    return cls(**kwargs)
+
+
+# --- sections -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LogSettings:
+    level: str = var("CANARY_LOG_LEVEL", "info", str, "log level of the services (debug, info, warning, error)")
+    format: str = var("CANARY_LOG_FORMAT", "json", _choice_or_default("json", "json", "console"),
+                      "`json` (one object a line) or `console` (for humans; `canary-voice run` sets it)")
+    # None: colours when stderr is a terminal (the supervisor passes its own answer down).
+    colors: bool | None = var("CANARY_LOG_COLORS", None, _bool, "colours in console logs (`1`/`0`)",
+                              shown="when stderr is a terminal")
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    host: str = var("CANARY_API_HOST", "127.0.0.1", str, "address the API listens on")
+    port: int = var("CANARY_API_PORT", "8080", _int, "port the API listens on")
+    workers: int = var("CANARY_API_WORKERS", "1", _int, "uvicorn worker processes")
+    log_level: str = var("CANARY_API_LOG_LEVEL", "warning", str, "uvicorn's own log level")
+    send_timeout: float = var("CANARY_API_SEND_TIMEOUT", "5.0", _float,
+                              "seconds to wait for Kafka to acknowledge a command before answering 503")
+    auth_ttl: float = var("CANARY_API_AUTH_TTL", "30.0", _float,
+                          "seconds an API key lookup is cached in each API process")
+    max_body: int = var("CANARY_API_MAX_BODY", "131072", _int, "largest request body for calls, bytes")
+    burst_seconds: float = var("CANARY_API_BURST_SECONDS", "2.0", _float,
+                               "token bucket size, in seconds of an account's calls-per-second (at least 20 calls)")
+    numbers_ttl: float = var("CANARY_API_NUMBERS_TTL", "5.0", _float,
+                             "seconds an account's verified numbers are cached")
+    db_pool: int = var("CANARY_API_DB_POOL", "20", _int, "Postgres connections per API process")
+    sync_commit: str = var("CANARY_API_SYNC_COMMIT", "off", str,
+                           "Postgres `synchronous_commit` for the API's connections")
+    linger_ms: int = var("CANARY_API_LINGER_MS", "1", _int, "Kafka producer linger of the API, ms")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    """Delivery knobs of the webhooks worker (services/webhooks/README.md explains them)."""
+
+    max_attempts: int = var("CANARY_WEBHOOK_MAX_ATTEMPTS", "8", _int, "attempts before dead-lettering")
+    backoff_base: float = var("CANARY_WEBHOOK_BACKOFF_BASE", "2.0", _float,
+                              "seconds before the first retry (doubles each attempt, with jitter)")
+    backoff_max: float = var("CANARY_WEBHOOK_BACKOFF_MAX", "3600.0", _float, "longest wait between attempts, seconds")
+    timeout: float = var("CANARY_WEBHOOK_TIMEOUT", "10.0", _float, "seconds per attempt (connect to last byte)")
+    concurrency: int = var("CANARY_WEBHOOK_CONCURRENCY", "64", _int, "in-flight attempts in the fast lane")
+    # One account / one endpoint can hold at most this many of the slots, so a slow or
+    # failing customer never starves the others.
+    per_account: int = var("CANARY_WEBHOOK_PER_ACCOUNT", "16", _int, "in-flight attempts per account")
+    per_endpoint: int = var("CANARY_WEBHOOK_PER_ENDPOINT", "8", _int, "in-flight attempts per endpoint")
+    # Endpoints whose recent latency is above this use the small slow lane only.
+    slow_ms: float = var("CANARY_WEBHOOK_SLOW_MS", "1000.0", _float,
+                         "latency (EWMA, ms) above which an endpoint uses the slow lane")
+    slow_lane: int = var("CANARY_WEBHOOK_SLOW_LANE", "8", _int, "in-flight attempts in the slow lane")
+    poll_interval: float = var("CANARY_WEBHOOK_POLL", "0.25", _float, "seconds between polls for due retries")
+
+    @property
+    def lease(self) -> float:
+        """How long an attempt owns its row; a crashed worker's lease expires after this."""
+        return self.timeout + 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    bucket: str | None = var("CANARY_S3_BUCKET", None, _optional, "bucket (required with `CANARY_MEDIA_STORE=s3`)")
+    prefix: str = var("CANARY_S3_PREFIX", "", str, "key prefix inside the bucket")
+    endpoint_url: str | None = var("CANARY_S3_ENDPOINT_URL", None, _optional,
+                                   "S3-compatible endpoint (MinIO & co.); unset: AWS")
+    region: str | None = var("CANARY_S3_REGION", None, _optional, "region",
+                             shown="`AWS_REGION`, `AWS_DEFAULT_REGION`, else `us-east-1`")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaSettings:
+    workers: int = var("CANARY_MEDIA_WORKERS", "2", _int, "threads for blocking media work (codecs, models) per process")
+    store: str = var("CANARY_MEDIA_STORE", "local", _choice_or_default("local", "local", "s3"),
+                     "where audio blobs live: `local` (a directory) or `s3`")
+    dir: Path | None = var("CANARY_MEDIA_DIR", None, _optional_path, "directory of the local media store",
+                           shown="`.local/media` in the working directory")
+    s3: S3Settings = section(S3Settings)
+
+
+@dataclass(frozen=True, slots=True)
+class TtsSettings:
+    espeak_bin: str | None = var("CANARY_ESPEAK_BIN", None, _optional, "espeak-ng binary",
+                                 shown="`espeak-ng` on the PATH")
+    piper_model: Path | None = var("CANARY_PIPER_MODEL", None, _optional_path, "Piper voice model (.onnx)",
+                                   shown="the bundled voice")
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptionSettings:
+    whisper_model: Path | None = var("CANARY_WHISPER_MODEL", None, _optional_path,
+                                     "faster-whisper model directory", shown="the bundled tiny model")
+    whisper_threads: int = var("CANARY_WHISPER_THREADS", "2", _int, "CPU threads per whisper job")
+
+
+@dataclass(frozen=True, slots=True)
+class GatherSettings:
+    """Speech gathers recognised by the transcription service (services/transcription/speech_gather.py)."""
+
+    max_calls: int = var("CANARY_GATHER_MAX_CALLS", "1000", _int, "open speech gathers tracked at once")
+    idle_s: float = var("CANARY_GATHER_IDLE_S", "10.0", _float, "an open gather with no audio for this long is dropped")
+    queue_size: int = var("CANARY_GATHER_QUEUE", "64", _int, "recognition jobs waiting at most")
+    concurrency: int = var("CANARY_GATHER_CONCURRENCY", "1", _int, "recognition jobs at once (at least 1)")
+    job_timeout_s: float = var("CANARY_GATHER_JOB_TIMEOUT_S", "15.0", _float, "seconds one recognition may take")
+    max_lag_s: float = var("CANARY_GATHER_MAX_LAG_S", "30.0", _float, "audio older than this is skipped, seconds")
+    offset_reset: str = var("CANARY_GATHER_OFFSET_RESET", "earliest", str,
+                            "Kafka `auto_offset_reset` of the speech-gather consumer group")
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    """Live transcription (services/transcription/live.py)."""
+
+    partial_first_ms: int = var("CANARY_LIVE_PARTIAL_FIRST_MS", "800", _int, "speech before the first partial, ms")
+    partial_every_ms: int = var("CANARY_LIVE_PARTIAL_EVERY_MS", "1000", _int, "more speech between partials, ms")
+    end_silence_ms: int = var("CANARY_LIVE_END_SILENCE_MS", "700", _int, "quiet that ends an utterance, ms")
+    max_calls: int = var("CANARY_LIVE_MAX_CALLS", "1000", _int, "calls transcribed at once")
+    idle_s: float = var("CANARY_LIVE_IDLE_S", "30.0", _float, "a call with no audio for this long is finalised")
+    queue_size: int = var("CANARY_LIVE_QUEUE", "64", _int, "transcription jobs waiting at most")
+    concurrency: int = var("CANARY_LIVE_CONCURRENCY", "1", _int, "transcription jobs at once (at least 1)")
+    job_timeout_s: float = var("CANARY_LIVE_JOB_TIMEOUT_S", "30.0", _float, "seconds one transcription may take")
+    max_lag_s: float = var("CANARY_LIVE_MAX_LAG_S", "60.0", _float, "audio older than this is skipped, seconds")
+    language: str | None = var("CANARY_LIVE_LANGUAGE", None, _optional,
+                               "ISO 639-1 language of live transcripts", shown="detected")
+    offset_reset: str = var("CANARY_LIVE_OFFSET_RESET", "earliest", str,
+                            "Kafka `auto_offset_reset` of the live-transcription consumer group")
+
+
+@dataclass(frozen=True, slots=True)
+class HousekeepingSettings:
+    request_grace_s: float = var("CANARY_REQUEST_GRACE_S", "600", _float,
+                                 "seconds before a call request that never reached the orchestrator is removed")
+    idempotency_ttl_s: float = var("CANARY_IDEMPOTENCY_TTL_S", "86400", _float,
+                                   "seconds an idempotency key is kept")
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    kafka_bootstrap: str = field(default_factory=lambda: _env("CANARY_KAFKA_BOOTSTRAP", "127.0.0.1:9092"))
-    database_url: str = field(default_factory=lambda: _env(
-        # No TLS on loopback: Debian's cluster offers it and asyncpg would take it, for nothing.
-        "CANARY_DATABASE_URL", "postgresql://canary:canary@127.0.0.1:5432/canary?sslmode=disable"))
-    partitions: int = field(default_factory=lambda: int(_env("CANARY_PARTITIONS", "6")))
-    api_host: str = field(default_factory=lambda: _env("CANARY_API_HOST", "127.0.0.1"))
-    api_port: int = field(default_factory=lambda: int(_env("CANARY_API_PORT", "8080")))
-    public_url: str = field(default_factory=lambda: _env("CANARY_PUBLIC_URL", "http://127.0.0.1:8080"))
-    local_dir: Path = field(default_factory=lambda: Path(_env("CANARY_LOCAL_DIR", ".local")).resolve())
-    log_level: str = field(default_factory=lambda: _env("CANARY_LOG_LEVEL", "info"))
+    kafka_bootstrap: str = var("CANARY_KAFKA_BOOTSTRAP", "127.0.0.1:9092", str, "Kafka bootstrap servers")
+    # No TLS on loopback: Debian's cluster offers it and asyncpg would take it, for nothing.
+    database_url: str = var("CANARY_DATABASE_URL", "postgresql://canary:canary@127.0.0.1:5432/canary?sslmode=disable",
+                            str, "Postgres", secret=True)
+    partitions: int = var("CANARY_PARTITIONS", "6", _int, "partitions of the topics `stack up` creates")
+    projection_schema: str = var("CANARY_PROJECTION_SCHEMA", "projection", _schema_name,
+                                 "Postgres schema of the projections")
+    public_url: str = var("CANARY_PUBLIC_URL", "http://127.0.0.1:8080", str,
+                          "the API's URL as clients see it (signed recording links)")
+    local_dir: Path = var("CANARY_LOCAL_DIR", ".local", lambda raw: Path(raw).resolve(),
+                          "state of the embedded stack (Kafka data, logs)")
     # Secret for signed recording URLs; a dev default is fine for the embedded stack.
-    url_signing_secret: str = field(default_factory=lambda: _env("CANARY_URL_SECRET", "dev-only-change-me"), repr=False)
-    calls_per_second: float = field(default_factory=lambda: float(_env("CANARY_CPS", "10")))
-    sandbox_speed: float = field(default_factory=lambda: float(_env("CANARY_SANDBOX_SPEED", "1")))
+    url_signing_secret: str = var("CANARY_URL_SECRET", "dev-only-change-me", str,
+                                  "HMAC key of signed recording URLs", secret=True)
+    trunk_secret: str = var("CANARY_TRUNK_SECRET", "dev-only-change-me", str,
+                            "key that seals trunk passwords in Postgres", secret=True)
+    allow_private_urls: bool = var("CANARY_ALLOW_PRIVATE_URLS", "", _bool,
+                                   "`1` lets customer URLs reach loopback/private addresses (development only;"
+                                   " `canary-voice run` sets it)", shown="off")
+    calls_per_second: float = var("CANARY_CPS", "10", _float,
+                                  "calls per second of an account without its own limit")
+    sandbox_speed: float = var("CANARY_SANDBOX_SPEED", "1", _float, "sandbox carrier time acceleration (docs/sandbox.md)")
+
+    log: LogSettings = section(LogSettings)
+    api: ApiSettings = section(ApiSettings)
+    webhooks: WebhookSettings = section(WebhookSettings)
+    media: MediaSettings = section(MediaSettings)
+    tts: TtsSettings = section(TtsSettings)
+    transcription: TranscriptionSettings = section(TranscriptionSettings)
+    gather: GatherSettings = section(GatherSettings)
+    live: LiveSettings = section(LiveSettings)
+    housekeeping: HousekeepingSettings = section(HousekeepingSettings)
+
+    # Names from before the sections.
+    @property
+    def api_host(self) -> str:
+        return self.api.host
+
+    @property
+    def api_port(self) -> int:
+        return self.api.port
+
+    @property
+    def log_level(self) -> str:
+        return self.log.level
+
+
+_last: tuple[dict, Settings] | None = None
 
 
 def settings() -> Settings:
-    """Current settings (read each time so tests can change the environment)."""
-    return Settings()
+    """Current settings, as the environment says now (tests can change it between calls).
+
+    Parsing every variable takes a few hundred microseconds, so the last result is reused
+    while the environment is the same: a comparison with a copy of the mapping behind
+    ``os.environ`` (about a microsecond), which every change through ``os.environ`` updates.
+    """
+    global _last
+    data = getattr(os.environ, "_data", None)
+    if not isinstance(data, dict):  # not CPython's os.environ: read every time
+        return Settings()
+    last = _last
+    if last is not None and last[0] == data:
+        return last[1]
+    snapshot = dict(data)  # taken before reading, so a change made meanwhile is seen next call
+    current = Settings()
+    _last = (snapshot, current)
+    return current
 
 
 def projection_schema() -> str:
     """Where the projections live (CANARY_PROJECTION_SCHEMA, default `projection`)."""
-    import re
+    return settings().projection_schema
 
-    name = os.environ.get("CANARY_PROJECTION_SCHEMA", "projection")
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", name):
-        raise ValueError(f"CANARY_PROJECTION_SCHEMA {name!r} is not a plain schema name")
-    return name
+
+# --- documentation ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Var:
+    """One documented setting: where it lives in Settings and its variable."""
+
+    path: str  # e.g. "webhooks.max_attempts"
+    env: str
+    default: str | None
+    shown: str | None
+    doc: str
+    secret: bool
+
+
+def variables(cls: type = Settings, prefix: str = "") -> Iterator[Var]:
+    """Every setting of ``cls`` (sections included), in declaration order."""
+    for f in fields(cls):
+        if "section" in f.metadata:
+            yield from variables(f.metadata["section"], f"{prefix}{f.name}.")
+        elif "env" in f.metadata:
+            m = f.metadata
+            yield Var(prefix + f.name, m["env"], m["default"], m["shown"], m["doc"], not f.repr)
+
+
+def _shown_default(v: Var) -> str:
+    if v.shown is not None:
+        return v.shown
+    if v.default is None:
+        return "unset"
+    if v.default == "":
+        return "empty"
+    return f"`{v.default}`"
+
+
+def markdown_table() -> str:
+    """The table of docs/configuration.md (one row per setting)."""
+    rows = ["| Variable | Default | Setting | Meaning |", "| --- | --- | --- | --- |"]
+    for v in variables():
+        rows.append(f"| `{v.env}` | {_shown_default(v)} | `{v.path}` | {v.doc} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(markdown_table() + "\n")

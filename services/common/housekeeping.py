@@ -10,14 +10,14 @@
 
 from __future__ import annotations
 
-import os
+from services.common.config import settings
 
 
 async def sweep(conn, *, request_grace_s: float | None = None, idempotency_ttl_s: float | None = None) -> dict:
     """Delete expired idempotency keys and orphaned call requests; returns the counts."""
-    grace = request_grace_s if request_grace_s is not None else float(os.environ.get("CANARY_REQUEST_GRACE_S", 600))
-    ttl = idempotency_ttl_s if idempotency_ttl_s is not None else float(
-        os.environ.get("CANARY_IDEMPOTENCY_TTL_S", 86400))
+    s = settings().housekeeping
+    grace = request_grace_s if request_grace_s is not None else s.request_grace_s
+    ttl = idempotency_ttl_s if idempotency_ttl_s is not None else s.idempotency_ttl_s
     keys = await conn.execute(
         "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)", ttl)
     requests = await conn.execute(

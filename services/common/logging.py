@@ -19,12 +19,13 @@ services/api/__main__.py), so every line, structlog's and the standard library's
 from __future__ import annotations
 
 import logging
-import os
 import re
 import sys
 from typing import Any
 
 import structlog
+
+from services.common.config import settings
 
 MASK = "***"
 
@@ -123,10 +124,10 @@ class _CanaryHandler(logging.StreamHandler):
 
 
 def _settings_from_env() -> tuple[bool, bool]:
-    pretty = os.environ.get("CANARY_LOG_FORMAT") == "console"
+    log = settings().log
     # Under the supervisor stderr is a pipe; it tells us whether its own output is a terminal.
-    colors = os.environ.get("CANARY_LOG_COLORS", "1" if sys.stderr.isatty() else "0") == "1"
-    return pretty, colors
+    colors = sys.stderr.isatty() if log.colors is None else log.colors
+    return log.format == "console", colors
 
 
 def stdlib_handler() -> logging.Handler:
@@ -141,7 +142,7 @@ def stdlib_handler() -> logging.Handler:
 
 def configure(service: str, level: str | None = None) -> structlog.stdlib.BoundLogger:
     """Configure logging once per process and return the service's logger."""
-    level_name = (level or os.environ.get("CANARY_LOG_LEVEL", "info")).upper()
+    level_name = (level or settings().log.level).upper()
     structlog.configure(
         processors=[structlog.contextvars.merge_contextvars, *_shared_processors(),
                     _renderer(*_settings_from_env())],

@@ -22,6 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from services.common.config import settings
+
 _REF_RE = re.compile(r"^sha256:([0-9a-f]{64})\.([a-z0-9]{1,8})$")
 _EXT_RE = re.compile(r"^[a-z0-9]{1,8}$")
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
@@ -102,7 +104,7 @@ class LocalMediaStore:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         if root is None:
-            root = os.environ.get("CANARY_MEDIA_DIR") or os.path.join(os.getcwd(), ".local", "media")
+            root = settings().media.dir or os.path.join(os.getcwd(), ".local", "media")
         self.root = Path(root)
 
     def path(self, ref: str) -> Path:
@@ -151,15 +153,13 @@ def get_media_store() -> MediaStore:
     """The process-wide store configured from the environment."""
     global _default
     if _default is None:
-        kind = (os.environ.get("CANARY_MEDIA_STORE") or "local").strip().lower()
+        kind = settings().media.store  # "local" or "s3" (ConfigError, a ValueError, on anything else)
         if kind == "s3":
             from services.common.media_store_s3 import S3MediaStore  # boto3 only when asked for
 
             _default = S3MediaStore.from_env()
-        elif kind == "local":
-            _default = LocalMediaStore()
         else:
-            raise ValueError(f"CANARY_MEDIA_STORE must be 'local' or 's3', not {kind!r}")
+            _default = LocalMediaStore()
     return _default
 
 

@@ -34,6 +34,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from services.common.config import S3Settings, load, settings
 from services.common.media_store import _ALIAS_RE, _REF_RE, InvalidRef, MediaNotFound, make_ref, parse_ref
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class S3MediaStore:
         self.bucket = bucket
         self.prefix = _normalize_prefix(prefix)
         self.endpoint_url = endpoint_url or None
+        # AWS_REGION / AWS_DEFAULT_REGION are the AWS SDK's own variables (botocore reads them
+        # too), not Canary settings: CANARY_S3_REGION, when set, arrives here as `region`.
         self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         self.verify_on_get = verify_on_get
         if client is None:
@@ -124,15 +127,11 @@ class S3MediaStore:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None, **kwargs: Any) -> "S3MediaStore":
-        env = os.environ if environ is None else environ
-        bucket = (env.get("CANARY_S3_BUCKET") or "").strip()
-        if not bucket:
+        """From settings().media.s3 (CANARY_S3_*), or from the variables in ``environ``."""
+        s3 = settings().media.s3 if environ is None else load(S3Settings, environ)
+        if not s3.bucket:
             raise ValueError("CANARY_MEDIA_STORE=s3 needs CANARY_S3_BUCKET")
-        return cls(bucket,
-                   prefix=env.get("CANARY_S3_PREFIX", ""),
-                   endpoint_url=(env.get("CANARY_S3_ENDPOINT_URL") or "").strip() or None,
-                   region=(env.get("CANARY_S3_REGION") or "").strip() or None,
-                   **kwargs)
+        return cls(s3.bucket, prefix=s3.prefix, endpoint_url=s3.endpoint_url, region=s3.region, **kwargs)
 
     def __repr__(self) -> str:  # never includes credentials
         return (f"S3MediaStore(bucket={self.bucket!r}, prefix={self.prefix!r}, "

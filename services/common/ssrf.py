@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
 import httpcore
 import httpx
+
+from services.common.config import settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -41,7 +42,7 @@ class SsrfError(ValueError):
 
 def private_urls_allowed() -> bool:
     """Whether the operator opted out of the guard (CANARY_ALLOW_PRIVATE_URLS=1)."""
-    return os.environ.get("CANARY_ALLOW_PRIVATE_URLS", "").strip().lower() in {"1", "true", "yes"}
+    return settings().allow_private_urls
 
 
 def is_forbidden_ip(ip: str | IPAddress) -> bool:

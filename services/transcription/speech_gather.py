@@ -47,6 +47,7 @@ import orjson
 
 from events import Envelope, derive_id, new_envelope, topics
 from services.common import audio
+from services.common.config import settings
 from services.lib.speech import FRAME_MS, Endpointer, best_hint
 
 GROUP = "transcription-gather"
@@ -54,16 +55,9 @@ EVENT_TYPE = "speech.recognized"
 FRAME_BYTES = audio.SAMPLE_RATE * FRAME_MS // 1000 * audio.SAMPLE_WIDTH  # 320
 
 
-def _env_num(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
-
-
 @dataclass(frozen=True)
 class GatherConfig:
-    """Tunables (environment: CANARY_GATHER_*)."""
+    """Tunables; those set in the environment (CANARY_GATHER_*) are settings().gather."""
 
     max_calls: int = 1000
     idle_s: float = 10.0  # no chunk of an open gather for this long: forget it
@@ -75,14 +69,14 @@ class GatherConfig:
 
     @classmethod
     def from_env(cls) -> "GatherConfig":
-        d = cls()
+        s = settings().gather
         return cls(
-            max_calls=int(_env_num("CANARY_GATHER_MAX_CALLS", d.max_calls)),
-            idle_s=_env_num("CANARY_GATHER_IDLE_S", d.idle_s),
-            queue_size=int(_env_num("CANARY_GATHER_QUEUE", d.queue_size)),
-            concurrency=max(1, int(_env_num("CANARY_GATHER_CONCURRENCY", d.concurrency))),
-            job_timeout_s=_env_num("CANARY_GATHER_JOB_TIMEOUT_S", d.job_timeout_s),
-            max_lag_s=_env_num("CANARY_GATHER_MAX_LAG_S", d.max_lag_s),
+            max_calls=s.max_calls,
+            idle_s=s.idle_s,
+            queue_size=s.queue_size,
+            concurrency=max(1, s.concurrency),
+            job_timeout_s=s.job_timeout_s,
+            max_lag_s=s.max_lag_s,
         )
 
 
@@ -324,7 +318,7 @@ class SpeechGatherWorker:
         # "earliest" so a chunk sent while the group is still joining is not lost; the
         # max_lag_s cut-off keeps a brand-new group from recognising old audio.
         self.consumer = make_consumer(topics.MEDIA_AUDIO, group_id=self.group_id, max_poll_records=500,
-                                      auto_offset_reset=os.environ.get("CANARY_GATHER_OFFSET_RESET", "earliest"))
+                                      auto_offset_reset=settings().gather.offset_reset)
         await self.consumer.start()
         self.tasks = [asyncio.create_task(self.core.work()) for _ in range(self.core.cfg.concurrency)]
         self.tasks.append(asyncio.create_task(self._sweep()))

@@ -1,43 +1,14 @@
-"""Delivery policy: settings from the environment and the retry schedule (pure)."""
+"""Delivery policy: the retry schedule and lane bookkeeping (pure); the knobs are `WebhookSettings`."""
 
 from __future__ import annotations
 
-import os
 import random
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+# The knobs (CANARY_WEBHOOK_*) are a section of the service settings: settings().webhooks.
+from services.common.config import WebhookSettings
 
-def _f(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
-
-
-def _i(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-@dataclass(frozen=True, slots=True)
-class WebhookSettings:
-    """Knobs, each an env variable (CANARY_WEBHOOK_*)."""
-
-    max_attempts: int = field(default_factory=lambda: _i("CANARY_WEBHOOK_MAX_ATTEMPTS", 8))
-    backoff_base: float = field(default_factory=lambda: _f("CANARY_WEBHOOK_BACKOFF_BASE", 2.0))
-    backoff_max: float = field(default_factory=lambda: _f("CANARY_WEBHOOK_BACKOFF_MAX", 3600.0))
-    timeout: float = field(default_factory=lambda: _f("CANARY_WEBHOOK_TIMEOUT", 10.0))
-    concurrency: int = field(default_factory=lambda: _i("CANARY_WEBHOOK_CONCURRENCY", 64))
-    # One account / one endpoint can hold at most this many of the slots, so a slow or
-    # failing customer never starves the others.
-    per_account: int = field(default_factory=lambda: _i("CANARY_WEBHOOK_PER_ACCOUNT", 16))
-    per_endpoint: int = field(default_factory=lambda: _i("CANARY_WEBHOOK_PER_ENDPOINT", 8))
-    # Endpoints whose recent latency is above this use the small slow lane only.
-    slow_ms: float = field(default_factory=lambda: _f("CANARY_WEBHOOK_SLOW_MS", 1000.0))
-    slow_lane: int = field(default_factory=lambda: _i("CANARY_WEBHOOK_SLOW_LANE", 8))
-    poll_interval: float = field(default_factory=lambda: _f("CANARY_WEBHOOK_POLL", 0.25))
-
-    @property
-    def lease(self) -> float:
-        """How long an attempt owns its row; a crashed worker's lease expires after this."""
-        return self.timeout + 5.0
+__all__ = ["Lanes", "WebhookSettings", "backoff", "endpoint_of", "is_success"]
 
 
 def backoff(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:

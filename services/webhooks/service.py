@@ -22,7 +22,7 @@ import asyncpg
 from aiokafka import TopicPartition
 
 from events import DecodeError, decode, topics
-from services.common import db
+from services.common import config, db
 from services.common.kafka import dlq_record, make_consumer, make_producer, publish
 from services.common.logging import configure
 from services.common.service import serve
@@ -40,7 +40,7 @@ class WebhookWorker:
         self.topic = topic or topics.EVENTS
         self.dlq_topic = dlq_topic or topics.DLQ
         self.group_id = group_id or prefix + "webhooks"
-        self.s = settings or WebhookSettings()
+        self.s = settings or config.settings().webhooks  # read once: the loop uses self.s
         self.lanes = Lanes(self.s)
         self.routes = store.RouteCache()
         self.stopping = asyncio.Event()

