@@ -100,7 +100,21 @@ def service_env(prefix: str, **extra: str) -> dict[str, str]:
     return env
 
 
+def die_with_parent() -> None:
+    """preexec_fn: the child gets SIGTERM when the test process dies, however it dies.
+
+    A test run killed from outside (a timeout, Ctrl-C twice) never reaches its fixture
+    teardown; without this its services would live on and load every later run."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
+
+
 def spawn(module: str, env: dict[str, str], log: Path) -> subprocess.Popen:
     """Start a service as a real process (so a test can SIGKILL it)."""
-    return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env,
+    return subprocess.Popen([sys.executable, "-m", module], cwd=ROOT, env=env, preexec_fn=die_with_parent,
                             stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
