@@ -93,6 +93,66 @@ class VoiceStack:
                 pass
 
 
+async def _groups_joined(vs: VoiceStack, timeout: float = 120.0) -> None:
+    """Until every service (one consumer group each) has joined its group and holds its
+    partitions: the first call then meets services that are running, not starting."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from services.common.config import settings
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings().kafka_bootstrap)
+    await admin.start()
+    loop = asyncio.get_running_loop()
+    deadline, groups = loop.time() + timeout, []
+    try:
+        while True:
+            try:
+                ids = [g[0] for g in await admin.list_consumer_groups() if g[0].startswith(vs.prefix)]
+                groups = [g for i in ids for r in await admin.describe_consumer_groups([i])
+                          for g in r.to_object()["groups"]]
+            except Exception:  # noqa: BLE001 - a group mid-rebalance may not describe yet
+                groups = []
+            if len(groups) >= len(vs.modules) and all(
+                    g["state"] == "Stable" and g["members"] and all(m["member_assignment"] for m in g["members"])
+                    for g in groups):
+                return
+            if loop.time() > deadline:
+                raise AssertionError(f"services not in their consumer groups within {timeout:g} s: "
+                                     f"{[(g['group'], g['state']) for g in groups]} for {vs.modules}")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
+
+
+async def _warm_up(vs: VoiceStack, timeout: float = 120.0) -> None:
+    """One throwaway call through the pipeline before the first test's call: it ends, its
+    prompt is rendered and it is projected only once the orchestrator, gateway, TTS worker
+    and projector are up and consuming (however long their start takes on this machine)."""
+    from services.common.kafka import make_producer
+
+    await _groups_joined(vs, timeout)
+    producer = make_producer()
+    await producer.start()
+    try:
+        cid = await vs.place(producer, to="+15005550004")  # answers, then hangs up at once
+        await vs.wait(cid, "tts.rendered", timeout=timeout)
+        end = await vs.wait(cid, "terminal", timeout=timeout)
+        assert end.type == "call.completed", vs.types(cid)
+    finally:
+        await producer.stop()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            if await vs.db.fetchval(f"SELECT status FROM {vs.schema}.calls WHERE id = $1", cid) == "completed":
+                return
+        except Exception:  # the projector creates its schema when it starts
+            pass
+        if loop.time() > deadline:
+            raise AssertionError(f"warm-up call {cid} not projected within {timeout:g} s")
+        await asyncio.sleep(0.1)
+
+
 async def _voice_stack(request, stack, tmp_path_factory, modules, speed=4.0):
     from services.common import db
 
@@ -106,7 +166,7 @@ async def _voice_stack(request, stack, tmp_path_factory, modules, speed=4.0):
     follower = asyncio.create_task(vs._follow())
     for m in modules:
         vs.start(m)
-    await asyncio.sleep(4)  # let consumers join their groups before the first call
+    await _warm_up(vs)
     yield vs
     follower.cancel()
     for m in list(vs.procs):

@@ -52,7 +52,10 @@ async def test_orchestrator_sigkill_mid_call(crashy, kprod):
 
 
 async def test_gateway_sigkill_mid_call_ends_calls_as_failed(crashy, kprod):
-    calls = [await crashy.place(kprod, tts={"text": LONG}) for _ in range(3)]
+    # The gather keeps each call up long after its prompt: still live when the gateway dies,
+    # however late the kill comes.
+    calls = [await crashy.place(kprod, tts={"text": LONG}, gather={"type": "dtmf", "timeout": 120})
+             for _ in range(3)]
     for cid in calls:
         await crashy.wait(cid, "call.answered", timeout=60)
     crashy.kill("services.telephony.gateway")

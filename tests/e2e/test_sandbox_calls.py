@@ -22,12 +22,11 @@ async def test_default_number_hears_the_script_and_completes(voice, kprod):
 
     async def projected():
         return await voice.db.fetchrow(f"SELECT * FROM {voice.schema}.calls WHERE id = $1", cid)
-    for _ in range(100):
-        row = await projected()
-        if row and row["status"] == "completed":
-            break
+    deadline = asyncio.get_running_loop().time() + 60
+    while (row := await projected()) is None or row["status"] != "completed":
+        assert asyncio.get_running_loop().time() < deadline, f"not projected as completed within 60 s: {row}"
         await asyncio.sleep(0.1)
-    assert row["status"] == "completed" and row["answered_at"] is not None and row["duration"] >= 0
+    assert row["answered_at"] is not None and row["duration"] >= 0
 
 
 @pytest.mark.parametrize("number, final, sip", [
@@ -53,7 +52,10 @@ async def test_no_answer_after_ring_timeout(voice, kprod):
     assert end.type == "call.no-answer"
     from datetime import datetime
     waited = (datetime.fromisoformat(end.occurred_at) - datetime.fromisoformat(ringing.occurred_at)).total_seconds()
-    assert 1.5 <= waited <= 6
+    # Not before the requested 2 s; the upper bound only tells the carrier's own ring timer
+    # from the orchestrator's safety net (timeout + 10 s, which would end it as canceled)
+    # and from the 30 s default.
+    assert 1.5 <= waited < 10, waited
 
 
 async def test_hangup_during_ringing_cancels(voice, kprod):
@@ -139,9 +141,12 @@ async def test_speech_gather_transcribes_the_callee_and_matches_a_hint(voice, kp
     the gateway process never loads whisper or Piper."""
     await voice.db.execute(
         "INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)",
-        "+15557770003", voice.account, '{"ring": 0.5, "after": 4.0, "say": "I have a question about billing."}')
+        "+15557770003", voice.account, '{"ring": 0.5, "after": 20.0, "say": "I have a question about billing."}')
+    # Speech said before the gather opens is not collected: the callee waits 5 s (20 s at
+    # speed 4) after answering, far longer than prompt + two Kafka hops take on a loaded
+    # machine, and the 30 s first-input timeout is far past when its words start.
     cid = await voice.place(kprod, to="+15557770003", tts={"text": "Which department?"},
-                            gather={"type": "speech", "timeout": 15, "hints": ["sales", "support", "billing"]})
+                            gather={"type": "speech", "timeout": 30, "hints": ["sales", "support", "billing"]})
     g = await voice.wait(cid, "gather.completed", timeout=90)
     speech = g.data["speech"]
     assert "billing" in speech["text"].lower(), speech

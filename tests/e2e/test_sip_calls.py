@@ -126,14 +126,17 @@ async def test_speech_gather_over_sip(voice, kprod, sipp, tmp_path):
     """The callee speaks over RTP; the gateway streams the gather's audio, the transcription
     service recognises it, and the gather completes with the matched hint."""
     write_speech_pcap(tmp_path / "speech.pcap", "I would like to talk to support.")
-    # Speak once our prompt has played and the gather is open (as the DTMF test does).
+    # Speak once our prompt has played and the gather is open: speech before it is not
+    # collected (digits are, as type-ahead). 10 s after the ACK is far longer than the short
+    # prompt and two Kafka hops take on a loaded machine; the 30 s first-input timeout is
+    # far past when the words start.
     scenario = tmp_path / "uas_speech.xml"
     xml = (SCENARIOS / "uas_dtmf.xml").read_text().replace("dtmf.pcap", "speech.pcap")
-    scenario.write_text(xml.replace("  <nop>", '  <pause milliseconds="5000"/>\n  <nop>', 1))
+    scenario.write_text(xml.replace("  <nop>", '  <pause milliseconds="10000"/>\n  <nop>', 1))
     uas = sipp(str(scenario))
     await trunk_to(voice, uas)
     cid = await voice.place(kprod, carrier="sip", tts={"text": "Which department?"},
-                            gather={"type": "speech", "timeout": 15, "hints": ["sales", "support", "billing"]})
+                            gather={"type": "speech", "timeout": 30, "hints": ["sales", "support", "billing"]})
     g = await voice.wait(cid, "gather.completed", timeout=60)
     speech = g.data["speech"]
     assert speech["matched_hint"] == "support", speech

@@ -43,42 +43,66 @@ async def wait_for(fn, timeout=60.0, every=0.1):
 
 
 async def test_sigkill_mid_batch_applies_every_event_exactly_once(prefix, pg, producer, tmp_path):
+    from services.common import db
+
     schema = "p_" + uuid.uuid4().hex[:10]
     evs = call_events(n_calls=400, per_call=10)  # 4,000 events
-    await publish_many(producer, prefix + "voice.call.events", evs)
+    first, second = evs[:2000], evs[2000:]  # calls 1-200, then calls 201-400
+    topic = prefix + "voice.call.events"
+    await publish_many(producer, topic, first)
     env = service_env(prefix, CANARY_PROJECTION_SCHEMA=schema, CANARY_PROJECTOR_BATCH="100")
     log = tmp_path / "projector.log"
     proc = spawn("services.projector.service", env, log)
 
-    async def some_applied():
+    async def count():
         try:
-            n = await pg.fetchval(f"SELECT count(*) FROM {schema}.call_events")
+            return await pg.fetchval(f"SELECT count(*) FROM {schema}.call_events")
         except Exception:
             return 0
-        return n if 0 < n < len(evs) else (-1 if n == len(evs) else 0)
 
-    got = await wait_for(some_applied, timeout=120, every=0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # no chance to finish the batch or commit anything
-    proc.wait()
-    assert got != -1, "projector finished before it could be killed; make the batch smaller"
+    async def stored_offsets():
+        try:
+            return await pg.fetchval(f"SELECT coalesce(sum(next_offset), 0) FROM {schema}.offsets")
+        except Exception:
+            return 0
+
+    async def blocked_on_calls():
+        return await pg.fetchval(
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE NOT l.granted AND n.nspname = $1 AND c.relname = 'calls'", schema)
+
+    await wait_for(lambda: _equals(count, len(first)), timeout=120)  # committed batches before the kill
+    # Hold the projector's next batch in the middle: its call_events rows are written (not
+    # committed) when it has to wait for this lock to upsert the calls rows.
+    locker = await db.connect()
+    try:
+        async with locker.transaction():
+            await locker.execute(f"LOCK TABLE {schema}.calls IN SHARE MODE")
+            await publish_many(producer, topic, second)
+            await wait_for(blocked_on_calls, timeout=120)
+            os.killpg(proc.pid, signal.SIGKILL)  # no chance to finish the batch or commit anything
+            proc.wait()
+            assert await count() == len(first)  # the batch in flight was not committed
+    finally:
+        await locker.close()
 
     proc = spawn("services.projector.service", env, log)
     try:
-        async def all_applied():
-            return await pg.fetchval(f"SELECT count(*) FROM {schema}.call_events") == len(evs)
-        await wait_for(all_applied, timeout=90)
-        await asyncio.sleep(1.0)  # anything re-applied late would show now
-        assert await pg.fetchval(f"SELECT count(*) FROM {schema}.call_events") == len(evs)
+        await wait_for(lambda: _equals(stored_offsets, len(evs)), timeout=120)  # caught up: nothing left to apply
+        assert await count() == len(evs)
         # A double-applied event would bump events_count past the number of events per call.
         rows = await pg.fetch(f"SELECT status, events_count FROM {schema}.calls")
         assert len(rows) == 400
         assert all(r["events_count"] == 10 and r["status"] == "completed" for r in rows)
-        offs = await pg.fetchval(f"SELECT sum(next_offset) FROM {schema}.offsets")
-        assert offs == len(evs)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
         await pg.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+async def _equals(fn, value) -> bool:
+    return await fn() == value
 
 
 async def test_garbage_goes_to_dlq_and_projector_keeps_going(prefix, pg, producer, tmp_path):

@@ -52,14 +52,25 @@ def test_each_create_gets_its_own_key_and_an_explicit_key_is_sent(server):
     assert keys[0] != keys[1] and keys[2] == "order-42"
 
 
-def test_429_without_retry_after_uses_exponential_backoff(server):
+def test_429_without_retry_after_uses_exponential_backoff(server, monkeypatch):
+    import canary._base as base
+
+    chosen = []  # the delays the client picked (a busy machine only adds to the time it takes)
+
+    def recording_backoff(*args):
+        chosen.append(real_backoff(*args))
+        return chosen[-1]
+
+    real_backoff = base.backoff_delay
+    monkeypatch.setattr(base, "backoff_delay", recording_backoff)
     limited = {"error": {"code": "rate_limited", "message": "slow down", "field": None}}
     server.then(Reply(429, limited), Reply(429, limited), Reply(200, CALL))
     client = Canary("sk_test_abc", base_url=server.url, max_retries=2)
     assert client.voice.calls.get("call_abc123xyz").status == "queued"
     assert len(server.requests) == 3
+    assert len(chosen) == 2 and 0.25 <= chosen[0] <= 0.5 and 0.5 <= chosen[1] <= 1.0, chosen  # 0.5 s, 1 s, jittered
     gaps = [b["at"] - a["at"] for a, b in zip(server.requests, server.requests[1:])]
-    assert 0.2 <= gaps[0] < 1.0 and 0.45 <= gaps[1] < 2.0, gaps
+    assert all(g >= d - 0.01 for g, d in zip(gaps, chosen)), (gaps, chosen)  # and it did wait that long
 
 
 def test_retries_are_bounded_and_the_typed_error_is_raised(server):
@@ -111,14 +122,14 @@ def test_connection_refused_raises_api_connection_error():
 
 
 def test_timeouts(server):
-    server.then(Reply(200, CALL, delay=1.0), Reply(200, CALL, delay=1.0))
+    server.then(Reply(200, CALL, delay=5.0), Reply(200, CALL, delay=5.0))  # far past the 0.2 s timeout
     client = Canary("sk_test_abc", base_url=server.url, timeout=0.2, max_retries=1)
     with pytest.raises(APITimeoutError):
         client.voice.calls.get("call_abc123xyz")
     assert len(server.requests) == 2
-    # per-request override
+    # per-request override: longer than this answer takes, where the client's 0.2 s is not
     server.then(Reply(200, CALL, delay=0.4))
-    assert client.voice.calls.get("call_abc123xyz", request_timeout=3).id == "call_abc123xyz"
+    assert client.voice.calls.get("call_abc123xyz", request_timeout=10).id == "call_abc123xyz"
 
 
 async def test_async_client_retries_the_same_way(server):

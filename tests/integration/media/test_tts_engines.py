@@ -2,6 +2,7 @@
 
 import asyncio
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -96,21 +97,25 @@ def test_espeak_speed_and_female_variant():
 
 
 @pytest.mark.asyncio
-async def test_render_cache_and_off_loop(tmp_path):
+async def test_render_cache_and_off_loop(tmp_path, monkeypatch):
     r = Renderer(LocalMediaStore(tmp_path))
     tts = {"text": "Please enter your four digit PIN.", "voice": "en-US-Neural2-F", "speed": 1.0, "pitch": 0}
-    ticks = 0
+    loop, loop_thread = asyncio.get_running_loop(), threading.current_thread()
+    piper, synth_threads = r.engines["piper"], []
+    real = piper.synthesize
 
-    async def ticker():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
+    def synthesize(*args, **kwargs):
+        # Synthesis waits until the loop has run a callback: off the loop that is at once,
+        # on the loop it never happens (the wait would block the loop itself).
+        synth_threads.append(threading.current_thread())
+        loop_ran = threading.Event()
+        loop.call_soon_threadsafe(loop_ran.set)
+        assert loop_ran.wait(60), "the event loop did not run while Piper synthesised"
+        return real(*args, **kwargs)
 
-    t = asyncio.create_task(ticker())
+    monkeypatch.setattr(piper, "synthesize", synthesize)
     first, twin = await asyncio.gather(r.render(tts), r.render(tts))
-    t.cancel()
-    assert ticks > 5  # the loop kept running while Piper synthesised
+    assert synth_threads and loop_thread not in synth_threads  # the loop kept running while Piper synthesised
     assert first.cache_hit is False and twin.cache_hit is True and twin.audio_ref == first.audio_ref
     again = await r.render(tts)
     assert again.cache_hit and again.audio_ref == first.audio_ref and again.duration_ms == first.duration_ms

@@ -35,7 +35,9 @@ class Received:
 
 @dataclass
 class Receiver:
-    """aiohttp server on 127.0.0.1; `script[path]` lists answers (status or ("sleep", s)), then 200."""
+    """aiohttp server on 127.0.0.1; `script[path]` lists answers, then 200. An answer is a
+    status, ("sleep", s) (answer 200 after s seconds), or ("while", predicate, status):
+    answer `status` for as long as `predicate()` holds (the entry stays), then go on."""
 
     secret: str
     port: int = 0
@@ -52,7 +54,12 @@ class Receiver:
         body = await request.read()
         ok = signing.is_valid(self.secret, body, request.headers.get("Canary-Signature", ""))
         steps = self.script.get(request.path)
-        action = steps.pop(0) if steps else 200
+        while steps and isinstance(steps[0], tuple) and steps[0][0] == "while" and not steps[0][1]():
+            steps.pop(0)
+        if steps and isinstance(steps[0], tuple) and steps[0][0] == "while":
+            action = steps[0][2]
+        else:
+            action = steps.pop(0) if steps else 200
         status = 200
         if isinstance(action, tuple) and action[0] == "sleep":
             await asyncio.sleep(action[1])
@@ -134,7 +141,7 @@ def call_events(account_id: str, webhook_url: str | None, gather_url: str | None
     return out
 
 
-async def wait_for(fn, timeout: float = 30.0, every: float = 0.05):
+async def wait_for(fn, timeout: float = 60.0, every: float = 0.05):
     deadline = time.monotonic() + timeout
     while True:
         value = await fn() if asyncio.iscoroutinefunction(fn) else fn()

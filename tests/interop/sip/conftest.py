@@ -21,6 +21,7 @@ from services.telephony.sip.rtp import RtpPacket, parse_rtp
 
 SCENARIOS = Path(__file__).parent / "scenarios"
 LOOPBACK = "127.0.0.1"
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS has the same value
 
 pytestmark = pytest.mark.interop
 
@@ -108,8 +109,10 @@ class Received:
 
 @dataclass
 class RtpListener:
-    """Blocking UDP receiver on its own thread, so its timestamps do not depend on the
-    event loop that sends the RTP under test. Also listens on port+1 for RTCP."""
+    """Blocking UDP receiver on its own thread. A packet's time is the kernel's receive
+    timestamp (SO_TIMESTAMPNS; on loopback that is when it was sent), so neither this
+    thread's nor the event loop's scheduling on a busy machine counts. Also listens on
+    port+1 for RTCP."""
 
     port: int = 0
     packets: list[Received] = field(default_factory=list)
@@ -120,6 +123,10 @@ class RtpListener:
         self._socks = []
         for p in (self.port, self.port + 1):
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            except OSError:  # no kernel timestamps: the thread's own clock (same epoch) instead
+                pass
             s.bind((LOOPBACK, p))
             s.settimeout(0.1)
             self._socks.append(s)
@@ -132,12 +139,14 @@ class RtpListener:
     def _run(self, sock: socket.socket, is_rtcp: bool) -> None:
         while not self._stop.is_set():
             try:
-                data, _ = sock.recvfrom(4096)
+                data, cmsgs, _flags, _addr = sock.recvmsg(4096, socket.CMSG_SPACE(16))
             except TimeoutError:
                 continue
             except OSError:
                 return
-            now = time.monotonic()
+            now = next((sec + ns * 1e-9 for level, typ, c in cmsgs
+                        if level == socket.SOL_SOCKET and typ == SO_TIMESTAMPNS
+                        for sec, ns in [struct.unpack("qq", c[:16])]), None) or time.time()
             if is_rtcp:
                 self.rtcp.append(data)
             else:

@@ -33,6 +33,15 @@ async def until(call, kind, timeout: float = 10.0):
             return seen
 
 
+async def poll(cond, timeout: float = 30.0) -> None:
+    """Until ``cond()`` holds; fails after ``timeout`` (which only bounds a hang)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
 def dial(to: str = "+15550100", timeout_s: float = 10.0, trunk: TrunkConfig | None = None) -> DialRequest:
     return DialRequest(call_id=os.urandom(4).hex(), to=to, from_="+15550199", timeout_s=timeout_s, trunk=trunk)
 
@@ -44,7 +53,8 @@ async def test_answer_sends_paced_pcmu_and_rtcp(carrier, sipp, rtp_listener):
     assert [type(e) for e in evs] == [Ringing, Answered]
     assert await call.play(bytes(320 * 100))  # 2 s of audio
     await call.send_dtmf("1#")
-    await asyncio.sleep(1.2)  # let an RTCP report (interval 1 s in this fixture) go out
+    # an RTCP report goes out every 0.5-1 s in this fixture; the call stays up until one arrived
+    await poll(lambda: any(p.packet_type == SR for data in list(rtp_listener.rtcp) for p in parse_compound(data)))
     await call.hangup()
     assert (await next_event(call)) == Ended("completed", "", None, "caller")
     assert uas.wait() == 0, uas.errors()
@@ -57,17 +67,21 @@ async def test_answer_sends_paced_pcmu_and_rtcp(carrier, sipp, rtp_listener):
         # one frame per packet; gaps only where DTMF event packets took the slot
         assert b.pkt.timestamp - a.pkt.timestamp == 160 * ((b.pkt.seq - a.pkt.seq) & 0xFFFF)
     assert all(len(r.pkt.payload) == 160 for r in audio)
+    # Pacing, in robust statistics (times are kernel send stamps, see RtpListener): a busy
+    # machine delays some packets, which must not fail the test; a sender that drifts or
+    # bursts must. The jitter figures themselves (SIPp as the baseline) are bench/sip_load.py's.
+    late = [(r.at - audio[0].at) * 1000 - 20.0 * ((r.pkt.timestamp - audio[0].pkt.timestamp) / 160) for r in audio]
+    q = len(late) // 4
+    drift = statistics.median(late[-q:]) - statistics.median(late[:q])
+    assert abs(drift) < 20.0, drift  # no drift against the media clock (< 0.3 ms a frame)
     gaps = [(b.at - a.at) * 1000 for a, b in zip(audio, audio[1:]) if b.pkt.seq == (a.pkt.seq + 1) & 0xFFFF]
-    mean = (audio[-1].at - audio[0].at) * 1000 / ((audio[-1].pkt.timestamp - audio[0].pkt.timestamp) / 160)
-    assert 19.5 < mean < 20.5, mean  # no drift against the media clock
-    dev = sorted(abs(g - 20.0) for g in gaps)
-    assert dev[int(len(dev) * 0.9)] < 10.0, statistics.mean(dev)
+    dev = statistics.median(abs(g - 20.0) for g in gaps)
+    assert dev < 15.0, dev  # one packet per 20 ms; frames sent in pairs (gaps 0, 40, ...) would give 20
 
     events = [r.pkt for r in rtp_listener.packets if r.pkt.payload_type == 101]
     ends = [parse_event(p.payload) for p in events if parse_event(p.payload).end]
     assert [e.event for e in ends] == [1, 1, 1, 11, 11, 11]  # each end packet sent 3 times
     assert sum(p.marker for p in events) == 2
-    assert any(p.packet_type == SR for data in rtp_listener.rtcp for p in parse_compound(data))
 
 
 async def test_receives_rfc4733_dtmf_from_sipp(carrier, sipp, tmp_path):
@@ -150,7 +164,7 @@ async def test_media_timeout(sipp, rtp_listener):
         uas = sipp("uas_answer.xml", sets={"rtp_port": str(rtp_listener.port)})
         call = await c.dial(dial(trunk=uas.trunk))
         await until(call, Answered)
-        ev = await next_event(call, 5)
+        ev = await next_event(call, 30)
         assert (ev.status, ev.reason, ev.hangup_by) == ("failed", "media timeout", "system")
         assert uas.wait() == 0, uas.errors()  # SIPp received our BYE
     finally:

@@ -87,11 +87,22 @@ def test_list_query_parameters_are_numbered():
     assert "call_requests r WHERE" not in sql  # unprojected requests are only ever queued
 
 
-def test_token_bucket():
+def test_token_bucket(monkeypatch):
+    from types import SimpleNamespace
+
+    from services.api import runtime
+
+    now = [1000.0]  # the bucket's clock, moved by the test only
+    monkeypatch.setattr(runtime, "time", SimpleNamespace(monotonic=lambda: now[0]))
     b = TokenBucket(rate=2, burst=3)
     assert [b.take() for _ in range(3)] == [0, 0, 0]
-    wait = b.take()
-    assert 0 < wait <= 0.5
+    assert b.take() == pytest.approx(0.5)  # empty: the next token is 1/rate away
+    now[0] += 0.25
+    assert b.take() == pytest.approx(0.25)
+    now[0] += 0.25
+    assert b.take() == 0  # refilled at `rate`
+    now[0] += 100
+    assert [b.take() for _ in range(4)] == [0, 0, 0, pytest.approx(0.5)]  # never more than `burst`
 
 
 def test_openapi_is_current():
