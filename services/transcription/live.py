@@ -57,7 +57,6 @@ Run: ``python -m services.transcription.live`` (consumer group ``transcription-l
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -399,7 +398,7 @@ class LiveWorker:
 
         self.log = log or get_logger(service=GROUP)
         self.core = core or LiveTranscription(self._publish, cfg=LiveConfig.from_env(), log=self.log)
-        self.group_id = group_id or os.environ.get("CANARY_TOPIC_PREFIX", "") + GROUP
+        self.group_id = group_id or topics.scoped(GROUP)
         self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
 

@@ -37,7 +37,6 @@ Run: ``python -m services.transcription.speech_gather`` (consumer group ``transc
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -301,7 +300,7 @@ class SpeechGatherWorker:
 
         self.log = log or get_logger(service=GROUP)
         self.core = core or SpeechGather(self._publish, cfg=GatherConfig.from_env(), log=self.log)
-        self.group_id = group_id or os.environ.get("CANARY_TOPIC_PREFIX", "") + GROUP
+        self.group_id = group_id or topics.scoped(GROUP)
         self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Task] = []
 

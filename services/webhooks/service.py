@@ -15,7 +15,6 @@ dead-lettered: a record on voice.dlq with the reason, and status `failed` in the
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import asyncpg
@@ -36,10 +35,9 @@ log = configure("webhooks")
 class WebhookWorker:
     def __init__(self, topic: str | None = None, group_id: str | None = None,
                  settings: WebhookSettings | None = None, dlq_topic: str | None = None):
-        prefix = os.environ.get("CANARY_TOPIC_PREFIX", "")
-        self.topic = topic or topics.EVENTS
-        self.dlq_topic = dlq_topic or topics.DLQ
-        self.group_id = group_id or prefix + "webhooks"
+        self.topic = topic or topics.events()
+        self.dlq_topic = dlq_topic or topics.dlq()
+        self.group_id = group_id or topics.scoped("webhooks")
         self.s = settings or config.settings().webhooks  # read once: the loop uses self.s
         self.lanes = Lanes(self.s)
         self.routes = store.RouteCache()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -12,7 +11,7 @@ import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from events import new_envelope
+from events import new_envelope, topics
 from events.catalog import FINAL_STATUSES
 from events.envelope import utc_now
 from services.api import models, store
@@ -39,8 +38,7 @@ _CALL_BODY = {"security": [{"HTTPBearer": []}], "parameters": [_IDEM_PARAM], "re
 
 
 def commands_topic() -> str:
-    # Same name as events.topics.COMMANDS, but read per app so tests can vary the prefix.
-    return os.environ.get("CANARY_TOPIC_PREFIX", "") + "voice.call.commands"
+    return topics.commands()  # read per call: tests vary the prefix
 
 
 def created_response(call_id: str, data: dict[str, Any], created_at: str) -> dict[str, Any]:
