@@ -220,6 +220,8 @@ class MediaSettings:
                      "where audio blobs live: `local` (a directory) or `s3`")
     dir: Path | None = var("CANARY_MEDIA_DIR", None, _optional_path, "directory of the local media store",
                            shown="`.local/media` in the working directory")
+    offset_reset: str = var("CANARY_MEDIA_OFFSET_RESET", "earliest", str,
+                            "Kafka `auto_offset_reset` of the media workers' consumer groups")
     s3: S3Settings = section(S3Settings)
 
 
@@ -271,6 +273,31 @@ class LiveSettings:
                             "Kafka `auto_offset_reset` of the live-transcription consumer group")
 
 
+def _port_range(raw: str) -> tuple[int, int]:
+    lo, sep, hi = raw.partition("-")
+    try:
+        first, last = int(lo), int(hi)
+    except ValueError:
+        raise ValueError("expected two ports, low-high") from None
+    if not sep or not 0 < first <= last < 65536:
+        raise ValueError("expected two ports, low-high")
+    return first, last
+
+
+@dataclass(frozen=True, slots=True)
+class TelephonySettings:
+    """The telephony gateway (services/telephony/gateway.py) and its SIP carrier."""
+
+    lease_s: float = var("CANARY_GATEWAY_LEASE_S", "15", _float,
+                         "seconds a gateway's lease on its calls lasts without renewal")
+    sip_bind: str = var("CANARY_SIP_BIND", "127.0.0.1", str, "address the SIP carrier binds")
+    sip_port: int = var("CANARY_SIP_PORT", "5060", _int, "SIP port of the SIP carrier")
+    rtp_ports: tuple[int, int] = var("CANARY_RTP_PORTS", "20000-60000", _port_range,
+                                     "RTP port range of the SIP carrier")
+    sip_media_timeout_s: float = var("CANARY_SIP_MEDIA_TIMEOUT_S", "30", _float,
+                                     "no RTP for this long after answer ends the call")
+
+
 @dataclass(frozen=True, slots=True)
 class HousekeepingSettings:
     request_grace_s: float = var("CANARY_REQUEST_GRACE_S", "600", _float,
@@ -303,6 +330,8 @@ class Settings:
     calls_per_second: float = var("CANARY_CPS", "10", _float,
                                   "calls per second of an account without its own limit")
     sandbox_speed: float = var("CANARY_SANDBOX_SPEED", "1", _float, "sandbox carrier time acceleration (docs/sandbox.md)")
+    projector_batch: int = var("CANARY_PROJECTOR_BATCH", "5000", _int,
+                               "most records the projector applies in one transaction")
 
     log: LogSettings = section(LogSettings)
     api: ApiSettings = section(ApiSettings)
@@ -313,6 +342,7 @@ class Settings:
     gather: GatherSettings = section(GatherSettings)
     live: LiveSettings = section(LiveSettings)
     housekeeping: HousekeepingSettings = section(HousekeepingSettings)
+    telephony: TelephonySettings = section(TelephonySettings)
 
     # Names from before the sections.
     @property
