@@ -14,6 +14,13 @@ it reports the byte offset of every element and error, which we turn into a
 character position in the *caller's* text for :class:`SsmlError`. DOCTYPE
 declarations are refused, which rules out entity-expansion attacks the same
 way defusedxml does.
+
+Untrusted input is bounded: at most :data:`MAX_SSML_CHARS` characters and
+:data:`MAX_DEPTH` nested elements (deeper used to exhaust the recursion of the
+tree walk), ``say-as`` numbers of at most ``textnorm.MAX_NUMBER_DIGITS`` digits,
+and every regular expression runs in linear time (the tag detector used to be
+quadratic in a run of spaces). Each refusal is an :class:`SsmlError` with a
+position, never another exception.
 """
 
 from __future__ import annotations
@@ -26,7 +33,12 @@ from xml.parsers import expat
 from . import textnorm
 
 MAX_BREAK_MS = 10_000
-_TAG_RE = re.compile(r"<\s*/?\s*[A-Za-z][\w:.-]*(\s[^<>]*)?/?\s*>")
+MAX_SSML_CHARS = 5000  # what the API accepts in tts.text
+MAX_DEPTH = 32  # nested elements, <speak> included; real SSML needs a handful
+# A tag: `<`, optional `/`, a name, then attributes and/or `/` up to `>`. Written so that no
+# two parts can match the same characters (a run of spaces has one way to match), which keeps
+# the search linear; the former `<\s*/?\s*` and `(\s[^<>]*)?/?\s*>` were quadratic in spaces.
+_TAG_RE = re.compile(r"<\s*(?:/\s*)?[A-Za-z][\w:.-]*(?:\s[^<>]*|/\s*)?>")
 _BARE_AMP_RE = re.compile(r"&(?!(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#x[0-9A-Fa-f]+);)")
 _SSML_NS = "http://www.w3.org/2001/10/synthesis"
 _BREAK_STRENGTH_MS = {"none": 0, "x-weak": 100, "weak": 250, "medium": 500, "strong": 750, "x-strong": 1000}
@@ -123,13 +135,16 @@ class _Doc:
 
 def _parse_tree(doc: _Doc) -> _Node:
     parser = expat.ParserCreate(namespace_separator=" ")
+    parser.buffer_text = True  # one text child per run, not one per entity or line
     stack: list[_Node] = []
     root: list[_Node] = []
 
     def start(name: str, attrs: dict[str, str]) -> None:
+        if len(stack) >= MAX_DEPTH:
+            raise SsmlError(f"SSML nested deeper than {MAX_DEPTH} elements", doc.char_pos(parser.CurrentByteIndex))
         ns, _, local = name.rpartition(" ")
         if ns and ns != _SSML_NS:
-            raise SsmlError(f"unsupported namespace {ns!r}", doc.char_pos(parser.CurrentByteIndex))
+            raise SsmlError(f"unsupported namespace {ns[:80]!r}", doc.char_pos(parser.CurrentByteIndex))
         clean = {k.rpartition(" ")[2] if not k.startswith("http://www.w3.org/XML/1998/namespace") else "xml:" + k.rpartition(" ")[2]: v
                  for k, v in attrs.items()}
         node = _Node(local, clean, parser.CurrentByteIndex)
@@ -267,11 +282,11 @@ class _Builder:
             if "time" in n.attrs:
                 ms = _parse_time_ms(n.attrs["time"])
                 if ms is None:
-                    raise self.err(n, f"invalid break time {n.attrs['time']!r} (use e.g. 500ms or 1s)")
+                    raise self.err(n, f"invalid break time {n.attrs['time'][:40]!r} (use e.g. 500ms or 1s)")
             else:
                 strength = n.attrs.get("strength", "medium")
                 if strength not in _BREAK_STRENGTH_MS:
-                    raise self.err(n, f"invalid break strength {strength!r}")
+                    raise self.err(n, f"invalid break strength {strength[:40]!r}")
                 ms = _BREAK_STRENGTH_MS[strength]
             self.emit_pause(ms)
         elif n.tag == "say-as":
@@ -293,23 +308,23 @@ class _Builder:
             if "rate" in n.attrs:
                 r = _parse_rate(n.attrs["rate"])
                 if r is None:
-                    raise self.err(n, f"invalid prosody rate {n.attrs['rate']!r}")
+                    raise self.err(n, f"invalid prosody rate {n.attrs['rate'][:40]!r}")
                 new = replace(new, rate=new.rate * r)
             if "pitch" in n.attrs:
                 p = _parse_pitch(n.attrs["pitch"])
                 if p is None:
-                    raise self.err(n, f"invalid prosody pitch {n.attrs['pitch']!r} (use e.g. +2st, -10%, high)")
+                    raise self.err(n, f"invalid prosody pitch {n.attrs['pitch'][:40]!r} (use e.g. +2st, -10%, high)")
                 new = replace(new, pitch_st=new.pitch_st + p)
             if "volume" in n.attrs:
                 v = _parse_volume(n.attrs["volume"])
                 if v is None:
-                    raise self.err(n, f"invalid prosody volume {n.attrs['volume']!r} (use e.g. +6dB, loud)")
+                    raise self.err(n, f"invalid prosody volume {n.attrs['volume'][:40]!r} (use e.g. +6dB, loud)")
                 new = replace(new, silent=True) if v == "silent" else replace(new, volume_db=new.volume_db + v)
             self.walk(n, new)
         elif n.tag == "emphasis":
             level = n.attrs.get("level", "moderate")
             if level not in _EMPHASIS:
-                raise self.err(n, f"invalid emphasis level {level!r}")
+                raise self.err(n, f"invalid emphasis level {level[:40]!r}")
             rate, vol = _EMPHASIS[level]
             self.walk(n, replace(style, rate=style.rate * rate, volume_db=style.volume_db + vol))
         elif n.tag in ("p", "s"):
@@ -322,7 +337,7 @@ class _Builder:
                 raise self.err(n, f"<{n.tag}> requires a valid xml:lang")
             self.walk(n, replace(style, lang=new_lang))
         else:
-            raise self.err(n, f"unsupported SSML element <{n.tag}>")
+            raise self.err(n, f"unsupported SSML element <{n.tag[:40]}>")
 
 
 def parse(text: str, lang: str = "en-US") -> list[Segment]:
@@ -331,6 +346,8 @@ def parse(text: str, lang: str = "en-US") -> list[Segment]:
     ``lang`` is the voice's language, used by language-dependent ``say-as``.
     Pauses at the very start or end are dropped (telephony adds its own).
     """
+    if len(text) > MAX_SSML_CHARS:
+        raise SsmlError(f"text longer than {MAX_SSML_CHARS} characters", MAX_SSML_CHARS)
     if not looks_like_ssml(text):
         plain = re.sub(r"\s+", " ", text).strip()
         return [Segment(text=plain)] if plain else []

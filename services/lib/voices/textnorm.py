@@ -20,6 +20,9 @@ _ORD_IRREGULAR = {"one": "first", "two": "second", "three": "third", "five": "fi
 MONTHS = "January February March April May June July August September October November December".split()
 
 
+MAX_NUMBER_DIGITS = 15  # up to 999 trillion: what number_words spells; longer is not a number to say
+
+
 class SayAsError(ValueError):
     """The content does not fit the requested interpretation."""
 
@@ -60,7 +63,9 @@ def _int(text: str) -> int:
     cleaned = re.sub(r"[\s,._']", "", text)
     cleaned = re.sub(r"(st|nd|rd|th|º|ª|\.)$", "", cleaned, flags=re.I)
     if not re.fullmatch(r"[-+]?\d+", cleaned):
-        raise SayAsError(f"not a number: {text!r}")
+        raise SayAsError(f"not a number: {text[:40]!r}")
+    if len(cleaned.lstrip("+-").lstrip("0")) > MAX_NUMBER_DIGITS:
+        raise SayAsError(f"number longer than {MAX_NUMBER_DIGITS} digits")
     return int(cleaned)
 
 
@@ -106,8 +111,8 @@ def ordinal(text: str, lang: str) -> str:
 def date(text: str, fmt: str | None, lang: str) -> str:
     """A date such as ``2024-01-05`` or ``1/5/2024``; ``fmt`` like ``mdy``/``dmy``/``ymd``."""
     parts = re.findall(r"\d+", text)
-    if not parts:
-        raise SayAsError(f"not a date: {text!r}")
+    if not parts or any(len(p) > 8 for p in parts):
+        raise SayAsError(f"not a date: {text[:40]!r}")
     if not fmt:
         if len(parts) == 3 and len(parts[0]) == 4:
             fmt = "ymd"
