@@ -1,9 +1,14 @@
 """Render a ``tts`` request to stored audio, with a content cache.
 
-Identical (text, voice, speed, pitch) renders once: the cache key is a hash of
-those inputs (plus a render version bumped when output would change), stored as
-a media-store alias pointing at the audio's content ref. Concurrent identical
-requests in one process share a single render.
+Identical (text, voice, speed, pitch) renders once per account: the cache key is a
+hash of those inputs and the account id (plus a render version bumped when output
+would change), stored as a media-store alias pointing at the audio's content ref.
+Concurrent identical requests of one account in one process share a single render.
+
+The cache is per account because whether a render is a cache hit (or how fast it
+comes back) tells whether that exact text was rendered before: shared, it would let
+one account confirm another's one-time code by guessing. ``cache_hit`` stays on the
+event for the services and is kept out of what customers see (events/public.py).
 
 Synthesis runs in the media thread pool (:func:`services.common.audio.run_blocking`),
 never on the event loop.
@@ -51,9 +56,10 @@ class RenderResult:
         return asdict(self)
 
 
-def cache_key(text: str, voice: str, speed: float, pitch: float) -> str:
-    """Stable hash of the render inputs."""
-    blob = json.dumps([RENDER_VERSION, text, voice, float(speed), float(pitch)], ensure_ascii=False)
+def cache_key(text: str, voice: str, speed: float, pitch: float, account_id: str = "") -> str:
+    """Stable hash of the render inputs, in the account's namespace ('' : the operator's, CLI and
+    benchmarks)."""
+    blob = json.dumps([RENDER_VERSION, account_id, text, voice, float(speed), float(pitch)], ensure_ascii=False)
     return "tts-" + hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
@@ -94,15 +100,15 @@ class Renderer:
         flush()
         return bytes(out)
 
-    def render_sync(self, tts: Mapping) -> RenderResult:
-        """Validate, look up the cache, render and store. Blocking."""
+    def render_sync(self, tts: Mapping, account_id: str = "") -> RenderResult:
+        """Validate, look up the account's cache, render and store. Blocking."""
         errors = validate_tts(dict(tts))
         if errors:
             raise TtsRequestError(errors)
         text = tts["text"]
         voice = get_voice(tts.get("voice") or DEFAULT_VOICE)
         speed, pitch = float(tts.get("speed", 1.0)), float(tts.get("pitch", 0.0))
-        key = cache_key(text, voice.id, speed, pitch)
+        key = cache_key(text, voice.id, speed, pitch, account_id)
         cached = self.store.get_alias(key)
         if cached:
             pcm, _, _ = audio.read_wav(self.store.get(cached))
@@ -112,11 +118,11 @@ class Renderer:
         self.store.set_alias(key, ref)
         return RenderResult(ref, audio.duration_ms(pcm), voice.id, False)
 
-    async def render(self, tts: Mapping) -> RenderResult:
-        """Async :meth:`render_sync`, off the loop, deduplicating concurrent twins."""
+    async def render(self, tts: Mapping, account_id: str = "") -> RenderResult:
+        """Async :meth:`render_sync`, off the loop, deduplicating concurrent twins of one account."""
         try:
             key = cache_key(tts["text"], tts.get("voice") or DEFAULT_VOICE,
-                            float(tts.get("speed", 1.0)), float(tts.get("pitch", 0.0)))
+                            float(tts.get("speed", 1.0)), float(tts.get("pitch", 0.0)), account_id)
         except (KeyError, TypeError, ValueError):
             key = None  # invalid request: let render_sync report it
         if key is not None and key in self._inflight:
@@ -126,7 +132,7 @@ class Renderer:
         if key is not None:
             self._inflight[key] = fut
         try:
-            result = await audio.run_blocking(self.render_sync, dict(tts))
+            result = await audio.run_blocking(self.render_sync, dict(tts), account_id)
             fut.set_result(result)
             return result
         except asyncio.CancelledError:

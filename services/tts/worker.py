@@ -1,7 +1,7 @@
 """TTS worker: ``tts.requested`` -> ``tts.rendered`` | ``tts.failed``,
 ``audio.requested`` -> ``audio.fetched`` | ``audio.failed`` and, for the sandbox
 carrier's scripted callees, ``sandbox.speech.requested`` -> ``sandbox.speech.rendered``
-| ``sandbox.speech.failed`` (same renderer, same content-addressed cache: the gateway
+| ``sandbox.speech.failed`` (same renderer, same cache, per account: the gateway
 runs no TTS engine).
 
 Run: ``python -m services.tts.worker`` (consumer group ``tts``).
@@ -24,6 +24,8 @@ GROUP = "tts"
 class TtsHandler:
     """Turns media requests into results; one :class:`Renderer` per process."""
 
+    types = frozenset({"tts.requested", "sandbox.speech.requested", "audio.requested"})  # what the worker takes
+
     def __init__(self, renderer: Renderer | None = None, log=None) -> None:
         self.renderer = renderer or Renderer()
         self.log = log
@@ -41,7 +43,7 @@ class TtsHandler:
         """Render; answers ``<kind>.rendered`` or ``<kind>.failed``."""
         tts = {k: env.data[k] for k in ("text", "voice", "speed", "pitch") if k in env.data}
         try:
-            res = await self.renderer.render(tts)
+            res = await self.renderer.render(tts, account_id=env.account_id)  # the account's cache
         except TtsRequestError as exc:
             return env.caused(f"{kind}.failed", carry_step(env, {"reason": str(exc), "errors": exc.errors}))
         except Exception as exc:

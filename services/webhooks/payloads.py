@@ -14,6 +14,7 @@ import orjson
 
 from events import Envelope
 from events.catalog import FINAL_STATUSES
+from events.public import public_data
 
 # Event type -> public call status it reports.
 STATUS_EVENTS: dict[str, str] = {
@@ -54,8 +55,11 @@ def _drop_none(d: dict[str, Any], keep: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def payload(env: Envelope) -> dict[str, Any] | None:
-    """The webhook body for an event, or None if the type is not sent as a webhook."""
-    d = env.data
+    """The webhook body for an event, or None if the type is not sent as a webhook.
+
+    Bodies are built from the public view of the event (events/public.py): an internal
+    field (cache_hit, a media-store ref ...) cannot end up in one."""
+    d = public_data(env.type, env.data)
     head = {"call_id": env.call_id, "type": env.type}
     tail = {"event_id": env.id, "occurred_at": env.occurred_at}
     t = env.type

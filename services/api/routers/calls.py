@@ -14,6 +14,7 @@ from starlette.responses import Response
 from events import new_envelope, topics
 from events.catalog import FINAL_STATUSES
 from events.envelope import utc_now
+from events.public import public_data
 from services.api import models, store
 from services.api.auth import authenticate_request, current_account
 from services.api.body import read_json
@@ -210,8 +211,9 @@ async def call_events(call_id: str, request: Request,
     await fetch_call(request, account, call_id)
     pool = await request.app.state.runtime.db()
     rows = await pool.fetch(store.GET_EVENTS, call_id, account.id, limit)
+    # The public view: no internal fields (cache_hit, media-store refs ...: events/public.py).
     data = [{"id": str(r["event_id"]), "type": r["type"], "version": r["version"],
-             "occurred_at": iso(r["occurred_at"]), "data": r["data"]} for r in rows]
+             "occurred_at": iso(r["occurred_at"]), "data": public_data(r["type"], r["data"])} for r in rows]
     return json_response({"call_id": call_id, "data": data})
 
 
