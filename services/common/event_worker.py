@@ -1,8 +1,8 @@
 """A small consume-handle-produce loop shared by the media workers.
 
-Used by the TTS, recording and transcription workers (it lives here only
-because the media services' files were scoped to their own packages; it has no
-TTS specifics and can move to ``services/common``).
+Used by the TTS, recording and transcription workers. Stateless, so no positions in
+Postgres: it shares the check / dead-letter / retry part of the consume-with-tracking
+block (``services.common.consumer``) and commits Kafka's group offsets.
 
 Delivery: at-least-once plus idempotence, as the design brief asks (Faust's
 exactly-once is unreliable). Each output's id is derived from its input event's
@@ -20,32 +20,50 @@ media pool, not on the loop.
 from __future__ import annotations
 
 import asyncio
-import os
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Collection
 
 from aiokafka import TopicPartition
 
-from events import DecodeError, Envelope, decode, topics
+from events import Envelope, topics
+from services.common.config import settings
+from services.common.consumer import (Backoff, KafkaDeadLetters, Record, Rejected, Skipped, Source, Stopped,
+                                      rejection, retry_transient)
 from services.common.kafka import make_consumer, make_producer, publish
 from services.common.service import serve as run_service
 
 Handler = Callable[[Envelope], Awaitable[list[Envelope]]]
 
 
+class HandlerTimeout(Exception):
+    """The handler took longer than the worker allows for one event."""
+
+
 class EventWorker:
-    """Consume ``voice.call.events`` in group ``name`` and run ``handler`` on each event."""
+    """Consume ``voice.call.events`` in group ``name`` and run ``handler`` on each event.
+
+    Records are checked as the stream processors check them (``services.common.consumer``):
+    a record of a type the worker takes that cannot be read, that the handler fails on or
+    whose handler times out goes to voice.dlq with the reason, and the worker goes on;
+    a transient failure (connection, timeout inside the handler) is retried with backoff.
+    ``types`` are the event types the handler takes (default: the handler's ``types``
+    attribute, else every type).
+    """
 
     def __init__(self, name: str, handler: Handler, *, topic: str | None = None,
-                 group_id: str | None = None, handler_timeout_s: float = 300.0, log=None) -> None:
+                 group_id: str | None = None, handler_timeout_s: float = 300.0, log=None,
+                 types: Collection[str] | None = None) -> None:
         self.name = name
         self.handler = handler
-        self.topic = topic or topics.EVENTS
-        prefix = os.environ.get("CANARY_TOPIC_PREFIX", "")
-        self.group_id = group_id or prefix + name
+        self.topic = topic or topics.events()
+        self.group_id = group_id or topics.scoped(name)
         self.handler_timeout_s = handler_timeout_s
+        types = types if types is not None else getattr(handler, "types", None)
+        self.source = Source(self.topic, types=frozenset(types) if types is not None else None)
+        self.backoff = Backoff()
         self.stopping = asyncio.Event()
         self.handled = 0
         self.emitted = 0
+        self.rejected = 0
         if log is None:
             from services.common.logging import get_logger
 
@@ -56,9 +74,9 @@ class EventWorker:
         """Connect producer and consumer."""
         self.producer = make_producer()
         await self.producer.start()
+        self.dead_letters = KafkaDeadLetters(self.producer)
         self.consumer = make_consumer(self.topic, group_id=self.group_id,
-                                      auto_offset_reset=os.environ.get("CANARY_MEDIA_OFFSET_RESET", "earliest"),
-                                      max_poll_records=200)
+                                      auto_offset_reset=settings().media.offset_reset, max_poll_records=200)
         await self.consumer.start()
         self.log.info("worker started", topic=self.topic, group=self.group_id)
 
@@ -67,24 +85,47 @@ class EventWorker:
         await self.consumer.stop()
         await self.producer.stop()
 
-    async def _handle(self, raw: bytes | None) -> list[Envelope]:
-        env = decode(raw)
-        if isinstance(env, DecodeError):
-            # The projector dead-letters bad events on this topic; doing it here too
-            # would file each one once per worker.
-            return []
+    async def _reject(self, r: Rejected) -> None:
+        self.rejected += 1
+        self.log.warning("record rejected to dlq", consumer=self.name, code=r.error.code, reason=r.error.reason,
+                         type=r.error.type, topic=r.topic, partition=r.partition, offset=r.offset)
+        await retry_transient(lambda: self.dead_letters.send([r], self.name), what=f"{self.name}: dead letter",
+                              log=self.log, backoff=self.backoff, stopping=self.stopping)
+
+    async def _run_handler(self, env: Envelope) -> list[Envelope]:
         try:
-            return await asyncio.wait_for(self.handler(env), self.handler_timeout_s)
-        except Exception as exc:  # a handler bug must not wedge the partition
-            self.log.exception("handler failed", type=env.type, call_id=env.call_id, error=str(exc))
+            async with asyncio.timeout(self.handler_timeout_s) as limit:
+                return await self.handler(env)
+        except TimeoutError:
+            if limit.expired():  # ours, not a timeout inside the handler (that one is transient)
+                raise HandlerTimeout(f"no answer within {self.handler_timeout_s:g} s") from None
+            raise
+
+    async def _handle(self, m) -> list[Envelope]:
+        item = self.source.item(m)
+        if type(item) is Skipped:
+            return []
+        if type(item) is Rejected:
+            await self._reject(item)
+            return []
+        assert type(item) is Record
+        try:
+            return await retry_transient(lambda: self._run_handler(item.env), what=f"{self.name}: handler",
+                                         log=self.log, backoff=self.backoff, stopping=self.stopping)
+        except Stopped:
+            raise
+        except Exception as exc:  # the record's (retry_transient raises no other): it must not wedge the partition
+            error = rejection(exc, item, code="handler_timeout" if isinstance(exc, HandlerTimeout) else "handler_error")
+            await self._reject(Rejected(item.topic, item.partition, item.offset, item.value, error))
             return []
 
     async def _partition(self, msgs) -> int:
         out = 0
         for m in msgs:
-            results = await self._handle(m.value)
+            results = await self._handle(m)
             for e in results:
-                await publish(self.producer, self.topic, e)
+                await retry_transient(lambda e=e: publish(self.producer, self.topic, e), what=f"{self.name}: publish",
+                                      log=self.log, backoff=self.backoff, stopping=self.stopping)
             out += len(results)
         return out
 
@@ -106,13 +147,17 @@ class EventWorker:
 
     async def run(self) -> None:
         """Loop until :attr:`stopping` is set."""
-        while not self.stopping.is_set():
-            await self.run_once()
+        try:
+            while not self.stopping.is_set():
+                await self.run_once()
+        except Stopped:
+            pass
 
 
 async def serve(worker: EventWorker) -> None:
     """Run ``worker`` until SIGINT/SIGTERM."""
-    await run_service(worker, worker.log, "worker", lambda: {"handled": worker.handled, "emitted": worker.emitted})
+    await run_service(worker, worker.log, "worker", lambda: {"handled": worker.handled, "emitted": worker.emitted,
+                                                              "rejected": worker.rejected})
 
 
 def carry_step(env: Envelope, data: dict) -> dict:

@@ -7,9 +7,7 @@ import base64
 from typing import Any
 
 import orjson
-from typing import Awaitable, Callable
-
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -65,20 +63,35 @@ async def publish_many(producer: AIOKafkaProducer, topic: str, envs: list[Envelo
         await asyncio.gather(*futs)
 
 
+# A DLQ record carries the original bytes; beyond this they are cut (and flagged), so a
+# rejected message near the broker's size limit still fits in its DLQ record.
+DLQ_RAW_MAX = 256 * 1024
+
+
 def dlq_record(reason: str, code: str, *, source_topic: str, partition: int | None = None,
                offset: int | None = None, raw: bytes | None = None, type: str | None = None,
-               errors: Any = None) -> bytes:
-    """A voice.dlq record: why it was rejected, where it came from, and the original bytes."""
+               errors: Any = None, consumer: str | None = None) -> bytes:
+    """A voice.dlq record: why it was rejected, by which consumer, where it came from, the original bytes."""
+    raw = raw or b""
+    kept = raw[:DLQ_RAW_MAX]
     return orjson.dumps({
         "reason": reason,
         "code": code,
         "type": type,
         "errors": list(errors or []),
+        "consumer": consumer,
         "source": {"topic": source_topic, "partition": partition, "offset": offset},
-        "raw_base64": base64.b64encode(raw or b"").decode(),
-        "raw_text": (raw or b"")[:4096].decode("utf-8", "replace"),
+        "raw_base64": base64.b64encode(kept).decode(),
+        "raw_text": kept[:4096].decode("utf-8", "replace"),
+        "raw_size": len(raw),
+        "raw_truncated": len(kept) < len(raw),
         "rejected_at": utc_now(),
-    })
+    }, default=str)
+
+
+def dlq_key(topic: str, partition: int | None, offset: int | None) -> bytes:
+    """Key of a DLQ record: the source position (a reader dedupes a rare re-send by it)."""
+    return f"{topic}:{partition}:{offset}".encode()
 
 
 async def ensure_topics(bootstrap: str | None = None, partitions: int | None = None,
@@ -118,28 +131,3 @@ async def broker_ready(bootstrap: str | None = None, timeout: float = 3.0) -> bo
             await admin.close()
         except Exception:
             pass
-
-
-class SeekToStored(ConsumerRebalanceListener):
-    """On every assignment, seek to the positions stored with the data (else the beginning).
-
-    For consumers whose offsets live in Postgres next to what they wrote: Kafka's own
-    committed offsets may be behind (they are written after), so they are never trusted.
-    `load()` returns {(topic, partition): next offset}.
-    """
-
-    def __init__(self, consumer: Callable[[], AIOKafkaConsumer],
-                 load: Callable[[], Awaitable[dict[tuple[str, int], int]]]):
-        self._consumer, self._load = consumer, load
-
-    async def on_partitions_revoked(self, revoked):
-        pass
-
-    async def on_partitions_assigned(self, assigned):
-        stored = await self._load()
-        consumer = self._consumer()
-        for tp in assigned:
-            if (tp.topic, tp.partition) in stored:
-                consumer.seek(tp, stored[(tp.topic, tp.partition)])
-            else:
-                await consumer.seek_to_beginning(tp)

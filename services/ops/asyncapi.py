@@ -41,20 +41,28 @@ def _message(mt: Any) -> dict[str, Any]:
 
 DLQ_PAYLOAD = {
     "type": "object",
-    "description": "A command or event that failed validation, with the reason and the original bytes.",
+    "description": "A command or event a consumer could not process (it failed validation, its handler "
+                   "failed on it, or Postgres refused it), with the reason, the consumer and the original "
+                   "bytes. Keyed by the source position (topic:partition:offset); each consumer files its own.",
     "required": ["reason", "code", "source", "raw_base64", "rejected_at"],
     "properties": {
         "reason": {"type": "string"},
         "code": {"type": "string", "description": "malformed_json | invalid_envelope | unknown_type | "
-                                                  "unknown_version | invalid_payload | rejected"},
+                                                  "unknown_version | invalid_payload | unknown_command | "
+                                                  "handler_error | handler_timeout | data_error | "
+                                                  "webhook_failed | webhook_refused"},
         "type": {"type": ["string", "null"]},
         "errors": {"type": "array", "items": {"type": "object", "properties": {
             "code": {"type": "string"}, "field": {"type": ["string", "null"]}, "message": {"type": "string"}}}},
+        "consumer": {"type": ["string", "null"],
+                     "description": "the consumer that rejected it (projector, orchestrator, telephony, tts, ...)"},
         "source": {"type": "object", "properties": {"topic": {"type": "string"},
                                                     "partition": {"type": ["integer", "null"]},
                                                     "offset": {"type": ["integer", "null"]}}},
         "raw_base64": {"type": "string", "contentEncoding": "base64"},
         "raw_text": {"type": "string"},
+        "raw_size": {"type": "integer", "description": "size of the original message, bytes"},
+        "raw_truncated": {"type": "boolean", "description": "raw_base64 holds only the first 256 KiB"},
         "rejected_at": {"type": "string", "format": "date-time"},
     },
 }

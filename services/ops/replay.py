@@ -5,15 +5,16 @@
     canary-voice replay --until T    rebuild the state as it was at T into projection_asof_*
     canary-voice calls history ID    a call's timeline, read from the log itself
 
-The rebuild uses the projector's own store and the same consumer name, so the rebuilt
-tables (offsets included) are byte-identical to what the live projector wrote from the
-same log, and the live projector carries on from them after the swap.
+The rebuild uses the projector's own store, the same consumer name and the same
+consume-with-tracking block (``services.common.consumer``): every record the live projector
+dead-letters (it cannot be read, or Postgres refuses it) is skipped here too and reported,
+so the rebuilt tables (offsets included) are byte-identical to what the live projector
+wrote from the same log, and the live projector carries on from them after the swap.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from datetime import datetime, timezone
 
@@ -24,9 +25,10 @@ from aiokafka.partitioner import DefaultPartitioner
 from events import DecodeError, decode, topics
 from services.common import db
 from services.common.config import projection_schema
+from services.common.consumer import CollectedDeadLetters, Processor
 from services.common.kafka import make_consumer
 from services.common.db import init_connection
-from services.projector.store import ProjectionStore, Record, ensure_schema, table_names
+from services.projector.store import ProjectionStore, ensure_schema, table_names
 
 LIVE = projection_schema()
 PK = {"calls": "id", "call_events": "event_id", "gathers": "event_id", "recordings": "id",
@@ -61,21 +63,26 @@ async def checksums(conn, schema: str) -> dict[str, tuple[int, str]]:
 
 
 class Rebuild:
-    """Replays voice.call.events into `schema` through the projector's store."""
+    """Replays voice.call.events into `schema` through the projector's store and checks."""
 
     def __init__(self, conn, schema: str, until: datetime | None = None, group: str = "projector"):
         self.conn, self.schema, self.until = conn, schema, until
-        self.store = ProjectionStore(conn, schema, consumer=(topics.EVENTS.removesuffix("voice.call.events")
-                                                             + group), topic=topics.EVENTS)
-        self.applied = 0
+        self.store = ProjectionStore(conn, schema, consumer=topics.scoped(group), topic=topics.events(), until=until)
+        self.skipped = CollectedDeadLetters()  # what the live projector dead-letters
+        self.processor = Processor("replay", [self.store.source()], self.store.handle, self.store.tracking(),
+                                   self.skipped)
         self.position: dict[int, int] = {}
+
+    @property
+    def applied(self) -> int:
+        return self.store.applied
 
     async def start(self) -> None:
         await ensure_schema(self.conn, self.schema)
         self.consumer = make_consumer(group_id=None, max_poll_records=5000)
         await self.consumer.start()
-        parts = await _partitions(self.consumer, topics.EVENTS)
-        self.tps = [TopicPartition(topics.EVENTS, p) for p in sorted(parts)]
+        parts = await _partitions(self.consumer, topics.events())
+        self.tps = [TopicPartition(topics.events(), p) for p in sorted(parts)]
         self.consumer.assign(self.tps)
         await self.consumer.seek_to_beginning(*self.tps)
         self.position = {tp.partition: 0 for tp in self.tps}
@@ -87,26 +94,23 @@ class Rebuild:
         """Apply everything below `target` offsets (partition -> offset)."""
         while any(self.position.get(p, 0) < off for p, off in target.items()):
             batches = await self.consumer.getmany(timeout_ms=500, max_records=5000)
-            recs, upto = [], {}
-            for tp, msgs in batches.items():
+            msgs = []
+            for tp, ms in batches.items():
                 stop = target.get(tp.partition, 0)
-                for m in msgs:
+                last = -1
+                for m in ms:
                     if m.offset >= stop:
                         break
-                    upto[tp.partition] = m.offset + 1
-                    env = decode(m.value)
-                    if isinstance(env, DecodeError):
-                        continue  # the live projector dead-lettered it; same here: skip
-                    if self.until and datetime.fromisoformat(env.occurred_at) > self.until:
-                        continue
-                    recs.append(Record(tp.partition, m.offset, env))
-                if tp.partition in upto and upto[tp.partition] >= stop:
+                    msgs.append(m)
+                    last = m.offset
+                if ms and ms[-1].offset >= stop:
+                    self.consumer.seek(tp, stop)  # records past the target are read by a later run_to
+                if last + 1 >= stop or (ms and ms[-1].offset >= stop):
                     self.consumer.pause(tp)
-            if upto:
-                res = await self.store.apply_batch(recs, upto)
-                self.applied += res.applied
-                n = sum(upto[p] - self.position.get(p, 0) for p in upto)
-                self.position.update(upto)
+            if msgs:
+                upto = await self.processor.process(self.processor.prepare(msgs))
+                n = sum(o - self.position.get(p, 0) for (_, p), o in upto.items())
+                self.position.update({p: o for (_, p), o in upto.items()})
                 if progress:
                     progress(n)
         self.consumer.resume(*self.tps)
@@ -123,7 +127,7 @@ async def replay(dry_run: bool = False, until: datetime | None = None, quiet: bo
     await rb.start()
     result: dict = {"schema": schema}
     try:
-        target = await _end_offsets(rb.consumer, topics.EVENTS)
+        target = await _end_offsets(rb.consumer, topics.events())
         total = sum(target.values())
         t0 = time.perf_counter()
         with Progress(TextColumn("replay"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} events"),
@@ -137,18 +141,20 @@ async def replay(dry_run: bool = False, until: datetime | None = None, quiet: bo
             await rb.run_to(target, progress)
             result.update(events=total, seconds=round(time.perf_counter() - t0, 2),
                           rate=round(total / max(time.perf_counter() - t0, 1e-6)))
+            result["skipped"] = [r.to_dict() for r in rb.skipped.sorted()]
             if until:
                 result["status"] = "built"
                 return result
             # Compare at one log position: catch up with the live projector's offsets and
             # check both in one snapshot; retry if live moved meanwhile.
             for _ in range(10):
-                live_store = ProjectionStore(conn, LIVE, consumer=rb.store.consumer, topic=topics.EVENTS)
+                live_store = ProjectionStore(conn, LIVE, consumer=rb.store.consumer, topic=topics.events())
                 live_pos = await live_store.offsets() if await _has_schema(conn, LIVE) else {}
                 if any(live_pos.get(p, 0) < off for p, off in rb.position.items()):
                     await asyncio.sleep(0.5)  # live is behind the replay: let it catch up
                     continue
                 await rb.run_to(live_pos, progress)
+                result["skipped"] = [r.to_dict() for r in rb.skipped.sorted()]
                 async with conn.transaction(isolation="repeatable_read"):
                     again = await live_store.offsets()
                     if again != live_pos:
@@ -185,9 +191,9 @@ async def history(call_id: str) -> list:
     consumer = make_consumer(group_id=None)
     await consumer.start()
     try:
-        parts = sorted(await _partitions(consumer, topics.EVENTS))
+        parts = sorted(await _partitions(consumer, topics.events()))
         p = DefaultPartitioner()(call_id.encode(), parts, parts)
-        tp = TopicPartition(topics.EVENTS, p)
+        tp = TopicPartition(topics.events(), p)
         consumer.assign([tp])
         await consumer.seek_to_beginning(tp)
         end = (await consumer.end_offsets([tp]))[tp]
@@ -215,10 +221,16 @@ def register(app: typer.Typer) -> None:
         if when is not None and when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
         res = asyncio.run(replay(dry_run=dry_run, until=when))
+        skipped = res.get("skipped") or []
+        if skipped:
+            typer.echo(f"skipped {len(skipped)} records the projector cannot apply (the live projector"
+                       f" dead-letters them to voice.dlq):")
+            for r in skipped:
+                typer.echo(f"  {r['topic']}:{r['partition']}:{r['offset']} {r['code']}: {r['reason']}")
         for table, info in (res.get("tables") or {}).items():
             typer.echo(f"  {table:15} rows={info['rows']:<9} {'match' if info['match'] else 'MISMATCH'}")
         typer.echo(f"replay: {res.get('events', 0):,} events in {res.get('seconds', 0)} s "
-                   f"({res.get('rate', 0):,} ev/s) -> {res['status']} ({res['schema']})")
+                   f"({res.get('rate', 0):,} ev/s), {len(skipped)} skipped -> {res['status']} ({res['schema']})")
         if res["status"].startswith("mismatch"):
             raise typer.Exit(1)
 

@@ -1,36 +1,57 @@
-"""Orchestrator I/O: consume commands + events, decide, publish, persist — in that order.
+"""Orchestrator I/O: consume commands + events, decide, persist, publish — then commit.
 
 Exactly-once in effect, without Kafka transactions (faust/aiokafka EOS is unreliable,
-see docs/architecture.md): outputs are published (acks=all) *before* the state and
-offsets commit in one Postgres transaction. A crash in between re-decides the same
-inputs from the same state, which re-publishes the same derived ids; every consumer
-(gateway, projector, webhooks) dedupes by id, the gateway by call as well.
+see docs/architecture.md). Built on the consume-with-tracking block
+(``services.common.consumer``): per batch, one Postgres transaction holds the calls'
+state, timers, pacing and the consumed offsets; the outputs are published (acks=all)
+after the writes and *before* the commit. A crash in between re-decides the same inputs
+from the same state, which re-publishes the same derived ids; every consumer (gateway,
+projector, webhooks) dedupes by id, the gateway by call as well. An input that cannot be
+read, that `decide` fails on or that Postgres refuses is dead-lettered on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import datetime, timezone
 
 import orjson
 
-from events import DecodeError, Envelope, decode, decode_payload, derive_id, topics
+from events import DecodeError, Envelope, derive_id, topics
 from services.common import db
-from services.common.kafka import SeekToStored, dlq_record, make_consumer, make_producer, publish_many
+from services.common.config import settings
+from services.common.consumer import Batch, Consumer, KafkaDeadLetters, PostgresTracking, Processor, Source
+from services.common.kafka import make_producer, publish_many
 from services.common.logging import configure
 from services.common.service import serve
-from services.orchestrator.decide import COMMAND_INPUTS, EVENT_INPUTS, INPUTS, Source, decide
+from services.orchestrator.decide import COMMAND_INPUTS, EVENT_INPUTS, INPUTS, Source as InputSource, decide
 from services.orchestrator.intake import validate_place_call
 from services.orchestrator.outputs import CancelTimer, Emit, NextDialSlot, StartTimer
 from services.orchestrator.state import CallState
 
 log = configure("orchestrator")
-SCOPE = os.environ.get("CANARY_TOPIC_PREFIX", "")
 # The topics the inputs come from (decide.INPUTS lists them); on the event log, anything
 # that is not an input is skipped cheaply.
-_TOPIC = {Source.COMMAND: topics.COMMANDS, Source.EVENT: topics.EVENTS}
-SUBSCRIPTION = list(dict.fromkeys(_TOPIC[r.source] for r in INPUTS.values()))
+_TOPIC = {InputSource.COMMAND: topics.commands, InputSource.EVENT: topics.events}
+
+
+def subscription() -> list[str]:
+    """The consumer's topics, in the order decide.INPUTS first names them."""
+    return list(dict.fromkeys(_TOPIC[r.source]() for r in INPUTS.values()))
+
+
+def sources() -> list[Source]:
+    """What the consumer takes from each topic: commands it does not know are dead-lettered
+    (nobody else reads that topic), other events are skipped. PlaceCall payloads are checked
+    by the intake (`validate_place_call`), which rejects the call with its errors."""
+    return [Source(topics.commands(), types=COMMAND_INPUTS, reject_others=True, unchecked=frozenset({"PlaceCall"})),
+            Source(topics.events(), types=EVENT_INPUTS)]
+
+
+def __getattr__(name: str):
+    if name == "SUBSCRIPTION":  # read when asked: the topic prefix is read at call time
+        return subscription()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _now() -> datetime:
@@ -42,26 +63,35 @@ async def _init(conn) -> None:
                               schema="pg_catalog")
 
 
+async def _connect():
+    conn = await db.connect()
+    await _init(conn)
+    return conn
+
+
 class Orchestrator:
     def __init__(self):
-        self.group = SCOPE + "orchestrator"
-        self.positions: dict[tuple[str, int], int] = {}
+        self.scope = topics.prefix()  # timers and pacing of this deployment (tests run several)
+        self.group = topics.scoped("orchestrator")
         self.stopping = asyncio.Event()
         self.cps_cache: dict[str, tuple[float, float]] = {}  # account -> (expires, calls/s)
 
     async def start(self) -> None:
-        self.conn = await db.connect()
-        await _init(self.conn)
-        self.timer_conn = await db.connect()
-        await _init(self.timer_conn)
+        self.tracking = PostgresTracking("orch_offsets", self.group, connect=_connect)
+        await self.tracking.start()
+        self.timer_conn = await _connect()
         self.producer = make_producer(linger_ms=1)  # every output is on some caller's critical path
         await self.producer.start()
-        self.consumer = make_consumer(group_id=self.group)
         await self._warm_up()
-        self.consumer.subscribe(SUBSCRIPTION,
-                                listener=SeekToStored(lambda: self.consumer, self._stored))
+        self.processor = Processor("orchestrator", sources(), self.handle, self.tracking,
+                                   KafkaDeadLetters(self.producer), log=log, stopping=self.stopping)
+        self.consumer = Consumer(self.processor, group_id=self.group, batch_max=1000)
         await self.consumer.start()
-        log.info("orchestrator started", scope=SCOPE)
+        log.info("orchestrator started", scope=self.scope)
+
+    @property
+    def conn(self):
+        return self.tracking.conn
 
     async def _warm_up(self) -> None:
         """Validate and decide one example call before taking traffic.
@@ -75,82 +105,60 @@ class Orchestrator:
         await validate_place_call(self.conn, sample)
         decide(None, sample, _now())
 
-    async def _stored(self) -> dict[tuple[str, int], int]:
-        rows = await self.conn.fetch(
-            "SELECT topic, kafka_partition, next_offset FROM orch_offsets WHERE consumer = $1", self.group)
-        self.positions = {(r["topic"], r["kafka_partition"]): r["next_offset"] for r in rows}
-        return dict(self.positions)
-
     async def stop(self) -> None:
         await self.consumer.stop()
         await self.producer.stop()
-        await self.conn.close()
+        await self.tracking.close()
         await self.timer_conn.close()
 
-    async def _cps(self, account_id: str) -> float:
+    async def _cps(self, conn, account_id: str) -> float:
         """The account's calls-per-second limit, re-read at most once a minute."""
         now = asyncio.get_running_loop().time()
         hit = self.cps_cache.get(account_id)
         if hit is None or hit[0] < now:
-            v = await self.conn.fetchval("SELECT calls_per_second FROM accounts WHERE id = $1", account_id)
-            hit = self.cps_cache[account_id] = (now + 60, float(v) if v else float(os.environ.get("CANARY_CPS", "10")))
+            v = await conn.fetchval("SELECT calls_per_second FROM accounts WHERE id = $1", account_id)
+            hit = self.cps_cache[account_id] = (now + 60, float(v) if v else settings().calls_per_second)
         return hit[1]
 
     async def run_once(self, timeout_ms: int = 200) -> int:
-        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=1000)
+        return await self.consumer.run_once(timeout_ms)
+
+    async def handle(self, batch: Batch) -> None:
+        """Decide a batch of inputs, write state, timers and pacing, then publish the outputs.
+
+        Runs in the block's transaction, which also stores the offsets. The writes come
+        before the outputs leave, so an input Postgres refuses (dead-lettered alone by the
+        block) has published nothing; the commit waits for every output's ack, so a position
+        is never durable before what it produced.
+        """
+        conn = batch.conn
         inputs: list[tuple[Envelope, list | None]] = []
-        upto: dict[tuple[str, int], int] = {}
-        dlq: list[tuple[bytes, bytes]] = []
-        emits: list[Envelope] = []
         flow_defs: dict[str, dict] = {}
-        for tp, msgs in batches.items():
-            for m in msgs:
-                key = (tp.topic, tp.partition)
-                if m.offset < self.positions.get(key, 0):
-                    continue
-                upto[key] = m.offset + 1
-                env = decode(m.value)
-                if isinstance(env, DecodeError):
-                    # Bad events are the projector's to dead-letter (once); bad commands are ours.
-                    if tp.topic == topics.COMMANDS:
-                        dlq.append(self._dlq(env, tp, m))
-                    continue
-                if tp.topic == topics.COMMANDS:
-                    if env.type not in COMMAND_INPUTS:
-                        dlq.append(self._dlq(DecodeError("unknown_command", f"{env.type} is not a command",
-                                                         env.type), tp, m))
-                        continue
-                    errors = None
-                    if env.type == "PlaceCall":
-                        errors = await validate_place_call(self.conn, env)
-                        if not errors and env.data.get("flow_id"):
-                            flow_defs[env.id], errors = await self._stored_flow(env)
-                        if errors:
-                            dlq.append(self._dlq(DecodeError("invalid_payload", "PlaceCall rejected: " + "; ".join(
-                                f"{e.get('field')}: {e.get('message')}" for e in errors), env.type,
-                                tuple(errors)), tp, m))
-                    elif isinstance(decode_payload(env), DecodeError):
-                        dlq.append(self._dlq(decode_payload(env), tp, m))
-                        continue
-                    inputs.append((env, errors))
-                elif env.type in EVENT_INPUTS:
-                    inputs.append((env, None))
-        if not upto:
-            return 0
+        for r in batch.records:
+            env, errors = r.env, None
+            if env.type == "PlaceCall":
+                errors = await validate_place_call(conn, env)
+                if not errors and env.data.get("flow_id"):
+                    flow_defs[env.id], errors = await self._stored_flow(conn, env)
+                if errors:  # the call is rejected (call.rejected) and the command dead-lettered
+                    batch.reject(r, DecodeError("invalid_payload", "PlaceCall rejected: " + "; ".join(
+                        f"{e.get('field')}: {e.get('message')}" for e in errors), env.type, tuple(errors)))
+            inputs.append((env, errors))
         call_ids = list(dict.fromkeys(e.call_id for e, _ in inputs))
-        states = {r["call_id"]: CallState.from_json(r["state"]) for r in await self.conn.fetch(
+        states = {r["call_id"]: CallState.from_json(r["state"]) for r in await conn.fetch(
             "SELECT call_id, state FROM orch_calls WHERE call_id = ANY($1::text[])", call_ids)
             if r["state"]} if call_ids else {}  # an empty state is a call not seen yet
         accounts = list(dict.fromkeys(e.account_id for e, _ in inputs if e.type == "PlaceCall"))
-        pacing = {r["account_id"]: r["next_slot"] for r in await self.conn.fetch(
+        pacing = {r["account_id"]: r["next_slot"] for r in await conn.fetch(
             "SELECT account_id, next_slot FROM orch_pacing WHERE scope = $1 AND account_id = ANY($2::text[])",
-            SCOPE, accounts)} if accounts else {}
+            self.scope, accounts)} if accounts else {}
         timers: dict[tuple[str, str], tuple] = {}
         touched: dict[str, str] = {}
+        emits: list[Envelope] = []
         now = _now()
         for env, errors in inputs:
             dec = decide(states.get(env.call_id), env, now, pacing_slot=pacing.get(env.account_id),
-                         cps=await self._cps(env.account_id) if env.type == "PlaceCall" else 10.0,
+                         cps=await self._cps(conn, env.account_id) if env.type == "PlaceCall" else 10.0,
                          validation_errors=errors, flow_def=flow_defs.get(env.id))
             states[env.call_id] = dec.state
             touched[env.call_id] = env.account_id
@@ -163,81 +171,55 @@ class Orchestrator:
                     timers[(env.call_id, o.name)] = (env.account_id, None, "")
                 elif type(o) is NextDialSlot:
                     pacing[env.account_id] = o.at
-        # Outputs (and DLQ records) go to Kafka while the state, timers, pacing and offsets
-        # are written; the transaction commits only once Kafka has acked every output, so
-        # a position is never durable before what it produced.
-        sending = asyncio.ensure_future(self._send(emits, dlq))
-        try:
-            await self._write(touched, states, timers, accounts, pacing, upto, sending)
-        finally:
-            if not sending.done():
-                sending.cancel()
-        self.positions.update(upto)
-        return len(upto)
+        await self._write(conn, touched, states, timers, accounts, pacing)
+        if emits:
+            batch.before_commit(asyncio.ensure_future(publish_many(self.producer, topics.events(), emits)))
 
-    async def _send(self, emits: list[Envelope], dlq: list[tuple[bytes, bytes]]) -> None:
-        await publish_many(self.producer, topics.EVENTS, emits)
-        if dlq:
-            await asyncio.gather(*[await self.producer.send(topics.DLQ, raw, key=k) for k, raw in dlq])
+    async def _write(self, conn, touched, states, timers, accounts, pacing) -> None:
+        if touched:
+            await conn.executemany(
+                "INSERT INTO orch_calls (call_id, account_id, state, updated_at) VALUES ($1, $2, $3, now())"
+                " ON CONFLICT (call_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
+                [(cid, acct, states[cid].to_json()) for cid, acct in touched.items()])
+        sets = [(cid, name, acct, due, tok, self.scope) for (cid, name), (acct, due, tok) in timers.items() if due]
+        clears = [(cid, name) for (cid, name), (_, due, _) in timers.items() if due is None]
+        if clears:
+            await conn.executemany("DELETE FROM orch_timers WHERE call_id = $1 AND name = $2", clears)
+        if sets:
+            await conn.executemany(
+                "INSERT INTO orch_timers (call_id, name, account_id, due_at, token, scope)"
+                " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (call_id, name)"
+                " DO UPDATE SET due_at = EXCLUDED.due_at, token = EXCLUDED.token", sets)
+        if accounts:
+            await conn.executemany(
+                "INSERT INTO orch_pacing (scope, account_id, next_slot) VALUES ($1, $2, $3)"
+                " ON CONFLICT (scope, account_id) DO UPDATE SET next_slot = EXCLUDED.next_slot",
+                [(self.scope, a, pacing[a]) for a in accounts if a in pacing])
 
-    async def _write(self, touched, states, timers, accounts, pacing, upto, sending: asyncio.Future) -> None:
-        async with self.conn.transaction():
-            if touched:
-                await self.conn.executemany(
-                    "INSERT INTO orch_calls (call_id, account_id, state, updated_at) VALUES ($1, $2, $3, now())"
-                    " ON CONFLICT (call_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
-                    [(cid, acct, states[cid].to_json()) for cid, acct in touched.items()])
-            sets = [(cid, name, acct, due, tok, SCOPE) for (cid, name), (acct, due, tok) in timers.items() if due]
-            clears = [(cid, name) for (cid, name), (_, due, _) in timers.items() if due is None]
-            if clears:
-                await self.conn.executemany("DELETE FROM orch_timers WHERE call_id = $1 AND name = $2", clears)
-            if sets:
-                await self.conn.executemany(
-                    "INSERT INTO orch_timers (call_id, name, account_id, due_at, token, scope)"
-                    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (call_id, name)"
-                    " DO UPDATE SET due_at = EXCLUDED.due_at, token = EXCLUDED.token", sets)
-            if accounts:
-                await self.conn.executemany(
-                    "INSERT INTO orch_pacing (scope, account_id, next_slot) VALUES ($1, $2, $3)"
-                    " ON CONFLICT (scope, account_id) DO UPDATE SET next_slot = EXCLUDED.next_slot",
-                    [(SCOPE, a, pacing[a]) for a in accounts if a in pacing])
-            await self.conn.executemany(
-                "INSERT INTO orch_offsets (consumer, topic, kafka_partition, next_offset) VALUES ($1, $2, $3, $4)"
-                " ON CONFLICT (consumer, topic, kafka_partition) DO UPDATE SET next_offset = EXCLUDED.next_offset",
-                [(self.group, t, p, o) for (t, p), o in upto.items()])
-            await sending
-
-    async def _stored_flow(self, env: Envelope) -> tuple[dict | None, list | None]:
+    async def _stored_flow(self, conn, env: Envelope) -> tuple[dict | None, list | None]:
         """The latest version of a stored flow, or the error that rejects the call."""
         from services.lib.flows.store import load_definition
 
-        found = await load_definition(self.conn, env.account_id, env.data["flow_id"])
+        found = await load_definition(conn, env.account_id, env.data["flow_id"])
         if found is None:
             return None, [{"code": "flow_not_found", "field": "flow_id",
                            "message": f"no flow {env.data['flow_id']!r} in this account"}]
         version, doc = found
         return {"version": version, "flow": doc}, None
 
-    def _dlq(self, err: DecodeError, tp, m) -> tuple[bytes, bytes]:
-        log.warning("message rejected to dlq", code=err.code, reason=err.reason, topic=tp.topic,
-                    partition=tp.partition, offset=m.offset)
-        return (f"{tp.topic}:{tp.partition}:{m.offset}".encode(),
-                dlq_record(err.reason, err.code, source_topic=tp.topic, partition=tp.partition, offset=m.offset,
-                           raw=m.value, type=err.type, errors=err.errors))
-
     async def fire_timers(self) -> int:
         """Publish timer.fired for every due timer (and forget it), at least once."""
         async with self.timer_conn.transaction():
             rows = await self.timer_conn.fetch(
                 "SELECT call_id, name, account_id, token FROM orch_timers WHERE scope = $1 AND due_at <= now()"
-                " ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED", SCOPE)
+                " ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED", self.scope)
             if not rows:
                 return 0
             evs = [Envelope(type="timer.fired", call_id=r["call_id"], account_id=r["account_id"],
                             data={"timer": r["name"], "token": r["token"]},
                             id=derive_id(r["token"] or r["call_id"], "timer:" + r["name"]),
                             causation_id=None) for r in rows]
-            await publish_many(self.producer, topics.EVENTS, evs)
+            await publish_many(self.producer, topics.events(), evs)
             await self.timer_conn.executemany(
                 "DELETE FROM orch_timers WHERE call_id = $1 AND name = $2 AND token = $3",
                 [(r["call_id"], r["name"], r["token"]) for r in rows])
@@ -271,8 +253,7 @@ class Orchestrator:
     async def run(self) -> None:
         timers = asyncio.create_task(self._timer_loop())
         try:
-            while not self.stopping.is_set():
-                await self.run_once()
+            await self.consumer.run()
         finally:
             self.stopping.set()
             await timers

@@ -1,16 +1,18 @@
-"""Postgres side of the projector: one transaction per batch, offsets included."""
+"""Postgres side of the projector: the rows of one batch, in the transaction that stores its offsets."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
 import asyncpg
-import orjson
 
 from events import Envelope
+from services.common.consumer import Batch, PostgresTracking, Source
+from services.common.consumer import Record as ConsumedRecord
 from services.projector import calls
 
 DDL = Path(__file__).with_name("projection.sql").read_text()
@@ -38,43 +40,51 @@ async def ensure_schema(conn: asyncpg.Connection, schema: str = "projection") ->
 
 
 @dataclass(slots=True)
-class Record:
-    """One consumed Kafka record, decoded."""
-
-    partition: int
-    offset: int
-    env: Envelope
-
-
-@dataclass(slots=True)
 class BatchResult:
     applied: int = 0
     duplicates: int = 0
-    skipped_stale: int = 0
     calls_touched: int = 0
     new_events: list[Envelope] = field(default_factory=list)
 
 
 class ProjectionStore:
-    """Applies batches of events to the projection tables of one schema."""
+    """Applies batches of events to the projection tables of one schema.
 
-    def __init__(self, conn: asyncpg.Connection, schema: str = "projection", consumer: str = "projector",
-                 topic: str = "voice.call.events"):
+    It is the handler of the consume-with-tracking block (``services.common.consumer``):
+    the block opens the transaction, drops records below the stored offsets, dead-letters
+    what cannot be read, stores the offsets in ``{schema}.offsets`` and isolates a record
+    Postgres refuses; :meth:`handle` only writes the rows.
+    """
+
+    def __init__(self, conn: asyncpg.Connection | None, schema: str = "projection", consumer: str = "projector",
+                 topic: str = "voice.call.events", until: datetime | None = None):
         self.conn = conn
         self.s = check_schema_name(schema)
         self.consumer = consumer
         self.topic = topic
-        self._staged = False
+        self.until = until  # a replay "as of": later events are skipped (their offsets still count)
+        self._staged_on: asyncpg.Connection | None = None  # where the staging tables are committed
+        self._made_on: asyncpg.Connection | None = None  # where a transaction last made them
+        self.applied = 0
+
+    def tracking(self, **kw) -> PostgresTracking:
+        """The positions, in this schema's offsets table, on this store's connection."""
+        return PostgresTracking(f"{self.s}.offsets", self.consumer, conn=self.conn, **kw)
+
+    def source(self) -> Source:
+        """Every event type of the log: whatever cannot be projected is dead-lettered."""
+        return Source(self.topic)
 
     async def _stage(self) -> None:
-        # Staging tables live per connection and empty themselves at commit.
-        if self._staged:
+        # Staging tables live per connection and empty themselves at commit. They are made
+        # in a batch's transaction, so they only count as made once one commits (handle()).
+        if self._staged_on is self.conn:
             return
         for name, table in (("stage_events", "call_events"), ("stage_calls", "calls")):
             await self.conn.execute(f"DROP TABLE IF EXISTS pg_temp.{name}")
             await self.conn.execute(
                 f"CREATE TEMP TABLE {name} (LIKE {self.s}.{table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS")
-        self._staged = True
+        self._made_on = self.conn
 
     async def offsets(self) -> dict[int, int]:
         """partition -> next offset to consume, as last committed with the data."""
@@ -83,52 +93,52 @@ class ProjectionStore:
             self.consumer, self.topic)
         return {r["kafka_partition"]: r["next_offset"] for r in rows}
 
-    async def apply_batch(self, records: list[Record], consumed_upto: dict[int, int]) -> BatchResult:
-        """Apply records and store `consumed_upto` (partition -> next offset) atomically.
+    async def handle(self, batch: Batch) -> None:
+        """The block's handler: apply the batch's records in its transaction."""
+        if batch.conn is not None:
+            self.conn = batch.conn
+        records = batch.records
+        if self.until is not None:
+            records = [r for r in records if calls.ts(r.env.occurred_at) <= self.until]
+        res = await self.apply(records)
+        batch.after_commit(lambda conn=self.conn: self._committed(conn, res.applied))
 
-        Records below the stored offset were already applied (a redelivery after a
-        crash) and are skipped; an event id seen before (a producer retry) is skipped
-        too. Either way nothing is applied twice.
-        """
-        await self._stage()
+    def _committed(self, conn: asyncpg.Connection, applied: int) -> None:
+        if self._made_on is conn:  # this batch made the staging tables: they are there for good
+            self._staged_on = conn
+        self.applied += applied
+
+    async def apply(self, records: list[ConsumedRecord]) -> BatchResult:
+        """Write `records` (in the caller's transaction). An event id seen before (a producer
+        retry) is skipped, so nothing is applied twice."""
         res = BatchResult()
-        async with self.conn.transaction():
-            stored = {r["kafka_partition"]: r["next_offset"] for r in await self.conn.fetch(
-                f"SELECT kafka_partition, next_offset FROM {self.s}.offsets"
-                f" WHERE consumer = $1 AND topic = $2 FOR UPDATE", self.consumer, self.topic)}
-            fresh = [r for r in records if r.offset >= stored.get(r.partition, 0)]
-            res.skipped_stale = len(records) - len(fresh)
-            if fresh:
-                # Within one batch the same event id may appear twice; keep the first.
-                seen: set[str] = set()
-                uniq = [r for r in fresh if not (r.env.id in seen or seen.add(r.env.id))]
-                rows = [(r.env.id, r.env.call_id, r.env.account_id, r.env.type, r.env.version,
-                         calls.ts(r.env.occurred_at), r.partition, r.offset, r.env.causation_id,
-                         r.env.correlation_id, r.env.data) for r in uniq]
-                try:
-                    # Fast path: straight COPY. A duplicate id (a producer retry of an event
-                    # we already have) aborts it, and we take the careful path instead.
-                    async with self.conn.transaction():
-                        await self.conn.copy_records_to_table("call_events", schema_name=self.s, records=rows,
-                                                              columns=EVENT_COLUMNS)
-                    new = [r.env for r in uniq]
-                except asyncpg.UniqueViolationError:
-                    await self.conn.copy_records_to_table("stage_events", records=rows, columns=EVENT_COLUMNS)
-                    inserted = {str(x["event_id"]) for x in await self.conn.fetch(
-                        f"INSERT INTO {self.s}.call_events SELECT * FROM stage_events"
-                        f" ON CONFLICT (event_id) DO NOTHING RETURNING event_id")}
-                    new = [r.env for r in uniq if r.env.id in inserted]
-                res.duplicates = len(fresh) - len(new)
-                res.applied = len(new)
-                res.new_events = new
-                await self._apply_calls(new, res)
-                await self._insert_rows(new)
-            if consumed_upto:
-                await self.conn.executemany(
-                    f"INSERT INTO {self.s}.offsets (consumer, topic, kafka_partition, next_offset)"
-                    f" VALUES ($1, $2, $3, $4) ON CONFLICT (consumer, topic, kafka_partition)"
-                    f" DO UPDATE SET next_offset = GREATEST({self.s}.offsets.next_offset, EXCLUDED.next_offset)",
-                    [(self.consumer, self.topic, p, o) for p, o in consumed_upto.items()])
+        if not records:
+            return res
+        await self._stage()
+        # Within one batch the same event id may appear twice; keep the first.
+        seen: set[str] = set()
+        uniq = [r for r in records if not ((i := r.env.id.lower()) in seen or seen.add(i))]
+        rows = [(r.env.id, r.env.call_id, r.env.account_id, r.env.type, r.env.version,
+                 calls.ts(r.env.occurred_at), r.partition, r.offset, r.env.causation_id,
+                 r.env.correlation_id, r.env.data) for r in uniq]
+        try:
+            # Fast path: straight COPY. A duplicate id (a producer retry of an event we
+            # already have) aborts it, and we take the careful path instead.
+            async with self.conn.transaction():
+                await self.conn.copy_records_to_table("call_events", schema_name=self.s, records=rows,
+                                                      columns=EVENT_COLUMNS)
+            new = [r.env for r in uniq]
+        except asyncpg.UniqueViolationError:
+            await self.conn.copy_records_to_table("stage_events", records=rows, columns=EVENT_COLUMNS)
+            inserted = {str(x["event_id"]) for x in await self.conn.fetch(
+                f"INSERT INTO {self.s}.call_events SELECT * FROM stage_events"
+                f" ON CONFLICT (event_id) DO NOTHING RETURNING event_id")}
+            new = [r.env for r in uniq if r.env.id.lower() in inserted]
+        res.duplicates = len(records) - len(new)
+        res.applied = len(new)
+        res.new_events = new
+        await self._apply_calls(new, res)
+        await self._insert_rows(new)
         return res
 
     async def _apply_calls(self, new: list[Envelope], res: BatchResult) -> None:

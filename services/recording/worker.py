@@ -44,6 +44,8 @@ def recording_id_for(env: Envelope) -> str:
 class RecordingHandler:
     """Encodes captured audio; remembers which calls asked for transcription."""
 
+    types = frozenset({"call.queued", "recording.captured"})  # what the worker takes
+
     def __init__(self, store: MediaStore | None = None) -> None:
         self.store = store or get_media_store()
         self.transcribe_calls: dict[str, bool] = {}

@@ -15,17 +15,18 @@ answers come back on voice.call.events, keyed by the call, so to this gateway.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 
-from events import DecodeError, Envelope, decode, derive_id, new_envelope, topics
+from events import Envelope, derive_id, new_envelope, topics
 from events.envelope import utc_now
 from services.common import db
-from services.common.kafka import make_consumer, make_producer, publish_many
+from services.common.config import settings
+from services.common.consumer import Batch, Consumer, KafkaDeadLetters, KafkaTracking, Processor, Source
+from services.common.kafka import make_producer, publish_many
 from services.common.logging import configure
 from services.common.service import serve
 from services.telephony.carrier import Answered, CallSession, Carrier, DialRequest, DtmfReceived, Ended, Ringing
@@ -34,8 +35,6 @@ from services.lib.speech import Endpointer
 from services.telephony.streaming import AudioStreamer
 
 log = configure("telephony")
-SCOPE = os.environ.get("CANARY_TOPIC_PREFIX", "")
-LEASE_S = float(os.environ.get("CANARY_GATEWAY_LEASE_S", "15"))
 STALE_DIAL_S = 60
 SPEECH_RECOGNITION_S = 20  # time allowed for the recognition result after an utterance ends
 SANDBOX_RENDER_S = 30  # a scripted callee's line not rendered by then is not said
@@ -68,7 +67,7 @@ class LiveCall:
         return (cause or self.dial).caused(type, data, step=f"{type}#{self.seq}")
 
     async def _emit(self, *evs: Envelope) -> None:
-        await publish_many(self.gw.producer, topics.EVENTS, list(evs))
+        await publish_many(self.gw.producer, topics.events(), list(evs))
 
     async def _pump(self) -> None:
         """Carrier events -> Kafka events, in order."""
@@ -250,13 +249,14 @@ class LiveCall:
 class Gateway:
     def __init__(self, carriers: dict[str, Carrier] | None = None):
         self.id = f"gw-{uuid.uuid4().hex[:8]}"
-        self.group = SCOPE + "telephony"
+        self.scope = topics.prefix()  # the calls of this deployment (tests run several)
+        self.group = topics.scoped("telephony")
+        self.lease_s = settings().telephony.lease_s
         self.calls: dict[str, LiveCall] = {}
         self.stopping = asyncio.Event()
         self._carriers = carriers
         self._audio_cache: dict[str, bytes] = {}
         self._renders: dict[str, asyncio.Future[Envelope]] = {}  # sandbox.speech.requested id -> its answer
-        self._commit: asyncio.Future | None = None
 
     async def start(self) -> None:
         async def jsonb(conn):
@@ -268,7 +268,11 @@ class Gateway:
         self.carriers = self._carriers or {"sandbox": self._sandbox(), "sip": self._sip()}
         self.producer = make_producer(linger_ms=1)
         await self.producer.start()
-        self.consumer = make_consumer(topics.EVENTS, group_id=self.group)
+        # Kafka's group offsets are the positions: what an instruction does is idempotent by
+        # itself (dials are claimed in Postgres, the rest needs a live call on this gateway).
+        self.processor = Processor("telephony", [Source(topics.events(), types=INSTRUCTIONS | ANSWERS)], self.handle,
+                                   KafkaTracking(), KafkaDeadLetters(self.producer), log=log, stopping=self.stopping)
+        self.consumer = Consumer(self.processor, group_id=self.group, batch_max=500)
         await self.consumer.start()
         self.bg = [asyncio.create_task(self._lease_loop())]
         log.info("gateway started", gateway_id=self.id, carriers=list(self.carriers))
@@ -277,16 +281,14 @@ class Gateway:
         """SIP/RTP to each account's trunk; binds its SIP socket on the first SIP call."""
         from services.telephony.sip import SipCarrier
 
-        lo, _, hi = os.environ.get("CANARY_RTP_PORTS", "20000-60000").partition("-")
-        return SipCarrier(local_ip=os.environ.get("CANARY_SIP_BIND", "127.0.0.1"),
-                          sip_port=int(os.environ.get("CANARY_SIP_PORT", "5060")), rtp_port_range=(int(lo), int(hi)),
-                          media_timeout_s=float(os.environ.get("CANARY_SIP_MEDIA_TIMEOUT_S", "30")))
+        t = settings().telephony
+        return SipCarrier(local_ip=t.sip_bind, sip_port=t.sip_port, rtp_port_range=t.rtp_ports,
+                          media_timeout_s=t.sip_media_timeout_s)
 
     def _sandbox(self) -> Carrier:
         from services.telephony.sandbox import SandboxCarrier
 
-        speed = float(os.environ.get("CANARY_SANDBOX_SPEED", "1"))
-        return SandboxCarrier(speed=speed, callee_lookup=self._callee_script, speak=self._speak)
+        return SandboxCarrier(speed=settings().sandbox_speed, callee_lookup=self._callee_script, speak=self._speak)
 
     async def _callee_script(self, number: str, account_id: str) -> dict | None:
         row = await self.conn.fetchrow(
@@ -305,7 +307,7 @@ class Gateway:
                                id=derive_id(f"{req.call_id}/callee", text))
         fut = self._renders[env.id] = asyncio.get_running_loop().create_future()
         try:
-            await publish_many(self.producer, topics.EVENTS, [env])
+            await publish_many(self.producer, topics.events(), [env])
             answer = await asyncio.wait_for(fut, SANDBOX_RENDER_S)
         except Exception as exc:
             log.warning("sandbox callee line not rendered", call_id=req.call_id, error=str(exc) or type(exc).__name__)
@@ -342,23 +344,24 @@ class Gateway:
         await self.lease_conn.close()
 
     async def run_once(self, timeout_ms: int = 200) -> int:
-        batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=500)
-        envs = [e for msgs in batches.values() for m in msgs
-                if not isinstance(e := decode(m.value), DecodeError) and (e.type in INSTRUCTIONS or e.type in ANSWERS)]
+        return await self.consumer.run_once(timeout_ms)
+
+    async def handle(self, batch: Batch) -> None:
+        """The block's handler: the instructions and answers of one batch, valid ones only."""
+        envs = [r.env for r in batch.records]
         # Dials of a batch go out concurrently (each waits on Postgres and the carrier);
         # a call's later instructions always follow its dial in the log, so running the
-        # dials first keeps every call's own order.
-        await asyncio.gather(*(self._dial(e) for e in envs if e.type == "dial.requested"))
+        # dials first keeps every call's own order. A dial that fails fails the batch before
+        # anything else is dispatched: the block retries it, or splits it to dead-letter the
+        # record, and a dial already placed is recognised by its claim.
+        dials = await asyncio.gather(*(self._dial(e) for e in envs if e.type == "dial.requested"),
+                                     return_exceptions=True)
+        for res in dials:
+            if isinstance(res, BaseException):
+                raise res
         for env in envs:
             if env.type != "dial.requested":
                 await self.dispatch(env)
-        n = len(envs)
-        if batches and (self._commit is None or self._commit.done()):
-            # Not awaited: a lost commit only redelivers instructions, which are idempotent
-            # (dials are claimed in Postgres, the rest need a live call on this gateway).
-            self._commit = asyncio.ensure_future(self.consumer.commit())
-            self._commit.add_done_callback(lambda f: f.cancelled() or f.exception())
-        return n
 
     async def dispatch(self, env: Envelope) -> None:
         if env.type == "dial.requested":
@@ -394,13 +397,13 @@ class Gateway:
         claimed = await self.conn.fetchval(
             "INSERT INTO telephony_calls (call_id, account_id, scope, dial_event, gateway_id, lease_until)"
             " VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) ON CONFLICT (call_id) DO NOTHING"
-            " RETURNING true", env.call_id, env.account_id, SCOPE, env.id, self.id, LEASE_S)
+            " RETURNING true", env.call_id, env.account_id, self.scope, env.id, self.id, self.lease_s)
         if not claimed:
             log.info("dial already placed; ignoring redelivery", call_id=env.call_id)
             return
         carrier = self.carriers.get(env.data.get("carrier", "sandbox"))
         if carrier is None:
-            await publish_many(self.producer, topics.EVENTS, [env.caused("call.failed", {
+            await publish_many(self.producer, topics.events(), [env.caused("call.failed", {
                 "reason": f"carrier {env.data.get('carrier')!r} is not configured", "hangup_by": "system"})])
             await self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1", env.call_id)
             return
@@ -414,7 +417,7 @@ class Gateway:
             session = await carrier.dial(req)
         except Exception as exc:
             log.warning("dial failed", call_id=env.call_id, error=str(exc))
-            await publish_many(self.producer, topics.EVENTS, [env.caused("call.failed", {
+            await publish_many(self.producer, topics.events(), [env.caused("call.failed", {
                 "reason": str(exc) or type(exc).__name__, "hangup_by": "system"})])
             await self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1", env.call_id)
             return
@@ -431,18 +434,18 @@ class Gateway:
             try:
                 await self.lease_conn.execute(
                     "UPDATE telephony_calls SET lease_until = now() + make_interval(secs => $2)"
-                    " WHERE gateway_id = $1 AND NOT ended", self.id, LEASE_S)
+                    " WHERE gateway_id = $1 AND NOT ended", self.id, self.lease_s)
                 await self.reap()
             except Exception as exc:
                 log.error("lease loop error", error=str(exc))
-            await asyncio.sleep(LEASE_S / 3)
+            await asyncio.sleep(self.lease_s / 3)
 
     async def reap(self) -> int:
         """End calls whose gateway stopped renewing its lease: failed, with the reason."""
         async with self.lease_conn.transaction():
             rows = await self.lease_conn.fetch(
                 "SELECT call_id, account_id, dial_event FROM telephony_calls WHERE scope = $1 AND NOT ended"
-                " AND lease_until < now() FOR UPDATE SKIP LOCKED", SCOPE)
+                " AND lease_until < now() FOR UPDATE SKIP LOCKED", self.scope)
             if not rows:
                 return 0
             evs = [Envelope(type="call.failed", call_id=r["call_id"], account_id=r["account_id"],
@@ -450,15 +453,14 @@ class Gateway:
                             causation_id=str(r["dial_event"]),
                             data={"reason": "telephony gateway lost the call", "hangup_by": "system"})
                    for r in rows]
-            await publish_many(self.producer, topics.EVENTS, evs)
+            await publish_many(self.producer, topics.events(), evs)
             await self.lease_conn.executemany("UPDATE telephony_calls SET ended = true WHERE call_id = $1",
                                               [(r["call_id"],) for r in rows])
         log.warning("reaped calls of a lost gateway", count=len(rows))
         return len(rows)
 
     async def run(self) -> None:
-        while not self.stopping.is_set():
-            await self.run_once()
+        await self.consumer.run()
 
 
 async def main() -> None:

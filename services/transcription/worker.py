@@ -31,6 +31,8 @@ _MAX_TRACKED_CALLS = 100_000
 class TranscriptionHandler:
     """Transcribes completed recordings of calls that asked for it."""
 
+    types = frozenset({"call.queued", "recording.completed"})  # what the worker takes
+
     def __init__(self, store: MediaStore | None = None, transcriber: WhisperTranscriber | None = None) -> None:
         self.store = store or get_media_store()
         self.transcriber = transcriber or get_transcriber()

@@ -24,6 +24,8 @@ GROUP = "tts"
 class TtsHandler:
     """Turns media requests into results; one :class:`Renderer` per process."""
 
+    types = frozenset({"tts.requested", "sandbox.speech.requested", "audio.requested"})  # what the worker takes
+
     def __init__(self, renderer: Renderer | None = None, log=None) -> None:
         self.renderer = renderer or Renderer()
         self.log = log
