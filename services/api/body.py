@@ -1,4 +1,11 @@
-"""Request body reading: content type (415), size (413), JSON (400)."""
+"""Request body reading: content type (415), size (413), JSON (400).
+
+Every route that takes a body reads it through here, never with ``request.body()`` or
+``request.json()`` (which buffer all of it before anyone can look at its size): a
+declared Content-Length over the limit is refused before a byte is read, and a chunked
+body is read as it streams in and refused at the first chunk over the limit, so a
+request holds at most ``max_bytes`` (plus one chunk) in memory, whatever it sends.
+"""
 
 from __future__ import annotations
 
@@ -15,18 +22,36 @@ def _is_json(content_type: str) -> bool:
     return mt == "application/json" or (mt.startswith("application/") and mt.endswith("+json"))
 
 
+def _too_large(max_bytes: int) -> ApiError:
+    # No `Connection: close`: a server closing on unread data resets the connection, and the
+    # client never sees this answer. uvicorn discards the rest of the body instead.
+    return ApiError(413, "payload_too_large", f"body larger than {max_bytes} bytes")
+
+
+def _declared_length(request: Request, max_bytes: int) -> int | None:
+    length = request.headers.get("content-length")
+    if length is None:
+        return None
+    try:
+        n = int(length)
+    except ValueError:
+        raise ApiError(400, "bad_request", "invalid Content-Length") from None
+    if n > max_bytes:
+        raise _too_large(max_bytes)
+    return n
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, at most ``max_bytes`` (413 beyond: see the module docstring)."""
+    _declared_length(request, max_bytes)
+    return await _read(request, max_bytes)
+
+
 async def read_json(request: Request, max_bytes: int, *, optional: bool = False) -> Any:
     """The parsed JSON body, or an ApiError with the right status."""
-    length = request.headers.get("content-length")
-    if length is not None:
-        try:
-            n = int(length)
-        except ValueError:
-            raise ApiError(400, "bad_request", "invalid Content-Length") from None
-        if n > max_bytes:
-            raise ApiError(413, "payload_too_large", f"body larger than {max_bytes} bytes")
-        if n == 0 and optional:
-            return None
+    n = _declared_length(request, max_bytes)
+    if n == 0 and optional:
+        return None
     ctype = request.headers.get("content-type")
     if ctype is None and optional:
         raw = await _read(request, max_bytes)
@@ -63,8 +88,8 @@ async def _read(request: Request, max_bytes: int) -> bytes:
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > max_bytes:
-            raise ApiError(413, "payload_too_large", f"body larger than {max_bytes} bytes")
+        if size > max_bytes:  # stop here: the rest is never held in memory
+            raise _too_large(max_bytes)
         chunks.append(chunk)
     request._body = b"".join(chunks)
     return request._body

@@ -28,13 +28,18 @@ async def ask_app(client: httpx.AsyncClient, secret: str | None, req: Envelope) 
     body = orjson.dumps({"call_id": req.call_id, "type": "flow.webhook", "step": step,
                          "digits": req.data.get("digits"), "speech": req.data.get("speech"),
                          "timestamp": int(time.time())})
-    headers = sender.headers_for(secret or "", body, req.id, "flow.webhook", 1)
+    # The answer is read as it streams in, at most MAX_BODY bytes: a larger (or endless) one
+    # fails the step without being received. Uncompressed, so its size on the wire is its size.
+    headers = {**sender.headers_for(secret or "", body, req.id, "flow.webhook", 1), "Accept-Encoding": "identity"}
     try:
         check_url(req.data["url"])
         async with asyncio.timeout(TIMEOUT_S):
-            resp = await client.post(req.data["url"], content=body, headers=headers,
-                                     timeout=httpx.Timeout(TIMEOUT_S))
-            raw = await resp.aread()
+            async with client.stream("POST", req.data["url"], content=body, headers=headers,
+                                     timeout=httpx.Timeout(TIMEOUT_S)) as resp:
+                raw, more = b"", False
+                if 200 <= resp.status_code < 300:
+                    raw, more = await sender.read_capped(resp, MAX_BODY)
+                encoding = resp.headers.get("content-encoding", "identity").strip().lower()
     except SsrfError as exc:
         return req.caused("flow.webhook.failed", {"step": step, "reason": f"refused: {exc}"})
     except (asyncio.TimeoutError, httpx.TimeoutException):
@@ -43,8 +48,11 @@ async def ask_app(client: httpx.AsyncClient, secret: str | None, req: Envelope) 
         return req.caused("flow.webhook.failed", {"step": step, "reason": f"{type(exc).__name__}: {exc}"[:300]})
     if not 200 <= resp.status_code < 300:
         return req.caused("flow.webhook.failed", {"step": step, "reason": f"HTTP {resp.status_code}"})
-    if len(raw) > MAX_BODY:
+    if more:
         return req.caused("flow.webhook.failed", {"step": step, "reason": "answer larger than 64 KiB"})
+    if encoding not in ("identity", ""):
+        return req.caused("flow.webhook.failed", {"step": step, "reason": f"answer is {encoding[:20]}-encoded;"
+                                                  " send it uncompressed (Accept-Encoding: identity)"})
     try:
         answer = orjson.loads(raw) if raw.strip() else {"steps": []}
     except orjson.JSONDecodeError:

@@ -1,4 +1,10 @@
-"""One signed HTTP attempt, behind the SSRF guard and a hard timeout."""
+"""One signed HTTP attempt, behind the SSRF guard and a hard timeout.
+
+The receiver's answer is its status code; its body is never needed, so at most
+:data:`MAX_RESPONSE_BYTES` of it are read (a small answer lets the connection be
+reused) and the rest is never received: the connection is closed instead. An endless
+or huge response costs that much memory, not its size.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from services.common.ssrf import SsrfError, check_url, guarded_async_client
 from services.webhooks.policy import is_success
 
 USER_AGENT = "Canary-Webhooks/1.0"
+MAX_RESPONSE_BYTES = 64 * 1024  # of a receiver's response body that are read (then: close)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,24 @@ def make_client(max_connections: int) -> httpx.AsyncClient:
                                                     max_keepalive_connections=max_connections))
 
 
+async def read_capped(resp: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of a streamed response body, as they came on the wire (no
+    decompression: a small compressed body cannot inflate here); True if there was more.
+    Reading stops there: closing the response then drops the connection unread."""
+    declared = resp.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return b"", True
+    buf = bytearray()
+    try:
+        async for chunk in resp.aiter_raw():
+            buf += chunk
+            if len(buf) > limit:
+                return bytes(buf[:limit]), True
+    except httpx.StreamConsumed:  # a response built in memory (a test transport): already read
+        return resp.content[:limit], len(resp.content) > limit
+    return bytes(buf), False
+
+
 def _find_ssrf(exc: BaseException | None) -> SsrfError | None:
     seen = 0
     while exc is not None and seen < 10:
@@ -66,11 +91,14 @@ async def post(client: httpx.AsyncClient, url: str, body: bytes, headers: dict[s
     def ms() -> int:
         return int((time.monotonic() - t0) * 1000)
 
+    async def attempt() -> httpx.Response:
+        async with client.stream("POST", url, content=body, headers=headers, timeout=httpx.Timeout(timeout)) as r:
+            await read_capped(r, MAX_RESPONSE_BYTES)  # then leave: the rest is not read
+            return r
+
     try:
         check_url(url)
-        resp = await asyncio.wait_for(
-            client.post(url, content=body, headers=headers, timeout=httpx.Timeout(timeout)), timeout)
-        await resp.aclose()
+        resp = await asyncio.wait_for(attempt(), timeout)
     except SsrfError as exc:
         return AttemptResult(None, ms(), f"refused: {exc}", permanent=True)
     except (asyncio.TimeoutError, httpx.TimeoutException):

@@ -22,6 +22,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.api.auth import current_account
+from services.api.body import read_body
 from services.api.errors import ApiError
 from services.common.accounts import Account
 from services.lib.flows import store
@@ -38,9 +39,7 @@ def _not_found(flow_id: str) -> ApiError:
 
 
 async def _flow_body(request: Request) -> dict[str, Any]:
-    raw = await request.body()
-    if len(raw) > MAX_BODY:
-        raise ApiError(413, "too_large", f"a flow may be at most {MAX_BODY} bytes")
+    raw = await read_body(request, MAX_BODY)  # streamed, 413 at the first byte over (never buffered whole)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
