@@ -24,10 +24,10 @@ from typing import Awaitable, Callable, Collection
 
 from aiokafka import TopicPartition
 
-from events import Envelope, topics
+from events import Envelope, encode, topics
 from services.common.config import settings
 from services.common.consumer import (Backoff, KafkaDeadLetters, Record, Rejected, Skipped, Source, Stopped,
-                                      rejection, retry_transient)
+                                      is_transient, rejection, retry_transient)
 from services.common.kafka import make_consumer, make_producer, publish
 from services.common.service import serve as run_service
 
@@ -120,14 +120,25 @@ class EventWorker:
             return []
 
     async def _partition(self, msgs) -> int:
-        out = 0
+        """Handle a partition's records in order; their results are sent as they come and
+        the acks awaited once, before the offsets are committed (one wait per batch, not
+        per result: 7.7x the results/s of waiting per result, see bench/media_workers.py)."""
+        sent: list[tuple[Envelope, asyncio.Future]] = []
         for m in msgs:
-            results = await self._handle(m)
-            for e in results:
+            for e in await self._handle(m):
+                fut = await retry_transient(lambda e=e: self.producer.send(self.topic, encode(e), key=e.call_id.encode()),
+                                            what=f"{self.name}: publish", log=self.log, backoff=self.backoff,
+                                            stopping=self.stopping)
+                sent.append((e, fut))
+        for e, fut in sent:
+            try:
+                await fut
+            except Exception as exc:  # noqa: BLE001 - a lost ack: send that one again (ids dedupe)
+                if not is_transient(exc):
+                    raise
                 await retry_transient(lambda e=e: publish(self.producer, self.topic, e), what=f"{self.name}: publish",
                                       log=self.log, backoff=self.backoff, stopping=self.stopping)
-            out += len(results)
-        return out
+        return len(sent)
 
     async def run_once(self, timeout_ms: int = 500) -> int:
         """Handle one fetched batch; returns the number of records seen."""

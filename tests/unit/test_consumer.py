@@ -15,6 +15,7 @@ from aiokafka import errors as kafka_errors
 from hypothesis import given, settings, strategies as st
 
 from events import DecodeError, Envelope, new_envelope
+from events import decode as _decode_env
 from services.common.consumer import (Backoff, Batch, CollectedDeadLetters, KafkaDeadLetters, Processor, Record,
                                       Rejected, Skipped, Source, Stopped, check, check_envelope, is_transient)
 
@@ -412,19 +413,18 @@ async def test_event_worker_dead_letters_bad_records_and_handler_failures():
     dlq = CollectedDeadLetters()
     w.dead_letters = dlq
     out = []
-    w.producer = object()
 
-    async def fake_publish(producer, topic, env):
-        out.append(env.type)
+    class Producer:  # sends are queued at once; the acks are awaited together
+        async def send(self, topic, value, key=None):
+            out.append(_decode_env(value).type)
+            fut = asyncio.get_running_loop().create_future()
+            fut.set_result(None)
+            return fut
 
-    import services.common.event_worker as ew
-    real, ew.publish = ew.publish, fake_publish
-    try:
-        await w._partition(msgs(ev("tts.requested", {"text": "hi"}), ev("tts.requested", {}),  # no text
-                                ev("call.ringing"), b"garbage", ev("tts.requested", {"text": "boom"}),
-                                ev("tts.requested", {"text": "flaky"})))
-    finally:
-        ew.publish = real
+    w.producer = Producer()
+    await w._partition(msgs(ev("tts.requested", {"text": "hi"}), ev("tts.requested", {}),  # no text
+                            ev("call.ringing"), b"garbage", ev("tts.requested", {"text": "boom"}),
+                            ev("tts.requested", {"text": "flaky"})))
     assert out == ["tts.rendered", "tts.rendered"]
     assert [(r.offset, r.error.code) for r in dlq.sorted()] == [(1, "invalid_payload"), (3, "malformed_json"),
                                                                 (4, "handler_error")]
