@@ -98,7 +98,8 @@ def register(app: typer.Typer) -> None:
         allow_from: Optional[list[str]] = typer.Option(None, "--allow-from",
                                                        help="allowed caller id prefix, e.g. +1555 (repeatable)"),
     ) -> None:
-        """Create or replace the account's SIP trunk (the stored password is kept unless given or cleared)."""
+        """Create or replace the account's SIP trunk (the stored password is kept unless given or cleared;
+        a new host needs it again: --password-stdin or --clear-password)."""
         if password_stdin and clear_password:
             _fail("give at most one of --password-stdin and --clear-password")
         password: Any = repo.KEEP
