@@ -23,13 +23,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import os
 import re
 import secrets
 import socket
 from typing import Any
 
 from events.catalog import e164
+from services.common.config import settings
 from services.common.ssrf import is_forbidden_ip, private_urls_allowed
 
 NO_TRUNK = "no SIP trunk configured for this account"
@@ -54,13 +54,12 @@ class TrunkError(Exception):
 # --- sealing --------------------------------------------------------------------------
 
 _SEAL_VERSION = b"\x01"
-_DEV_SECRET = "dev-only-change-me"
 
 
 def _keys(secret: str | None = None) -> tuple[bytes, bytes, bytes]:
     """(encryption key, MAC key, 4-byte key id) derived from the service secret."""
-    root = hashlib.sha256(b"canary-trunk-secret\x00" + (secret or os.environ.get(
-        "CANARY_TRUNK_SECRET", _DEV_SECRET)).encode()).digest()
+    root = hashlib.sha256(b"canary-trunk-secret\x00" + (
+        secret or settings().trunk_secret).encode()).digest()
     enc = hmac.new(root, b"enc", hashlib.sha256).digest()
     mac = hmac.new(root, b"mac", hashlib.sha256).digest()
     return enc, mac, hmac.new(root, b"kid", hashlib.sha256).digest()[:4]
