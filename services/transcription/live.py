@@ -62,14 +62,16 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
-from events import Envelope, derive_id, new_envelope, topics
+from events import Envelope, derive_id, new_envelope
 from services.common import audio
 from services.common.config import settings
 from services.lib.speech import FRAME_MS, Endpointer
 
+from .media_stream import (FRAME_BYTES, MediaCore, MediaWorker, drop_over, header, idle, position, too_old, touch,
+                           worker_settings)
+
 GROUP = "transcription-live"
 EVENT_TYPE = "transcription.partial"
-FRAME_BYTES = audio.SAMPLE_RATE * FRAME_MS // 1000 * audio.SAMPLE_WIDTH  # 320
 
 
 @dataclass(frozen=True)
@@ -97,13 +99,8 @@ class LiveConfig:
             partial_first_ms=s.partial_first_ms,
             partial_every_ms=s.partial_every_ms,
             end_silence_ms=s.end_silence_ms,
-            max_calls=s.max_calls,
-            idle_s=s.idle_s,
-            queue_size=s.queue_size,
-            concurrency=max(1, s.concurrency),
-            job_timeout_s=s.job_timeout_s,
-            max_lag_s=s.max_lag_s,
             language=s.language,
+            **worker_settings(s),
         )
 
 
@@ -219,14 +216,7 @@ class CallStream:
         return self.utterance > job.utterance or self.queued > (job.utterance, job.n)
 
 
-def _header(headers: Iterable[tuple[str, bytes]] | None, name: str) -> str | None:
-    for k, v in headers or ():
-        if k == name:
-            return v.decode("utf-8", "replace") if isinstance(v, (bytes, bytearray)) else str(v)
-    return None
-
-
-class LiveTranscription:
+class LiveTranscription(MediaCore):
     """Everything except Kafka: call streams, the job queue, whisper, the events.
 
     ``emit`` publishes one envelope (awaited, so a slow broker slows the workers,
@@ -236,22 +226,11 @@ class LiveTranscription:
 
     def __init__(self, emit: Callable[[Envelope], Awaitable[None]], transcriber: Any = None,
                  cfg: LiveConfig | None = None, log: Any = None) -> None:
-        self.emit = emit
-        self._transcriber = transcriber
-        self.cfg = cfg or LiveConfig()
-        self.calls: OrderedDict[tuple[str, str], CallStream] = OrderedDict()  # LRU by activity
-        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=self.cfg.queue_size)
-        self.log = log
-        self.stats = {"chunks": 0, "skipped": 0, "other_purpose": 0, "stale_chunks": 0, "emitted": 0,
-                      "dropped_partials": 0, "stale_partials": 0, "dropped_finals": 0, "evicted": 0, "failed": 0}
-
-    @property
-    def transcriber(self) -> Any:
-        if self._transcriber is None:
-            from .engine import get_transcriber
-
-            self._transcriber = get_transcriber()
-        return self._transcriber
+        super().__init__(emit, transcriber, cfg or LiveConfig(), log,
+                         {"emitted": 0, "dropped_partials": 0, "stale_partials": 0, "dropped_finals": 0,
+                          "evicted": 0, "failed": 0})
+        self.calls: OrderedDict[tuple[str, str], CallStream]  # (call_id, channel) -> its stream
+        self.queue: asyncio.Queue[Job]
 
     # --- input ----------------------------------------------------------------------
 
@@ -260,40 +239,33 @@ class LiveTranscription:
         """One voice.media.audio record -> the jobs it triggers (not yet queued)."""
         now = time.monotonic() if now is None else now
         call_id = key.decode("utf-8", "replace") if key else ""
-        account_id = _header(headers, "account_id")
+        account_id = header(headers, "account_id")
         if not call_id or not account_id:
             self.stats["skipped"] += 1
             return []
-        purpose = _header(headers, "purpose")
+        purpose = header(headers, "purpose")
         if purpose is not None and "transcribe" not in purpose.split():
             self.stats["other_purpose"] += 1  # streamed for a speech gather only: not ours
             return []
-        if timestamp_ms and self.cfg.max_lag_s > 0 and time.time() * 1000 - timestamp_ms > self.cfg.max_lag_s * 1000:
+        if too_old(timestamp_ms, self.cfg.max_lag_s):
             self.stats["stale_chunks"] += 1
             return []
-        channel = _header(headers, "channel") or "callee"
+        channel = header(headers, "channel") or "callee"
         try:
-            seq = int(_header(headers, "seq") or 0)
-            off = _header(headers, "offset_ms")
-            offset_ms = int(off) if off is not None else None
+            seq, offset_ms = position(headers)
         except ValueError:
             self.stats["skipped"] += 1
             return []
-        final = _header(headers, "final") == "1"
+        final = header(headers, "final") == "1"
         k = (call_id, channel)
-        s = self.calls.get(k)
-        if s is None:
-            s = CallStream(call_id, account_id, channel, self.cfg)
-            self.calls[k] = s
-        self.calls.move_to_end(k)
-        s.last_seen = now
+        s = self.calls.get(k) or CallStream(call_id, account_id, channel, self.cfg)
+        touch(self.calls, k, s, now)
         self.stats["chunks"] += 1
         jobs = s.feed(value or b"", offset_ms, seq)
         if final:
             jobs += s.flush(seq)
             self.calls.pop(k, None)
-        while len(self.calls) > self.cfg.max_calls:  # the least recently active call goes
-            _, old = self.calls.popitem(last=False)
+        for old in drop_over(self.calls, self.cfg.max_calls):  # the least recently active call goes
             self.stats["evicted"] += 1
             if self.log:
                 self.log.warning("live call dropped: too many live calls", call_id=old.call_id)
@@ -303,8 +275,8 @@ class LiveTranscription:
         """Finalise and forget calls that sent nothing for ``idle_s`` (lost final chunk)."""
         now = time.monotonic() if now is None else now
         jobs: list[Job] = []
-        for k in [k for k, s in self.calls.items() if now - s.last_seen > self.cfg.idle_s]:
-            jobs += self.calls.pop(k).flush()
+        for s in idle(self.calls, now, self.cfg.idle_s):
+            jobs += s.flush()
             self.stats["evicted"] += 1
         return jobs
 
@@ -333,15 +305,6 @@ class LiveTranscription:
             s.queued = (job.utterance, job.n)
 
     # --- work -----------------------------------------------------------------------
-
-    async def work(self) -> None:
-        """One worker: take jobs until cancelled."""
-        while True:
-            job = await self.queue.get()
-            try:
-                await self.process(job)
-            finally:
-                self.queue.task_done()
 
     async def process(self, job: Job) -> Envelope | None:
         """Transcribe one job and emit its event (None when skipped or failed)."""
@@ -390,90 +353,30 @@ class LiveTranscription:
         }, id=job.event_id())
 
 
-class LiveWorker:
-    """The Kafka edge: consume voice.media.audio, run :class:`LiveTranscription`, publish events."""
+class LiveWorker(MediaWorker):
+    """The Kafka edge: consume voice.media.audio, run :class:`LiveTranscription`, publish events.
 
-    def __init__(self, core: LiveTranscription | None = None, *, group_id: str | None = None, log: Any = None) -> None:
-        from services.common.logging import get_logger
+    Offsets are committed past each batch (best-effort stream)."""
 
-        self.log = log or get_logger(service=GROUP)
-        self.core = core or LiveTranscription(self._publish, cfg=LiveConfig.from_env(), log=self.log)
-        self.group_id = group_id or topics.scoped(GROUP)
-        self.stopping = asyncio.Event()
-        self.tasks: list[asyncio.Task] = []
+    GROUP = GROUP
 
-    async def _publish(self, env: Envelope) -> None:
-        from services.common.kafka import publish
+    def make_core(self) -> LiveTranscription:
+        return LiveTranscription(self._publish, cfg=LiveConfig.from_env(), log=self.log)
 
-        await publish(self.producer, topics.EVENTS, env)
+    def offset_reset(self) -> str:
+        return settings().live.offset_reset
 
-    async def start(self) -> None:
-        from services.common.kafka import make_consumer, make_producer
+    async def handle(self, tp: Any, m: Any) -> None:
+        for job in self.core.accept(m.key, m.value, m.headers, m.timestamp):
+            await self.core.submit(job)
 
-        self.producer = make_producer()
-        await self.producer.start()
-        # "earliest" so a chunk sent while the group is still joining is not lost; the
-        # max_lag_s cut-off keeps a brand-new group from transcribing old audio.
-        self.consumer = make_consumer(topics.MEDIA_AUDIO, group_id=self.group_id, max_poll_records=500,
-                                      auto_offset_reset=settings().live.offset_reset)
-        await self.consumer.start()
-        self.tasks = [asyncio.create_task(self.core.work()) for _ in range(self.core.cfg.concurrency)]
-        self.tasks.append(asyncio.create_task(self._sweep()))
-        # Load the model now, not on the first caller's first words.
-        load = getattr(self.core.transcriber, "_load", None)
-        if load is not None:
-            self.tasks.append(asyncio.create_task(audio.run_blocking(load)))
-        self.log.info("worker started", topic=topics.MEDIA_AUDIO, group=self.group_id)
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            for job in self.core.evict_idle():
-                await self.core.submit(job)
-
-    async def run_once(self, timeout_ms: int = 200) -> int:
-        from aiokafka import TopicPartition
-
-        batches = await self.consumer.getmany(timeout_ms=timeout_ms)
-        seen = 0
-        for tp, msgs in batches.items():
-            for m in msgs:
-                for job in self.core.accept(m.key, m.value, m.headers, m.timestamp):
-                    await self.core.submit(job)
-            seen += len(msgs)
-        if batches:
-            offsets = {TopicPartition(tp.topic, tp.partition): msgs[-1].offset + 1
-                       for tp, msgs in batches.items() if msgs}
-            try:
-                await self.consumer.commit(offsets)
-            except Exception as exc:  # revoked by a rebalance; best-effort stream
-                self.log.warning("commit failed", error=str(exc))
-        return seen
-
-    async def run(self) -> None:
-        while not self.stopping.is_set():
-            await self.run_once()
-
-    async def stop(self) -> None:
-        # Finish what is queued (finals of calls that just ended), briefly.
-        try:
-            await asyncio.wait_for(self.core.queue.join(), 5.0)
-        except asyncio.TimeoutError:
-            pass
-        for t in self.tasks:
-            t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.consumer.stop()
-        await self.producer.stop()
+    async def sweep(self) -> None:
+        for job in self.core.evict_idle():
+            await self.core.submit(job)
 
 
 async def main() -> None:
-    from services.common.logging import configure
-    from services.common.service import serve
-
-    log = configure(GROUP)
-    w = LiveWorker(log=log)
-    await serve(w, log, "worker", lambda: dict(w.core.stats))
+    await LiveWorker.serve()
 
 
 if __name__ == "__main__":

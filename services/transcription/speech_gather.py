@@ -44,14 +44,16 @@ from typing import Any, Awaitable, Callable, Iterable
 
 import orjson
 
-from events import Envelope, derive_id, new_envelope, topics
+from events import Envelope, derive_id, new_envelope
 from services.common import audio
 from services.common.config import settings
 from services.lib.speech import FRAME_MS, Endpointer, best_hint
 
+from .media_stream import (FRAME_BYTES, MediaCore, MediaWorker, drop_over, header, header_bytes, idle, position,
+                           too_old, touch, worker_settings)
+
 GROUP = "transcription-gather"
 EVENT_TYPE = "speech.recognized"
-FRAME_BYTES = audio.SAMPLE_RATE * FRAME_MS // 1000 * audio.SAMPLE_WIDTH  # 320
 
 
 @dataclass(frozen=True)
@@ -69,14 +71,7 @@ class GatherConfig:
     @classmethod
     def from_env(cls) -> "GatherConfig":
         s = settings().gather
-        return cls(
-            max_calls=s.max_calls,
-            idle_s=s.idle_s,
-            queue_size=s.queue_size,
-            concurrency=max(1, s.concurrency),
-            job_timeout_s=s.job_timeout_s,
-            max_lag_s=s.max_lag_s,
-        )
+        return cls(**worker_settings(s))
 
 
 @dataclass(eq=False)
@@ -130,19 +125,7 @@ class Job:
         return derive_id(f"{s.call_id}/gather/{s.gather_id}", EVENT_TYPE)
 
 
-def _header(headers: Iterable[tuple[str, bytes]] | None, name: str) -> bytes | None:
-    for k, v in headers or ():
-        if k == name:
-            return v if isinstance(v, (bytes, bytearray)) else str(v).encode()
-    return None
-
-
-def _text(headers, name: str) -> str | None:
-    v = _header(headers, name)
-    return None if v is None else v.decode("utf-8", "replace")
-
-
-class SpeechGather:
+class SpeechGather(MediaCore):
     """Everything except Kafka: open gathers, the job queue, whisper, the events.
 
     ``emit`` publishes one envelope (awaited). ``transcriber`` needs
@@ -151,22 +134,9 @@ class SpeechGather:
 
     def __init__(self, emit: Callable[[Envelope], Awaitable[None]], transcriber: Any = None,
                  cfg: GatherConfig | None = None, log: Any = None) -> None:
-        self.emit = emit
-        self._transcriber = transcriber
-        self.cfg = cfg or GatherConfig()
-        self.log = log
-        self.calls: OrderedDict[str, GatherStream] = OrderedDict()  # call_id -> its open gather, LRU
-        self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=self.cfg.queue_size)
-        self.stats = {"chunks": 0, "skipped": 0, "other_purpose": 0, "stale_chunks": 0, "recognized": 0,
-                      "failed": 0, "evicted": 0}
-
-    @property
-    def transcriber(self) -> Any:
-        if self._transcriber is None:
-            from .engine import get_transcriber
-
-            self._transcriber = get_transcriber()
-        return self._transcriber
+        super().__init__(emit, transcriber, cfg or GatherConfig(), log, {"recognized": 0, "failed": 0, "evicted": 0})
+        self.calls: OrderedDict[str, GatherStream]  # call_id -> its open gather
+        self.queue: asyncio.Queue[Job]
 
     # --- input ----------------------------------------------------------------------
 
@@ -176,27 +146,25 @@ class SpeechGather:
         """One voice.media.audio record -> the job it triggers, if any (not yet queued)."""
         now = time.monotonic() if now is None else now
         call_id = key.decode("utf-8", "replace") if key else ""
-        account_id = _text(headers, "account_id")
+        account_id = header(headers, "account_id")
         if not call_id or not account_id:
             self.stats["skipped"] += 1
             return None
-        if _text(headers, "final") == "1":
+        if header(headers, "final") == "1":
             self.calls.pop(call_id, None)  # the call is over: so is its gather
             return None
-        raw = _header(headers, "gather")
-        if raw is None or "gather" not in (_text(headers, "purpose") or "").split():
+        raw = header_bytes(headers, "gather")
+        if raw is None or "gather" not in (header(headers, "purpose") or "").split():
             self.stats["other_purpose"] += 1
             self.calls.pop(call_id, None)  # no gather open any more
             return None
-        if timestamp_ms and self.cfg.max_lag_s > 0 and time.time() * 1000 - timestamp_ms > self.cfg.max_lag_s * 1000:
+        if too_old(timestamp_ms, self.cfg.max_lag_s):
             self.stats["stale_chunks"] += 1
             return None
         try:
             g = orjson.loads(raw)
             gather_id = str(g["id"])
-            seq = int(_text(headers, "seq") or 0)
-            off = _text(headers, "offset_ms")
-            offset_ms = int(off) if off is not None else None
+            seq, offset_ms = position(headers)
         except (ValueError, KeyError, TypeError):
             self.stats["skipped"] += 1
             return None
@@ -205,25 +173,19 @@ class SpeechGather:
             hints = g.get("hints") if isinstance(g.get("hints"), list) else []
             s = GatherStream(call_id, account_id, gather_id, step=g.get("step"),
                              hints=[str(h) for h in hints], language=g.get("language") or None, first_pos=pos)
-            self.calls[call_id] = s
-        self.calls.move_to_end(call_id)
-        s.last_seen = now
+        touch(self.calls, call_id, s, now)
         self.stats["chunks"] += 1
         job = s.feed(value or b"", offset_ms, seq)
-        while len(self.calls) > self.cfg.max_calls:
-            old_id, _ = self.calls.popitem(last=False)
+        for old in drop_over(self.calls, self.cfg.max_calls):
             self.stats["evicted"] += 1
             if self.log:
-                self.log.warning("speech gather dropped: too many open gathers", call_id=old_id)
+                self.log.warning("speech gather dropped: too many open gathers", call_id=old.call_id)
         return job
 
     def evict_idle(self, now: float | None = None) -> int:
         """Forget gathers that got no chunk for ``idle_s`` (the gateway closed them)."""
         now = time.monotonic() if now is None else now
-        old = [k for k, s in self.calls.items() if now - s.last_seen > self.cfg.idle_s]
-        for k in old:
-            del self.calls[k]
-        return len(old)
+        return len(idle(self.calls, now, self.cfg.idle_s))
 
     def holds(self) -> dict[Any, int]:
         """partition -> offset of the first chunk of the oldest gather not answered yet."""
@@ -239,14 +201,6 @@ class SpeechGather:
         await self.queue.put(job)
 
     # --- work -----------------------------------------------------------------------
-
-    async def work(self) -> None:
-        while True:
-            job = await self.queue.get()
-            try:
-                await self.process(job)
-            finally:
-                self.queue.task_done()
 
     async def process(self, job: Job) -> Envelope | None:
         """Recognise one utterance and emit its result (None only if publishing failed)."""
@@ -292,90 +246,35 @@ class SpeechGather:
         return new_envelope(EVENT_TYPE, s.call_id, s.account_id, data, id=job.event_id(), causation_id=s.gather_id)
 
 
-class SpeechGatherWorker:
-    """The Kafka edge: consume voice.media.audio, run :class:`SpeechGather`, publish events."""
+class SpeechGatherWorker(MediaWorker):
+    """The Kafka edge: consume voice.media.audio, run :class:`SpeechGather`, publish events.
 
-    def __init__(self, core: SpeechGather | None = None, *, group_id: str | None = None, log: Any = None) -> None:
-        from services.common.logging import get_logger
+    Offsets are committed no further than the first chunk of the oldest open gather."""
 
-        self.log = log or get_logger(service=GROUP)
-        self.core = core or SpeechGather(self._publish, cfg=GatherConfig.from_env(), log=self.log)
-        self.group_id = group_id or topics.scoped(GROUP)
-        self.stopping = asyncio.Event()
-        self.tasks: list[asyncio.Task] = []
+    GROUP = GROUP
+    PRODUCER = {"linger_ms": 1}  # a caller is waiting for this answer
 
-    async def _publish(self, env: Envelope) -> None:
-        from services.common.kafka import publish
+    def make_core(self) -> SpeechGather:
+        return SpeechGather(self._publish, cfg=GatherConfig.from_env(), log=self.log)
 
-        await publish(self.producer, topics.EVENTS, env)
+    def offset_reset(self) -> str:
+        return settings().gather.offset_reset
 
-    async def start(self) -> None:
-        from services.common.kafka import make_consumer, make_producer
+    async def handle(self, tp: Any, m: Any) -> None:
+        job = self.core.accept(m.key, m.value, m.headers, m.timestamp, pos=(tp, m.offset))
+        if job is not None:
+            await self.core.submit(job)
 
-        self.producer = make_producer(linger_ms=1)  # a caller is waiting for this answer
-        await self.producer.start()
-        # "earliest" so a chunk sent while the group is still joining is not lost; the
-        # max_lag_s cut-off keeps a brand-new group from recognising old audio.
-        self.consumer = make_consumer(topics.MEDIA_AUDIO, group_id=self.group_id, max_poll_records=500,
-                                      auto_offset_reset=settings().gather.offset_reset)
-        await self.consumer.start()
-        self.tasks = [asyncio.create_task(self.core.work()) for _ in range(self.core.cfg.concurrency)]
-        self.tasks.append(asyncio.create_task(self._sweep()))
-        # Load the model now, not on the first caller's first words.
-        load = getattr(self.core.transcriber, "_load", None)
-        if load is not None:
-            self.tasks.append(asyncio.create_task(audio.run_blocking(load)))
-        self.log.info("worker started", topic=topics.MEDIA_AUDIO, group=self.group_id)
+    async def sweep(self) -> None:
+        self.core.stats["evicted"] += self.core.evict_idle()
 
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            self.core.stats["evicted"] += self.core.evict_idle()
-
-    async def run_once(self, timeout_ms: int = 200) -> int:
-        from aiokafka import TopicPartition
-
-        batches = await self.consumer.getmany(timeout_ms=timeout_ms)
-        seen = 0
-        for tp, msgs in batches.items():
-            for m in msgs:
-                job = self.core.accept(m.key, m.value, m.headers, m.timestamp, pos=(tp, m.offset))
-                if job is not None:
-                    await self.core.submit(job)
-            seen += len(msgs)
-        if batches:
-            holds = self.core.holds()
-            offsets = {TopicPartition(tp.topic, tp.partition): min(msgs[-1].offset + 1, holds.get(tp, 1 << 62))
-                       for tp, msgs in batches.items() if msgs}
-            try:
-                await self.consumer.commit(offsets)
-            except Exception as exc:  # revoked by a rebalance: the next owner re-reads, ids dedupe
-                self.log.warning("commit failed", error=str(exc))
-        return seen
-
-    async def run(self) -> None:
-        while not self.stopping.is_set():
-            await self.run_once()
-
-    async def stop(self) -> None:
-        try:
-            await asyncio.wait_for(self.core.queue.join(), 5.0)  # answer what is queued, briefly
-        except asyncio.TimeoutError:
-            pass
-        for t in self.tasks:
-            t.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.consumer.stop()
-        await self.producer.stop()
+    def next_offsets(self, batches: dict[Any, list[Any]]) -> dict[Any, int]:
+        holds = self.core.holds()
+        return {tp: min(off, holds.get(tp, 1 << 62)) for tp, off in super().next_offsets(batches).items()}
 
 
 async def main() -> None:
-    from services.common.logging import configure
-    from services.common.service import serve
-
-    log = configure(GROUP)
-    w = SpeechGatherWorker(log=log)
-    await serve(w, log, "worker", lambda: dict(w.core.stats))
+    await SpeechGatherWorker.serve()
 
 
 if __name__ == "__main__":

@@ -3,13 +3,12 @@ on the real local stack, and accounts with a sandbox and a live key."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from services.common import accounts, db
+from tests.api_app import new_account, running_app
 
 
 @dataclass
@@ -29,17 +28,7 @@ class Acct:
 
 
 async def make_account(number: str | None = "+15559876543") -> Acct:
-    await db.migrate()
-    conn = await db.connect()
-    try:
-        a = await accounts.create_account(conn, f"sec-{uuid.uuid4().hex[:12]}", 1000.0)
-        if number:
-            await accounts.ensure_number(conn, a["id"], number)
-        _, test = await accounts.create_key(conn, a["id"], "test")
-        _, live = await accounts.create_key(conn, a["id"], "live")
-        return Acct(a["id"], a["name"], test, live)
-    finally:
-        await conn.close()
+    return Acct(*await new_account("sec", 1000.0, number))
 
 
 @pytest.fixture
@@ -50,15 +39,6 @@ async def acct(stack) -> Acct:
 @pytest.fixture
 async def api(prefix, monkeypatch):
     """An httpx client on the whole API app (its Runtime started), on this test's topics."""
-    from services.api.app import create_app
-    from services.api.runtime import Runtime
-
-    monkeypatch.setenv("CANARY_TOPIC_PREFIX", prefix)
-    rt = Runtime()
-    await rt.start()
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(rt)),
-                                     base_url="http://api.test") as client:
+    async with running_app(prefix, monkeypatch) as app:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api.test") as client:
             yield client
-    finally:
-        await rt.stop()
