@@ -374,6 +374,10 @@ class Gateway:
         if call is None:
             log.info("instruction for a call not on this gateway", call_id=env.call_id, type=env.type)
             return
+        if env.type == "hangup.requested":
+            # A hangup never waits behind the prompt playing: stop it now (the play
+            # instruction then reports prompt.finished interrupted) and hang up next.
+            call.session.stop_playback()
         await call.inbox.put(env)
 
     async def _answer(self, env: Envelope) -> None:

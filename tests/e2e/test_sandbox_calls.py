@@ -74,6 +74,8 @@ async def test_hangup_during_prompt_completes(voice, kprod):
     end = await voice.wait(cid, "terminal", timeout=20)
     assert end.type == "call.completed" and end.data["hangup_by"] == "caller"
     assert "prompt.finished" in voice.types(cid)  # playback stopped, not left running
+    # and stopped at once, not played to its end before the hangup
+    assert next(e for e in voice.events[cid] if e.type == "prompt.finished").data["interrupted"] is True
 
 
 async def test_scripted_callee_presses_digits_for_gather(voice, kprod):

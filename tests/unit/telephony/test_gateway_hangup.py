@@ -1,0 +1,53 @@
+"""A hangup instruction stops the prompt at once instead of waiting for it to end."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.telephony.gateway import Gateway, LiveCall
+from tests.unit.telephony.test_gateway_speech import FakeGateway, FakeSession, _dial
+
+
+class PlayingSession(FakeSession):
+    """Plays for an hour unless stopped."""
+
+    def __init__(self):
+        super().__init__()
+        self.stopped = asyncio.Event()
+        self.hung_up = asyncio.Event()
+
+    async def play(self, pcm: bytes) -> bool:
+        try:
+            await asyncio.wait_for(self.stopped.wait(), 3600)
+        except asyncio.TimeoutError:
+            return True
+        return False
+
+    def stop_playback(self):
+        self.stopped.set()
+
+    async def hangup(self):
+        self.hung_up.set()
+        await super().hangup()
+
+
+async def test_hangup_during_a_prompt_interrupts_it_and_ends_the_call():
+    fake, session = FakeGateway(), PlayingSession()
+    dial = _dial()
+    call = LiveCall(fake, dial, session)
+
+    async def audio(ref):
+        return b"\x00" * 320
+
+    fake.load_audio = audio
+    gw = Gateway(carriers={})
+    gw.calls[call.dial.call_id] = call
+    try:
+        await gw.dispatch(dial.caused("play.requested", {"audio_ref": "sha256:x.wav"}, step="play"))
+        await asyncio.sleep(0.05)  # the prompt is playing
+        await gw.dispatch(dial.caused("hangup.requested", {"reason": "api"}, step="hangup"))
+        await asyncio.wait_for(session.hung_up.wait(), 5)  # not an hour
+        finished = [e for e in fake.producer.events if e.type == "prompt.finished"]
+        assert [e.data["interrupted"] for e in finished] == [True]
+    finally:
+        call.close()
