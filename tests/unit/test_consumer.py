@@ -256,17 +256,20 @@ async def test_backoff_grows_and_is_capped():
     assert all(0.08 <= Backoff(initial=0.1, jitter=0.2).delay(1) <= 0.12 for _ in range(50))
 
 
+class FlakyDlq(CollectedDeadLetters):
+    """A dead-letter topic that times out twice, then takes the records."""
+
+    fails = 2
+
+    async def send(self, rejected, consumer):
+        if self.fails:
+            self.fails -= 1
+            raise kafka_errors.KafkaTimeoutError()
+        await super().send(rejected, consumer)
+
+
 async def test_a_dead_letter_failure_is_retried_not_blamed_on_a_record():
     store = Store()
-
-    class FlakyDlq(CollectedDeadLetters):
-        fails = 2
-
-        async def send(self, rejected, consumer):
-            if self.fails:
-                self.fails -= 1
-                raise kafka_errors.KafkaTimeoutError()
-            await super().send(rejected, consumer)
 
     dlq = FlakyDlq()
     p, _ = processor(store, Handler(store), dlq=dlq)
@@ -438,15 +441,6 @@ async def test_without_a_rollback_a_handled_batch_is_not_handled_again_when_its_
 
     async def handler(batch):
         handled.extend(r.env.id for r in batch.records)  # an effect nothing rolls back (the gateway's)
-
-    class FlakyDlq(CollectedDeadLetters):
-        fails = 2
-
-        async def send(self, rejected, consumer):
-            if self.fails:
-                self.fails -= 1
-                raise kafka_errors.KafkaTimeoutError()
-            await super().send(rejected, consumer)
 
     p = Processor("unit", [Source(TOPIC)], handler, KafkaTracking(), FlakyDlq(),
                   backoff=Backoff(initial=0.001, cap=0.001))

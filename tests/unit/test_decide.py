@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 from events import Envelope
 from services.orchestrator.decide import decide
 from services.orchestrator.outputs import CancelTimer
+from tests.unit.orchestrator.helpers import MENU
 
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 REQ = {"to": "+15551234567", "from": "+15559876543", "tts": {"text": "Hi", "voice": "en-US-Neural2-F"},
@@ -131,19 +132,6 @@ def test_ring_timeout_safety_net_and_lost_gateway():
     assert r.last("hangup.requested").data["status"] == "no-answer"
     assert r(msg("timer.fired", timer="hangup_grace")) == ["call.failed"]
     assert r.state.ended
-
-
-MENU = {
-    "start": "welcome",
-    "steps": {
-        "welcome": {"kind": "say", "text": "Welcome.", "next": "menu"},
-        "menu": {"kind": "gather", "num_digits": 1, "timeout": 5, "max_retries": 1,
-                 "prompt": {"kind": "say", "text": "Press 1 for sales, 9 to repeat."},
-                 "branches": {"1": "sales", "9": "menu"}, "default": "menu", "on_timeout": "bye"},
-        "sales": {"kind": "say", "text": "Sales.", "next": "bye"},
-        "bye": {"kind": "hangup"},
-    },
-}
 
 
 def test_flow_runs_step_by_step():
