@@ -28,10 +28,10 @@ re-emits the same ids and consumers dedupe.
 
 The guarantee, whatever the machine's speed: an utterance with more than
 ``partial_first_ms`` of speech yields at least one interim partial before its final
-(unless whisper hears no words in it or fails). The utterance's *lead* partial (the
-earliest one not yet superseded by an emitted partial) is never thrown away: it is
-neither stale when the final overtakes it nor dropped on a full queue (it waits for
-room, like a final). Its text is what the caller said in the first second, which is
+(unless whisper hears no words in it or fails). A *lead* partial (one of an utterance
+with no partial out yet) is never stale, even when the final overtakes it; the first
+partial of each utterance is also never dropped on a full queue (it waits for room,
+like a final). Its text is what the caller said in the first second, which is
 still news to a client that has nothing yet. So on a slow or busy machine partials
 come later, but they come, and in order: partial, then final, per utterance.
 
@@ -284,7 +284,7 @@ class LiveTranscription(MediaCore):
         """Queue a job: a follow-up partial that does not fit is dropped; a final, and the
         first partial of an utterance, wait for room (the consumer slows down instead)."""
         s = job.stream
-        if not job.final and not (job.n == 0 and s.lead(job)):
+        if not job.final and job.n > 0:  # the first partial (n == 0) always leads
             try:
                 self.queue.put_nowait(job)
                 s.queued = (job.utterance, job.n)
