@@ -173,6 +173,13 @@ for _status in FINAL_STATUSES:
         type(f"Call{_status.title().replace('-', '')}", (_Ended,), {"__doc__": f"The call ended with status {_status}."}))
 
 
+class RecordOptions(_Event):
+    """How a call is recorded: both directions mixed or one per channel, and transcribed or not."""
+
+    channels: Literal["mono", "dual"] = "mono"
+    transcribe: bool = False
+
+
 @register("dial.requested", example={"to": "+15551234567", "from": "+15559876543", "timeout": 30,
                                      "carrier": "sandbox"})
 class DialRequested(_Event):
@@ -182,6 +189,8 @@ class DialRequested(_Event):
     from_: str = Field(alias="from")
     timeout: int = 30
     carrier: str = "sandbox"
+    record: RecordOptions | None = Field(
+        None, description="record from the instant of answer (the call's record option): channels, transcribe")
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
 
@@ -349,11 +358,8 @@ class SpeechRecognized(_Event):
 
 
 @register("record.requested", example={"channels": "dual"})
-class RecordRequested(_Event):
+class RecordRequested(RecordOptions):
     """Instruction to the gateway: record the call."""
-
-    channels: Literal["mono", "dual"] = "mono"
-    transcribe: bool = False
 
 
 @register("recording.captured", example={"callee_ref": "sha256:1.raw", "agent_ref": "sha256:2.raw",

@@ -106,10 +106,17 @@ def _place_call(s: CallState, msg: Envelope, ctx: Context) -> Step:
 def _dial(s: CallState, cause: Envelope, now: datetime) -> Step:
     req = s.request
     timeout = int(req.get("timeout", 30))
+    dial = {"to": req["to"], "from": req["from"], "timeout": timeout, "carrier": req.get("carrier", "sandbox")}
+    if req.get("record"):
+        # The gateway starts recording at the instant of answer, not a Kafka round trip later.
+        dial["record"] = _record_options(req)
     return replace(s, phase=Phase.DIALING), (
-        Emit(cause.caused("dial.requested", {"to": req["to"], "from": req["from"], "timeout": timeout,
-                                             "carrier": req.get("carrier", "sandbox")}, step="dial")),
+        Emit(cause.caused("dial.requested", dial, step="dial")),
         StartTimer("ring_timeout", now + timedelta(seconds=timeout + RING_GRACE_S), token=cause.id))
+
+
+def _record_options(req: dict) -> dict:
+    return {"channels": req.get("recording_channels", "mono"), "transcribe": bool(req.get("transcribe"))}
 
 
 def _timer_fired(s: CallState, msg: Envelope, ctx: Context) -> Step:
@@ -162,8 +169,7 @@ def _answered(s: CallState, msg: Envelope, ctx: Context) -> Step:
     req = s.request
     if req.get("record"):
         s = replace(s, recording=True)
-        out.append(Emit(msg.caused("record.requested", {"channels": req.get("recording_channels", "mono"),
-                                                        "transcribe": bool(req.get("transcribe"))})))
+        out.append(Emit(msg.caused("record.requested", _record_options(req))))
     s, more = flow.start(s, msg, ctx.now) if s.flow is not None else _next_step(s, msg)
     return s, (*out, *more)
 

@@ -58,7 +58,8 @@ class LiveCall:
         self.endpointer: Endpointer | None = None  # speech activity: holds the gather timer while the caller speaks
         self.streamer: AudioStreamer | None = None  # the callee's audio on voice.media.audio (transcribe / gather)
         self.gather_cause: Envelope | None = None
-        self.recording: Envelope | None = None
+        self.recording: Envelope | None = None  # what started the recording (dial.requested or record.requested)
+        self.record_options: dict[str, Any] = {}
         self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._work())]
         session.on_audio(self._on_audio)
 
@@ -77,6 +78,7 @@ class LiveCall:
                 await self._emit(self._event("call.ringing", {"early_media": ev.early_media}))
             elif isinstance(ev, Answered):
                 self.answered = True
+                self._on_answered()
                 await self._emit(self._event("call.answered", {"answered_by": "human"}))
             elif isinstance(ev, DtmfReceived):
                 await self._on_digit(ev)
@@ -95,6 +97,20 @@ class LiveCall:
         self.early_digits = (self.early_digits + ev.digit)[-64:]
         if self.playing and self.barge_in:
             self.session.stop_playback()
+
+    def _on_answered(self) -> None:
+        """Time zero of the call: stream offsets count from here, and a recorded call records from here."""
+        self._stream()
+        if rec := self.dial.data.get("record"):
+            self._record(self.dial, rec)
+
+    def _record(self, cause: Envelope, options: dict) -> None:
+        if self.recording is None:  # recorded from answer already: one recording, the first cause
+            self.recording = cause
+            self.record_options = options
+        self.session.start_recording()
+        if options.get("transcribe"):
+            self._stream().start_transcribe()
 
     def _stream(self) -> AudioStreamer:
         if self.streamer is None:
@@ -186,10 +202,10 @@ class LiveCall:
         callee_ref, our_ref = await asyncio.gather(
             audio.run_blocking(store.put, audio.write_wav(callee), "wav"),
             audio.run_blocking(store.put, audio.write_wav(ours), "wav"))
-        rec = self.recording
+        opts = self.record_options
         return self._event("recording.captured", {
-            "callee_ref": callee_ref, "agent_ref": our_ref, "channels": rec.data.get("channels", "mono"),
-            "duration_ms": audio.duration_ms(callee), "transcribe": bool(rec.data.get("transcribe"))}, rec)
+            "callee_ref": callee_ref, "agent_ref": our_ref, "channels": opts.get("channels", "mono"),
+            "duration_ms": audio.duration_ms(callee), "transcribe": bool(opts.get("transcribe"))}, self.recording)
 
     async def _work(self) -> None:
         """Instructions for this call, one at a time, in log order."""
@@ -207,10 +223,7 @@ class LiveCall:
         elif self.ended:
             return
         elif t == "record.requested":
-            self.recording = env
-            self.session.start_recording()
-            if env.data.get("transcribe"):
-                self._stream().start_transcribe()
+            self._record(env, env.data)
         elif t == "play.requested":
             pcm = await self.gw.load_audio(env.data["audio_ref"])
             self.barge_in, self.playing = bool(env.data.get("barge_in", True)), True

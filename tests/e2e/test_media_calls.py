@@ -88,13 +88,19 @@ async def test_dual_recording_keeps_each_party_in_its_channel_and_transcript_has
     def window(x, a_s, b_s):
         return x[int(a_s * 8000):int(b_s * 8000)]
 
-    # Recording and prompt both start on answer: [0.3 s, end of prompt - 0.3 s] is our voice.
-    ours = (0.3, prompt_ms / 1000 - 0.3)
+    def onset_s(x):
+        loud = [i for i in range(0, len(x) - 160, 160) if _dbfs(x[i:i + 160]) > -40]
+        return loud[0] / 8000 if loud else None
+
+    # The recording starts at the instant of answer; our prompt a little later (the
+    # orchestrator's round trip): from its onset to its end is our voice.
+    start = onset_s(agent)
+    assert start is not None, "our channel is silent"
+    ours = (start + 0.1, start + prompt_ms / 1000 - 0.3)
     # The callee starts speaking AFTER_S after answer (plus the time the sandbox takes
     # to render its sentence): find the onset, then take 1.5 s of the sentence.
-    loud = [i for i in range(0, len(callee) - 160, 160) if _dbfs(callee[i:i + 160]) > -40]
-    assert loud, "the callee's channel is silent"
-    onset = loud[0] / 8000
+    onset = onset_s(callee)
+    assert onset is not None, "the callee's channel is silent"
     assert AFTER_S - 0.1 <= onset <= AFTER_S + 3, onset
     theirs = (onset + 0.1, onset + 1.6)
     levels = {

@@ -414,7 +414,8 @@ class MediaSession:
         self._audio_cb = callback
 
     def start_recording(self) -> None:
-        self._rec_callee, self._rec_ours = [], []
+        if self._rec_callee is None:  # idempotent: a call recorded from answer stays one recording
+            self._rec_callee, self._rec_ours = [], []
 
     def stop_recording(self) -> tuple[bytes, bytes]:
         callee, ours = self._rec_callee or [], self._rec_ours or []
