@@ -53,6 +53,7 @@ class LiveCall:
         self.ended = False
         self.barge_in = False
         self.playing = False
+        self.hanging_up = False  # a hangup is on its way through the inbox: play nothing more
         self.early_digits = ""  # keys pressed before the next gather started (type-ahead)
         self.collector: Collector | None = None
         self.endpointer: Endpointer | None = None  # speech activity: holds the gather timer while the caller speaks
@@ -226,9 +227,12 @@ class LiveCall:
             self._record(env, env.data)
         elif t == "play.requested":
             pcm = await self.gw.load_audio(env.data["audio_ref"])
-            self.barge_in, self.playing = bool(env.data.get("barge_in", True)), True
-            done = await self.session.play(pcm)
-            self.playing = False
+            if self.hanging_up:  # the hangup came while the audio loaded: it is not started
+                done = False
+            else:
+                self.barge_in, self.playing = bool(env.data.get("barge_in", True)), True
+                done = await self.session.play(pcm)
+                self.playing = False
             await self._emit(self._event("prompt.finished", {"interrupted": not done, "step": env.data.get("step")},
                                          env))
         elif t == "gather.requested":
@@ -388,8 +392,10 @@ class Gateway:
             log.info("instruction for a call not on this gateway", call_id=env.call_id, type=env.type)
             return
         if env.type == "hangup.requested":
-            # A hangup never waits behind the prompt playing: stop it now (the play
-            # instruction then reports prompt.finished interrupted) and hang up next.
+            # A hangup never waits behind the prompt playing: stop it now, or keep it from
+            # starting if its audio is still loading (the play instruction then reports
+            # prompt.finished interrupted), and hang up next.
+            call.hanging_up = True
             call.session.stop_playback()
         await call.inbox.put(env)
 

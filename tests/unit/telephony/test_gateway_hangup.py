@@ -51,3 +51,36 @@ async def test_hangup_during_a_prompt_interrupts_it_and_ends_the_call():
         assert [e.data["interrupted"] for e in finished] == [True]
     finally:
         call.close()
+
+
+class CarrierLikeSession(PlayingSession):
+    """Like a carrier: a stop before a play starts does not stop that play."""
+
+    async def play(self, pcm: bytes) -> bool:
+        self.stopped.clear()
+        return await super().play(pcm)
+
+
+async def test_hangup_while_the_prompt_audio_is_still_loading_keeps_it_from_starting():
+    fake, session = FakeGateway(), CarrierLikeSession()
+    dial = _dial()
+    call = LiveCall(fake, dial, session)
+    loaded = asyncio.Event()
+
+    async def slow_audio(ref):
+        await loaded.wait()  # the play instruction is taken, its audio not loaded yet
+        return b"\x00" * 320
+
+    fake.load_audio = slow_audio
+    gw = Gateway(carriers={})
+    gw.calls[call.dial.call_id] = call
+    try:
+        await gw.dispatch(dial.caused("play.requested", {"audio_ref": "sha256:x.wav"}, step="play"))
+        await asyncio.sleep(0.05)
+        await gw.dispatch(dial.caused("hangup.requested", {"reason": "api"}, step="hangup"))
+        loaded.set()
+        await asyncio.wait_for(session.hung_up.wait(), 5)  # not an hour
+        finished = [e for e in fake.producer.events if e.type == "prompt.finished"]
+        assert [e.data["interrupted"] for e in finished] == [True]
+    finally:
+        call.close()
