@@ -4,7 +4,8 @@ Exactly-once in effect, without Kafka transactions (faust/aiokafka EOS is unreli
 see docs/architecture.md). Built on the consume-with-tracking block
 (``services.common.consumer``): per batch, one Postgres transaction holds the calls'
 state, timers, pacing and the consumed offsets; the outputs are published (acks=all)
-after the writes and *before* the commit. A crash in between re-decides the same inputs
+while the state is written and acknowledged *before* the commit. What Postgres would
+refuse (U+0000) is refused before anything is sent, so a refused input publishes nothing. A crash in between re-decides the same inputs
 from the same state, which re-publishes the same derived ids; every consumer (gateway,
 projector, webhooks) dedupes by id, the gateway by call as well. An input that cannot be
 read, that `decide` fails on or that Postgres refuses is dead-lettered on its own.
@@ -15,9 +16,10 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 
+import asyncpg
 import orjson
 
-from events import DecodeError, Envelope, derive_id, topics
+from events import DecodeError, Envelope, derive_id, encode, topics
 from services.common import db
 from services.common.config import settings
 from services.common.consumer import Batch, Consumer, KafkaDeadLetters, PostgresTracking, Processor, Source
@@ -52,6 +54,25 @@ def __getattr__(name: str):
     if name == "SUBSCRIPTION":  # read when asked: the topic prefix is read at call time
         return subscription()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_NUL = b"\\u0000"  # how JSON writes U+0000, which neither jsonb nor text columns store
+
+
+def _refuse_unstorable(rows: list[tuple[str, str, bytes]], out: list[tuple[bytes, bytes]]) -> None:
+    """Raise what Postgres would raise for a NUL in a call's state, its ids or its outputs.
+
+    Checked before the outputs are sent: the block then dead-letters the input that caused
+    it (alone, by bisection, as ``data_error`` 22P05) and nothing it produced has left.
+    """
+    for cid, acct, state in rows:
+        if _NUL in state or "\x00" in cid or "\x00" in acct:
+            raise asyncpg.exceptions.UntranslatableCharacterError(
+                f"unsupported Unicode escape sequence: \\u0000 in the state of call {cid!r}")
+    for value, _ in out:
+        if _NUL in value:
+            raise asyncpg.exceptions.UntranslatableCharacterError(
+                "unsupported Unicode escape sequence: \\u0000 in an output event")
 
 
 def _now() -> datetime:
@@ -126,10 +147,11 @@ class Orchestrator:
     async def handle(self, batch: Batch) -> None:
         """Decide a batch of inputs, write state, timers and pacing, then publish the outputs.
 
-        Runs in the block's transaction, which also stores the offsets. The writes come
-        before the outputs leave, so an input Postgres refuses (dead-lettered alone by the
-        block) has published nothing; the commit waits for every output's ack, so a position
-        is never durable before what it produced.
+        Runs in the block's transaction, which also stores the offsets. States and outputs
+        are encoded and checked first, so an input whose state or outputs Postgres would
+        refuse (dead-lettered alone by the block) has published nothing; then the outputs
+        are sent while the state is written, and the commit waits for every output's ack,
+        so a position is never durable before what it produced.
         """
         conn = batch.conn
         inputs: list[tuple[Envelope, list | None]] = []
@@ -171,16 +193,26 @@ class Orchestrator:
                     timers[(env.call_id, o.name)] = (env.account_id, None, "")
                 elif type(o) is NextDialSlot:
                     pacing[env.account_id] = o.at
-        await self._write(conn, touched, states, timers, accounts, pacing)
-        if emits:
-            batch.before_commit(asyncio.ensure_future(publish_many(self.producer, topics.events(), emits)))
+        # Encoded once, and checked for what Postgres would refuse before anything leaves: the
+        # outputs can then go out while the state is written (their acks overlap the writes).
+        rows = [(cid, acct, orjson.dumps(states[cid].to_json())) for cid, acct in touched.items()]
+        out = [(encode(e), e.call_id.encode()) for e in emits]
+        _refuse_unstorable(rows, out)
+        if out:
+            batch.before_commit(await self._send(out))
+        await self._write(conn, rows, timers, accounts, pacing)
 
-    async def _write(self, conn, touched, states, timers, accounts, pacing) -> None:
-        if touched:
+    async def _send(self, out: list[tuple[bytes, bytes]]) -> asyncio.Future:
+        topic = topics.events()
+        futs = [await self.producer.send(topic, value, key=key) for value, key in out]
+        return asyncio.gather(*futs)
+
+    async def _write(self, conn, rows, timers, accounts, pacing) -> None:
+        if rows:
             await conn.executemany(
-                "INSERT INTO orch_calls (call_id, account_id, state, updated_at) VALUES ($1, $2, $3, now())"
+                "INSERT INTO orch_calls (call_id, account_id, state, updated_at) VALUES ($1, $2, $3::text::jsonb, now())"
                 " ON CONFLICT (call_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
-                [(cid, acct, states[cid].to_json()) for cid, acct in touched.items()])
+                [(cid, acct, state.decode()) for cid, acct, state in rows])
         sets = [(cid, name, acct, due, tok, self.scope) for (cid, name), (acct, due, tok) in timers.items() if due]
         clears = [(cid, name) for (cid, name), (_, due, _) in timers.items() if due is None]
         if clears:
