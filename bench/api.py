@@ -186,7 +186,8 @@ def main() -> None:
 
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     key = asyncio.run(setup(prefix))
-    env = {**os.environ, "CANARY_TOPIC_PREFIX": prefix, "PYTHONUNBUFFERED": "1", "CANARY_LOG_LEVEL": "warning"}
+    env = {**os.environ, "CANARY_ENV": "development", "CANARY_TOPIC_PREFIX": prefix, "PYTHONUNBUFFERED": "1",
+           "CANARY_LOG_LEVEL": "warning"}
     base_port, api_port = free_port(), free_port()
     procs = []
     try:

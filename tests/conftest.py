@@ -17,6 +17,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The tests (and the benches, which import this module) run services on the embedded
+# development secrets: outside development the services refuse them. A test that wants
+# production sets CANARY_ENV itself.
+os.environ.setdefault("CANARY_ENV", "development")
+
 
 @pytest.fixture(scope="session")
 def stack():
@@ -95,7 +100,7 @@ async def producer(stack):
 
 
 def service_env(prefix: str, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "CANARY_TOPIC_PREFIX": prefix, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "CANARY_ENV": "development", "CANARY_TOPIC_PREFIX": prefix, "PYTHONUNBUFFERED": "1"}
     env.update(extra)
     return env
 

@@ -7,22 +7,37 @@ so every process logs the same way (JSON, redacted, tracebacks without locals).
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 
 from services.common.config import settings
 from services.common.logging import configure, uvicorn_log_config
+from services.common.signing import InsecureSecretError, check_service_secrets
 
 
 def create_app():
     """The app factory uvicorn calls in each (worker) process."""
     configure("api")
+    refuse_default_secrets()
     from services.api.app import create_app as build
 
     return build()
 
 
+def refuse_default_secrets() -> None:
+    """Exit (status 2) with the reason when a service-wide secret is unfit for production
+    (the development default, empty, too short), unless CANARY_ENV=development."""
+    try:
+        check_service_secrets()
+    except InsecureSecretError as exc:
+        sys.stderr.write(f"canary api: refusing to start: {exc}\n")
+        raise SystemExit(2) from None
+
+
 def main() -> None:
     configure("api")
+    refuse_default_secrets()
     s = settings()
     uvicorn.run("services.api.__main__:create_app", factory=True, host=s.api.host, port=s.api.port,
                 workers=s.api.workers, access_log=False,

@@ -22,6 +22,7 @@ from services.common.accounts import Account, VerifiedNumbers
 from services.common.config import settings
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
+from services.common.signing import check_service_secrets
 from services.api.errors import ApiError, unavailable
 
 log = get_logger(service="api")
@@ -68,6 +69,9 @@ class Runtime:
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
+        # Whatever serves the app (`python -m services.api`, a uvicorn of its own) refuses
+        # the development secrets outside development (services/common/signing.py).
+        check_service_secrets(self.settings)
         # The projection tables are the projector's (created by it, and by `canary-voice stack up`).
         try:
             await db.migrate()

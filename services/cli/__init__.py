@@ -101,6 +101,7 @@ def run() -> None:
     # Development mode: a developer receives webhooks (and serves audio_url files) on
     # their own machine, so loopback targets are allowed; production never sets this.
     # Defaults written into the environment, not read: the supervised services inherit it.
+    os.environ.setdefault("CANARY_ENV", "development")  # the embedded dev secrets are accepted
     os.environ.setdefault("CANARY_ALLOW_PRIVATE_URLS", "1")
     os.environ.setdefault("CANARY_LOG_FORMAT", "console")  # humans read these logs
     try:

@@ -319,11 +319,19 @@ class Settings:
                           "the API's URL as clients see it (signed recording links)")
     local_dir: Path = var("CANARY_LOCAL_DIR", ".local", lambda raw: Path(raw).resolve(),
                           "state of the embedded stack (Kafka data, logs)")
-    # Secret for signed recording URLs; a dev default is fine for the embedded stack.
+    # `production` (the default): the services refuse to start on the embedded development
+    # secrets below. `canary-voice run` and the tests set `development`.
+    environment: str = var("CANARY_ENV", "production", _choice_or_default("production", "production", "development"),
+                           "`production` or `development` (`canary-voice run` and the tests set it): in production"
+                           " the API refuses to start, and trunk passwords are not sealed, with a default secret")
+    # Service-wide secrets: a comma-separated list "new,old,...", the first signs or seals,
+    # any verifies or unseals (a rolling deploy accepts both). The default is for development only.
     url_signing_secret: str = var("CANARY_URL_SECRET", "dev-only-change-me", str,
-                                  "HMAC key of signed recording URLs", secret=True)
+                                  "HMAC keys of signed recording URLs, `new,old,...`: the first signs, any"
+                                  " verifies", secret=True)
     trunk_secret: str = var("CANARY_TRUNK_SECRET", "dev-only-change-me", str,
-                            "key that seals trunk passwords in Postgres", secret=True)
+                            "keys that seal trunk passwords in Postgres, `new,old,...`: the first seals, any"
+                            " unseals", secret=True)
     allow_private_urls: bool = var("CANARY_ALLOW_PRIVATE_URLS", "", _bool,
                                    "`1` lets customer URLs reach loopback/private addresses (development only;"
                                    " `canary-voice run` sets it)", shown="off")

@@ -101,3 +101,55 @@ def is_valid(secret: str | bytes, body: bytes, header: str, **kw) -> bool:
     except SignatureError:
         return False
     return True
+
+
+# --- the service-wide secrets (CANARY_URL_SECRET, CANARY_TRUNK_SECRET) -----------------------
+#
+# Each holds a comma-separated list "new,old,...": the first key signs (or seals), any key
+# verifies (or unseals), so a rolling deploy can add a key everywhere first, then drop the
+# old one. The embedded default is for `canary-voice run` and the tests only.
+
+DEV_SECRET = "dev-only-change-me"
+MIN_SECRET_LENGTH = 16  # characters; generate 32+ random bytes (e.g. `openssl rand -hex 32`)
+SERVICE_SECRETS = (("CANARY_URL_SECRET", "url_signing_secret"), ("CANARY_TRUNK_SECRET", "trunk_secret"))
+
+
+class InsecureSecretError(RuntimeError):
+    """A service-wide secret that must not be used outside development (the message names it)."""
+
+
+def secret_list(raw: str | None) -> list[str]:
+    """The keys of a "new,old,..." secret, in order (spaces around commas ignored); never empty:
+    an empty value means the development default (which production refuses)."""
+    keys = [k.strip() for k in (raw or "").split(",") if k.strip()]
+    return keys or [DEV_SECRET]
+
+
+def secret_problem(env: str, raw: str | None) -> str | None:
+    """Why the value of ``env`` is unfit for production, or None."""
+    keys = [k.strip() for k in (raw or "").split(",") if k.strip()]
+    if not keys:
+        return f"{env} is not set"
+    if DEV_SECRET in keys:
+        return f"{env} holds the development default {DEV_SECRET!r}"
+    if any(len(k) < MIN_SECRET_LENGTH for k in keys):
+        return f"{env} has a key shorter than {MIN_SECRET_LENGTH} characters"
+    return None
+
+
+def check_service_secrets(s=None, only: tuple[str, ...] | None = None) -> None:
+    """Raise InsecureSecretError unless every service-wide secret (or those named in ``only``)
+    is fit for production; in development (CANARY_ENV=development) anything goes."""
+    if s is None:
+        from services.common.config import settings
+
+        s = settings()
+    if s.environment == "development":
+        return
+    problems = [p for env, attr in SERVICE_SECRETS if only is None or env in only
+                if (p := secret_problem(env, getattr(s, attr))) is not None]
+    if problems:
+        raise InsecureSecretError(
+            "; ".join(problems) + ". Set each to a comma-separated list of random keys (32+ random bytes each, the"
+            " first signs, any verifies) from the deployment's secret store, or CANARY_ENV=development for a"
+            " development machine")

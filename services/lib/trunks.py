@@ -4,8 +4,10 @@ dials with them: services/telephony/trunks.py).
 
 Trunk passwords are sealed before they reach Postgres (encrypt-then-MAC, standard
 library only: HMAC-SHA256 in counter mode as the keystream, HMAC-SHA256 tag) with a key
-derived from ``CANARY_TRUNK_SECRET``. Only the gateway unseals them, to answer a
-digest challenge. Nothing here logs or returns a password: views carry ``has_password``.
+derived from ``CANARY_TRUNK_SECRET``, a list "new,old,...": the first key seals, the
+key id in each sealed blob picks the key that opens it, so passwords sealed before a
+rotation keep working. Outside development a default secret is refused. Only the
+gateway unseals them, to answer a digest challenge. Nothing here logs or returns a password: views carry ``has_password``.
 
 A trunk host is where our gateway sends SIP (and the digest answer to the trunk's
 password), so it obeys the SSRF rules of customer URLs (services/common/ssrf.py): a
@@ -30,6 +32,7 @@ from typing import Any
 
 from events.catalog import e164
 from services.common.config import settings
+from services.common.signing import InsecureSecretError, check_service_secrets, secret_list
 from services.common.ssrf import is_forbidden_ip, private_urls_allowed
 
 NO_TRUNK = "no SIP trunk configured for this account"
@@ -57,12 +60,22 @@ _SEAL_VERSION = b"\x01"
 
 
 def _keys(secret: str | None = None) -> tuple[bytes, bytes, bytes]:
-    """(encryption key, MAC key, 4-byte key id) derived from the service secret."""
-    root = hashlib.sha256(b"canary-trunk-secret\x00" + (
-        secret or settings().trunk_secret).encode()).digest()
+    """(encryption key, MAC key, 4-byte key id) derived from one key (default: the first of
+    the service secret's list, the one that seals)."""
+    root = hashlib.sha256(b"canary-trunk-secret\x00" + (secret or _secrets()[0]).encode()).digest()
     enc = hmac.new(root, b"enc", hashlib.sha256).digest()
     mac = hmac.new(root, b"mac", hashlib.sha256).digest()
     return enc, mac, hmac.new(root, b"kid", hashlib.sha256).digest()[:4]
+
+
+def _secrets() -> list[str]:
+    """The keys of CANARY_TRUNK_SECRET ("new,old,..."); refused outside development while
+    one is the default: a password sealed with a published key is not sealed."""
+    try:
+        check_service_secrets(only=("CANARY_TRUNK_SECRET",))
+    except InsecureSecretError as exc:
+        raise TrunkError("secret_insecure", f"trunk passwords cannot be sealed or unsealed: {exc}") from None
+    return secret_list(settings().trunk_secret)
 
 
 def _keystream(key: bytes, nonce: bytes, n: int) -> bytes:
@@ -85,11 +98,16 @@ def seal(plaintext: str, secret: str | None = None) -> bytes:
 
 
 def unseal(blob: bytes, secret: str | None = None) -> str:
-    enc, mac, kid = _keys(secret)
+    """The password of a sealed blob, with whichever key of the service secret sealed it
+    (the key id in the blob says which), so passwords sealed before a rotation still open."""
     blob = bytes(blob)
     if len(blob) < 1 + 4 + 16 + 32 or blob[:1] != _SEAL_VERSION:
         raise TrunkError("secret_unreadable", "stored trunk password is not in a known format")
-    if blob[1:5] != kid:
+    for key in ([secret] if secret else _secrets()):
+        enc, mac, kid = _keys(key)
+        if blob[1:5] == kid:
+            break
+    else:
         raise TrunkError("secret_unreadable", "stored trunk password was sealed with another CANARY_TRUNK_SECRET")
     head, ct, tag = blob[:21], blob[21:-32], blob[-32:]
     if not hmac.compare_digest(tag, hmac.new(mac, head + ct, hashlib.sha256).digest()):
