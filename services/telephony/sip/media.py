@@ -4,6 +4,13 @@ Each clock tick sends exactly one 20 ms frame (prompt audio, a DTMF event packet
 silence) and takes exactly one 20 ms frame of far-end audio out of the jitter buffer
 (silence when missing). Because both directions advance on the same tick, the two
 recorded tracks are aligned by construction.
+
+What is received is the negotiated far end's only: a packet from an IP other than the
+SDP answer's is dropped, and the first well-formed packet from that IP latches the
+stream to its source port (symmetric RTP: the far end may send from another port than
+the one it receives on); from then on only that address is heard, until an SDP answer
+or re-INVITE names a new far end. So a blind sender cannot inject audio or DTMF into a
+call. Drops are counted (``rx_dropped``), RTCP the same way.
 """
 
 from __future__ import annotations
@@ -160,6 +167,10 @@ class MediaSession:
         self.local_port: int = rtp.transport.get_extra_info("sockname")[1]  # type: ignore[union-attr]
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
+        # Where the far end's RTP / RTCP is accepted from, once its first packet came.
+        self.latched: tuple[str, int] | None = None
+        self.latched_rtcp: tuple[str, int] | None = None
+        self.rx_dropped = 0
         self.codec_pt = 0
         self._encode = g711.ulaw_encode
         self._decode = g711.ulaw_decode
@@ -199,6 +210,8 @@ class MediaSession:
     # --- negotiation -------------------------------------------------------------
     def set_remote(self, ip: str, port: int, codec_pt: int, codec_name: str, dtmf_pt: int | None) -> None:
         """Apply the negotiated far end (from the SDP answer)."""
+        if self.remote != (ip, port):
+            self.latched = self.latched_rtcp = None  # a new far end: latch again
         self.remote = (ip, port)
         self.remote_rtcp = (ip, port + 1)
         self.codec_pt = codec_pt
@@ -304,12 +317,28 @@ class MediaSession:
         return frame
 
     # --- receive -------------------------------------------------------------------
+    def _accept(self, addr: tuple[str, int], latched: tuple[str, int] | None) -> bool:
+        """Whether a packet from ``addr`` may be the far end's (counts the ones that may not)."""
+        remote = self.remote
+        if remote is None or addr[0] != remote[0] or (latched is not None and addr[:2] != latched):
+            self.rx_dropped += 1
+            if self.rx_dropped <= 5 or self.rx_dropped % 1000 == 0:
+                log.warning("rtp.foreign_source", call_id=self.call_id, peer=f"{addr[0]}:{addr[1]}",
+                            expected=f"{remote[0]}" if remote else None, total=self.rx_dropped)
+            return False
+        return True
+
     def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not self._accept(addr, self.latched):
+            return
         try:
             pkt = parse_rtp(data)
         except RtpError as exc:
             self._garbage("rtp", addr, len(data), str(exc))
             return
+        if self.latched is None:
+            self.latched = (addr[0], addr[1])
+            log.info("rtp.latched", call_id=self.call_id, peer=f"{addr[0]}:{addr[1]}")
         now = time.monotonic()
         if pkt.payload_type == self.dtmf_pt and self.dtmf_pt is not None:
             self.last_rx = now
@@ -329,11 +358,15 @@ class MediaSession:
         self.jitter.push(pkt.seq, pkt.payload)
 
     def _on_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
+        if not self._accept(addr, self.latched_rtcp):
+            return
         try:
             packets = parse_compound(data)
         except (ValueError, IndexError) as exc:
             self._garbage("rtcp", addr, len(data), str(exc))
             return
+        if self.latched_rtcp is None:
+            self.latched_rtcp = (addr[0], addr[1])
         for p in packets:
             if p.ntp_mid is not None:
                 self.stats.last_sr_ntp_mid = p.ntp_mid
