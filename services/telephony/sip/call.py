@@ -26,6 +26,7 @@ from services.telephony.carrier import (
 from .core import ALLOW, CallCore, CloseMedia, Finished, Output, SetRemoteMedia, StartMedia, sip_uri
 from .media import MediaSession
 from .message import SipMessage
+from .policy import TrunkPolicy
 from .transaction import ArmTimer, CancelTimer, Send, TimerId
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ class SipCall:
         *,
         on_finished: Callable[[SipCall], None],
         user_agent: str = "canary-voice",
+        policy: TrunkPolicy | None = None,
     ) -> None:
         self.call_id = request.call_id
         self.events: asyncio.Queue[CarrierEvent] = asyncio.Queue()
@@ -59,7 +61,7 @@ class SipCall:
         self.local_ip = local_ip
         self.core = CallCore(
             request, trunk, local_ip=local_ip, sip_port=endpoint.local_addr[1], media_port=media.local_port,
-            timers=endpoint.timers, user_agent=user_agent,
+            timers=endpoint.timers, user_agent=user_agent, policy=policy,
         )
         self.sip_call_id = self.core.sip_call_id
         self._on_finished = on_finished
@@ -84,9 +86,9 @@ class SipCall:
         """An in-dialog request routed here by Call-ID."""
         self._run(self.core.on_message(req, self._loop.time(), addr))
 
-    def handle_response(self, resp: SipMessage) -> None:
-        """A response routed here by Call-ID."""
-        self._run(self.core.on_message(resp, self._loop.time()))
+    def handle_response(self, resp: SipMessage, addr: tuple[str, int]) -> None:
+        """A response routed here by Call-ID, from ``addr``."""
+        self._run(self.core.on_message(resp, self._loop.time(), addr))
 
     def _fire(self, timer_id: TimerId) -> None:
         self._timers.pop(timer_id, None)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
+from typing import Callable
 
 import structlog
 
@@ -12,6 +14,7 @@ from services.telephony.carrier import DialRequest, TrunkConfig
 from .call import SipCall
 from .media import MediaClock, MediaSession, bind_rtp_pair
 from .message import SipMessage, make_response
+from .policy import TrunkPolicy, is_ip
 from .transaction import Timers
 from .transport import SipEndpoint
 
@@ -34,6 +37,8 @@ class SipCarrier:
 
     ``local_ip``: the address put in Via/Contact/SDP (default: the route to the trunk).
     ``media_timeout_s``: no RTP for this long after answer ends the call (failed).
+    ``trunk_policy``: what a trunk's calls accept (digest realm and legacy digest, hops
+    off the trunk), one for all or per trunk; default strict (``policy.STRICT``).
     """
 
     name = "sip"
@@ -48,8 +53,10 @@ class SipCarrier:
         media_timeout_s: float = 30.0,
         rtcp_interval_s: float = 5.0,
         timers: Timers | None = None,
+        trunk_policy: TrunkPolicy | Callable[[TrunkConfig], TrunkPolicy] | None = None,
     ) -> None:
         self.default_trunk = default_trunk
+        self.trunk_policy = trunk_policy
         self.local_ip = local_ip
         self.sip_port = sip_port
         self.rtp_port_range = rtp_port_range
@@ -84,6 +91,13 @@ class SipCarrier:
             raise ValueError("no SIP trunk configured for this call")
         await self.start()
         assert self.endpoint is not None
+        if trunk.address is None and not is_ip(trunk.host):
+            # An operator's default trunk by name: resolved once, here, so the call's
+            # SIP (and the addresses it accepts) stay on one address.
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                trunk.host, trunk.port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+            trunk = dataclasses.replace(trunk, address=infos[0][4][0])
+        policy = self.trunk_policy(trunk) if callable(self.trunk_policy) else self.trunk_policy
         local_ip = self.local_ip or route_ip(trunk.address or trunk.host, trunk.port)
         rtp, rtcp = await bind_rtp_pair(local_ip, self.rtp_port_range)
         call: SipCall | None = None
@@ -100,7 +114,7 @@ class SipCarrier:
             request.call_id, self.clock, rtp, rtcp, on_dtmf=on_dtmf, on_media_timeout=on_timeout,
             media_timeout_s=self.media_timeout_s, rtcp_interval_s=self.rtcp_interval_s,
         )
-        call = SipCall(request, trunk, self.endpoint, media, local_ip, on_finished=self._finished)
+        call = SipCall(request, trunk, self.endpoint, media, local_ip, on_finished=self._finished, policy=policy)
         self._calls[call.sip_call_id] = call
         call.start()
         return call
@@ -126,7 +140,7 @@ class SipCarrier:
         # branch and method (and ACKs a 2xx retransmission after its INVITE ended).
         call = self._calls.get(resp.call_id)
         if call is not None:
-            call.handle_response(resp)
+            call.handle_response(resp, addr)
         else:
             log.debug("sip.stray_response", first_line=resp.first_line(), peer=f"{addr[0]}:{addr[1]}")
 

@@ -49,6 +49,7 @@ from .message import (
     parse_name_addr,
     uri_hostport,
 )
+from .policy import STRICT, TrunkPolicy, is_ip
 from .sdp import SdpError, build_offer, parse_sdp
 from .transaction import ArmTimer, CancelTimer, ClientTx, Send, TimerId, Timers
 
@@ -133,15 +134,25 @@ class CallCore:
         timers: Timers | None = None,
         user_agent: str = "canary-voice",
         sdp_session_id: int | None = None,
+        policy: TrunkPolicy | None = None,
     ) -> None:
         self.call_id = request.call_id
         self.request = request
         self.trunk = trunk
+        self.policy = policy or STRICT
         self.timers = timers or Timers()
         self.user_agent = user_agent
         self.local_ip = local_ip
         self.media_port = media_port
         self.dest = (trunk.address or trunk.host, trunk.port)
+        # The trunk's addresses: its vetted IP and the name it was configured with. The
+        # route set and the remote target must stay on them (unless the policy allows
+        # otherwise), and only a response from the vetted IP may pin the digest realm.
+        self._trunk_hosts = {h.lower() for h in (trunk.address, trunk.host) if h}
+        self._foreign_peers: set[str] = set()  # allowed hops off the trunk (policy.allow_foreign_hops)
+        self._realm: str | None = self.policy.realm  # the realm challenges must name, once known
+        self._auth_refused: str | None = None  # why the last challenge was not answered
+        self._resp_from: tuple[str, int] | None = None  # where the response being handled came from
         self.sip_call_id = f"{os.urandom(12).hex()}@{local_ip}"
         self.local_tag = new_tag()
         self.remote_tag: str | None = None
@@ -205,12 +216,22 @@ class CallCore:
             self._cancel_call("hangup", now)
         return self._flush()
 
+    @property
+    def peer_ips(self) -> set[str]:
+        """The addresses this call exchanges SIP with (the endpoint accepts only those)."""
+        return {self.dest[0], *self._foreign_peers}
+
     def on_message(self, msg: SipMessage, now: float, addr: tuple[str, int] | None = None) -> list[Output]:
-        """A message with our Call-ID. ``addr``: where a request came from (its responses go there)."""
+        """A message with our Call-ID. ``addr``: where it came from (a request's responses go
+        there; a response's source decides whether its challenge may pin the realm)."""
         if msg.is_request:
             self._on_request(msg, addr or self._dialog_dest())
         else:
-            self._on_response(msg, now)
+            self._resp_from = addr
+            try:
+                self._on_response(msg, now)
+            finally:
+                self._resp_from = None
         return self._flush()
 
     def on_timer(self, timer_id: TimerId, now: float) -> list[Output]:
@@ -332,6 +353,9 @@ class CallCore:
             self._on_2xx(resp, now)
         elif code in (401, 407) and self._retry_with_auth(resp, self._invite, now):
             return
+        elif code in (401, 407) and self._auth_refused:
+            self._disarm(RING_TIMEOUT)
+            self._end(Ended("failed", self._auth_refused, code, "system"))
         else:
             self._on_failure(resp)
 
@@ -355,11 +379,15 @@ class CallCore:
             self._resend_ack(resp)  # 2xx retransmission (or a second fork: ACK it too)
             return
         self.remote_tag = resp.to.tag
-        contacts = resp.get_all("Contact")
-        self.remote_target = parse_name_addr(contacts[0]).uri if contacts else self.request_uri
-        self.route_set = list(reversed(resp.get_all("Record-Route")))
+        refused = self._learn_dialog(resp)
         self._send_ack()
         self._disarm(RING_TIMEOUT)
+        if refused is not None and self.ended is None:
+            # Nothing went to the hop: the ACK and this BYE go to the trunk itself.
+            self.state = "confirmed"
+            self._send_bye(now)
+            self._end(Ended("failed", refused, resp.status, "system"))
+            return
         if self.ended is not None or self._cancel_reason is not None:
             # We already gave up (CANCEL crossed the 200 OK): the call must still be
             # torn down with a BYE (RFC 3261 15).
@@ -379,6 +407,30 @@ class CallCore:
         self._out.append(StartMedia(send=True))
         log.info("sip.answered", call_id=self.call_id, codec=self.codec_pt, dtmf_pt=self.dtmf_pt)
         self._out.append(Answered())
+
+    def _learn_dialog(self, resp: SipMessage) -> str | None:
+        """Take the 2xx's remote target and route set; the reason to refuse them, if any.
+
+        Refused (a hop off the trunk's addresses without ``allow_foreign_hops``, or a
+        Contact / Record-Route we cannot read), the dialog keeps the trunk as its only hop
+        and the Request-URI of the INVITE, so nothing is ever sent where the 2xx pointed."""
+        try:
+            contacts = resp.get_all("Contact")
+            target = parse_name_addr(contacts[0]).uri if contacts else self.request_uri
+            routes = list(reversed(resp.get_all("Record-Route")))
+            hops = [("Contact", uri_hostport(target)[0])] + [
+                ("Record-Route", uri_hostport(parse_name_addr(r).uri)[0]) for r in routes]
+        except ValueError:  # SipParseError too
+            log.warning("sip.bad_dialog_headers", call_id=self.call_id)
+            return "SIP trunk answered with an unreadable Contact or Record-Route"
+        foreign = [(name, host) for name, host in hops if host.strip("[]").lower() not in self._trunk_hosts]
+        if foreign and not self.policy.allow_foreign_hops:
+            name, host = foreign[0]
+            log.warning("sip.foreign_hop_refused", call_id=self.call_id, header=name, host=host)
+            return f"SIP trunk answered with a {name} off the trunk ({host}): refused"
+        self.remote_target, self.route_set = target, routes
+        self._foreign_peers = {h.strip("[]") for _, h in foreign if is_ip(h.strip("[]"))}
+        return None
 
     def _apply_answer(self, body: bytes, *, early: bool) -> bool:
         try:
@@ -423,12 +475,16 @@ class CallCore:
         # Loose routing: with a route set the first hop is the first Route, otherwise
         # the trunk. Sending in-dialog requests to the trunk (not the Contact) is what
         # SIP trunks expect behind their SBCs.
+        # A hop on the trunk goes to its vetted address, never to a name resolved again.
         if self.route_set:
             try:
                 host, port = uri_hostport(parse_name_addr(self.route_set[0]).uri)
-                return host, port or 5060
             except ValueError:
-                pass
+                return self.dest
+            if host.strip("[]").lower() in self._trunk_hosts:
+                return self.dest[0], port or 5060
+            if self.policy.allow_foreign_hops:
+                return host.strip("[]"), port or 5060
         return self.dest
 
     # --- CANCEL and ring timeout ---------------------------------------------------------
@@ -504,6 +560,12 @@ class CallCore:
         except DigestError as exc:
             log.warning("sip.auth_unsupported", call_id=self.call_id, error=str(exc))
             return False
+        refused = self._challenge_refused(ch)
+        if refused is not None:
+            self._auth_refused = refused
+            log.warning("sip.auth_refused", call_id=self.call_id, method=req.method, reason=refused,
+                        realm=ch.realm, code=resp.status)
+            return False
         method = req.method or ""
         # One try per nonce unless the server says the nonce was merely stale; this
         # stops a loop of 401s when the credentials are wrong.
@@ -537,6 +599,23 @@ class CallCore:
         else:
             self._start_bye(new, now)
         return True
+
+    def _challenge_refused(self, ch) -> str | None:
+        """Why a challenge must not be answered with the trunk's password; None: answer it.
+
+        The realm is pinned: to the policy's, else to the first one a response from the
+        trunk's own address named (a challenge from anywhere else cannot set it). A
+        challenge without qop is the RFC 2069 form, refused unless the policy allows it."""
+        if self._realm is None:
+            src = self._resp_from
+            if src is None or src[0] != self.dest[0]:
+                return "SIP digest challenge not from the trunk's address: not answered"
+            self._realm = ch.realm
+        if ch.realm != self._realm:
+            return f"SIP digest challenge for realm {ch.realm!r}, not the trunk's {self._realm!r}: not answered"
+        if not ch.qop and not self.policy.allow_legacy_digest:
+            return "SIP digest challenge without qop (legacy digest) refused for this trunk"
+        return None
 
     # --- incoming requests -------------------------------------------------------------------
     def _on_request(self, req: SipMessage, addr: tuple[str, int]) -> None:
