@@ -37,8 +37,13 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             comps.setdefault(name, sub)
         comps[model.__name__] = s
     # FastAPI documents parameter errors as HTTPValidationError; ours use the one error shape.
+    limited = {"description": "rate limited (see Retry-After)", "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
     for path in doc.get("paths", {}).values():
         for op in path.values():
+            # Every authenticated operation draws on a budget (services/api/auth.py).
+            if "401" in op.get("responses", {}):
+                op["responses"].setdefault("429", limited)
             resp = op.get("responses", {}).get("422")
             if resp and "HTTPValidationError" in str(resp):
                 op["responses"]["422"] = {"description": "invalid parameter", "content": {"application/json": {

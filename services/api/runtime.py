@@ -49,6 +49,59 @@ class TokenBucket:
             return 0.0
         return (1 - self.tokens) / self.rate
 
+    def peek(self) -> float:
+        """0 if a token is there (none is taken), else the seconds to wait for one."""
+        tokens = min(self.burst, self.tokens + (time.monotonic() - self.at) * self.rate)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def full(self, now: float) -> bool:
+        return self.tokens + (now - self.at) * self.rate >= self.burst
+
+
+class Limiter:
+    """One token bucket per key (an account id, a client address), the same rate for all.
+
+    Bounded: past ``max_keys`` buckets, the full ones (as good as no bucket) are dropped,
+    then the oldest, so a flood of new keys (addresses) costs bounded memory."""
+
+    def __init__(self, rate: float, burst_seconds: float, max_keys: int = 100_000):
+        self.rate = max(rate, 0.001)
+        self.burst = max(20.0, self.rate * burst_seconds)
+        self.max_keys = max_keys
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def _bucket(self, key: str) -> TokenBucket:
+        b = self._buckets.get(key)
+        if b is None:
+            if len(self._buckets) >= self.max_keys:
+                self._prune()
+            b = self._buckets[key] = TokenBucket(self.rate, self.burst)
+        return b
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        for k in [k for k, b in self._buckets.items() if b.full(now)]:
+            del self._buckets[k]
+        while len(self._buckets) >= self.max_keys:
+            del self._buckets[next(iter(self._buckets))]
+
+    def take(self, key: str) -> float:
+        return self._bucket(key).take()
+
+    def peek(self, key: str) -> float:
+        b = self._buckets.get(key)
+        return 0.0 if b is None else b.peek()
+
+
+def too_many(message: str, wait: float) -> ApiError:
+    """The 429: code `rate_limited`, and Retry-After in whole seconds (at least 1)."""
+    return ApiError(429, "rate_limited", message, headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+
+# Request classes with their own per-account budget (POST /v1/voice/calls: the account's
+# calls_per_second, see Runtime.rate_limit).
+READ, WRITE, HANGUP = "read", "write", "hangup"
+
 
 class Runtime:
     def __init__(self) -> None:
@@ -62,9 +115,21 @@ class Runtime:
         self.auth_ttl = s.api.auth_ttl
         self.max_body = s.api.max_body
         self.burst_factor = s.api.burst_seconds
-        self._keys: dict[bytes, tuple[float, Account | None]] = {}
+        # Valid keys only: a flood of unknown keys never evicts them (those have their own,
+        # smaller, shorter-lived cache), and concurrent lookups of one key share one query.
+        self._keys: dict[bytes, tuple[float, Account]] = {}
+        self._unknown: dict[bytes, float] = {}
+        self._lookups: dict[bytes, asyncio.Future] = {}
+        self.max_keys = 100_000
+        self.max_unknown = 10_000
+        self.negative_ttl = max(0.0, min(self.auth_ttl, s.api.auth_negative_ttl))
         self.numbers: VerifiedNumbers | None = None
         self._buckets: dict[str, TokenBucket] = {}
+        burst = s.api.burst_seconds
+        self.limits = {READ: Limiter(s.api.read_rate, burst), WRITE: Limiter(s.api.write_rate, burst),
+                       HANGUP: Limiter(s.api.hangup_rate, burst)}
+        self.auth_failures = Limiter(s.api.auth_fail_rate, burst)  # per client address
+        self.media_downloads = Limiter(s.api.media_rate, burst)  # per client address
         self.requests = RequestWriter(self)
 
     # --- lifecycle ---------------------------------------------------------------------
@@ -170,18 +235,58 @@ class Runtime:
             raise unavailable("kafka") from None
 
     # --- auth / limits -----------------------------------------------------------------
+    def cached_account(self, key: str) -> Account | None:
+        """The account of a valid key looked up less than auth_ttl ago (no query)."""
+        hit = self._keys.get(accounts.hash_key(key))
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
     async def authenticate(self, key: str) -> Account | None:
         h = accounts.hash_key(key)
         now = time.monotonic()
         hit = self._keys.get(h)
         if hit is not None and hit[0] > now:
             return hit[1]
-        acct = await accounts.authenticate(await self.db(), key)
-        if len(self._keys) > 100_000:
-            self._keys.clear()
-        # Unknown keys are remembered briefly too, so guessing does not hammer Postgres.
-        self._keys[h] = (now + (self.auth_ttl if acct else min(self.auth_ttl, 5.0)), acct)
+        if self._unknown.get(h, 0.0) > now:
+            return None  # unknown a moment ago: no query
+        pending = self._lookups.get(h)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut = asyncio.get_running_loop().create_future()
+        self._lookups[h] = fut
+        try:
+            acct = await accounts.authenticate(await self.db(), key)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # retrieved: no "never retrieved" warning when nobody else waited
+            raise
+        finally:
+            del self._lookups[h]
+        fut.set_result(acct)
+        now = time.monotonic()
+        if acct is not None:
+            self._unknown.pop(h, None)
+            if len(self._keys) >= self.max_keys:
+                self._keys = {k: v for k, v in self._keys.items() if v[0] > now}
+                while len(self._keys) >= self.max_keys:
+                    del self._keys[next(iter(self._keys))]
+            self._keys[h] = (now + self.auth_ttl, acct)
+        elif self.negative_ttl > 0:
+            # Unknown keys are remembered briefly (so guessing does not hammer Postgres),
+            # in a bounded map of their own: the oldest go first.
+            self._keys.pop(h, None)
+            while len(self._unknown) >= self.max_unknown:
+                del self._unknown[next(iter(self._unknown))]
+            self._unknown[h] = now + self.negative_ttl
         return acct
+
+    def limit(self, kind: str, account: Account) -> None:
+        """429 unless the account has budget left for one more request of ``kind``."""
+        lim = self.limits[kind]
+        wait = lim.take(account.id)
+        if wait > 0:
+            raise too_many(f"{kind} requests are limited to {lim.rate:g}/s for this account", wait)
 
     def rate_limit(self, account: Account) -> None:
         b = self._buckets.get(account.id)
@@ -190,9 +295,7 @@ class Runtime:
             b = self._buckets[account.id] = TokenBucket(rate, max(20.0, rate * self.burst_factor))
         wait = b.take()
         if wait > 0:
-            raise ApiError(429, "rate_limited",
-                           f"call creation is limited to {account.calls_per_second:g}/s for this account",
-                           headers={"Retry-After": str(max(1, math.ceil(wait)))})
+            raise too_many(f"call creation is limited to {account.calls_per_second:g}/s for this account", wait)
 
 
 class RequestWriter:

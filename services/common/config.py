@@ -175,6 +175,21 @@ class ApiSettings:
     sync_commit: str = var("CANARY_API_SYNC_COMMIT", "off", str,
                            "Postgres `synchronous_commit` for the API's connections")
     linger_ms: int = var("CANARY_API_LINGER_MS", "1", _int, "Kafka producer linger of the API, ms")
+    # Request budgets (token buckets in each API process, burst: CANARY_API_BURST_SECONDS of
+    # the rate, at least 20). Calls are limited by the account's calls_per_second.
+    read_rate: float = var("CANARY_API_READ_RATE", "50", _float,
+                           "GET requests per second of an account")
+    write_rate: float = var("CANARY_API_WRITE_RATE", "10", _float,
+                            "other changes (numbers, flows, trunk, sandbox) per second of an account")
+    hangup_rate: float = var("CANARY_API_HANGUP_RATE", "10", _float,
+                             "hangup requests per second of an account")
+    auth_fail_rate: float = var("CANARY_API_AUTH_FAIL_RATE", "1", _float,
+                                "failed authentications (missing, malformed, unknown, revoked key) per second"
+                                " of a client address")
+    media_rate: float = var("CANARY_API_MEDIA_RATE", "10", _float,
+                            "recording downloads (signed links) per second of a client address")
+    auth_negative_ttl: float = var("CANARY_API_AUTH_NEGATIVE_TTL", "5.0", _float,
+                                   "seconds an unknown API key is remembered as unknown (at most the auth TTL)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -57,7 +57,8 @@ def _not_found(call_id: str) -> ApiError:
                               "durably in Kafka; the call is placed asynchronously"},
                         **models.errors(400, 401, 403, 409, 413, 415, 422, 429, 503)})
 async def create_call(request: Request) -> Response:
-    # Auth is called directly rather than through Depends: this is the hot path.
+    # Auth is called directly rather than through Depends: this is the hot path. It also
+    # takes the call-creation token, before the body is read or validated.
     account = await authenticate_request(request)
     rt = request.app.state.runtime
     idempotency_key = request.headers.get("idempotency-key")
@@ -75,7 +76,6 @@ async def create_call(request: Request) -> Response:
         e = errors[0]
         status = 403 if e["code"] == "number_not_verified" else 422
         raise ApiError(status, e["code"], e["message"], e.get("field"))
-    rt.rate_limit(account)
 
     call_id = new_id("call")
     created_at = utc_now()

@@ -6,21 +6,32 @@ import asyncio
 import re
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from services.api import models, signing, store
+from services.api.auth import client_address
 from services.api.errors import ApiError
+from services.api.runtime import too_many
 
 router = APIRouter(tags=["recordings"])
 
 _MEDIA_TYPES = {"wav": "audio/wav", "mp3": "audio/mpeg"}
 
 
-@router.get("/v1/voice/recordings/{rec_id}/media", response_model=None,
+def download_budget(request: Request) -> None:
+    """Links need no API key: downloads are limited per client address, before the query
+    parameters are validated (a dependency runs first)."""
+    limiter = request.app.state.runtime.media_downloads
+    wait = limiter.take(client_address(request))
+    if wait > 0:
+        raise too_many(f"recording downloads are limited to {limiter.rate:g}/s per client address", wait)
+
+
+@router.get("/v1/voice/recordings/{rec_id}/media", response_model=None, dependencies=[Depends(download_budget)],
             summary="Download a recording (the signed `url` of GET /v1/voice/calls/{id}/recording)",
             responses={200: {"content": {"audio/wav": {}, "audio/mpeg": {}}, "description": "audio"},
-                       **models.errors(403, 404, 422, 503)})
+                       **models.errors(403, 404, 422, 429, 503)})
 async def recording_media(rec_id: str, request: Request,
                           expires: Annotated[int, Query(ge=0, le=2**53)],
                           signature: Annotated[str, Query(max_length=128)],
