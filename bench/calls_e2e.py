@@ -62,6 +62,22 @@ async def kafka_hop(prefix: str, n: int = 300) -> list[float]:
     return out
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process and its waited-for children used so far."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(int(x) for x in f[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def broker_pid() -> int | None:
+    try:
+        return int((Path(".local/kafka/kafka.pid")).read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 async def main(n: int, rate: float, port: int) -> None:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     await ensure_topics(prefix=prefix)
@@ -117,6 +133,12 @@ async def main(n: int, rate: float, port: int) -> None:
             body = {"to": "+15551234567", "from": "+15559876543", "tts": {"text": "Your code is 1 2 3 4."}}
             sent: dict[str, float] = {}
             failures = 0
+            answered: list[float] = []
+            watched = {m.rsplit(".", 2)[1] if m.count(".") > 1 else m.split(".")[-1]: p.pid
+                       for m, p in zip(MODULES, procs)}
+            if (bp := broker_pid()) is not None:
+                watched["kafka broker"] = bp
+            cpu0 = {k: cpu_s(pid) for k, pid in watched.items()}
             t_start = time.perf_counter()
 
             async def post(i):
@@ -124,6 +146,7 @@ async def main(n: int, rate: float, port: int) -> None:
                 await asyncio.sleep(max(0.0, t_start + i / rate - time.perf_counter()))
                 t0 = time.time()
                 r = await http.post("/v1/voice/calls", json=body)
+                answered.append(time.time() - t0)
                 if r.status_code in (200, 201):
                     sent[r.json()["id"]] = t0
                 else:
@@ -133,6 +156,7 @@ async def main(n: int, rate: float, port: int) -> None:
             deadline = time.perf_counter() + 120
             while len(ended) < len(sent) and time.perf_counter() < deadline:
                 await asyncio.sleep(0.2)
+            cpu = {k: cpu_s(pid) - cpu0[k] for k, pid in watched.items()}
         task.cancel()
         lat = [ringing[c] - t for c, t in sent.items() if c in ringing]
         done = [ended[c] for c in sent if c in ended]
@@ -151,9 +175,16 @@ async def main(n: int, rate: float, port: int) -> None:
             if xs:
                 print(f"  {name}: p50 {pct(xs, .5):.1f} ms  p99 {pct(xs, .99):.1f} ms")
         print("stages (service timestamps):")
+        if answered:
+            print(f"  POST answered (API, as the client sees it): p50 {pct(answered, .5):.1f} ms  "
+                  f"p99 {pct(answered, .99):.1f} ms")
         stage("POST -> call.queued decided (API + orchestrator)", lambda c, st: st["call.queued"][0] - sent[c])
         stage("dial.requested in Kafka -> call.ringing (gateway + sandbox)",
               lambda c, st: st["call.ringing"][0] - st["dial.requested"][1])
+        if sent:
+            total = sum(cpu.values())
+            print(f"CPU per call: {total / len(sent) * 1000:.1f} ms across the processes ("
+                  + ", ".join(f"{k} {v / len(sent) * 1000:.1f}" for k, v in cpu.items()) + ")")
     finally:
         for p in procs:
             os.killpg(p.pid, signal.SIGTERM)

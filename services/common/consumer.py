@@ -387,7 +387,8 @@ class PostgresTracking:
 
 
 class KafkaTracking:
-    """Positions are Kafka's committed group offsets, committed after each batch: for a
+    """Positions are Kafka's committed group offsets, committed in the background (see
+    :class:`KafkaCommits`) after each batch: for a
     handler whose effects are idempotent by themselves (at-least-once)."""
 
     conn = None
@@ -670,7 +671,9 @@ class _SeekToStored(ConsumerRebalanceListener):
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked):
-        pass
+        commits = getattr(self.owner, "_commits", None)
+        if commits is not None:  # what this member did counts before the next owner starts
+            await commits.flush()
 
     async def on_partitions_assigned(self, assigned):
         stored = await self.owner.processor.load()
@@ -685,12 +688,23 @@ class _SeekToStored(ConsumerRebalanceListener):
                 await consumer.seek_to_beginning(tp)
 
 
+COMMIT_INTERVAL_S = 0.5
+
+
 @dataclass(slots=True)
-class _Commits:
-    """Kafka group commits, one at a time in the background (never awaited by a batch)."""
+class KafkaCommits:
+    """Kafka group commits in the background, at most one per `interval` (never awaited by a batch).
+
+    A commit is a broker write (to ``__consumer_offsets``): one per batch cost the broker
+    more CPU per call than any service (bench/calls_e2e.py). What a commit that has not
+    happened yet costs is a redelivery after a crash or rebalance, which every consumer
+    here absorbs (positions in Postgres, or idempotent handlers and derived ids). The
+    latest offsets are flushed when partitions are revoked and on close.
+    """
 
     consumer: Any
     log: Any
+    interval: float = COMMIT_INTERVAL_S
     offsets: dict[Key, int] = field(default_factory=dict)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
@@ -708,6 +722,7 @@ class _Commits:
             await self.wake.wait()
             self.wake.clear()
             await self.flush()
+            await asyncio.sleep(self.interval)
 
     async def flush(self) -> None:
         offsets, self.offsets = self.offsets, {}
@@ -746,7 +761,7 @@ class Consumer:
         self.consumer = make_consumer(group_id=self.group_id, **self._opts)
         self.consumer.subscribe(list(self.processor.sources), listener=_SeekToStored(self))
         await self.consumer.start()
-        self._commits = _Commits(self.consumer, self.log)
+        self._commits = KafkaCommits(self.consumer, self.log)
 
     async def stop(self) -> None:
         if self._pending is not None:

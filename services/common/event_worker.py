@@ -22,11 +22,9 @@ from __future__ import annotations
 import asyncio
 from typing import Awaitable, Callable, Collection
 
-from aiokafka import TopicPartition
-
 from events import Envelope, encode, topics
 from services.common.config import settings
-from services.common.consumer import (Backoff, KafkaDeadLetters, Record, Rejected, Skipped, Source, Stopped,
+from services.common.consumer import (Backoff, KafkaCommits, KafkaDeadLetters, Record, Rejected, Skipped, Source, Stopped,
                                       is_transient, rejection, retry_transient)
 from services.common.kafka import make_consumer, make_producer, publish
 from services.common.service import serve as run_service
@@ -78,10 +76,12 @@ class EventWorker:
         self.consumer = make_consumer(self.topic, group_id=self.group_id,
                                       auto_offset_reset=settings().media.offset_reset, max_poll_records=200)
         await self.consumer.start()
+        self.commits = KafkaCommits(self.consumer, self.log)
         self.log.info("worker started", topic=self.topic, group=self.group_id)
 
     async def stop(self) -> None:
         """Disconnect (uncommitted work is redone by the next owner)."""
+        await self.commits.close()
         await self.consumer.stop()
         await self.producer.stop()
 
@@ -149,11 +149,9 @@ class EventWorker:
         self.emitted += sum(counts)
         seen = sum(len(m) for m in batches.values())
         self.handled += seen
-        offsets = {TopicPartition(tp.topic, tp.partition): msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs}
-        try:
-            await self.consumer.commit(offsets)
-        except Exception as exc:  # revoked by a rebalance: the next owner redoes it, ids dedupe
-            self.log.warning("commit failed", error=str(exc))
+        # Committed in the background, at most twice a second: a crash redoes at most that
+        # much (renders and transcripts are cached by content, ids dedupe downstream).
+        self.commits.note({(tp.topic, tp.partition): msgs[-1].offset + 1 for tp, msgs in batches.items() if msgs})
         return seen
 
     async def run(self) -> None:

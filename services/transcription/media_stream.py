@@ -17,6 +17,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from events import Envelope, topics
 from services.common import audio
+from services.common.consumer import KafkaCommits
 from services.lib.speech import FRAME_MS
 
 FRAME_BYTES = audio.SAMPLE_RATE * FRAME_MS // 1000 * audio.SAMPLE_WIDTH  # 320
@@ -178,6 +179,7 @@ class MediaWorker:
         self.consumer = make_consumer(topics.MEDIA_AUDIO, group_id=self.group_id, max_poll_records=500,
                                       auto_offset_reset=self.offset_reset())
         await self.consumer.start()
+        self.commits = KafkaCommits(self.consumer, self.log)
         self.tasks = [asyncio.create_task(self.core.work()) for _ in range(self.core.cfg.concurrency)]
         self.tasks.append(asyncio.create_task(self._sweep()))
         # Load the model now, not on the first caller's first words.
@@ -192,20 +194,14 @@ class MediaWorker:
             await self.sweep()
 
     async def run_once(self, timeout_ms: int = 200) -> int:
-        from aiokafka import TopicPartition
-
         batches = await self.consumer.getmany(timeout_ms=timeout_ms)
         seen = 0
         for tp, msgs in batches.items():
             for m in msgs:
                 await self.handle(tp, m)
             seen += len(msgs)
-        if batches:
-            offsets = {TopicPartition(tp.topic, tp.partition): off for tp, off in self.next_offsets(batches).items()}
-            try:
-                await self.consumer.commit(offsets)
-            except Exception as exc:  # revoked by a rebalance: the next owner re-reads, ids dedupe
-                self.log.warning("commit failed", error=str(exc))
+        if batches:  # in the background: the next owner re-reads at most that much, ids dedupe
+            self.commits.note({(tp.topic, tp.partition): off for tp, off in self.next_offsets(batches).items()})
         return seen
 
     async def run(self) -> None:
@@ -221,5 +217,6 @@ class MediaWorker:
         for t in self.tasks:
             t.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.commits.close()
         await self.consumer.stop()
         await self.producer.stop()

@@ -22,6 +22,7 @@ from aiokafka import TopicPartition
 
 from events import DecodeError, decode, topics
 from services.common import config, db
+from services.common.consumer import KafkaCommits
 from services.common.kafka import dlq_record, make_consumer, make_producer, publish
 from services.common.logging import configure
 from services.common.service import serve
@@ -53,6 +54,7 @@ class WebhookWorker:
         await self.producer.start()
         self.consumer = make_consumer(self.topic, group_id=self.group_id, max_poll_records=1000)
         await self.consumer.start()
+        self.commits = KafkaCommits(self.consumer, log)
         self.client = sender.make_client(self.s.concurrency + self.s.slow_lane)
         log.info("webhooks started", topic=self.topic, group=self.group_id, max_attempts=self.s.max_attempts,
                  concurrency=self.s.concurrency)
@@ -61,6 +63,7 @@ class WebhookWorker:
         self.stopping.set()
         if self.tasks:  # let in-flight attempts finish and record (bounded by the attempt timeout)
             await asyncio.wait(self.tasks, timeout=self.s.timeout + 2)
+        await self.commits.close()
         await self.consumer.stop()
         await self.producer.stop()
         await self.client.aclose()
@@ -90,11 +93,8 @@ class WebhookWorker:
             self.stats["enqueued"] += n
             if n:
                 self.wake.set()
-        if upto:
-            try:
-                await self.consumer.commit(upto)
-            except Exception as exc:  # rebalance: the next owner re-reads, enqueue is idempotent
-                log.info("offset commit skipped", error=str(exc))
+        if upto:  # in the background: the next owner re-reads at most that much, enqueue is idempotent
+            self.commits.note({(tp.topic, tp.partition): o for tp, o in upto.items()})
         return len(envs)
 
     def _spawn(self, coro) -> None:
