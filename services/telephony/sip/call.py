@@ -68,6 +68,7 @@ class SipCall:
         self._timers: dict[TimerId, asyncio.TimerHandle] = {}
         self._ended_evt = asyncio.Event()
         self._loop = asyncio.get_running_loop()
+        self._peers: set[str] = set()  # the addresses this call told the endpoint to accept
 
     @property
     def state(self) -> str:
@@ -105,6 +106,7 @@ class SipCall:
 
     # --- carrying out the core's outputs -------------------------------------------------
     def _run(self, outputs: list[Output]) -> None:
+        self._sync_peers(set() if self.core.finished else self.core.peer_ips)
         for out in outputs:
             match out:
                 case Send(msg, addr):
@@ -127,6 +129,15 @@ class SipCall:
                     self.events.put_nowait(out)
                 case Finished():
                     self._on_finished(self)
+
+    def _sync_peers(self, peers: set[str]) -> None:
+        """Tell the endpoint which addresses this call's SIP may come from."""
+        if peers != self._peers:
+            for ip in peers - self._peers:
+                self.endpoint.allow_peer(ip)
+            for ip in self._peers - peers:
+                self.endpoint.release_peer(ip)
+            self._peers = peers
 
     def _cancel_timer(self, timer_id: TimerId) -> None:
         handle = self._timers.pop(timer_id, None)
@@ -176,3 +187,4 @@ class SipCall:
         self._run(self.core.abort(self._loop.time()))
         for timer_id in list(self._timers):
             self._cancel_timer(timer_id)
+        self._sync_peers(set())

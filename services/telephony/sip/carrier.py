@@ -39,6 +39,9 @@ class SipCarrier:
     ``media_timeout_s``: no RTP for this long after answer ends the call (failed).
     ``trunk_policy``: what a trunk's calls accept (digest realm and legacy digest, hops
     off the trunk), one for all or per trunk; default strict (``policy.STRICT``).
+
+    The SIP socket accepts datagrams only from the addresses of live calls and
+    transactions (their trunks, and the hops a policy allows): see ``transport.py``.
     """
 
     name = "sip"
@@ -75,7 +78,7 @@ class SipCarrier:
                 bind_ip = self.local_ip or "0.0.0.0"
                 self.endpoint = await SipEndpoint.create(
                     bind_ip, self.sip_port, on_request=self._on_request,
-                    on_response=self._on_response, timers=self.timers,
+                    on_response=self._on_response, timers=self.timers, peer_filter=True,
                 )
                 log.info("sip.listening", addr=f"{bind_ip}:{self.endpoint.local_addr[1]}")
 

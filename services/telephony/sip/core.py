@@ -436,7 +436,7 @@ class CallCore:
         try:
             ans = parse_sdp(body.decode("utf-8", "replace"))
             codec = ans.codec
-        except SdpError as exc:
+        except ValueError as exc:  # SdpError, or anything else a malformed body causes
             log.warning("sip.bad_sdp", call_id=self.call_id, error=str(exc))
             return False
         self.codec_pt, self.dtmf_pt = codec, ans.dtmf_pt
@@ -653,7 +653,8 @@ class CallCore:
         digit = fields.get("signal", "")
         if len(digit) == 1 and digit.upper() in "0123456789*#ABCD":
             dur = fields.get("duration", "0")
-            self._out.append(DtmfReceived(digit.upper(), int(dur) if dur.isdigit() else 0, "info"))
+            ok = 0 < len(dur) <= 6 and dur.isascii() and dur.isdigit()
+            self._out.append(DtmfReceived(digit.upper(), int(dur) if ok else 0, "info"))
 
     def _reinvite(self, req: SipMessage, addr: tuple[str, int]) -> None:
         # Session refresh or media change: follow the new address, keep our stream.

@@ -2,7 +2,10 @@
 
 The parser is strict about what the UAC relies on (start line, Via, CSeq, Call-ID,
 From, To, Content-Length) and raises :class:`SipParseError` for anything else that
-does not look like SIP, so the transport can log and drop garbage datagrams.
+does not look like SIP, so the transport can log and drop garbage datagrams. Its cost is
+bounded: at most ``MAX_DATAGRAM`` bytes and ``MAX_HEADERS`` header lines, and every
+number is read by :func:`parse_uint` (ASCII digits only, a few of them), so no input
+makes it raise anything but SipParseError.
 It also builds what we send: every request (:func:`build_request`) and every response
 to a request (:func:`make_response`).
 """
@@ -14,7 +17,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
-MAX_DATAGRAM = 65535
+# RFC 3261 18.1.1 keeps UDP requests under the path MTU; responses with a long route
+# set and an SDP answer fit in a few kilobytes. Beyond this a datagram is not read.
+MAX_DATAGRAM = 8192
+MAX_HEADERS = 128
 
 # Compact header forms (RFC 3261 7.3.3) expanded to their canonical names.
 _COMPACT = {
@@ -45,6 +51,16 @@ _REQUIRED = ("Via", "CSeq", "Call-ID", "From", "To")
 
 class SipParseError(ValueError):
     """The datagram is not a SIP message we can process."""
+
+
+def parse_uint(text: str, max_digits: int = 10, what: str = "number") -> int:
+    """A decimal number as SIP writes it: 1 to ``max_digits`` ASCII digits, else
+    SipParseError (``str.isdigit`` and ``int`` also take other scripts' digits and
+    superscripts, and a 4,300-digit number is a ValueError of its own)."""
+    text = text.strip()
+    if not 0 < len(text) <= max_digits or not text.isascii() or not text.isdigit():
+        raise SipParseError(f"bad {what}")
+    return int(text)
 
 
 def canonical_name(name: str) -> str:
@@ -136,9 +152,10 @@ def split_hostport(text: str) -> tuple[str, int | None]:
     if not host:
         raise SipParseError("empty host")
     if port:
-        if not port.isdigit() or not 0 < int(port) < 65536:
+        n = parse_uint(port, 5, "port")
+        if not 0 < n < 65536:
             raise SipParseError("bad port")
-        return host, int(port)
+        return host, n
     return host, None
 
 
@@ -230,7 +247,7 @@ class SipMessage:
     @property
     def cseq(self) -> tuple[int, str]:
         num, _, method = (self.get("CSeq") or "").strip().partition(" ")
-        return int(num), method.strip().upper()
+        return parse_uint(num, 10, "CSeq"), method.strip().upper()
 
     @property
     def top_via(self) -> Via:
@@ -287,6 +304,8 @@ def parse_message(data: bytes) -> SipMessage:
         raw_lines.pop(0)  # RFC 3261 7.5: ignore leading CRLFs (keep-alives)
     if not raw_lines:
         raise SipParseError("no start line")
+    if len(raw_lines) > MAX_HEADERS + 1:
+        raise SipParseError("too many header lines")
     msg = _parse_start_line(raw_lines[0])
     current: list[str] | None = None
     for line in raw_lines[1:]:
@@ -315,9 +334,7 @@ def parse_message(data: bytes) -> SipMessage:
     msg.top_via  # noqa: B018 - validates the topmost Via
     clen = msg.get("Content-Length")
     if clen is not None:
-        if not clen.strip().isdigit():
-            raise SipParseError("bad Content-Length")
-        n = int(clen)
+        n = parse_uint(clen, 5, "Content-Length")
         if n > len(body):
             raise SipParseError("truncated body")
         body = body[:n]  # extra bytes after the body are ignored on UDP (RFC 3261 18.3)
@@ -330,9 +347,10 @@ def _parse_start_line(line: str) -> SipMessage:
     if len(parts) < 2:
         raise SipParseError("bad start line")
     if parts[0] == "SIP/2.0":
-        if not parts[1].isdigit() or not 100 <= int(parts[1]) <= 699:
+        code = parse_uint(parts[1], 3, "status code")
+        if not 100 <= code <= 699:
             raise SipParseError("bad status code")
-        return SipMessage(status=int(parts[1]), reason=parts[2] if len(parts) > 2 else "")
+        return SipMessage(status=code, reason=parts[2] if len(parts) > 2 else "")
     if len(parts) != 3 or parts[2] != "SIP/2.0" or not _TOKEN.match(parts[0]):
         raise SipParseError("bad request line")
     if ":" not in parts[1]:

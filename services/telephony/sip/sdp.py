@@ -14,6 +14,14 @@ class SdpError(ValueError):
     """The SDP body cannot be used for our audio stream."""
 
 
+def _uint(text: str, max_digits: int) -> int | None:
+    """ASCII digits only, at most ``max_digits`` of them (``int`` takes other scripts'
+    digits, ``isdigit`` superscripts that ``int`` then refuses); None otherwise."""
+    if 0 < len(text) <= max_digits and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 def build_offer(
     ip: str,
     port: int,
@@ -88,10 +96,10 @@ def parse_sdp(text: str) -> SdpAnswer:
             in_audio = not seen_audio and len(parts) >= 4 and parts[0] == "audio"
             if in_audio:
                 seen_audio = True
-                if not parts[1].split("/")[0].isdigit():
+                port = _uint(parts[1].split("/")[0], 5)
+                if port is None or port > 65535:
                     raise SdpError("bad media port")
-                port = int(parts[1].split("/")[0])
-                payloads = tuple(int(p) for p in parts[3:] if p.isdigit())
+                payloads = tuple(n for n in (_uint(p, 3) for p in parts[3:]) if n is not None)
         elif kind == "c":
             parts = value.split()
             if len(parts) >= 3 and parts[1] == "IP4":
@@ -103,9 +111,10 @@ def parse_sdp(text: str) -> SdpAnswer:
             attr, _, arg = value.partition(":")
             if attr == "rtpmap" and in_audio:
                 pt, _, enc = arg.partition(" ")
-                if pt.isdigit():
-                    rtpmap[int(pt)] = enc.strip()
-            elif attr == "ptime" and arg.strip().isdigit():
+                n = _uint(pt, 3)
+                if n is not None:
+                    rtpmap[n] = enc.strip()
+            elif attr == "ptime" and _uint(arg.strip(), 4) is not None:
                 ptime = int(arg.strip())
             elif attr in ("sendrecv", "sendonly", "recvonly", "inactive"):
                 direction = attr

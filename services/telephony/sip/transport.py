@@ -1,7 +1,13 @@
 """The SIP UDP endpoint: one socket per carrier. Requests go to ``on_request``;
 responses to the standalone transaction registered for their (branch, method), else to
 ``on_response`` (a call's responses: its core matches them to its own transactions).
-Anything unparseable is logged and dropped."""
+
+The socket's loop also runs every call's 20 ms media clock, so what a datagram may cost
+is bounded before it is parsed: one larger than ``MAX_DATAGRAM`` is dropped unread
+(``oversize``), and, with ``peer_filter``, one from an address no live call or
+transaction exchanges SIP with is dropped on a set lookup (``foreign``). Anything
+unparseable is counted (``garbage``) and dropped; a dispatch that fails is logged, never
+raised into the loop."""
 
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from typing import TYPE_CHECKING, Callable
 
 import structlog
 
-from .message import SipMessage, SipParseError, parse_message
+from .message import MAX_DATAGRAM, SipMessage, SipParseError, parse_message
 from .transaction import Timers
 
 if TYPE_CHECKING:
@@ -30,13 +36,18 @@ class SipEndpoint(asyncio.DatagramProtocol):
         on_request: Callable[[SipMessage, tuple[str, int]], None],
         on_response: Callable[[SipMessage, tuple[str, int]], None],
         timers: Timers | None = None,
+        peer_filter: bool = False,
     ) -> None:
         self.on_request = on_request
         self.on_response = on_response
         self.timers = timers or Timers()
         self.transport: asyncio.DatagramTransport | None = None
         self._transactions: dict[tuple[str, str], ClientTransaction] = {}
+        self.peer_filter = peer_filter
+        self._peers: dict[str, int] = {}  # accepted source IPs, reference-counted
         self.garbage = 0
+        self.oversize = 0
+        self.foreign = 0
 
     @classmethod
     async def create(cls, host: str, port: int, **kwargs) -> SipEndpoint:
@@ -61,12 +72,29 @@ class SipEndpoint(asyncio.DatagramProtocol):
             except OSError:
                 pass
 
+    def allow_peer(self, ip: str) -> None:
+        """Accept datagrams from ``ip`` (until as many release_peer calls)."""
+        self._peers[ip] = self._peers.get(ip, 0) + 1
+
+    def release_peer(self, ip: str) -> None:
+        n = self._peers.get(ip, 0) - 1
+        if n > 0:
+            self._peers[ip] = n
+        else:
+            self._peers.pop(ip, None)
+
+    def accepts(self, ip: str) -> bool:
+        return not self.peer_filter or ip in self._peers
+
     def register(self, tx: ClientTransaction) -> None:
+        if tx.key not in self._transactions:
+            self.allow_peer(tx.dest[0])
         self._transactions[tx.key] = tx
 
     def unregister(self, tx: ClientTransaction) -> None:
         if self._transactions.get(tx.key) is tx:
             del self._transactions[tx.key]
+            self.release_peer(tx.dest[0])
 
     def send_raw(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -77,11 +105,19 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self.send_raw(msg.encode(), addr)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        if len(data) > MAX_DATAGRAM:
+            self.oversize += 1
+            self._dropped("oversize", self.oversize, addr, len(data))
+            return
+        if self.peer_filter and addr[0] not in self._peers:
+            self.foreign += 1
+            self._dropped("foreign", self.foreign, addr, len(data))
+            return
         if not data.strip(b"\r\n"):
             return  # CRLF keep-alive (RFC 5626)
         try:
             msg = parse_message(data)
-        except SipParseError as exc:
+        except ValueError as exc:  # SipParseError; anything else would be a parser bug
             self._garbage(addr, len(data), str(exc))
             return
         try:
@@ -104,6 +140,10 @@ class SipEndpoint(asyncio.DatagramProtocol):
         if self.garbage <= 10 or self.garbage % 1000 == 0:
             log.warning("sip.malformed_datagram", peer=f"{addr[0]}:{addr[1]}", size=size, error=why,
                         total=self.garbage)
+
+    def _dropped(self, why: str, total: int, addr: tuple[str, int], size: int) -> None:
+        if total <= 10 or total % 10000 == 0:
+            log.warning("sip.datagram_dropped", reason=why, peer=f"{addr[0]}:{addr[1]}", size=size, total=total)
 
     def error_received(self, exc: Exception) -> None:  # type: ignore[override]
         # ICMP port unreachable and the like: the transaction timers handle the loss.

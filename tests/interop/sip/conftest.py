@@ -163,6 +163,14 @@ class RtpListener:
             s.close()
 
 
+def lateness_ms(audio: list[Received]) -> list[float]:
+    """How late (ms) each packet arrived against the 20 ms schedule its RTP timestamp
+    implies, counted from the first packet (so the first is 0; negative is early)."""
+    first = audio[0]
+    return [(r.at - first.at) * 1000 - 20.0 * (((r.pkt.timestamp - first.pkt.timestamp) & 0xFFFFFFFF) / 160)
+            for r in audio]
+
+
 @pytest.fixture
 def rtp_listener():
     r = RtpListener()

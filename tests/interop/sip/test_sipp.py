@@ -14,7 +14,7 @@ from services.telephony.sip import SipCarrier
 from services.telephony.sip.dtmf import parse_event
 from services.telephony.sip.rtcp import SR, parse_compound
 
-from .conftest import LOOPBACK, write_dtmf_pcap
+from .conftest import LOOPBACK, lateness_ms, write_dtmf_pcap
 
 pytestmark = pytest.mark.interop
 
@@ -70,7 +70,7 @@ async def test_answer_sends_paced_pcmu_and_rtcp(carrier, sipp, rtp_listener):
     # Pacing, in robust statistics (times are kernel send stamps, see RtpListener): a busy
     # machine delays some packets, which must not fail the test; a sender that drifts or
     # bursts must. The jitter figures themselves (SIPp as the baseline) are bench/sip_load.py's.
-    late = [(r.at - audio[0].at) * 1000 - 20.0 * ((r.pkt.timestamp - audio[0].pkt.timestamp) / 160) for r in audio]
+    late = lateness_ms(audio)
     q = len(late) // 4
     drift = statistics.median(late[-q:]) - statistics.median(late[:q])
     assert abs(drift) < 20.0, drift  # no drift against the media clock (< 0.3 ms a frame)
