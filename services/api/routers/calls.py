@@ -26,6 +26,7 @@ router = APIRouter(tags=["calls"])
 
 CALL_ID_RE = re.compile(r"^call_[0-9A-Za-z]{1,40}$")
 IDEM_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+HANGUP_KEY = "hangup "  # + call id: the space keeps it out of the Idempotency-Key space (IDEM_RE)
 _SERVER_FIELDS = ("carrier", "created_at")
 _IDEM_PARAM = {"name": "Idempotency-Key", "in": "header", "required": False,
                "description": "retries with the same key return the same call and place only one; "
@@ -191,16 +192,31 @@ async def list_calls(
 
 @router.post("/v1/voice/calls/{call_id}/hangup", status_code=202, response_model=None,
              summary="Hang up a live call, or cancel a queued or ringing one",
-             responses={202: {"model": models.Call, "description": "HangupCall command accepted"},
-                        **models.errors(401, 404, 409, 503)})
+             responses={202: {"model": models.Call, "description": "HangupCall command accepted (once per call:"
+                              " a repeat answers the same without sending another, `Idempotent-Replayed: true`)"},
+                        **models.errors(401, 404, 409, 429, 503)})
 async def hangup_call(call_id: str, request: Request,
                       account: Annotated[Account, Depends(current_account)]) -> Response:
     call = await fetch_call(request, account, call_id)
     if call["status"] in FINAL_STATUSES:
         raise ApiError(409, "call_already_ended", f"the call is already {call['status']}", "status")
+    # One HangupCall per call: the commands topic is kept forever, so a repeated hangup
+    # answers as the first did without writing another. The first claims the call's
+    # hangup row (a key no client can send: it has a space) and commits it only once Kafka
+    # has acked, so a concurrent repeat waits on the row and a failed send can be retried.
+    # The row expires with the idempotency keys (a day); by then the call has ended (409).
+    rt = request.app.state.runtime
     env = new_envelope("HangupCall", call_id, account.id, {"reason": "api"})
-    await request.app.state.runtime.publish(commands_topic(), env)
-    return json_response(call, 202)
+    async with (await rt.db()).acquire() as conn:
+        async with conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = on")
+            first = await conn.fetchval(
+                "INSERT INTO idempotency_keys (account_id, key, body_sha256, call_id) VALUES ($1, $2, 'hangup', '')"
+                " ON CONFLICT (account_id, key) DO NOTHING RETURNING true", account.id, HANGUP_KEY + call_id)
+            if first:
+                await rt.publish(commands_topic(), env)  # raises -> rolled back -> 503, retry
+                return json_response(call, 202)
+    return json_response(call, 202, headers={"Idempotent-Replayed": "true"})
 
 
 @router.get("/v1/voice/calls/{call_id}/events", response_model=None, summary="The call's event timeline",
