@@ -28,11 +28,32 @@ async def connect(url: str | None = None) -> asyncpg.Connection:
     return await asyncpg.connect(url or settings().database_url, timeout=10)
 
 
-async def create_pool(url: str | None = None, **kw) -> asyncpg.Pool:
+ACQUIRE_TIMEOUT_S = 5.0  # a pool with every connection stuck (Postgres stalled) fails fast, not forever
+
+
+class BoundedPool(asyncpg.pool.Pool):
+    """An asyncpg pool whose ``acquire`` gives up after a default timeout (asyncpg waits
+    forever): the caller gets a TimeoutError to answer 503 or retry, instead of a hang.
+    ``fetch``/``execute``/... acquire through it too."""
+
+    __slots__ = ("acquire_timeout",)
+
+    def acquire(self, *, timeout: float | None = None):
+        return super().acquire(timeout=timeout if timeout is not None else self.acquire_timeout)
+
+
+async def create_pool(url: str | None = None, *, acquire_timeout: float | None = ACQUIRE_TIMEOUT_S,
+                      **kw) -> asyncpg.Pool:
+    """A :class:`BoundedPool` (asyncpg.create_pool's arguments and defaults)."""
     kw.setdefault("min_size", 1)
     kw.setdefault("max_size", 10)
     kw.setdefault("command_timeout", 30)
-    return await asyncpg.create_pool(url or settings().database_url, **kw)
+    kw.setdefault("max_queries", 50000)
+    kw.setdefault("max_inactive_connection_lifetime", 300.0)
+    pool = BoundedPool(url or settings().database_url, loop=None, connection_class=asyncpg.Connection,
+                       record_class=asyncpg.Record, **kw)
+    pool.acquire_timeout = acquire_timeout
+    return await pool
 
 
 

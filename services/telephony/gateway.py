@@ -25,7 +25,8 @@ from events import Envelope, derive_id, new_envelope, topics
 from events.envelope import utc_now
 from services.common import db
 from services.common.config import settings
-from services.common.consumer import Batch, Consumer, KafkaDeadLetters, KafkaTracking, Processor, Source
+from services.common.consumer import (Batch, Consumer, KafkaDeadLetters, KafkaTracking, Processor, Source,
+                                      retry_transient)
 from services.common.kafka import make_producer, publish_many
 from services.common.logging import configure
 from services.common.service import serve
@@ -69,7 +70,10 @@ class LiveCall:
         return (cause or self.dial).caused(type, data, step=f"{type}#{self.seq}")
 
     async def _emit(self, *evs: Envelope) -> None:
-        await publish_many(self.gw.producer, topics.events(), list(evs))
+        """Publish, riding out a Kafka outage: the call's media goes on meanwhile and its carrier
+        events wait in the session's bounded queue; the same ids are re-sent (consumers dedupe)."""
+        await retry_transient(lambda: publish_many(self.gw.producer, topics.events(), list(evs)),
+                              what="telephony: publish", log=log, stopping=self.gw.stopping)
 
     async def _pump(self) -> None:
         """Carrier events -> Kafka events, in order."""
@@ -281,7 +285,6 @@ class Gateway:
                                       schema="pg_catalog")
         # A pool, not a connection: dials of one batch run concurrently.
         self.conn = await db.create_pool(min_size=2, max_size=8, init=jsonb)
-        self.lease_conn = await db.connect()
         self.carriers = self._carriers or {"sandbox": self._sandbox(), "sip": self._sip()}
         self.producer = make_producer(linger_ms=1)
         await self.producer.start()
@@ -358,7 +361,6 @@ class Gateway:
         await self.consumer.stop()
         await self.producer.stop()
         await self.conn.close()
-        await self.lease_conn.close()
 
     async def run_once(self, timeout_ms: int = 200) -> int:
         return await self.consumer.run_once(timeout_ms)
@@ -448,14 +450,18 @@ class Gateway:
 
     async def ended(self, call: LiveCall) -> None:
         self.calls.pop(call.dial.call_id, None)
-        # The pool, not the lease connection: many calls end at once, each on its own task.
-        await self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1", call.dial.call_id)
         asyncio.get_running_loop().call_soon(call.close)
+        # Retried through a Postgres outage (until then the lease says the call still runs).
+        await retry_transient(lambda: self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1",
+                                                        call.dial.call_id),
+                              what="telephony: call ended", log=log, stopping=self.stopping)
 
     async def _lease_loop(self) -> None:
         while True:
             try:
-                await self.lease_conn.execute(
+                # Through the pool, which reconnects after Postgres restarts (a lone connection
+                # would stay closed, the leases would lapse and the live calls be reaped).
+                await self.conn.execute(
                     "UPDATE telephony_calls SET lease_until = now() + make_interval(secs => $2)"
                     " WHERE gateway_id = $1 AND NOT ended", self.id, self.lease_s)
                 await self.reap()
@@ -465,8 +471,8 @@ class Gateway:
 
     async def reap(self) -> int:
         """End calls whose gateway stopped renewing its lease: failed, with the reason."""
-        async with self.lease_conn.transaction():
-            rows = await self.lease_conn.fetch(
+        async with self.conn.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
                 "SELECT call_id, account_id, dial_event FROM telephony_calls WHERE scope = $1 AND NOT ended"
                 " AND lease_until < now() FOR UPDATE SKIP LOCKED", self.scope)
             if not rows:
@@ -477,8 +483,8 @@ class Gateway:
                             data={"reason": "telephony gateway lost the call", "hangup_by": "system"})
                    for r in rows]
             await publish_many(self.producer, topics.events(), evs)
-            await self.lease_conn.executemany("UPDATE telephony_calls SET ended = true WHERE call_id = $1",
-                                              [(r["call_id"],) for r in rows])
+            await conn.executemany("UPDATE telephony_calls SET ended = true WHERE call_id = $1",
+                                   [(r["call_id"],) for r in rows])
         log.warning("reaped calls of a lost gateway", count=len(rows))
         return len(rows)
 

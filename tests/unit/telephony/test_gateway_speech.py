@@ -37,6 +37,7 @@ class FakeProducer:
 class FakeGateway:
     def __init__(self):
         self.producer = FakeProducer()
+        self.stopping = asyncio.Event()
 
     async def ended(self, call):
         pass
