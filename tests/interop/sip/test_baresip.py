@@ -61,7 +61,9 @@ def baresip(tmp_path):
     cfg = tmp_path / "baresip"
     cfg.mkdir()
     (cfg / "config").write_text(
-        f"poll_method epoll\nsip_listen {LOOPBACK}:{port}\nsip_trans_def udp\n"
+        # net_interface: its SDP must name the loopback it sends RTP from (the carrier
+        # accepts RTP only from the address the SDP answer names)
+        f"poll_method epoll\nnet_interface {LOOPBACK}\nsip_listen {LOOPBACK}:{port}\nsip_trans_def udp\n"
         f"audio_source aufile,{prompt}\naudio_alert aufile,{prompt}\naudio_player aufile,{tmp_path / 'x.wav'}\n"
         "module_path /usr/lib/baresip/modules\nmodule g711.so\nmodule aufile.so\nmodule_app account.so\n"
         f"rtp_ports {rtp_lo}-{rtp_lo + 20}\n"
