@@ -31,7 +31,7 @@ _COLUMNS = """
 
 _JOINS = f"""
 LEFT JOIN {P}.calls c ON c.id = q.id AND c.account_id = $1
-LEFT JOIN call_requests r ON r.id = q.id AND r.account_id = $1
+LEFT JOIN call_requests r ON r.id = q.id AND r.account_id = $1 AND r.state <> 'abandoned'
 LEFT JOIN LATERAL (SELECT x.id, x.duration_ms, x.mp3_ref FROM {P}.recordings x
                    WHERE x.call_id = q.id AND x.account_id = $1 ORDER BY x.created_at DESC, x.id LIMIT 1) rec ON true
 LEFT JOIN LATERAL (SELECT t.text, t.confidence FROM {P}.transcriptions t
@@ -93,7 +93,7 @@ def list_query(status: str | None, to: str | None, from_: str | None, after: dat
     # Requests not yet projected are queued by definition.
     r_branch = ""
     if status in (None, "queued"):
-        r_where = " AND ".join(["r.account_id = $1", *rf])
+        r_where = " AND ".join(["r.account_id = $1", "r.state <> 'abandoned'", *rf])
         r_branch = f"""
       UNION ALL
       (SELECT r.id, r.created_at FROM call_requests r WHERE {r_where}

@@ -75,6 +75,23 @@ def _refuse_unstorable(rows: list[tuple[str, str, bytes]], out: list[tuple[bytes
                 "unsupported Unicode escape sequence: \\u0000 in an output event")
 
 
+async def _accept(conn, call_ids: list[str]) -> set[str]:
+    """Mark the API's pending requests of these calls accepted; returns the calls whose request
+    the API abandoned (it answered 503). A call with no request row came from another producer.
+
+    The rows are locked first: an API abandoning one at this moment is waited for, and the
+    state read is the one it committed (exact acceptance, docs/architecture.md).
+    """
+    if not call_ids:
+        return set()
+    rows = await conn.fetch(
+        "WITH locked AS (SELECT id, state FROM call_requests WHERE id = ANY($1::text[]) FOR UPDATE),"
+        " upd AS (UPDATE call_requests c SET state = 'accepted' FROM locked l"
+        "         WHERE c.id = l.id AND l.state IN ('pending', 'published') RETURNING c.id)"
+        " SELECT id FROM locked WHERE state = 'abandoned'", call_ids)
+    return {r["id"] for r in rows}
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -166,6 +183,16 @@ class Orchestrator:
                     batch.reject(r, DecodeError("invalid_payload", "PlaceCall rejected: " + "; ".join(
                         f"{e.get('field')}: {e.get('message')}" for e in errors), env.type, tuple(errors)))
             inputs.append((env, errors))
+        abandoned = await _accept(conn, [e.call_id for e, errors in inputs if e.type == "PlaceCall" and not errors])
+        if abandoned:
+            kept = []
+            for r, (env, errors) in zip(batch.records, inputs):
+                if env.type == "PlaceCall" and env.call_id in abandoned:
+                    batch.reject(r, DecodeError("request_abandoned", "PlaceCall refused: the API answered this "
+                                                "request with an error (its send landed after all)", env.type))
+                else:
+                    kept.append((env, errors))
+            inputs = kept
         call_ids = list(dict.fromkeys(e.call_id for e, _ in inputs))
         states = {r["call_id"]: CallState.from_json(r["state"]) for r in await conn.fetch(
             "SELECT call_id, state FROM orch_calls WHERE call_id = ANY($1::text[])", call_ids)

@@ -16,12 +16,16 @@ async def test_sweep_removes_only_expired_keys_and_orphans(pg):
     acct = "acct_hk_" + uuid.uuid4().hex[:8]
     await pg.execute("INSERT INTO accounts (id, name, signing_secret) VALUES ($1, $1, 's')", acct)
     try:
-        def req(cid, age_s):
+        def req(cid, age_s, state="pending"):
             return pg.execute(
-                "INSERT INTO call_requests (id, account_id, to_number, from_number, request, created_at)"
-                " VALUES ($1, $2, '+15551234567', '+15559876543', $3::jsonb, now() - make_interval(secs => $4))",
-                cid, acct, orjson.dumps({}).decode(), age_s)
-        orphan, placed, fresh, keyed = (f"call_hk{i}_{uuid.uuid4().hex[:8]}" for i in range(4))
+                "INSERT INTO call_requests (id, account_id, to_number, from_number, request, created_at, state)"
+                " VALUES ($1, $2, '+15551234567', '+15559876543', $3::jsonb, now() - make_interval(secs => $4), $5)",
+                cid, acct, orjson.dumps({}).decode(), age_s, state)
+        orphan, placed, fresh, keyed, abandoned, old_abandoned = (f"call_hk{i}_{uuid.uuid4().hex[:8]}" for i in range(6))
+        # The API answered 503: kept while its PlaceCall may still be in the log, so the
+        # orchestrator can refuse it; gone after the idempotency TTL.
+        await req(abandoned, 3600, "abandoned")
+        await req(old_abandoned, 2 * 86400, "abandoned")
         await req(orphan, 3600)   # never reached Kafka: no orchestrator state
         await req(placed, 3600)   # reached Kafka: the orchestrator has it
         await req(fresh, 5)       # too young to judge
@@ -34,7 +38,7 @@ async def test_sweep_removes_only_expired_keys_and_orphans(pg):
         swept = await sweep(pg, request_grace_s=600, idempotency_ttl_s=86400)
         assert swept["idempotency_keys"] >= 1 and swept["orphaned_requests"] >= 1
         left = {r["id"] for r in await pg.fetch("SELECT id FROM call_requests WHERE account_id = $1", acct)}
-        assert left == {placed, fresh, keyed}
+        assert left == {placed, fresh, keyed, abandoned}
         keys = {r["key"] for r in await pg.fetch("SELECT key FROM idempotency_keys WHERE account_id = $1", acct)}
         assert keys == {"live"}
     finally:

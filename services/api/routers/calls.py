@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from datetime import datetime, timezone
@@ -87,17 +88,18 @@ async def create_call(request: Request) -> Response:
     pool = await rt.db()
     topic = commands_topic()
 
+    # Exact acceptance: the request row is written 'pending' before the PlaceCall is sent.
+    # If the send fails, the row is marked 'abandoned' and the answer is 503, unless the
+    # orchestrator accepted the call meanwhile (the send landed after all): then it is 201.
+    # A PlaceCall that lands after its row was abandoned is refused by the orchestrator.
     if idempotency_key is None:
         await rt.requests.insert(call_id, account.id, command["to"], command["from"], command, created)
-        try:
-            await rt.publish(topic, env)
-        except ApiError:
-            await pool.execute("DELETE FROM call_requests WHERE id = $1", call_id)
-            raise
+        await _publish_or_abandon(rt, pool, topic, env)
         return json_response(created_response(call_id, command, created_at), 201)
 
-    # Idempotent: the key row and the request row commit only once Kafka has acked. A
-    # concurrent retry blocks on the key's unique index until then, and sees the result.
+    # Idempotent: the key and the request row commit together before the send (a
+    # connection is never held across it). A retry meanwhile finds the request pending
+    # (409, retry); a retry after a 503 finds the key gone and starts afresh.
     body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
     async with pool.acquire() as conn:
         async with conn.transaction():
@@ -109,13 +111,23 @@ async def create_call(request: Request) -> Response:
             if got is not None:
                 await conn.execute(store.INSERT_REQUEST, call_id, account.id, command["to"], command["from"],
                                    command, created)
-                await rt.publish(topic, env)  # raises -> transaction rolls back -> 503
-                return json_response(created_response(call_id, command, created_at), 201)
-        prior = await conn.fetchrow(
-            "SELECT k.body_sha256, r.id, r.request, r.created_at FROM idempotency_keys k"
-            " LEFT JOIN call_requests r ON r.id = k.call_id WHERE k.account_id = $1 AND k.key = $2",
-            account.id, idempotency_key)
-    if prior is None or prior["id"] is None:
+    if got is not None:
+        try:
+            await _publish_or_abandon(rt, pool, topic, env)
+        except ApiError as exc:
+            if exc.code != "outcome_unknown":  # abandoned: the key may be used again
+                await pool.execute("DELETE FROM idempotency_keys WHERE account_id = $1 AND key = $2",
+                                   account.id, idempotency_key)
+            raise
+        await pool.execute("UPDATE call_requests SET state = 'published' WHERE id = $1 AND state = 'pending'",
+                           call_id)
+        return json_response(created_response(call_id, command, created_at), 201)
+    prior = await _settled_request(pool, account.id, idempotency_key, rt.send_timeout + 2.0)
+    if prior is not None and prior["state"] == "pending":
+        # Accepted or not is being decided (a send in flight, or the orchestrator yet to take it).
+        raise ApiError(409, "idempotency_in_progress", "a request with this Idempotency-Key is still being "
+                       "accepted; retry", "Idempotency-Key", headers={"Retry-After": "1"})
+    if prior is None or prior["id"] is None or prior["state"] == "abandoned":
         raise ApiError(409, "idempotency_conflict", "a request with this Idempotency-Key is in an unknown "
                        "state; retry", "Idempotency-Key", headers={"Retry-After": "1"})
     if prior["body_sha256"] != body_hash:
@@ -124,6 +136,42 @@ async def create_call(request: Request) -> Response:
     req = prior["request"]
     return json_response(created_response(prior["id"], req, req.get("created_at") or iso(prior["created_at"])),
                          201, headers={"Idempotent-Replayed": "true"})
+
+
+async def _settled_request(pool: Any, account_id: str, key: str, wait_s: float) -> Any:
+    """The request an Idempotency-Key names, once its first POST has settled (published,
+    accepted or abandoned), or still pending after `wait_s`: a concurrent retry answers
+    what the first one answered."""
+    deadline = asyncio.get_running_loop().time() + wait_s
+    while True:
+        prior = await pool.fetchrow(
+            "SELECT k.body_sha256, r.id, r.request, r.created_at, r.state FROM idempotency_keys k"
+            " LEFT JOIN call_requests r ON r.id = k.call_id WHERE k.account_id = $1 AND k.key = $2",
+            account_id, key)
+        if prior is None or prior["state"] != "pending" or asyncio.get_running_loop().time() > deadline:
+            return prior
+        await asyncio.sleep(0.05)
+
+
+async def _publish_or_abandon(rt: Any, pool: Any, topic: str, env: Any) -> None:
+    """Publish the PlaceCall; if that fails, abandon its request row and raise the 503, unless the
+    orchestrator accepted it first (the send landed after all): then return, accepted."""
+    try:
+        await rt.publish(topic, env)
+        return
+    except ApiError as failed:
+        try:
+            state = await pool.fetchval(
+                "WITH a AS (UPDATE call_requests SET state = 'abandoned' WHERE id = $1 AND state = 'pending'"
+                " RETURNING state) SELECT COALESCE((SELECT state FROM a), (SELECT state FROM call_requests"
+                " WHERE id = $1))", env.call_id)
+        except Exception:
+            raise ApiError(503, "outcome_unknown", f"neither Kafka nor the database answered: call {env.call_id} "
+                           "may or may not be placed; GET it, or retry with the same Idempotency-Key",
+                           headers={"Retry-After": "1"}) from None
+        if state == "accepted":
+            return
+        raise failed
 
 
 async def fetch_call(request: Request, account: Account, call_id: str) -> dict[str, Any]:

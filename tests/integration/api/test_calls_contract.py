@@ -269,7 +269,10 @@ async def test_kafka_down_is_503_and_nothing_accepted(prefix, monkeypatch, pg, a
                 assert r.status_code == 503, r.text
                 assert r.headers["retry-after"].isdigit()
                 assert r.json()["error"]["code"] == "kafka_unavailable"
-            assert await pg.fetchval("SELECT count(*) FROM call_requests WHERE account_id = $1", acct.id) == 0
+            # Nothing accepted: each refused request is kept only as 'abandoned' (so a late landing
+            # of its PlaceCall is refused by the orchestrator), and no call is listed.
+            states = await pg.fetch("SELECT state FROM call_requests WHERE account_id = $1", acct.id)
+            assert [r["state"] for r in states] == ["abandoned", "abandoned"], states
             assert await pg.fetchval("SELECT count(*) FROM idempotency_keys WHERE account_id = $1", acct.id) == 0
             # reads still work
             assert (await c.get("/v1/voice/calls", headers=acct.headers)).status_code == 200

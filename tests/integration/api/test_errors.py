@@ -146,7 +146,7 @@ async def test_query_parameter_errors(client, acct):
 
 
 async def test_produce_failure_rolls_back(acct, monkeypatch, pg, stack):
-    """A started producer whose send fails (topic missing): 503 and no call_requests row left behind."""
+    """A started producer whose send fails (topic missing): 503, the request abandoned, no key left behind."""
     import httpx
 
     from services.api.app import create_app
@@ -165,5 +165,8 @@ async def test_produce_failure_rolls_back(acct, monkeypatch, pg, stack):
             err(r, 503, "kafka_unavailable")
     finally:
         await rt.stop()
-    assert await pg.fetchval("SELECT count(*) FROM call_requests WHERE account_id = $1", acct.id) == 0
+    # Nothing accepted: each refused request is kept only as 'abandoned' (so a late landing
+    # of its PlaceCall is refused by the orchestrator), and no call is listed.
+    states = await pg.fetch("SELECT state FROM call_requests WHERE account_id = $1", acct.id)
+    assert [r["state"] for r in states] == ["abandoned", "abandoned"], states
     assert await pg.fetchval("SELECT count(*) FROM idempotency_keys WHERE account_id = $1", acct.id) == 0
