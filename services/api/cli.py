@@ -1,6 +1,7 @@
 """CLI commands of the API service (registered by services.cli).
 
     canary-voice accounts create NAME [--cps N]
+    canary-voice accounts limits NAME [--cps N] [--max-live-calls N | --default-live-calls]
     canary-voice keys create --account NAME --test|--live      (prints the key once)
     canary-voice numbers add --account NAME +E164
     canary-voice numbers list --account NAME
@@ -52,6 +53,24 @@ def register(app: typer.Typer) -> None:
         """Create an account."""
         acct = _with_db(lambda c: repo.create_account(c, name, cps))
         typer.echo(f"{acct['id']} {acct['name']}")
+
+    @accounts_app.command("limits")
+    def accounts_limits(name: str,
+                        cps: float = typer.Option(None, "--cps", help="call creations per second"),
+                        max_live_calls: int = typer.Option(None, "--max-live-calls",
+                                                           help="concurrent calls (0: none may be placed)"),
+                        default_live_calls: bool = typer.Option(False, "--default-live-calls",
+                                                                help="back to the deployment's default")) -> None:
+        """Change an account's limits (API processes pick them up within their key cache TTL)."""
+        async def go(c: Any) -> str:
+            acct = await _account(c, name)
+            await repo.set_limits(c, acct["id"], calls_per_second=cps, max_live_calls=max_live_calls,
+                                  default_live_calls=default_live_calls)
+            row = await c.fetchrow("SELECT calls_per_second, max_live_calls FROM accounts WHERE id = $1", acct["id"])
+            live = row["max_live_calls"]
+            return f"{name}: {row['calls_per_second']:g} calls/s, max live calls {live if live is not None else 'default'}"
+
+        typer.echo(_with_db(go))
 
     @keys_app.command("create")
     def keys_create(account: str = typer.Option(..., "--account", help="account name"),

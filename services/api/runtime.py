@@ -23,6 +23,7 @@ from services.common.config import settings
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
 from services.common.signing import check_service_secrets
+from services.api.live_calls import LiveCallLimit
 from services.api.errors import ApiError, unavailable
 
 log = get_logger(service="api")
@@ -146,6 +147,7 @@ class Runtime:
             log.warning("database_unreachable_at_start", error=repr(exc))
             self.pool = None
         self.numbers = VerifiedNumbers(self, ttl=self.settings.api.numbers_ttl)
+        self.live_calls = LiveCallLimit(self.db, self.settings.api.max_live_calls)
         await self.kafka(raise_on_error=False)
         await self._warm_up()
         # Long-lived start-up objects leave the GC's generations, and young collections run

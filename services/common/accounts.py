@@ -75,6 +75,7 @@ class Account:
     mode: str  # key mode: "test" (sandbox carrier) | "live" (SIP trunk)
     key_id: str = ""
     calls_per_second: float = 10.0
+    max_live_calls: int | None = None  # None: the deployment's default (CANARY_MAX_LIVE_CALLS)
 
     @property
     def carrier(self) -> str:
@@ -142,13 +143,41 @@ async def authenticate(db: Any, key: str) -> Account | None:
     if key_mode(key) is None:
         return None
     row = await db.fetchrow(
-        "SELECT k.id AS key_id, k.mode, a.id, a.name, a.calls_per_second FROM api_keys k"
+        "SELECT k.id AS key_id, k.mode, a.id, a.name, a.calls_per_second, a.max_live_calls FROM api_keys k"
         " JOIN accounts a ON a.id = k.account_id WHERE k.key_hash = $1 AND k.revoked_at IS NULL",
         hash_key(key))
     if row is None:
         return None
     return Account(id=row["id"], name=row["name"], mode=row["mode"], key_id=row["key_id"],
-                   calls_per_second=float(row["calls_per_second"]))
+                   calls_per_second=float(row["calls_per_second"]), max_live_calls=row["max_live_calls"])
+
+
+async def set_limits(db: Any, account_id: str, *, calls_per_second: float | None = None,
+                     max_live_calls: int | None = None, default_live_calls: bool = False) -> None:
+    """Change an account's limits (None: unchanged; `default_live_calls`: back to the default)."""
+    if calls_per_second is not None:
+        if not calls_per_second > 0:
+            raise AccountError("invalid_limit", "calls per second must be > 0")
+        await db.execute("UPDATE accounts SET calls_per_second = $2 WHERE id = $1", account_id, calls_per_second)
+    if max_live_calls is not None and max_live_calls < 0:
+        raise AccountError("invalid_limit", "max live calls must be >= 0")
+    if max_live_calls is not None or default_live_calls:
+        await db.execute("UPDATE accounts SET max_live_calls = $2 WHERE id = $1", account_id, max_live_calls)
+
+
+LIVE_CALLS_SQL = (
+    # Decided and not ended, plus accepted by the API and not yet decided (recent only: an
+    # orphan the housekeeping has not removed yet must not hold a slot).
+    "SELECT (SELECT count(*) FROM orch_calls WHERE account_id = $1"
+    "        AND NOT COALESCE((state->>'ended')::boolean, false))"
+    "     + (SELECT count(*) FROM call_requests r WHERE r.account_id = $1 AND r.state IN ('pending', 'published')"
+    "        AND r.created_at > now() - interval '10 minutes'"
+    "        AND NOT EXISTS (SELECT 1 FROM orch_calls o WHERE o.call_id = r.id))")
+
+
+async def live_calls(db: Any, account_id: str) -> int:
+    """How many calls of the account are live: accepted and not yet ended."""
+    return int(await db.fetchval(LIVE_CALLS_SQL, account_id))
 
 
 # --- verified numbers ----------------------------------------------------------------

@@ -175,6 +175,8 @@ class ApiSettings:
     sync_commit: str = var("CANARY_API_SYNC_COMMIT", "off", str,
                            "Postgres `synchronous_commit` for the API's connections")
     linger_ms: int = var("CANARY_API_LINGER_MS", "1", _int, "Kafka producer linger of the API, ms")
+    max_live_calls: int = var("CANARY_MAX_LIVE_CALLS", "100", _int,
+                              "concurrent calls of an account unless set for it (`canary-voice accounts limits`)")
     # Request budgets (token buckets in each API process, burst: CANARY_API_BURST_SECONDS of
     # the rate, at least 20). Calls are limited by the account's calls_per_second.
     read_rate: float = var("CANARY_API_READ_RATE", "50", _float,

@@ -93,24 +93,37 @@ async def create_call(request: Request) -> Response:
     # orchestrator accepted the call meanwhile (the send landed after all): then it is 201.
     # A PlaceCall that lands after its row was abandoned is refused by the orchestrator.
     if idempotency_key is None:
-        await rt.requests.insert(call_id, account.id, command["to"], command["from"], command, created)
+        await rt.live_calls.admit(account)
+        written = False
+        try:
+            await rt.requests.insert(call_id, account.id, command["to"], command["from"], command, created)
+            written = True
+        finally:
+            rt.live_calls.settled(account, written)
         await _publish_or_abandon(rt, pool, topic, env)
         return json_response(created_response(call_id, command, created_at), 201)
 
     # Idempotent: the key and the request row commit together before the send (a
-    # connection is never held across it). A retry meanwhile finds the request pending
-    # (409, retry); a retry after a 503 finds the key gone and starts afresh.
+    # connection is never held across it). A retry meanwhile waits for the first POST to
+    # settle and answers the same; a retry after a 503 finds the key gone and starts afresh.
     body_hash = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    async with pool.acquire() as conn:
-        async with conn.transaction():
+    got, admitted, written = None, False, False
+    try:
+        async with pool.acquire() as conn, conn.transaction():
             await conn.execute("SET LOCAL synchronous_commit = on")
             got = await conn.fetchval(
                 "INSERT INTO idempotency_keys (account_id, key, body_sha256, call_id) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (account_id, key) DO NOTHING RETURNING call_id",
                 account.id, idempotency_key, body_hash, call_id)
-            if got is not None:
+            if got is not None:  # a new request (a replay is answered whatever the live calls)
+                await rt.live_calls.admit(account)  # a 429 here rolls the key back
+                admitted = True
                 await conn.execute(store.INSERT_REQUEST, call_id, account.id, command["to"], command["from"],
                                    command, created)
+        written = got is not None
+    finally:
+        if admitted:
+            rt.live_calls.settled(account, written)
     if got is not None:
         try:
             await _publish_or_abandon(rt, pool, topic, env)
