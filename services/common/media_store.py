@@ -72,6 +72,45 @@ class MediaStore(Protocol):
     def get_alias(self, name: str) -> str | None:
         """Return the ref alias ``name`` points at, or None."""
 
+    # Optional (see :func:`put_file` and :func:`spool_dir`): ``put_file(path, ext) -> ref``
+    # stores a finished file without reading it into memory and removes it;
+    # ``spool_dir() -> Path`` is where such files are prepared (same filesystem if it can).
+
+
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 16) -> str:
+    """SHA-256 (hex) of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_ext(ext: str) -> str:
+    ext = ext.lower().lstrip(".")
+    if not _EXT_RE.match(ext):
+        raise InvalidRef(f"bad extension {ext!r}")
+    return ext
+
+
+def put_file(store: "MediaStore", path: str | os.PathLike[str], ext: str) -> str:
+    """Store the file at ``path`` and remove it; return its ref (blocking).
+
+    Streams when the store can (``store.put_file``); a store without it gets the bytes.
+    """
+    fn = getattr(store, "put_file", None)
+    if fn is not None:
+        return fn(path, ext)
+    ref = store.put(Path(path).read_bytes(), ext)
+    Path(path).unlink(missing_ok=True)
+    return ref
+
+
+def spool_dir(store: "MediaStore") -> Path:
+    """Where files bound for ``store`` are prepared (recordings while the call runs)."""
+    fn = getattr(store, "spool_dir", None)
+    return Path(fn()) if fn is not None else Path(tempfile.gettempdir()) / "canary-spool"
+
 
 def _atomic_write(path: Path, data: bytes) -> None:
     """Write via a temp file in the same directory + rename.
@@ -118,6 +157,36 @@ class LocalMediaStore:
         if not p.exists():  # content-addressed: an existing file already has these bytes
             _atomic_write(p, data)
         return ref
+
+    def put_file(self, path: str | os.PathLike[str], ext: str) -> str:
+        """Move the file at ``path`` into the store (a rename from the spool area: no copy)."""
+        src = Path(path)
+        ref = f"sha256:{file_sha256(src)}.{_check_ext(ext)}"
+        dest = self.path(ref)
+        if dest.exists():  # content-addressed: already stored
+            src.unlink(missing_ok=True)
+            return ref
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(src, dest)  # atomic within one filesystem; the spool wrote and fsynced it
+        except OSError:  # another filesystem: copy through a temp file next to the object
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
+                    while block := f.read(1 << 16):
+                        out.write(block)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            src.unlink(missing_ok=True)
+        return ref
+
+    def spool_dir(self) -> Path:
+        """Files bound for the store are prepared here (same filesystem, so ``put_file`` renames)."""
+        return self.root / "spool"
 
     def get(self, ref: str) -> bytes:
         try:

@@ -27,6 +27,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -35,7 +37,8 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from services.common.config import S3Settings, load, settings
-from services.common.media_store import _ALIAS_RE, _REF_RE, InvalidRef, MediaNotFound, make_ref, parse_ref
+from services.common.media_store import (_ALIAS_RE, _REF_RE, InvalidRef, MediaNotFound, _check_ext, file_sha256,
+                                         make_ref, parse_ref)
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +168,25 @@ class S3MediaStore:
         )
         log.debug("media stored in s3", extra={"ref": ref, "bytes": len(data)})
         return ref
+
+    def put_file(self, path: str | os.PathLike[str], ext: str) -> str:
+        """Upload the file at ``path`` (streamed from disk, not read into memory) and remove it."""
+        src = Path(path)
+        ext = _check_ext(ext)
+        digest = file_sha256(src)
+        ref = f"sha256:{digest}.{ext}"
+        if not self.exists(ref):
+            with open(src, "rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=self.key(ref), Body=body,
+                                       ContentType=_CONTENT_TYPES.get(ext, "application/octet-stream"),
+                                       Metadata={"sha256": digest})
+            log.debug("media file stored in s3", extra={"ref": ref, "bytes": src.stat().st_size})
+        src.unlink(missing_ok=True)
+        return ref
+
+    def spool_dir(self) -> Path:
+        """Files bound for the bucket are prepared in the system's temporary directory."""
+        return Path(tempfile.gettempdir()) / "canary-spool"
 
     def get(self, ref: str) -> bytes:
         key = self.key(ref)  # raises InvalidRef first

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 SAMPLE_RATE = 8000
 FRAME_MS = 20
@@ -91,11 +91,13 @@ class CallSession(Protocol):
     def on_audio(self, callback: Callable[[bytes], None] | None) -> None:
         """Deliver the callee's audio, frame by frame, for speech gather and live transcription."""
 
-    def start_recording(self) -> None:
-        """Start keeping both directions of audio, time-aligned."""
+    def start_recording(self, recorder: Any = None) -> None:
+        """Start keeping both directions of audio, time-aligned: each tick's (callee, ours) frames go
+        to ``recorder.write`` (a ``services.common.media_store_spool.FrameRecorder``), else to memory."""
 
     def stop_recording(self) -> tuple[bytes, bytes]:
-        """Stop and return (callee_pcm, our_pcm), equal length, aligned in time."""
+        """Stop; return (callee_pcm, our_pcm) kept in memory, equal length, aligned in time
+        (empty when a recorder was given: it has the audio)."""
 
     async def hangup(self) -> None:
         """End the call from our side: BYE after answer, CANCEL before (status canceled)."""

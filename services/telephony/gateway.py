@@ -62,6 +62,7 @@ class LiveCall:
         self.gather_cause: Envelope | None = None
         self.recording: Envelope | None = None  # what started the recording (dial.requested or record.requested)
         self.record_options: dict[str, Any] = {}
+        self.recorder: Any = None  # SpoolRecorder: the recording on disk while the call runs
         self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._work())]
         session.on_audio(self._on_audio)
 
@@ -111,9 +112,13 @@ class LiveCall:
 
     def _record(self, cause: Envelope, options: dict) -> None:
         if self.recording is None:  # recorded from answer already: one recording, the first cause
+            from services.common.media_store import get_media_store, spool_dir
+            from services.common.media_store_spool import SpoolRecorder
+
             self.recording = cause
             self.record_options = options
-        self.session.start_recording()
+            self.recorder = SpoolRecorder(spool_dir(get_media_store()), name=self.dial.call_id)
+        self.session.start_recording(self.recorder)
         if options.get("transcribe"):
             self._stream().start_transcribe()
 
@@ -202,15 +207,25 @@ class LiveCall:
         from services.common import audio
         from services.common.media_store import get_media_store
 
-        callee, ours = self.session.stop_recording()
+        from services.common.media_store import put_file
+
+        # Both directions were spooled to the media store's spool area while the call ran
+        # (services/common/media_store_spool.py): finish the two WAVs and move them into the
+        # store, never holding the call's audio in memory.
+        self.session.stop_recording()
         store = get_media_store()
-        callee_ref, our_ref = await asyncio.gather(
-            audio.run_blocking(store.put, audio.write_wav(callee), "wav"),
-            audio.run_blocking(store.put, audio.write_wav(ours), "wav"))
+        try:
+            callee, ours = await self.recorder.finish()
+            callee_ref, our_ref = await asyncio.gather(audio.run_blocking(put_file, store, callee.path, "wav"),
+                                                       audio.run_blocking(put_file, store, ours.path, "wav"))
+        except Exception as exc:  # the call's end still goes out; the recording's loss is on the timeline
+            log.error("recording not stored", call_id=self.dial.call_id, error=f"{type(exc).__name__}: {exc}")
+            return self._event("recording.failed", {"reason": f"recording not stored: {type(exc).__name__}: {exc}"},
+                               self.recording)
         opts = self.record_options
         return self._event("recording.captured", {
             "callee_ref": callee_ref, "agent_ref": our_ref, "channels": opts.get("channels", "mono"),
-            "duration_ms": audio.duration_ms(callee), "transcribe": bool(opts.get("transcribe"))}, self.recording)
+            "duration_ms": callee.duration_ms, "transcribe": bool(opts.get("transcribe"))}, self.recording)
 
     async def _work(self) -> None:
         """Instructions for this call, one at a time, in log order."""

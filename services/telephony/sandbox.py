@@ -20,6 +20,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+from services.common.media_store_spool import FrameRecorder, MemoryRecorder
 from services.lib.trunks import ANSWER_HANGUP, BUSY, FAILED, MAGIC_NUMBERS, NO_ANSWER
 from services.telephony.carrier import (FRAME_BYTES, Answered, CarrierEvent, DialRequest, DtmfReceived, Ended,
                                         Ringing)
@@ -66,7 +67,7 @@ class SandboxSession:
         self._play: deque[bytes] = deque()
         self._play_done: asyncio.Future | None = None
         self._callee_audio: deque[bytes] = deque()
-        self._recording: tuple[list[bytes], list[bytes]] | None = None
+        self._recording: FrameRecorder | None = None
         self._audio_cb: Callable[[bytes], None] | None = None
         self._clock = clock
         self._tasks = [asyncio.create_task(self._behave())]
@@ -139,8 +140,7 @@ class SandboxSession:
                 self._finish_play(True)
             theirs = self._callee_audio.popleft() if self._callee_audio else SILENCE
             if self._recording is not None:
-                self._recording[0].append(theirs)
-                self._recording[1].append(ours)
+                self._recording.write(theirs, ours)
             if self._audio_cb is not None:
                 self._audio_cb(theirs)
 
@@ -168,13 +168,13 @@ class SandboxSession:
     def on_audio(self, callback: Callable[[bytes], None] | None) -> None:
         self._audio_cb = callback
 
-    def start_recording(self) -> None:
-        if self._recording is None:
-            self._recording = ([], [])
+    def start_recording(self, recorder: FrameRecorder | None = None) -> None:
+        if self._recording is None:  # idempotent: a call recorded from answer stays one recording
+            self._recording = recorder if recorder is not None else MemoryRecorder()
 
     def stop_recording(self) -> tuple[bytes, bytes]:
-        rec, self._recording = self._recording or ([], []), None
-        return b"".join(rec[0]), b"".join(rec[1])
+        rec, self._recording = self._recording, None
+        return rec.audio() if isinstance(rec, MemoryRecorder) else (b"", b"")
 
     async def hangup(self) -> None:
         answered = self._answered.is_set()

@@ -164,12 +164,12 @@ class SipCall:
         """Deliver the callee's audio, one 20 ms frame per call of ``callback``."""
         self.media.on_audio(callback)
 
-    def start_recording(self) -> None:
-        """Start keeping both directions of audio, time-aligned."""
-        self.media.start_recording()
+    def start_recording(self, recorder=None) -> None:
+        """Start keeping both directions of audio, time-aligned (handed to ``recorder`` if given)."""
+        self.media.start_recording(recorder)
 
     def stop_recording(self) -> tuple[bytes, bytes]:
-        """Stop and return (callee_pcm, our_pcm), equal length, aligned in time."""
+        """Stop and return (callee_pcm, our_pcm) kept in memory (empty when a recorder was given)."""
         return self.media.stop_recording()
 
     async def hangup(self) -> None:

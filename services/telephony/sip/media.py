@@ -23,6 +23,7 @@ from typing import Callable
 
 import structlog
 
+from services.common.media_store_spool import FrameRecorder, MemoryRecorder
 from services.telephony.carrier import FRAME_BYTES, FRAME_MS
 
 from . import g711
@@ -196,8 +197,7 @@ class MediaSession:
         self._event_ts = 0
         # audio out and recording
         self._audio_cb: Callable[[bytes], None] | None = None
-        self._rec_callee: list[bytes] | None = None
-        self._rec_ours: list[bytes] | None = None
+        self._rec: FrameRecorder | None = None
         # timers and counters
         self.last_rx = 0.0
         self._answered_at: float | None = None
@@ -258,9 +258,8 @@ class MediaSession:
                 self._audio_cb(callee)
             except Exception:  # noqa: BLE001 - consumer bug must not stop media
                 log.exception("rtp.audio_callback_failed", call_id=self.call_id)
-        if self._rec_callee is not None and self._rec_ours is not None:
-            self._rec_callee.append(callee)
-            self._rec_ours.append(ours)
+        if self._rec is not None:
+            self._rec.write(callee, ours)
         if (
             self._answered_at is not None
             and not self._timed_out
@@ -272,9 +271,9 @@ class MediaSession:
     def skip(self, frames: int) -> None:
         """The clock stalled for ``frames`` ticks: keep timestamps and recordings in step."""
         self.out.advance(SAMPLES_PER_FRAME * frames)
-        if self._rec_callee is not None and self._rec_ours is not None:
-            self._rec_callee.extend([SILENCE] * frames)
-            self._rec_ours.extend([SILENCE] * frames)
+        if self._rec is not None:
+            gap = SILENCE * frames
+            self._rec.write(gap, gap)
 
     def _send_frame(self) -> bytes:
         assert self._rtp.transport is not None and self.remote is not None
@@ -446,14 +445,15 @@ class MediaSession:
     def on_audio(self, callback: Callable[[bytes], None] | None) -> None:
         self._audio_cb = callback
 
-    def start_recording(self) -> None:
-        if self._rec_callee is None:  # idempotent: a call recorded from answer stays one recording
-            self._rec_callee, self._rec_ours = [], []
+    def start_recording(self, recorder: FrameRecorder | None = None) -> None:
+        """Hand both directions, frame by frame, to ``recorder`` (default: kept in memory)."""
+        if self._rec is None:  # idempotent: a call recorded from answer stays one recording
+            self._rec = recorder if recorder is not None else MemoryRecorder()
 
     def stop_recording(self) -> tuple[bytes, bytes]:
-        callee, ours = self._rec_callee or [], self._rec_ours or []
-        self._rec_callee = self._rec_ours = None
-        return b"".join(callee), b"".join(ours)
+        """Stop; the audio kept in memory (empty when a recorder was given: it has the audio)."""
+        rec, self._rec = self._rec, None
+        return rec.audio() if isinstance(rec, MemoryRecorder) else (b"", b"")
 
     def close(self) -> None:
         """Stop media: pending play()/send_dtmf() return, sockets close."""

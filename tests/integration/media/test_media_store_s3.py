@@ -385,3 +385,21 @@ async def test_works_through_run_blocking(store, wav_bytes):
     refs = await asyncio.gather(*(audio.run_blocking(store.put, wav_bytes + bytes([i]), "wav") for i in range(4)))
     datas = await asyncio.gather(*(audio.run_blocking(store.get, r) for r in refs))
     assert [d[-1] for d in datas] == [0, 1, 2, 3] and len(set(refs)) == 4
+
+
+def test_put_file_streams_a_file_in_and_removes_it(store, tmp_path, wav_bytes):
+    """``put_file`` (a finished recording from the spool area): same ref as ``put``, file gone."""
+    from services.common.media_store import put_file, spool_dir
+
+    spool = spool_dir(store)
+    spool.mkdir(parents=True, exist_ok=True)
+    big = os.urandom(3 * 1024 * 1024)
+    for data in (wav_bytes, big):
+        path = spool / f".test-{uuid.uuid4().hex}.wav"
+        path.write_bytes(data)
+        ref = put_file(store, path, "wav")
+        assert ref == make_ref(data, "wav") and store.get(ref) == data
+        assert not path.exists()
+    again = spool / f".test-{uuid.uuid4().hex}.wav"
+    again.write_bytes(wav_bytes)
+    assert put_file(store, again, "wav") == make_ref(wav_bytes, "wav") and not again.exists()  # already stored
