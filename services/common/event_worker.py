@@ -20,7 +20,7 @@ media pool, not on the loop.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, Collection
+from typing import Any, Awaitable, Callable, Collection
 
 from events import Envelope, encode, topics
 from services.common.config import settings
@@ -45,6 +45,12 @@ class EventWorker:
     a transient failure (connection, timeout inside the handler) is retried with backoff.
     ``types`` are the event types the handler takes (default: the handler's ``types``
     attribute, else every type).
+
+    Two optional hooks of the handler: ``timeout_for(env) -> float | None`` is the time limit
+    of one event (default ``handler_timeout_s``; the transcription worker scales it with the
+    audio's duration), and ``on_timeout(env, exc) -> list[Envelope]`` the events to publish
+    when an event exceeds it (its ``*.failed``), besides the ``handler_timeout`` DLQ record,
+    so the call's timeline says why nothing came.
     """
 
     def __init__(self, name: str, handler: Handler, *, topic: str | None = None,
@@ -92,13 +98,19 @@ class EventWorker:
         await retry_transient(lambda: self.dead_letters.send([r], self.name), what=f"{self.name}: dead letter",
                               log=self.log, backoff=self.backoff, stopping=self.stopping)
 
+    def _timeout_for(self, env: Envelope) -> float:
+        fn = getattr(self.handler, "timeout_for", None)
+        limit = fn(env) if fn is not None else None
+        return self.handler_timeout_s if limit is None else float(limit)
+
     async def _run_handler(self, env: Envelope) -> list[Envelope]:
+        limit_s = self._timeout_for(env)
         try:
-            async with asyncio.timeout(self.handler_timeout_s) as limit:
+            async with asyncio.timeout(limit_s) as limit:
                 return await self.handler(env)
         except TimeoutError:
             if limit.expired():  # ours, not a timeout inside the handler (that one is transient)
-                raise HandlerTimeout(f"no answer within {self.handler_timeout_s:g} s") from None
+                raise HandlerTimeout(f"no answer within {limit_s:g} s") from None
             raise
 
     async def _handle(self, m) -> list[Envelope]:
@@ -115,9 +127,11 @@ class EventWorker:
         except Stopped:
             raise
         except Exception as exc:  # the record's (retry_transient raises no other): it must not wedge the partition
-            error = rejection(exc, item, code="handler_timeout" if isinstance(exc, HandlerTimeout) else "handler_error")
+            timed_out = isinstance(exc, HandlerTimeout)
+            error = rejection(exc, item, code="handler_timeout" if timed_out else "handler_error")
             await self._reject(Rejected(item.topic, item.partition, item.offset, item.value, error))
-            return []
+            on_timeout = getattr(self.handler, "on_timeout", None) if timed_out else None
+            return list(on_timeout(item.env, exc)) if on_timeout is not None else []
 
     async def _partition(self, msgs) -> int:
         """Handle a partition's records in order; their results are sent as they come and
@@ -167,6 +181,28 @@ async def serve(worker: EventWorker) -> None:
     """Run ``worker`` until SIGINT/SIGTERM."""
     await run_service(worker, worker.log, "worker", lambda: {"handled": worker.handled, "emitted": worker.emitted,
                                                               "rejected": worker.rejected})
+
+
+async def with_retries(fn: Callable[[], Awaitable[Any]], *, what: str, retries: int | None = None,
+                       backoff: Backoff | None = None, log=None) -> Any:
+    """``await fn()``; a transient failure (:func:`services.common.consumer.is_transient`) is
+    retried up to ``retries`` times (default ``settings().media.retries``) with capped
+    exponential backoff, then raised: the handler turns it into its ``*.failed`` event."""
+    retries = settings().media.retries if retries is None else retries
+    backoff = backoff or Backoff()
+    attempt = 0
+    while True:
+        try:
+            return await fn()
+        except Exception as exc:
+            if not is_transient(exc) or attempt >= retries:
+                raise
+            attempt += 1
+            delay = backoff.delay(attempt)
+            if log is not None:
+                log.warning(f"{what} failed, retrying", attempt=attempt, retry_in_s=round(delay, 2),
+                            error=f"{type(exc).__name__}: {exc}"[:500])
+            await asyncio.sleep(delay)
 
 
 def carry_step(env: Envelope, data: dict) -> dict:

@@ -18,9 +18,9 @@ import uuid
 
 from events import Envelope, derive_id
 from services.common import audio
-from services.common.logging import configure
+from services.common.logging import configure, get_logger
 from services.common.media_store import MediaStore, get_media_store
-from services.common.event_worker import EventWorker, failed, serve
+from services.common.event_worker import EventWorker, failed, serve, with_retries
 
 from .encode import process_recording_async
 
@@ -49,6 +49,13 @@ class RecordingHandler:
     def __init__(self, store: MediaStore | None = None) -> None:
         self.store = store or get_media_store()
         self.transcribe_calls: dict[str, bool] = {}
+        self.log = get_logger(service=GROUP)
+
+    def on_timeout(self, env: Envelope, exc: Exception) -> list[Envelope]:
+        """An encode over the worker's time limit is a ``recording.failed`` on the log."""
+        if env.type != "recording.captured":
+            return []
+        return failed(env, "recording.failed", {"reason": f"timed out: {exc}"}, GROUP)
 
     async def __call__(self, env: Envelope) -> list[Envelope]:
         if env.type == "call.queued":
@@ -60,10 +67,14 @@ class RecordingHandler:
         if env.type != "recording.captured":
             return []
         channels = env.data.get("channels", "mono")
-        try:
+
+        async def encode():
             callee = await audio.run_blocking(load_leg, self.store, env.data["callee_ref"])
             agent = await audio.run_blocking(load_leg, self.store, env.data["agent_ref"])
-            rec = await process_recording_async(callee, agent, channels, self.store)
+            return await process_recording_async(callee, agent, channels, self.store)
+
+        try:  # a transient failure (the store unreachable) is retried with backoff first
+            rec = await with_retries(encode, what="recording", log=self.log)
         except Exception as exc:
             return failed(env, "recording.failed", {"reason": f"{type(exc).__name__}: {exc}"}, GROUP)
         data = {

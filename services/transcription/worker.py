@@ -18,9 +18,10 @@ import orjson
 
 from events import Envelope
 from services.common import audio
-from services.common.logging import configure
+from services.common.config import settings
+from services.common.logging import configure, get_logger
 from services.common.media_store import MediaStore, get_media_store
-from services.common.event_worker import EventWorker, failed, serve
+from services.common.event_worker import EventWorker, failed, serve, with_retries
 
 from .engine import Transcript, WhisperTranscriber, default_model_path, get_transcriber
 
@@ -37,6 +38,23 @@ class TranscriptionHandler:
         self.store = store or get_media_store()
         self.transcriber = transcriber or get_transcriber()
         self.transcribe_calls: dict[str, bool] = {}
+        self.log = get_logger(service=GROUP)
+        s = settings().transcription  # read once, at start-up
+        self.timeout_s, self.timeout_per_audio_s = s.timeout_s, s.timeout_per_audio_s
+
+    def timeout_for(self, env: Envelope) -> float | None:
+        """A transcription may take ``timeout_s`` plus ``timeout_per_audio_s`` per second of audio."""
+        if env.type != "recording.completed":
+            return None
+        seconds = max(0, int(env.data.get("duration_ms") or 0)) / 1000
+        return self.timeout_s + self.timeout_per_audio_s * seconds
+
+    def on_timeout(self, env: Envelope, exc: Exception) -> list[Envelope]:
+        """A transcription over its time limit is a ``transcription.failed`` on the log, not only a DLQ record."""
+        if env.type != "recording.completed":
+            return []
+        return failed(env, "transcription.failed", {"recording_id": env.data.get("recording_id"),
+                                                     "reason": f"timed out: {exc}"}, GROUP)
 
     def _cache_key(self, wav_ref: str) -> str:
         model = str(getattr(self.transcriber, "_model_path", None) or default_model_path())
@@ -69,9 +87,10 @@ class TranscriptionHandler:
         wanted = env.data.get("transcribe") or self.transcribe_calls.pop(env.call_id, False)
         if not wanted:
             return []
-        try:
-            result = await audio.run_blocking(self.transcribe_ref, env.data["wav_ref"],
-                                              env.data.get("channels", "mono"))
+        try:  # a transient failure (the store unreachable) is retried with backoff first
+            result = await with_retries(lambda: audio.run_blocking(self.transcribe_ref, env.data["wav_ref"],
+                                                                   env.data.get("channels", "mono")),
+                                        what="transcription", log=self.log)
         except Exception as exc:
             return failed(env, "transcription.failed", {"recording_id": env.data.get("recording_id"),
                                                          "reason": f"{type(exc).__name__}: {exc}"}, GROUP)
