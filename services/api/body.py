@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from fastapi import Request
 
+from services.common.text import nul_path
 from services.api.errors import ApiError
 
 
@@ -66,9 +67,18 @@ async def read_json(request: Request, max_bytes: int, *, optional: bool = False)
             return None
         raise ApiError(400, "invalid_json", "request body is empty; expected a JSON object")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "invalid_json", f"request body is not valid JSON: {exc}") from None
+    refuse_nul(body)
+    return body
+
+
+def refuse_nul(body: Any) -> None:
+    """422 ``invalid_character`` naming the field, for a parsed body holding U+0000 anywhere
+    (Postgres could not store it: services/common/text.py)."""
+    if (where := nul_path(body)) is not None:
+        raise ApiError(422, "invalid_character", "strings must not contain NUL (U+0000)", where or None)
 
 
 

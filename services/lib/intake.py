@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from events.catalog import PlaceCallData
+from services.common.text import nul_path
 from services.common.accounts import call_lookup
 
 _SOURCES = ("tts", "audio_url", "flow", "flow_id")
@@ -35,19 +36,6 @@ _PYDANTIC_CODES = {
 
 def _err(code: str, field: str | None, message: str) -> dict[str, Any]:
     return {"code": code, "field": field, "message": message}
-
-
-def _has_nul(value: Any, depth: int = 0) -> bool:
-    # Postgres text/jsonb cannot hold U+0000; refuse it here rather than fail on insert.
-    if depth > 64:
-        return False
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k, depth + 1) or _has_nul(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v, depth + 1) for v in value)
-    return False
 
 
 def _pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -103,8 +91,8 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
     """Validate a PlaceCall payload for ``account_id``: (model, []) or (None, errors)."""
     if not isinstance(data, dict):
         return None, [_err("invalid_request", None, "the request body must be a JSON object")]
-    if _has_nul(data):
-        return None, [_err("invalid_request", None, "strings must not contain NUL characters")]
+    if (where := nul_path(data)) is not None:  # the Kafka intake: the HTTP edge refused it already
+        return None, [_err("invalid_character", where or None, "strings must not contain NUL (U+0000)")]
 
     errors: list[dict[str, Any]] = []
     present = [k for k in _SOURCES if data.get(k) is not None]

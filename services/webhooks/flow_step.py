@@ -15,6 +15,7 @@ import httpx
 import orjson
 
 from events import Envelope
+from services.common.text import nul_path
 from services.common.ssrf import SsrfError, check_url
 from services.webhooks import sender
 
@@ -60,4 +61,7 @@ async def ask_app(client: httpx.AsyncClient, secret: str | None, req: Envelope) 
     steps = answer.get("steps") if isinstance(answer, dict) else answer
     if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
         return req.caused("flow.webhook.failed", {"step": step, "reason": "answer must be {\"steps\": [...]}"})
+    if (where := nul_path(steps)) is not None:  # Postgres could not store it: refused here, with where
+        return req.caused("flow.webhook.failed", {"step": step, "reason": f"answer has a NUL (U+0000) in "
+                                                                          f"steps{where}"})
     return req.caused("flow.webhook.answered", {"step": step, "steps": steps})

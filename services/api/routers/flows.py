@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from services.api.auth import current_account
-from services.api.body import read_body
+from services.api.body import read_body, refuse_nul
 from services.api.errors import ApiError
 from services.common.accounts import Account
 from services.lib.flows import store
@@ -44,6 +44,7 @@ async def _flow_body(request: Request) -> dict[str, Any]:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not JSON: {exc}") from None
+    refuse_nul(doc)
     errors = validate_flow(doc)
     if errors:
         first = errors[0]

@@ -90,7 +90,7 @@ INVALID = [
     ({"surprise": 1}, "unknown_field", "surprise"),
     ({"carrier": "sip"}, "unknown_field", "carrier"),
     ({"created_at": "2020-01-01T00:00:00Z"}, "unknown_field", "created_at"),
-    ({"to": "+1555123\u00004567"}, "invalid_request", None),
+    ({"to": "+1555123\u00004567"}, "invalid_character", "to"),
 ]
 
 

@@ -44,7 +44,7 @@ async def test_intake_async_lookup_and_unverified():
     ({**BODY, "carrier": "pstn"}, "invalid_field", "carrier"),
     ({**BODY, "gather": {"type": "speech", "finish_on_key": "#"}}, "invalid_field", "gather.finish_on_key"),
     ({**BODY, "webhook_url": "file:///etc/passwd"}, "invalid_url", "webhook_url"),
-    ({**BODY, "flow": {"a": "\x00"}}, "invalid_request", None),
+    ({**BODY, "flow": {"a": "\x00"}}, "invalid_character", "flow.a"),
 ])
 async def test_intake_errors(data, code, field):
     model, errors = await check_place_call(data, "acct_1", verified)
