@@ -239,6 +239,9 @@ class MediaSettings:
                            shown="`.local/media` in the working directory")
     offset_reset: str = var("CANARY_MEDIA_OFFSET_RESET", "earliest", str,
                             "Kafka `auto_offset_reset` of the media workers' consumer groups")
+    retries: int = var("CANARY_MEDIA_RETRIES", "3", _int,
+                       "a media worker retries a transient failure (connection, timeout) this many times, with "
+                       "capped backoff, before it emits `recording.failed` / `transcription.failed`")
     s3: S3Settings = section(S3Settings)
 
 
@@ -255,9 +258,11 @@ class TranscriptionSettings:
     whisper_model: Path | None = var("CANARY_WHISPER_MODEL", None, _optional_path,
                                      "faster-whisper model directory", shown="the bundled tiny model")
     whisper_threads: int = var("CANARY_WHISPER_THREADS", "2", _int, "CPU threads per whisper job")
-    retries: int = var("CANARY_MEDIA_RETRIES", "3", _int,
-                       "a media worker retries a transient failure (connection, timeout) this many times, with "
-                       "capped backoff, before it emits `recording.failed` / `transcription.failed`")
+    timeout_s: float = var("CANARY_TRANSCRIPTION_TIMEOUT_S", "300.0", _float,
+                           "seconds a post-call transcription may take, plus `timeout_per_audio_s` per second of "
+                           "audio; then it is `transcription.failed`")
+    timeout_per_audio_s: float = var("CANARY_TRANSCRIPTION_TIMEOUT_PER_AUDIO_S", "2.0", _float,
+                                     "seconds a post-call transcription may take per second of recorded audio")
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,11 +279,6 @@ class GatherSettings:
                             "Kafka `auto_offset_reset` of the speech-gather consumer group")
 
 
-    timeout_s: float = var("CANARY_TRANSCRIPTION_TIMEOUT_S", "300.0", _float,
-                           "seconds a post-call transcription may take, plus `timeout_per_audio_s` per second of "
-                           "audio; then it is `transcription.failed`")
-    timeout_per_audio_s: float = var("CANARY_TRANSCRIPTION_TIMEOUT_PER_AUDIO_S", "2.0", _float,
-                                     "seconds a post-call transcription may take per second of recorded audio")
 @dataclass(frozen=True, slots=True)
 class LiveSettings:
     """Live transcription (services/transcription/live.py)."""
