@@ -213,6 +213,9 @@ class WebhookSettings:
                          "latency (EWMA, ms) above which an endpoint uses the slow lane")
     slow_lane: int = var("CANARY_WEBHOOK_SLOW_LANE", "8", _int, "in-flight attempts in the slow lane")
     poll_interval: float = var("CANARY_WEBHOOK_POLL", "0.25", _float, "seconds between polls for due retries")
+    flow_in_flight: int = var("CANARY_WEBHOOK_FLOW_IN_FLIGHT", "64", _int,
+                              "flow-webhook requests (flow `webhook` steps) asked of apps at once; the intake "
+                              "waits when they are all busy")
 
     @property
     def lease(self) -> float:

@@ -10,11 +10,17 @@ Two loops share one process:
   picks them up; a crashed worker's lease simply expires.
 After `max_attempts` (or at once for a URL the SSRF guard refuses) the delivery is
 dead-lettered: a record on voice.dlq with the reason, and status `failed` in the table.
+
+Flow `webhook` steps (``flow.webhook.requested``) are asked of the app by tasks, at most
+``flow_in_flight`` at once (the intake waits for a free slot), and a partition's committed
+offset never passes a request whose answer is not yet on the log: a restart asks again
+(the answer's id is derived from the request, so consumers dedupe a repeated one).
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import time
 
 import asyncpg
@@ -22,7 +28,7 @@ from aiokafka import TopicPartition
 
 from events import DecodeError, decode, topics
 from services.common import config, db
-from services.common.consumer import KafkaCommits
+from services.common.consumer import KafkaCommits, Stopped, retry_transient
 from services.common.kafka import dlq_record, make_consumer, make_producer, publish
 from services.common.logging import configure
 from services.common.service import serve
@@ -45,6 +51,12 @@ class WebhookWorker:
         self.stopping = asyncio.Event()
         self.wake = asyncio.Event()
         self.tasks: set[asyncio.Task] = set()
+        # Flow-webhook requests: a bounded number in flight, and per partition the offsets of
+        # those whose answer is not on the log yet (sorted) and how far the intake has read.
+        self.flow_slots = asyncio.Semaphore(max(1, self.s.flow_in_flight))
+        self.flow_in_flight = 0
+        self._unanswered: dict[tuple[str, int], list[int]] = {}
+        self._read_upto: dict[tuple[str, int], int] = {}
         self._secrets: dict[str, tuple[float, str | None]] = {}
         self.stats = {"enqueued": 0, "delivered": 0, "retried": 0, "failed": 0}
 
@@ -74,6 +86,7 @@ class WebhookWorker:
     async def intake_once(self, timeout_ms: int = 500) -> int:
         batches = await self.consumer.getmany(timeout_ms=timeout_ms, max_records=1000)
         envs = []
+        flows = []
         upto: dict[TopicPartition, int] = {}
         for tp, msgs in batches.items():
             for m in msgs:
@@ -86,28 +99,74 @@ class WebhookWorker:
                 if env.type in WEBHOOK_TYPES:
                     envs.append(env)
                 elif env.type == "flow.webhook.requested":
-                    self._spawn(self._flow_step(env))
+                    key = (tp.topic, tp.partition)
+                    pending = self._unanswered.setdefault(key, [])
+                    i = bisect.bisect_left(pending, m.offset)
+                    if i == len(pending) or pending[i] != m.offset:  # (re-read after a rebalance: once)
+                        pending.insert(i, m.offset)  # held before anything commits past it
+                    flows.append((key, m.offset, env))
         if envs:
             async with self.pool.acquire() as conn:
                 n = await store.enqueue(conn, self.topic, envs, max_attempts=self.s.max_attempts, cache=self.routes)
             self.stats["enqueued"] += n
             if n:
                 self.wake.set()
+        for tp, o in upto.items():  # the deliveries are in Postgres: up to here is done, but the flow steps
+            self._read_upto[(tp.topic, tp.partition)] = o
         if upto:  # in the background: the next owner re-reads at most that much, enqueue is idempotent
-            self.commits.note({(tp.topic, tp.partition): o for tp, o in upto.items()})
+            self.commits.note({key: self._committable(key) for key in ((tp.topic, tp.partition) for tp in upto)})
+        for key, offset, env in flows:
+            await self.flow_slots.acquire()  # bounded: the intake (so the reading) waits for a free slot
+            self.flow_in_flight += 1
+            self._spawn(self._flow_step(env, key, offset))
         return len(envs)
+
+    def _committable(self, key: tuple[str, int]) -> int:
+        """A partition's next offset to commit: up to the oldest unanswered flow-webhook request."""
+        pending = self._unanswered.get(key)
+        return pending[0] if pending else self._read_upto[key]
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _flow_step(self, env) -> None:
-        """Ask the app for a flow's next steps; the answer goes back on the log for the orchestrator."""
+    async def _flow_step(self, env, key: tuple[str, int] | None = None, offset: int | None = None) -> None:
+        """Ask the app for a flow's next steps; the answer goes back on the log for the orchestrator.
+        Only once it is there may the committed offset pass the request."""
         from services.webhooks.flow_step import ask_app
 
-        out = await ask_app(self.client, await self._secret(env.account_id), env)
-        await publish(self.producer, self.topic, out)
+        try:
+            secret = await retry_transient(lambda: self._secret(env.account_id), what="webhooks: signing secret",
+                                           log=log, stopping=self.stopping)
+            out = await ask_app(self.client, secret, env)
+            await retry_transient(lambda: publish(self.producer, self.topic, out), what="webhooks: flow answer",
+                                  log=log, stopping=self.stopping)
+        except Stopped:  # stopping before the answer is out: it stays unanswered, the next owner asks again
+            self._flow_done(key, offset, answered=False)
+            return
+        except Exception as exc:  # not transient: held back, it would stop the partition's commits for good
+            log.error("flow webhook not answered", call_id=env.call_id, request_id=env.id,
+                      error=f"{type(exc).__name__}: {exc}"[:500])
+        except BaseException:  # cancelled: unanswered
+            self._flow_done(key, offset, answered=False)
+            raise
+        self._flow_done(key, offset, answered=True)
+
+    def _flow_done(self, key: tuple[str, int] | None, offset: int | None, *, answered: bool) -> None:
+        if key is None or offset is None:
+            return
+        self.flow_in_flight -= 1
+        self.flow_slots.release()
+        if not answered:
+            return
+        # Answered: the committed offset may pass the request now, never before.
+        pending = self._unanswered.get(key, [])
+        i = bisect.bisect_left(pending, offset)
+        if i < len(pending) and pending[i] == offset:
+            pending.pop(i)
+        if key in self._read_upto:
+            self.commits.note({key: self._committable(key)})
 
     async def intake(self) -> None:
         while not self.stopping.is_set():
