@@ -127,9 +127,17 @@ class NumberCreate(_Doc):
     number: str = Field(description="E.164 caller id to verify", examples=["+15559876543"])
 
 
+class NumberVerify(_Doc):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(description="the 6-digit code the verification call spoke", examples=["123456"])
+
+
 class Number(_Doc):
     number: str
     created_at: str
+    verification: Literal["pending", "verified"] = Field(
+        description="`verified`: this key's calls may use it as `from`; `pending`: a sk_live_ key's number "
+                    "waiting for the code of its verification call (POST /v1/voice/numbers/{number}/verify)")
 
 
 class NumberList(_Doc):

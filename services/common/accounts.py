@@ -182,15 +182,24 @@ async def live_calls(db: Any, account_id: str) -> int:
 
 # --- verified numbers ----------------------------------------------------------------
 
-async def add_number(db: Any, account_id: str, number: str) -> dict[str, Any]:
-    """Verify a caller id for the account; AccountError('number_exists') if already there."""
+VERIFIED_BY = ("operator", "call", "sandbox")  # how a number was verified (migration 0009)
+LIVE_GRADE = ("operator", "call")  # what a live (non-sandbox) call may show as its caller id
+
+
+async def add_number(db: Any, account_id: str, number: str, verified_by: str = "operator") -> dict[str, Any]:
+    """Verify a caller id for the account; AccountError('number_exists') if already there.
+
+    ``verified_by``: 'operator' (the CLI), 'call' (a verification call answered with its
+    code) or 'sandbox' (a sk_test_ key's shortcut: sandbox calls only)."""
+    if verified_by not in VERIFIED_BY:
+        raise AccountError("invalid_field", f"verified_by must be one of {VERIFIED_BY}")
     try:
         number = e164(number)
     except ValueError as exc:
         raise AccountError("invalid_phone_number", str(exc)) from None
     row = await db.fetchrow(
-        "INSERT INTO numbers (account_id, number) VALUES ($1, $2) ON CONFLICT DO NOTHING"
-        " RETURNING number, created_at", account_id, number)
+        "INSERT INTO numbers (account_id, number, verified_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+        " RETURNING number, created_at, verified_by", account_id, number, verified_by)
     if row is None:
         raise AccountError("number_exists", f"{number} is already verified for this account")
     return dict(row)
@@ -204,8 +213,8 @@ async def ensure_number(db: Any, account_id: str, number: str) -> str:
 
 
 async def list_numbers(db: Any, account_id: str) -> list[dict[str, Any]]:
-    rows = await db.fetch("SELECT number, created_at FROM numbers WHERE account_id = $1 ORDER BY number",
-                          account_id)
+    rows = await db.fetch("SELECT number, created_at, verified_by FROM numbers WHERE account_id = $1"
+                          " ORDER BY number", account_id)
     return [dict(r) for r in rows]
 
 
@@ -214,41 +223,58 @@ async def remove_number(db: Any, account_id: str, number: str) -> bool:
     return res.endswith(" 1")
 
 
-async def is_verified(db: Any, account_id: str, number: str) -> bool:
-    return bool(await db.fetchval("SELECT 1 FROM numbers WHERE account_id = $1 AND number = $2",
-                                  account_id, number))
+async def is_verified(db: Any, account_id: str, number: str, *, live: bool = True) -> bool:
+    """Whether the account may show ``number``: on a live call (default) only numbers verified by
+    the operator or by a call; on a sandbox call those of the sk_test_ shortcut too."""
+    by = await db.fetchval("SELECT verified_by FROM numbers WHERE account_id = $1 AND number = $2",
+                           account_id, number)
+    return by is not None and (not live or by in LIVE_GRADE)
 
 
 class VerifiedNumbers:
     """`lookup` for :func:`services.lib.intake.check_place_call`, cached per account.
 
-    ``await lookup(account_id, number) -> bool``. Each account's set of numbers is kept
-    for ``ttl`` seconds (a number removed elsewhere is honoured within that time; the
-    API invalidates its own cache at once on POST/DELETE /v1/voice/numbers).
+    ``await lookup(account_id, number) -> bool``: whether a **live** call may show the
+    number (verified by the operator or by a verification call); ``lookup.sandbox`` is the
+    lookup of sandbox calls, which also take the numbers a sk_test_ key added at once. Each
+    account's numbers are kept for ``ttl`` seconds (a number removed elsewhere is honoured
+    within that time; the API invalidates its own cache at once on its numbers routes).
     """
 
     def __init__(self, db: Any, ttl: float = 5.0):
         self.db = db
         self.ttl = ttl
-        self._cache: dict[str, tuple[float, frozenset[str]]] = {}
+        self._cache: dict[str, tuple[float, dict[str, str]]] = {}
 
-    async def numbers(self, account_id: str) -> frozenset[str]:
+    async def verified(self, account_id: str) -> dict[str, str]:
+        """number -> how it was verified (``VERIFIED_BY``)."""
         now = time.monotonic()
         hit = self._cache.get(account_id)
         if hit is not None and hit[0] > now:
             return hit[1]
-        rows = await self.db.fetch("SELECT number FROM numbers WHERE account_id = $1", account_id)
-        nums = frozenset(r["number"] for r in rows)
+        rows = await self.db.fetch("SELECT number, verified_by FROM numbers WHERE account_id = $1", account_id)
+        nums = {r["number"]: r["verified_by"] for r in rows}
         if len(self._cache) > 50_000:
             self._cache.clear()
         self._cache[account_id] = (now + self.ttl, nums)
         return nums
 
+    async def numbers(self, account_id: str) -> frozenset[str]:
+        """The numbers a live call of the account may show."""
+        return frozenset(n for n, by in (await self.verified(account_id)).items() if by in LIVE_GRADE)
+
     def invalidate(self, account_id: str) -> None:
         self._cache.pop(account_id, None)
 
     async def __call__(self, account_id: str, number: str) -> bool:
-        return number in await self.numbers(account_id)
+        return (await self.verified(account_id)).get(number) in LIVE_GRADE
+
+    async def sandbox(self, account_id: str, number: str) -> bool:
+        return number in await self.verified(account_id)
+
+    def for_carrier(self, carrier: str) -> Callable[[str, str], Awaitable[bool]]:
+        """The lookup of a call on ``carrier``: only a sandbox call takes sandbox-verified numbers."""
+        return self.sandbox if carrier == "sandbox" else self
 
 
 Lookup = Callable[[str, str], "bool | Awaitable[bool]"]

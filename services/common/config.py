@@ -192,6 +192,22 @@ class ApiSettings:
                             "recording downloads (signed links) per second of a client address")
     auth_negative_ttl: float = var("CANARY_API_AUTH_NEGATIVE_TTL", "5.0", _float,
                                    "seconds an unknown API key is remembered as unknown (at most the auth TTL)")
+    # Caller-ID verification by call (docs/security.md): a sk_live_ key's new caller id gets a
+    # call speaking a code, placed by the deployment's own account, from its own number.
+    caller_id_account: str | None = var("CANARY_CALLER_ID_ACCOUNT", "", _optional,
+                                        "account (id or name) that places caller-id verification calls: the"
+                                        " deployment's own, with its SIP trunk; unset: sk_live_ keys cannot add"
+                                        " caller ids (503 `verification_unavailable`)", shown="unset")
+    caller_id_from: str | None = var("CANARY_CALLER_ID_FROM", "", _optional,
+                                     "caller id of the verification calls, a number verified for that account",
+                                     shown="unset")
+    caller_id_carrier: str = var("CANARY_CALLER_ID_CARRIER", "sip", _choice("sip", "sandbox"),
+                                 "carrier of the verification calls: `sip` (that account's trunk) or `sandbox`"
+                                 " (a staging deployment: nothing leaves the machine)")
+    caller_id_cooldown: float = var("CANARY_CALLER_ID_COOLDOWN", "60", _float,
+                                    "seconds before another verification call to the same number")
+    caller_id_hourly: int = var("CANARY_CALLER_ID_HOURLY", "10", _int,
+                                "verification calls an account may start per hour")
 
 
 @dataclass(frozen=True, slots=True)

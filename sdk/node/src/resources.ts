@@ -134,6 +134,16 @@ export class Numbers {
     return this.create(number, fields, options);
   }
 
+  /** Verify a live key's caller ID with the code its verification call spoke. */
+  verify(number: string, code: string, options?: RequestOptions): Promise<PhoneNumber> {
+    return this.t.request<PhoneNumber>({
+      method: 'POST',
+      path: `/v1/voice/numbers/${seg(number)}/verify`,
+      body: { code },
+      options,
+    });
+  }
+
   async delete(number: string, options?: RequestOptions): Promise<void> {
     await this.t.request({ method: 'DELETE', path: `/v1/voice/numbers/${seg(number)}`, options });
   }

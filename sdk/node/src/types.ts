@@ -149,6 +149,8 @@ export interface Voice {
 export interface PhoneNumber {
   number: string;
   created_at: string;
+  /** `verified`, or `pending`: a sk_live_ key's number awaiting its verification call's code */
+  verification: 'pending' | 'verified';
   [key: string]: unknown;
 }
 

@@ -73,7 +73,7 @@ async def create_call(request: Request) -> Response:
             if k in body:
                 raise ApiError(422, "unknown_field", f"{k} is set by the server", k)
     data = {**body, "carrier": account.carrier} if isinstance(body, dict) else body
-    payload, errors = await check_place_call(data, account.id, rt.numbers)
+    payload, errors = await check_place_call(data, account.id, rt.numbers.for_carrier(account.carrier))
     if errors:
         e = errors[0]
         status = 403 if e["code"] == "number_not_verified" else 422

@@ -197,6 +197,7 @@ class Voice(CanaryObject):
 class PhoneNumber(CanaryObject):
     number: str
     created_at: Optional[str]
+    verification: Optional[str]  # "verified", or "pending": a sk_live_ key's number awaiting its call's code
 
 
 class Flow(CanaryObject):

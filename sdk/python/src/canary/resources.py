@@ -247,13 +247,18 @@ class Numbers:
         return SyncPage(fetch(params), PhoneNumber, dict(params), fetch)
 
     def create(self, number: str, *, idempotency_key: Optional[str] = None, **fields: Any) -> PhoneNumber:
-        """Add a verified caller ID (E.164) to your account."""
+        """Add a caller ID (E.164): verified at once with a test key; a live key gets a verification call."""
         body = {"number": number, **fields}
         return PhoneNumber(
             self._client.request("POST", "/v1/voice/numbers", json=body, idempotency_key=idempotency_key)
         )
 
     add = create
+
+    def verify(self, number: str, code: str) -> PhoneNumber:
+        """Verify a live key's caller ID with the code its verification call spoke."""
+        return PhoneNumber(self._client.request("POST", f"/v1/voice/numbers/{seg(number)}/verify",
+                                                json={"code": code}))
 
     def delete(self, number: str) -> None:
         self._client.request("DELETE", f"/v1/voice/numbers/{seg(number)}")
@@ -480,6 +485,10 @@ class AsyncNumbers:
         )
 
     add = create
+
+    async def verify(self, number: str, code: str) -> PhoneNumber:
+        return PhoneNumber(await self._client.request("POST", f"/v1/voice/numbers/{seg(number)}/verify",
+                                                      json={"code": code}))
 
     async def delete(self, number: str) -> None:
         await self._client.request("DELETE", f"/v1/voice/numbers/{seg(number)}")
