@@ -465,11 +465,15 @@ class Gateway:
 
     async def ended(self, call: LiveCall) -> None:
         self.calls.pop(call.dial.call_id, None)
-        asyncio.get_running_loop().call_soon(call.close)
-        # Retried through a Postgres outage (until then the lease says the call still runs).
-        await retry_transient(lambda: self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1",
-                                                        call.dial.call_id),
-                              what="telephony: call ended", log=log, stopping=self.stopping)
+        try:
+            # Retried through a Postgres outage (until then the lease says the call still runs).
+            await retry_transient(lambda: self.conn.execute("UPDATE telephony_calls SET ended = true"
+                                                            " WHERE call_id = $1", call.dial.call_id),
+                                  what="telephony: call ended", log=log, stopping=self.stopping)
+        finally:
+            # Only now: closing cancels the call's tasks, the event pump awaiting this among them.
+            # Closed first, the row stayed live, and a later gateway's reaper failed the ended call.
+            asyncio.get_running_loop().call_soon(call.close)
 
     async def _lease_loop(self) -> None:
         while True:
