@@ -381,6 +381,10 @@ class Settings:
                                    " `canary-voice run` sets it)", shown="off")
     calls_per_second: float = var("CANARY_CPS", "10", _float,
                                   "calls per second of an account without its own limit")
+    health_port: int = var("CANARY_HEALTH_PORT", "0", _int,
+                           "port of a service process's GET /healthz (0: none; give each process its own)")
+    health_stall_s: float = var("CANARY_HEALTH_STALL_S", "5", _float,
+                                "a service whose main loop has not come round for this long reports degraded")
     sandbox_speed: float = var("CANARY_SANDBOX_SPEED", "1", _float, "sandbox carrier time acceleration (docs/sandbox.md)")
     projector_batch: int = var("CANARY_PROJECTOR_BATCH", "5000", _int,
                                "most records the projector applies in one transaction")

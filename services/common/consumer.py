@@ -44,6 +44,7 @@ from aiokafka import errors as kafka_errors
 from pydantic import BaseModel
 
 from events import DecodeError, Envelope, decode, decode_payload, topics
+from services.common.health import HEALTH
 from services.common.kafka import dlq_key, dlq_record, make_consumer
 
 Key = tuple[str, int]  # (topic, partition)
@@ -267,7 +268,10 @@ async def retry_transient(fn: Callable[[], Awaitable[Any]], *, what: str, log: A
     attempt = 0
     while True:
         try:
-            return await fn()
+            result = await fn()
+            if attempt:
+                HEALTH.worked(what)
+            return result
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -281,6 +285,7 @@ async def retry_transient(fn: Callable[[], Awaitable[Any]], *, what: str, log: A
 async def _pause(exc: BaseException, attempt: int, *, what: str, log: Any, backoff: Backoff,
                  stopping: asyncio.Event | None) -> None:
     delay = backoff.delay(attempt)
+    HEALTH.failed(what, f"{type(exc).__name__}: {exc}")
     if log is not None:
         (log.warning if attempt < 5 else log.error)(
             f"{what} failed, retrying", attempt=attempt, retry_in_s=round(delay, 2),
@@ -562,6 +567,8 @@ class Processor:
         while True:
             try:
                 await self._commit(items, done)
+                if attempt:
+                    HEALTH.worked(f"{self.name}: batch")
                 return
             except _RecordFailed as failed:
                 records = [i for i in items if type(i) is Record]
@@ -782,6 +789,8 @@ class Consumer:
             await _pause(exc, self._fetch_failures, what=f"{self.processor.name}: fetch", log=self.log,
                          backoff=self.processor.backoff, stopping=self.stopping)
             return []
+        if self._fetch_failures:
+            HEALTH.worked(f"{self.processor.name}: fetch")
         self._fetch_failures = 0
         return self.processor.prepare(m for msgs in batches.values() for m in msgs)
 
@@ -800,6 +809,7 @@ class Consumer:
         """Until stopped; with `pipeline`, the next batch is fetched and checked while one is written."""
         try:
             while not self.stopping.is_set():
+                HEALTH.alive()
                 items = await self.fetch(200 if self._pending is not None else 500)
                 if self._pending is not None:
                     pending, self._pending = self._pending, None

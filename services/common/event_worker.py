@@ -26,6 +26,7 @@ from events import Envelope, encode, topics
 from services.common.config import settings
 from services.common.consumer import (Backoff, KafkaCommits, KafkaDeadLetters, Record, Rejected, Skipped, Source, Stopped,
                                       is_transient, rejection, retry_transient)
+from services.common.health import HEALTH
 from services.common.kafka import make_consumer, make_producer, publish
 from services.common.service import serve as run_service
 
@@ -172,6 +173,7 @@ class EventWorker:
         """Loop until :attr:`stopping` is set."""
         try:
             while not self.stopping.is_set():
+                HEALTH.alive()
                 await self.run_once()
         except Stopped:
             pass

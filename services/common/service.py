@@ -18,13 +18,26 @@ class Service(Protocol):
 
 
 async def serve(svc: Service, log: Any, name: str, stats: Any = None) -> None:
-    """Run `svc` until SIGINT/SIGTERM, then stop it cleanly and log `stats()` if given."""
-    await svc.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, svc.stopping.set)
+    """Run `svc` until SIGINT/SIGTERM, then stop it cleanly and log `stats()` if given.
+
+    With ``CANARY_HEALTH_PORT`` set, ``GET /healthz`` on it reports the service's health
+    (services/common/health.py) from before it starts until it stops."""
+    from services.common.config import settings
+    from services.common.health import HEALTH, serve_health
+
+    s = settings()
+    HEALTH.stall_s = s.health_stall_s
+    server = await serve_health(s.health_port, name) if s.health_port else None
     try:
-        await svc.run()
+        await svc.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, svc.stopping.set)
+        try:
+            await svc.run()
+        finally:
+            await svc.stop()
+            log.info(f"{name} stopped", **(stats() if stats else {}))
     finally:
-        await svc.stop()
-        log.info(f"{name} stopped", **(stats() if stats else {}))
+        if server is not None:
+            server.close()

@@ -18,6 +18,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from events import Envelope, topics
 from services.common import audio
 from services.common.consumer import KafkaCommits
+from services.common.health import HEALTH
 from services.lib.speech import FRAME_MS
 
 FRAME_BYTES = audio.SAMPLE_RATE * FRAME_MS // 1000 * audio.SAMPLE_WIDTH  # 320
@@ -206,6 +207,7 @@ class MediaWorker:
 
     async def run(self) -> None:
         while not self.stopping.is_set():
+            HEALTH.alive()
             await self.run_once()
 
     async def stop(self) -> None:

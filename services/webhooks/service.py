@@ -29,6 +29,7 @@ from aiokafka import TopicPartition
 from events import DecodeError, decode, topics
 from services.common import config, db
 from services.common.consumer import KafkaCommits, Stopped, retry_transient
+from services.common.health import HEALTH
 from services.common.kafka import dlq_record, make_consumer, make_producer, publish
 from services.common.logging import configure
 from services.common.service import serve
@@ -170,11 +171,14 @@ class WebhookWorker:
 
     async def intake(self) -> None:
         while not self.stopping.is_set():
+            HEALTH.alive()
             try:
                 await self.intake_once()
+                HEALTH.worked("webhooks: intake")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                HEALTH.failed("webhooks: intake", f"{type(exc).__name__}: {exc}")
                 log.error("intake failed; retrying", error=str(exc))
                 await asyncio.sleep(1.0)
 

@@ -1,4 +1,5 @@
-"""The API through a Postgres stall: readiness says so at once, and everything comes back after.
+"""Through a Postgres stall: the API's readiness and a service's health say so at once, and
+everything comes back after.
 
 Postgres is frozen for real (SIGSTOP on every server process, the way a stalled disk or a
 long GC pause looks from outside), not mocked. The freeze is always lifted in `finally`.
@@ -65,3 +66,73 @@ async def test_readyz_answers_503_at_once_while_postgres_is_stalled_and_200_afte
             assert r.status_code == 200, r.text
             r = await http.get("/v1/voice/calls", headers={"Authorization": f"Bearer {key}"})
             assert r.status_code == 200, r.text
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _health(port: int) -> tuple[int, dict]:
+    import orjson
+
+    async with httpx.AsyncClient(timeout=5) as http:
+        r = await http.get(f"http://127.0.0.1:{port}/healthz")
+        return r.status_code, orjson.loads(r.content)
+
+
+async def test_a_service_reports_degraded_while_postgres_stalls_and_ok_after(prefix, producer, tmp_path):
+    """The projector, a real process: its /healthz turns 503 degraded while a batch waits on a
+    frozen Postgres, and 200 ok again once Postgres is back, with the events applied."""
+    from services.common import db
+    from services.common.kafka import publish_many
+    from tests.conftest import service_env, spawn
+    from tests.integration.test_projector import call_events, wait_for
+
+    port = _free_port()
+    schema = "p_" + uuid.uuid4().hex[:10]
+    env = service_env(prefix, CANARY_PROJECTION_SCHEMA=schema, CANARY_HEALTH_PORT=str(port),
+                      CANARY_HEALTH_STALL_S="2")
+    proc = spawn("services.projector.service", env, tmp_path / "projector.log")
+    pg = await db.connect()
+    try:
+        async def up():
+            try:
+                return (await _health(port))[0] == 200
+            except httpx.TransportError:
+                return False
+        await wait_for(up, timeout=60)
+        status, report = await _health(port)
+        assert report["service"] == "projector" and report["status"] == "ok" and report["problems"] == []
+        first, second = call_events(1, 4), call_events(1, 4)
+        await publish_many(producer, prefix + "voice.call.events", first)
+
+        async def applied(evs):
+            try:
+                return await pg.fetchval(f"SELECT count(*) FROM {schema}.call_events WHERE call_id = $1",
+                                         evs[0].call_id) == len(evs)
+            except Exception:  # the schema is the projector's to create
+                return False
+        await wait_for(lambda: applied(first), timeout=60)
+        with frozen_postgres():
+            await publish_many(producer, prefix + "voice.call.events", second)  # a batch that must wait
+
+            async def degraded():
+                status, report = await _health(port)
+                return (status, report) if status == 503 else None
+            status, report = await wait_for(degraded, timeout=30)
+            assert report["status"] == "degraded"
+            assert [p["what"] for p in report["problems"]] == ["main loop"], report
+        await wait_for(lambda: applied(second), timeout=60)
+        await wait_for(up, timeout=30)
+        assert proc.poll() is None, "the projector exited"
+    finally:
+        await pg.close()
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        cleanup = await db.connect()
+        await cleanup.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await cleanup.close()
