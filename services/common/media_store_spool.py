@@ -112,6 +112,11 @@ class SpoolRecorder:
         self.error: BaseException | None = None
         self._closed = False
 
+    @property
+    def closed(self) -> bool:
+        """Finished or discarded: it takes no more audio."""
+        return self._closed
+
     # --- on the event loop ------------------------------------------------------------
 
     def write(self, callee: bytes, ours: bytes) -> None:
@@ -193,6 +198,8 @@ class SpoolRecorder:
 
     async def discard(self) -> None:
         """Drop the recording (the call went away without finishing it)."""
+        if self._closed:
+            return
         self._closed = True
         self._fail(RecordingSpoolError("recording discarded"))
         await self.drained()

@@ -277,6 +277,8 @@ class LiveCall:
     def close(self) -> None:
         for t in self.tasks:
             t.cancel()
+        if self.recorder is not None and not self.recorder.closed:  # gone mid-call: drop its spool files
+            asyncio.get_running_loop().create_task(self.recorder.discard())
         close = getattr(self.session, "close", None)
         if close:
             close()

@@ -151,3 +151,25 @@ async def test_a_writer_that_falls_too_far_behind_fails_the_recording_instead_of
     else:
         raise AssertionError("the recording should have failed")
     assert list(tmp_path.iterdir()) == []  # its files are removed
+
+
+async def test_a_call_closed_mid_recording_leaves_no_spool_files(tmp_path):
+    store = LocalMediaStore(tmp_path / "media")
+    set_media_store(store)
+    gw = FakeGateway()
+    dial = new_envelope("dial.requested", "call_gone", "acct_1", {
+        "to": "+15551234567", "from": "+15559876543", "record": {"channels": "mono"}})
+    session = SandboxSession(DialRequest(call_id="call_gone", to="+15551234567", from_="+15559876543"), None,
+                             1000.0, None, IdleClock())
+    call = LiveCall(gw, dial, session)
+    try:
+        await _wait(lambda: call.recorder is not None, "the answer to start the recording")
+        for _ in range(3):
+            session.tick(FRAMES_PER_S)
+        await call.recorder.drained()
+        assert len(list(store.spool_dir().iterdir())) == 2  # on disk while the call runs
+        recorder = call.recorder
+        call.close()  # the gateway lets the call go (shutting down) before it ended
+        await _wait(lambda: recorder.closed and not list(store.spool_dir().iterdir()), "the spool files to go")
+    finally:
+        set_media_store(None)
