@@ -2,6 +2,7 @@
 
     canary-voice accounts create NAME [--cps N]
     canary-voice accounts limits NAME [--cps N] [--max-live-calls N | --default-live-calls]
+    canary-voice accounts intake-key NAME [--revoke]             (Kafka intake key, printed once)
     canary-voice keys create --account NAME --test|--live      (prints the key once)
     canary-voice numbers add --account NAME +E164
     canary-voice numbers list --account NAME
@@ -69,6 +70,20 @@ def register(app: typer.Typer) -> None:
             row = await c.fetchrow("SELECT calls_per_second, max_live_calls FROM accounts WHERE id = $1", acct["id"])
             live = row["max_live_calls"]
             return f"{name}: {row['calls_per_second']:g} calls/s, max live calls {live if live is not None else 'default'}"
+
+        typer.echo(_with_db(go))
+
+    @accounts_app.command("intake-key")
+    def accounts_intake_key(name: str,
+                            revoke: bool = typer.Option(False, "--revoke", help="remove the key (none works then)")
+                            ) -> None:
+        """Create (or replace) the account's Kafka intake key and print it once: producers other
+        than the API sign the account's commands with it (CANARY_KAFKA_INTAKE_AUTH=signed)."""
+        async def go(c: Any) -> str:
+            acct = await _account(c, name)
+            if revoke:
+                return "revoked" if await repo.revoke_intake_key(c, acct["id"]) else "no intake key"
+            return await repo.create_intake_key(c, acct["id"])
 
         typer.echo(_with_db(go))
 

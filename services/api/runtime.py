@@ -22,7 +22,7 @@ from services.common.accounts import Account, VerifiedNumbers
 from services.common.config import settings
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
-from services.common.signing import check_service_secrets
+from services.common.signing import InsecureSecretError, check_service_secrets, secret_list, secret_problem
 from services.api.live_calls import LiveCallLimit
 from services.api.errors import ApiError, unavailable
 
@@ -132,12 +132,19 @@ class Runtime:
         self.auth_failures = Limiter(s.api.auth_fail_rate, burst)  # per client address
         self.media_downloads = Limiter(s.api.media_rate, burst)  # per client address
         self.requests = RequestWriter(self)
+        # Every command the API writes is signed with the service key (the orchestrator's
+        # intake checks it when CANARY_KAFKA_INTAKE_AUTH=signed: docs/security.md).
+        self.service_key = secret_list(s.kafka_service_key)[0]
 
     # --- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
         # Whatever serves the app (`python -m services.api`, a uvicorn of its own) refuses
         # the development secrets outside development (services/common/signing.py).
         check_service_secrets(self.settings)
+        if self.settings.kafka_intake_auth == "signed" and self.settings.environment != "development":
+            problem = secret_problem("CANARY_KAFKA_SERVICE_KEY", self.settings.kafka_service_key)
+            if problem:
+                raise InsecureSecretError(problem + ": set it (32+ random bytes) on the API and the orchestrator")
         # The projection tables are the projector's (created by it, and by `canary-voice stack up`).
         try:
             await db.migrate()
@@ -228,7 +235,9 @@ class Runtime:
         producer = await self.kafka()
         try:
             async def _send() -> None:
-                fut = await producer.send(topic, encode(env), key=env.call_id.encode())
+                value = encode(env)
+                fut = await producer.send(topic, value, key=env.call_id.encode(),
+                                          headers=accounts.sign_command(self.service_key, value))
                 await asyncio.shield(fut)
 
             await asyncio.wait_for(_send(), self.send_timeout + 1.0)

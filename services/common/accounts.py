@@ -180,6 +180,40 @@ async def live_calls(db: Any, account_id: str) -> int:
     return int(await db.fetchval(LIVE_CALLS_SQL, account_id))
 
 
+# --- Kafka intake keys (commands produced by others than the API) -------------------
+#
+# With CANARY_KAFKA_INTAKE_AUTH=signed the orchestrator takes a command only with a Kafka
+# header `canary-signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<raw record value>">`
+# (services/common/signing.py), keyed with the API's service key (CANARY_KAFKA_SERVICE_KEY)
+# or with the intake key of the account the command names. A key binds its holder to its
+# account: a signature with account A's key does not pass for a command of account B.
+
+INTAKE_HEADER = "canary-signature"
+INTAKE_KEY_RE = re.compile(r"^cik_[0-9A-Za-z]{32}$")
+
+
+async def create_intake_key(db: Any, account_id: str) -> str:
+    """A new intake key for the account (replaces the previous one at once); shown once."""
+    key = "cik_" + random_base62(32)
+    res = await db.execute("UPDATE accounts SET intake_secret = $2 WHERE id = $1", account_id, key)
+    if not res.endswith(" 1"):
+        raise AccountError("account_not_found", f"no account {account_id}")
+    return key
+
+
+async def revoke_intake_key(db: Any, account_id: str) -> bool:
+    res = await db.execute("UPDATE accounts SET intake_secret = NULL WHERE id = $1 AND intake_secret IS NOT NULL",
+                           account_id)
+    return res.endswith(" 1")
+
+
+def sign_command(secret: str, value: bytes, timestamp: int | None = None) -> list[tuple[str, bytes]]:
+    """The Kafka headers that sign a command's raw value (what producers send with it)."""
+    from services.common.signing import sign
+
+    return [(INTAKE_HEADER, sign(secret, value, timestamp).encode())]
+
+
 # --- verified numbers ----------------------------------------------------------------
 
 VERIFIED_BY = ("operator", "call", "sandbox")  # how a number was verified (migration 0009)

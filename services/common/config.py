@@ -376,6 +376,17 @@ class Settings:
     trunk_secret: str = var("CANARY_TRUNK_SECRET", "dev-only-change-me", str,
                             "keys that seal trunk passwords in Postgres, `new,old,...`: the first seals, any"
                             " unseals", secret=True)
+    # Kafka intake authentication (docs/security.md, "Commands on Kafka").
+    kafka_intake_auth: str = var("CANARY_KAFKA_INTAKE_AUTH", "off", _choice_or_default("off", "off", "signed"),
+                                 "`signed`: the orchestrator takes a command only with a valid `canary-signature`"
+                                 " header (the API's service key or the account's intake key), others are"
+                                 " dead-lettered `unauthenticated_command`; `off` (development) takes any")
+    kafka_service_key: str = var("CANARY_KAFKA_SERVICE_KEY", "dev-only-change-me", str,
+                                 "HMAC keys the API signs its commands with, `new,old,...`: the first signs, any"
+                                 " verifies", secret=True)
+    kafka_intake_tolerance: float = var("CANARY_KAFKA_INTAKE_TOLERANCE", "300", _float,
+                                        "seconds a command's signature time may differ from its Kafka record's"
+                                        " timestamp")
     allow_private_urls: bool = var("CANARY_ALLOW_PRIVATE_URLS", "", _bool,
                                    "`1` lets customer URLs reach loopback/private addresses (development only;"
                                    " `canary-voice run` sets it)", shown="off")

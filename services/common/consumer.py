@@ -123,10 +123,22 @@ class Record:
     value: bytes | None
     env: Envelope
     payload: BaseModel | None  # the catalog's model; None for a type the handler validates itself
+    # The Kafka record's headers ((name, bytes) pairs) and timestamp (ms), for a handler that
+    # authenticates its producers (the orchestrator's intake: docs/security.md).
+    headers: tuple = ()
+    timestamp: int | None = None
 
     @property
     def key(self) -> Key:
         return (self.topic, self.partition)
+
+    def header(self, name: str) -> bytes | None:
+        """The value of the last header called ``name`` (case-insensitive), or None."""
+        found = None
+        for k, v in self.headers:
+            if isinstance(k, str) and k.lower() == name:
+                found = v
+        return found
 
 
 @dataclass(slots=True)
@@ -198,7 +210,8 @@ class Source:
             model = decode_payload(env)
             if isinstance(model, DecodeError):
                 return Rejected(m.topic, m.partition, m.offset, m.value, model)
-        return Record(m.topic, m.partition, m.offset, m.value, env, model)
+        return Record(m.topic, m.partition, m.offset, m.value, env, model,
+                      tuple(getattr(m, "headers", None) or ()), getattr(m, "timestamp", None))
 
 
 # --- telling transient failures from the record's ------------------------------------------

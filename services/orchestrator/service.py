@@ -27,7 +27,7 @@ from services.common.kafka import make_producer, publish_many
 from services.common.logging import configure
 from services.common.service import serve
 from services.orchestrator.decide import COMMAND_INPUTS, EVENT_INPUTS, INPUTS, Source as InputSource, decide
-from services.orchestrator.intake import validate_place_call
+from services.orchestrator.intake import IntakeAuth, validate_place_call
 from services.orchestrator.outputs import CancelTimer, Emit, NextDialSlot, StartTimer
 from services.orchestrator.state import CallState
 
@@ -92,6 +92,16 @@ async def _accept(conn, call_ids: list[str]) -> set[str]:
     return {r["id"] for r in rows}
 
 
+def _check_service_key(s) -> None:
+    """Signed intake in production needs a real service key (the API signs with it)."""
+    from services.common.signing import InsecureSecretError, secret_problem
+
+    if s.environment != "development":
+        problem = secret_problem("CANARY_KAFKA_SERVICE_KEY", s.kafka_service_key)
+        if problem:
+            raise InsecureSecretError(problem + ": set it (32+ random bytes) on the API and the orchestrator")
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -113,8 +123,11 @@ class Orchestrator:
         self.group = topics.scoped("orchestrator")
         self.stopping = asyncio.Event()
         self.cps_cache: dict[str, tuple[float, float]] = {}  # account -> (expires, calls/s)
+        self.intake_auth = IntakeAuth.from_settings(settings())
 
     async def start(self) -> None:
+        if self.intake_auth.enabled:
+            _check_service_key(settings())
         self.tracking = PostgresTracking("orch_offsets", self.group, connect=_connect)
         await self.tracking.start()
         self.timer_conn = await _connect()
@@ -173,7 +186,8 @@ class Orchestrator:
         conn = batch.conn
         inputs: list[tuple[Envelope, list | None]] = []
         flow_defs: dict[str, dict] = {}
-        for r in batch.records:
+        records = await self._authenticated(batch)
+        for r in records:
             env, errors = r.env, None
             if env.type == "PlaceCall":
                 errors = await validate_place_call(conn, env)
@@ -186,7 +200,7 @@ class Orchestrator:
         abandoned = await _accept(conn, [e.call_id for e, errors in inputs if e.type == "PlaceCall" and not errors])
         if abandoned:
             kept = []
-            for r, (env, errors) in zip(batch.records, inputs):
+            for r, (env, errors) in zip(records, inputs):
                 if env.type == "PlaceCall" and env.call_id in abandoned:
                     batch.reject(r, DecodeError("request_abandoned", "PlaceCall refused: the API answered this "
                                                 "request with an error (its send landed after all)", env.type))
@@ -228,6 +242,25 @@ class Orchestrator:
         if out:
             batch.before_commit(await self._send(out))
         await self._write(conn, rows, timers, accounts, pacing)
+
+    async def _authenticated(self, batch: Batch) -> list:
+        """The batch's records, less the commands whose producer is not authenticated (with
+        CANARY_KAFKA_INTAKE_AUTH=signed): those are dead-lettered `unauthenticated_command`
+        and nothing is emitted for them (not even call.rejected, which would write into the
+        named account's timeline)."""
+        if not self.intake_auth.enabled:
+            return batch.records
+        commands = topics.commands()
+        keys: dict[str, str | None] = {}
+        kept = []
+        for r in batch.records:
+            why = await self.intake_auth.refusal(batch.conn, r, keys) if r.topic == commands else None
+            if why is None:
+                kept.append(r)
+            else:
+                log.warning("unauthenticated_command", call_id=r.env.call_id, type=r.env.type, reason=why)
+                batch.reject(r, DecodeError("unauthenticated_command", f"{r.env.type} refused: {why}", r.env.type))
+        return kept
 
     async def _send(self, out: list[tuple[bytes, bytes]]) -> asyncio.Future:
         topic = topics.events()
