@@ -229,7 +229,13 @@ def resolve_caller_id(from_: str, caller_id: str | None, allowed_from_prefixes: 
 # --- trunks ---------------------------------------------------------------------------
 
 _COLUMNS = ("host, port, transport, username, password_sealed IS NOT NULL AS has_password, caller_id,"
-            " allowed_from_prefixes, created_at, updated_at")
+            " allowed_from_prefixes, digest_realm, allow_legacy_digest, allow_foreign_hops, created_at, updated_at")
+
+
+def _flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise TrunkError(f"invalid_{field}", f"{field}: true or false", field)
+    return value
 
 
 def _view(row: Any) -> dict[str, Any]:
@@ -240,7 +246,8 @@ def _view(row: Any) -> dict[str, Any]:
 
 async def set_trunk(db: Any, account_id: str, *, host: Any, port: Any = 5060, transport: Any = "udp",
                     username: Any = None, password: Any = KEEP, caller_id: Any = None,
-                    allowed_from_prefixes: Any = None) -> dict[str, Any]:
+                    allowed_from_prefixes: Any = None, digest_realm: Any = None,
+                    allow_legacy_digest: Any = False, allow_foreign_hops: Any = False) -> dict[str, Any]:
     """Create or replace the account's trunk. ``password``: KEEP (default) leaves the stored one,
     None or '' removes it, a string replaces it. Returns the public view (no password).
 
@@ -250,6 +257,9 @@ async def set_trunk(db: Any, account_id: str, *, host: Any, port: Any = 5060, tr
     host, port, transport = check_host_allowed(valid_host(host)), valid_port(port), valid_transport(transport)
     username = _text(username, "username", 128, quotes=False)
     caller_id, prefixes = valid_caller_id(caller_id), valid_prefixes(allowed_from_prefixes)
+    # What the trunk's calls accept (services/telephony/sip/policy.py): strict unless asked.
+    realm = _text(digest_realm, "digest_realm", 128, quotes=False)  # it goes inside a quoted header value
+    legacy, foreign = _flag(allow_legacy_digest, "allow_legacy_digest"), _flag(allow_foreign_hops, "allow_foreign_hops")
     keep = password is KEEP
     sealed = None
     if not keep:
@@ -257,15 +267,17 @@ async def set_trunk(db: Any, account_id: str, *, host: Any, port: Any = 5060, tr
         sealed = seal(pw) if pw is not None else None
     row = await db.fetchrow(
         "INSERT INTO sip_trunks (account_id, host, port, transport, username, password_sealed, caller_id,"
-        " allowed_from_prefixes) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " allowed_from_prefixes, digest_realm, allow_legacy_digest, allow_foreign_hops)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11, $12)"
         " ON CONFLICT (account_id) DO UPDATE SET host = EXCLUDED.host, port = EXCLUDED.port,"
         " transport = EXCLUDED.transport, username = EXCLUDED.username,"
         " password_sealed = CASE WHEN $9 THEN sip_trunks.password_sealed ELSE EXCLUDED.password_sealed END,"
         " caller_id = EXCLUDED.caller_id, allowed_from_prefixes = EXCLUDED.allowed_from_prefixes,"
-        " updated_at = now()"
+        " digest_realm = EXCLUDED.digest_realm, allow_legacy_digest = EXCLUDED.allow_legacy_digest,"
+        " allow_foreign_hops = EXCLUDED.allow_foreign_hops, updated_at = now()"
         " WHERE NOT ($9 AND sip_trunks.password_sealed IS NOT NULL AND sip_trunks.host <> EXCLUDED.host)"
         f" RETURNING {_COLUMNS}",
-        account_id, host, port, transport, username, sealed, caller_id, prefixes, keep)
+        account_id, host, port, transport, username, sealed, caller_id, prefixes, keep, realm, legacy, foreign)
     if row is None:  # the WHERE above refused the update
         raise TrunkError("password_required", "the trunk's host changes: give its password again"
                          " (or remove it)", "password")

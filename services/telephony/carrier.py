@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+if TYPE_CHECKING:  # the SIP package imports this module
+    from services.telephony.sip.policy import TrunkPolicy
 
 SAMPLE_RATE = 8000
 FRAME_MS = 20
@@ -30,6 +33,8 @@ class TrunkConfig:
     # The vetted IP the SIP goes to (services/telephony/trunks.py resolves ``host`` under the
     # SSRF rules once per call); None: ``host`` as given. URIs keep ``host``.
     address: str | None = field(default=None, compare=False)
+    # What its calls accept: digest realm, legacy digest, hops off the trunk (None: strict).
+    policy: TrunkPolicy | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
     canary-voice trunks set --account NAME --host H [--port 5060] [--transport udp]
                             [--username U] [--password-stdin | --clear-password]
-                            [--caller-id +E164] [--allow-from +PREFIX ...]
+                            [--caller-id +E164] [--allow-from +PREFIX ...] [--digest-realm R]
+                            [--allow-legacy-digest] [--allow-foreign-hops]
     canary-voice trunks show --account NAME [--json]
     canary-voice trunks delete --account NAME
     canary-voice sandbox callee add NUMBER [--account NAME] [--ring 1s] [--after 2s] [--press "1234#"]
@@ -58,7 +59,7 @@ def _print_trunk(t: dict[str, Any], as_json: bool = False) -> None:
         typer.echo(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode())
         return
     for k in ("host", "port", "transport", "username", "has_password", "caller_id", "allowed_from_prefixes",
-              "updated_at"):
+              "digest_realm", "allow_legacy_digest", "allow_foreign_hops", "updated_at"):
         v = view[k]
         if isinstance(v, bool):
             v = "yes" if v else "no"
@@ -97,6 +98,12 @@ def register(app: typer.Typer) -> None:
                                                      " or the fallback when --allow-from does not match"),
         allow_from: Optional[list[str]] = typer.Option(None, "--allow-from",
                                                        help="allowed caller id prefix, e.g. +1555 (repeatable)"),
+        digest_realm: Optional[str] = typer.Option(None, "--digest-realm",
+                                                   help="answer only this realm's digest challenges"),
+        allow_legacy_digest: bool = typer.Option(False, "--allow-legacy-digest",
+                                                 help="answer challenges without qop (RFC 2069)"),
+        allow_foreign_hops: bool = typer.Option(False, "--allow-foreign-hops",
+                                                help="follow a Record-Route/Contact off the trunk's addresses"),
     ) -> None:
         """Create or replace the account's SIP trunk (the stored password is kept unless given or cleared;
         a new host needs it again: --password-stdin or --clear-password)."""
@@ -113,7 +120,9 @@ def register(app: typer.Typer) -> None:
         async def go(c: Any) -> dict:
             return await repo.set_trunk(c, await _account_id(c, account), host=host, port=port, transport=transport,
                                         username=username, password=password, caller_id=caller_id,
-                                        allowed_from_prefixes=allow_from or [])
+                                        allowed_from_prefixes=allow_from or [], digest_realm=digest_realm,
+                                        allow_legacy_digest=allow_legacy_digest,
+                                        allow_foreign_hops=allow_foreign_hops)
 
         _print_trunk(_with_db(go))
 

@@ -297,6 +297,11 @@ class Gateway:
         self._renders: dict[str, asyncio.Future[Envelope]] = {}  # sandbox.speech.requested id -> its answer
 
     async def start(self) -> None:
+        # The trunk secret unseals the trunk passwords: refuse to run on the development one
+        # (or an unfit one) outside development, before taking any call.
+        from services.common.signing import check_service_secrets
+
+        check_service_secrets(only=("CANARY_TRUNK_SECRET",))
         async def jsonb(conn):
             await conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads,
                                       schema="pg_catalog")
@@ -318,9 +323,12 @@ class Gateway:
         """SIP/RTP to each account's trunk; binds its SIP socket on the first SIP call."""
         from services.telephony.sip import SipCarrier
 
+        from services.telephony.sip.policy import STRICT
+
         t = settings().telephony
+        # Each trunk's own policy (stored with it), strict when it has none.
         return SipCarrier(local_ip=t.sip_bind, sip_port=t.sip_port, rtp_port_range=t.rtp_ports,
-                          media_timeout_s=t.sip_media_timeout_s)
+                          media_timeout_s=t.sip_media_timeout_s, trunk_policy=lambda trunk: trunk.policy or STRICT)
 
     def _sandbox(self) -> Carrier:
         from services.telephony.sandbox import SandboxCarrier
@@ -518,4 +526,12 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    from services.common.signing import InsecureSecretError
+
+    try:
+        asyncio.run(main())
+    except InsecureSecretError as exc:  # a clear refusal, not a traceback
+        import sys
+
+        print(f"telephony gateway refused to start: {exc}", file=sys.stderr)
+        sys.exit(2)

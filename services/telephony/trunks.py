@@ -16,18 +16,21 @@ from typing import Any
 from services.common.ssrf import SsrfError, resolve_checked
 from services.lib.trunks import NO_TRUNK, TrunkError, resolve_caller_id, unseal
 from services.telephony.carrier import DialRequest, TrunkConfig
+from services.telephony.sip.policy import TrunkPolicy
 
 
 async def trunk_config(db: Any, account_id: str) -> tuple[TrunkConfig, list[str]] | None:
     """The account's trunk for dialling (password unsealed) and its allowed from prefixes."""
     row = await db.fetchrow(
-        "SELECT host, port, transport, username, password_sealed, caller_id, allowed_from_prefixes"
-        " FROM sip_trunks WHERE account_id = $1", account_id)
+        "SELECT host, port, transport, username, password_sealed, caller_id, allowed_from_prefixes,"
+        " digest_realm, allow_legacy_digest, allow_foreign_hops FROM sip_trunks WHERE account_id = $1", account_id)
     if row is None:
         return None
     pw = unseal(row["password_sealed"]) if row["password_sealed"] is not None else None
+    policy = TrunkPolicy(realm=row.get("digest_realm"), allow_legacy_digest=bool(row.get("allow_legacy_digest")),
+                         allow_foreign_hops=bool(row.get("allow_foreign_hops")))
     return (TrunkConfig(host=row["host"], port=row["port"], transport=row["transport"], username=row["username"],
-                        password=pw, caller_id=row["caller_id"]),
+                        password=pw, caller_id=row["caller_id"], policy=policy),
             list(row["allowed_from_prefixes"] or []))
 
 

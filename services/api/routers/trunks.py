@@ -26,7 +26,8 @@ from services.lib.trunks import TrunkError
 
 router = APIRouter(tags=["telephony"])
 
-TRUNK_FIELDS = {"host", "port", "transport", "username", "password", "caller_id", "allowed_from_prefixes"}
+TRUNK_FIELDS = {"host", "port", "transport", "username", "password", "caller_id", "allowed_from_prefixes",
+                "digest_realm", "allow_legacy_digest", "allow_foreign_hops"}
 
 _TRUNK_BODY = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"type": "object", "required": ["host"], "additionalProperties": False, "properties": {
@@ -40,7 +41,14 @@ _TRUNK_BODY = {"requestBody": {"required": True, "content": {"application/json":
         "caller_id": {"type": ["string", "null"],
                       "description": "fixed caller id (E.164); the fallback when allowed_from_prefixes is set"},
         "allowed_from_prefixes": {"type": "array", "items": {"type": "string", "pattern": r"^\+[0-9]{0,15}$"},
-                                  "description": "when set, `from` must start with one of these"}}},
+                                  "description": "when set, `from` must start with one of these"},
+        "digest_realm": {"type": ["string", "null"], "description": "the only digest realm whose challenges"
+                         " are answered; null: the first realm the trunk's own address challenges a call with"},
+        "allow_legacy_digest": {"type": "boolean", "default": False,
+                                "description": "answer digest challenges without qop (RFC 2069); off: refused"},
+        "allow_foreign_hops": {"type": "boolean", "default": False,
+                               "description": "follow a Record-Route or Contact off the trunk's addresses;"
+                                              " off: such a call fails rather than send there"}}},
     "example": {"host": "sip.example.net", "port": 5060, "username": "acme", "password": "s3cret",
                 "caller_id": "+15559876543"}}}}}
 
@@ -54,7 +62,9 @@ def _require_live(account: Account) -> None:
 def _trunk(t: dict[str, Any]) -> dict[str, Any]:
     return {"object": "sip_trunk", "host": t["host"], "port": t["port"], "transport": t["transport"],
             "username": t["username"], "has_password": t["has_password"], "caller_id": t["caller_id"],
-            "allowed_from_prefixes": t["allowed_from_prefixes"], "created_at": iso(t["created_at"]),
+            "allowed_from_prefixes": t["allowed_from_prefixes"], "digest_realm": t["digest_realm"],
+            "allow_legacy_digest": t["allow_legacy_digest"], "allow_foreign_hops": t["allow_foreign_hops"],
+            "created_at": iso(t["created_at"]),
             "updated_at": iso(t["updated_at"])}
 
 
@@ -81,7 +91,9 @@ async def put_trunk(request: Request, account: Annotated[Account, Depends(curren
             await request.app.state.runtime.db(), account.id, host=b["host"], port=b.get("port", 5060),
             transport=b.get("transport", "udp"), username=b.get("username"),
             password=b["password"] if "password" in b else repo.KEEP, caller_id=b.get("caller_id"),
-            allowed_from_prefixes=b.get("allowed_from_prefixes"))
+            allowed_from_prefixes=b.get("allowed_from_prefixes"), digest_realm=b.get("digest_realm"),
+            allow_legacy_digest=b.get("allow_legacy_digest", False),
+            allow_foreign_hops=b.get("allow_foreign_hops", False))
     except TrunkError as exc:
         raise ApiError(422, exc.code, exc.message, exc.field) from None
     return json_response(_trunk(t))
