@@ -15,7 +15,7 @@ from events import Envelope
 from services.common.logging import configure
 
 from .audio_fetch import AudioFetchError, fetch_audio
-from services.common.event_worker import EventWorker, carry_step, serve
+from services.common.event_worker import EventWorker, carry_step, serve, with_retries
 from .render import Renderer, TtsRequestError
 
 GROUP = "tts"
@@ -43,7 +43,9 @@ class TtsHandler:
         """Render; answers ``<kind>.rendered`` or ``<kind>.failed``."""
         tts = {k: env.data[k] for k in ("text", "voice", "speed", "pitch") if k in env.data}
         try:
-            res = await self.renderer.render(tts, account_id=env.account_id)  # the account's cache
+            # A transient failure (the media store's disk or network) is retried before it fails.
+            res = await with_retries(lambda: self.renderer.render(tts, account_id=env.account_id),
+                                     what="tts render", log=self.log)  # the account's cache
         except TtsRequestError as exc:
             return env.caused(f"{kind}.failed", carry_step(env, {"reason": str(exc), "errors": exc.errors}))
         except Exception as exc:

@@ -71,3 +71,38 @@ async def test_a_transcription_rides_out_a_dropped_connection_and_fails_when_it_
                                                                    "duration_ms": 300, "transcribe": True})
         (out,) = await TranscriptionHandler(store, FakeTranscriber())(done)
         assert out.type == want and out.data["recording_id"] == "rec_1"
+
+
+class FlakyRenderer:
+    """A renderer whose store drops the connection the first ``fails`` times (for ever with -1)."""
+
+    def __init__(self, fails: int):
+        self.fails, self.calls = fails, 0
+
+    async def render(self, tts, account_id=""):
+        from services.tts.render import RenderResult
+
+        self.calls += 1
+        if self.fails < 0 or self.calls <= self.fails:
+            raise ConnectionResetError("connection reset by peer")
+        return RenderResult("sha256:x.wav", 900, tts.get("voice") or "en-US-Neural2-F", False)
+
+
+def _tts_request():
+    return new_envelope("tts.requested", "call_t", "a", {"text": "Hello", "voice": "en-US-Neural2-F"})
+
+
+async def test_a_tts_render_rides_out_a_few_dropped_connections():
+    from services.tts.worker import TtsHandler
+
+    r = FlakyRenderer(fails=2)
+    (out,) = await TtsHandler(r)(_tts_request())
+    assert out.type == "tts.rendered" and out.data["audio_ref"] == "sha256:x.wav" and r.calls == 3
+
+
+async def test_a_tts_store_that_stays_away_is_tts_failed_after_the_retries():
+    from services.tts.worker import TtsHandler
+
+    r = FlakyRenderer(fails=-1)
+    (out,) = await TtsHandler(r)(_tts_request())
+    assert out.type == "tts.failed" and "ConnectionResetError" in out.data["reason"] and r.calls == 4
