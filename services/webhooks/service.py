@@ -26,9 +26,9 @@ import time
 import asyncpg
 from aiokafka import TopicPartition
 
-from events import DecodeError, decode, topics
+from events import topics
 from services.common import config, db
-from services.common.consumer import KafkaCommits, Stopped, retry_transient
+from services.common.consumer import KafkaCommits, Rejected, Skipped, Source, Stopped, retry_transient
 from services.common.health import HEALTH
 from services.common.kafka import dlq_record, make_consumer, make_producer, publish
 from services.common.logging import configure
@@ -65,6 +65,7 @@ class WebhookWorker:
         self.pool: asyncpg.Pool = await db.create_pool(min_size=1, max_size=8)
         self.producer = make_producer()
         await self.producer.start()
+        self.source = Source(self.topic, types=frozenset(WEBHOOK_TYPES) | {"flow.webhook.requested"})
         self.consumer = make_consumer(self.topic, group_id=self.group_id, max_poll_records=1000)
         await self.consumer.start()
         self.commits = KafkaCommits(self.consumer, log)
@@ -92,11 +93,17 @@ class WebhookWorker:
         for tp, msgs in batches.items():
             for m in msgs:
                 upto[tp] = m.offset + 1
-                env = decode(m.value)
-                if isinstance(env, DecodeError):
-                    # The projector dead-letters undecodable events; we only skip them.
-                    log.warning("undecodable event skipped", code=env.code, partition=tp.partition, offset=m.offset)
+                # Checked as every consumer checks (envelope ids and time, payload against the
+                # catalog): a poison message is never delivered to a customer. The projector
+                # dead-letters it; here it is only skipped.
+                item = self.source.item(m)
+                if type(item) is Skipped:
                     continue
+                if type(item) is Rejected:
+                    log.warning("invalid event skipped", code=item.error.code, reason=item.error.reason,
+                                partition=tp.partition, offset=m.offset)
+                    continue
+                env = item.env
                 if env.type in WEBHOOK_TYPES:
                     envs.append(env)
                 elif env.type == "flow.webhook.requested":

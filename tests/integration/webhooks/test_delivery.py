@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import orjson
@@ -163,3 +164,24 @@ async def test_ssrf_private_target_refused_without_dev_flag(prefix, producer, ac
     row = await wait_for(failed)
     assert row["attempts"] == 1 and "refused" in row["last_error"] and "127.0.0.1" in row["last_error"]
     assert receiver.requests == []
+
+
+async def test_poison_events_are_never_delivered_to_the_customer(prefix, producer, account, receiver, run_worker, pg):
+    """Events that decode but break the envelope or the catalog (the poison messages every
+    consumer refuses) are skipped here too, not posted: before, a `call.ringing` with the id
+    `evt-not-a-uuid` went out as a status webhook with that id."""
+    acct, _ = account
+    evs = call_events(acct, receiver.url("/s"), types=("call.queued", "call.ringing", "call.answered"))
+    queued, ringing, answered = evs
+    bad_id = orjson.dumps({**ringing.to_dict(), "id": "evt-not-a-uuid"})
+    bad_time = orjson.dumps({**ringing.to_dict(), "id": str(uuid.uuid4()), "occurred_at": "yesterday"})
+    bad_cause = orjson.dumps({**answered.to_dict(), "id": str(uuid.uuid4()), "causation_id": "nope"})
+    topic = prefix + "voice.call.events"
+    await publish_many(producer, topic, [queued])
+    for raw in (bad_id, bad_time, bad_cause):
+        await (await producer.send(topic, raw, key=queued.call_id.encode()))
+    await publish_many(producer, topic, [ringing, answered])
+    await run_worker()
+    await wait_for(lambda: any(r.json["type"] == "call.answered" for r in receiver.requests))
+    assert [r.headers["Canary-Event-Id"] for r in receiver.requests] == [queued.id, ringing.id, answered.id]
+    assert [r["event_id"] for r in await deliveries(pg, queued.call_id)] == [queued.id, ringing.id, answered.id]
