@@ -31,6 +31,10 @@ async def connect(url: str | None = None) -> asyncpg.Connection:
 ACQUIRE_TIMEOUT_S = 5.0  # a pool with every connection stuck (Postgres stalled) fails fast, not forever
 
 
+async def _nothing_to_reset(conn: asyncpg.Connection) -> None:
+    return None
+
+
 class BoundedPool(asyncpg.pool.Pool):
     """An asyncpg pool whose ``acquire`` gives up after a default timeout (asyncpg waits
     forever): the caller gets a TimeoutError to answer 503 or retry, instead of a hang.
@@ -50,6 +54,11 @@ async def create_pool(url: str | None = None, *, acquire_timeout: float | None =
     kw.setdefault("command_timeout", 30)
     kw.setdefault("max_queries", 50000)
     kw.setdefault("max_inactive_connection_lifetime", 300.0)
+    # asyncpg resets a connection on every release (advisory unlocks, CLOSE ALL, UNLISTEN,
+    # RESET ALL): one more round trip per request. Ours hold no session state (settings
+    # are per transaction, SET LOCAL; locks are transaction locks; no LISTEN, no cursors
+    # outside a transaction), so there is nothing to reset.
+    kw.setdefault("reset", _nothing_to_reset)
     pool = BoundedPool(url or settings().database_url, loop=None, connection_class=asyncpg.Connection,
                        record_class=asyncpg.Record, **kw)
     pool.acquire_timeout = acquire_timeout
