@@ -32,6 +32,91 @@ def stack():
     return st
 
 
+_BROKER_LEVELS = ("integration", "e2e", "interop", "security", "chaos")
+
+
+def _topics_now() -> set[str] | None:
+    """The broker's topics (None if it cannot be asked quickly: no broker, a unit-only run)."""
+    import asyncio
+    import threading
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from services.common.config import settings
+
+    out: list = [None]
+
+    async def ask() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings().kafka_bootstrap, request_timeout_ms=5000)
+        try:
+            await asyncio.wait_for(admin.start(), 5)
+            out[0] = set(await admin.list_topics())
+        except Exception:  # noqa: BLE001 - no broker: nothing to clean
+            pass
+        finally:
+            try:
+                await admin.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    t = threading.Thread(target=lambda: asyncio.run(ask()))  # outside the tests' event loop
+    t.start()
+    t.join(15)
+    return out[0]
+
+
+def _delete_topics(names: list[str]) -> None:
+    import asyncio
+    import threading
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from services.common.config import settings
+
+    async def delete() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings().kafka_bootstrap, request_timeout_ms=10000)
+        try:
+            await asyncio.wait_for(admin.start(), 5)
+            for i in range(0, len(names), 100):
+                await admin.delete_topics(names[i:i + 100])
+        except Exception:  # noqa: BLE001 - best effort: a topic left behind costs only broker time
+            pass
+        finally:
+            try:
+                await admin.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    t = threading.Thread(target=lambda: asyncio.run(delete()))
+    t.start()
+    t.join(30)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_the_modules_topics(request):
+    """Delete the topics a test module created, once it is done with them.
+
+    Every test works on topics of its own prefix; left behind, they add up to thousands of
+    partitions over a run, and a broker's CPU at rest and its restart time grow with them
+    (a restart took 90 s at 11,000). Module scope: the e2e stacks live per module."""
+    parts = Path(str(request.node.path)).parts
+    if not any(level in parts for level in _BROKER_LEVELS):
+        yield
+        return
+    before = _topics_now()
+    yield
+    if before is None:
+        return
+    after = _topics_now() or set()
+    from events import topics as catalog
+
+    keep = {t.name for t in catalog.topic_specs(None)}
+    # (a bench running beside the tests keeps its topics: theirs start with "bench")
+    new = sorted(t for t in after - before if t not in keep and not t.startswith(("__", "bench")))
+    if new:
+        _delete_topics(new)
+
+
 @pytest.fixture
 async def prefix(stack):
     """A fresh topic prefix with the four service topics created (2 partitions)."""
