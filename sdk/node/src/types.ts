@@ -194,6 +194,12 @@ export interface TrunkParams {
   password?: string | null;
   caller_id?: string | null;
   allowed_from_prefixes?: string[];
+  /** The only digest realm whose challenges are answered; null: the trunk's own first one. */
+  digest_realm?: string | null;
+  /** Answer digest challenges without qop (RFC 2069). Default false. */
+  allow_legacy_digest?: boolean;
+  /** Follow a Record-Route or Contact off the trunk's addresses. Default false. */
+  allow_foreign_hops?: boolean;
 }
 
 export interface Trunk {
@@ -203,6 +209,9 @@ export interface Trunk {
   username?: string | null;
   caller_id?: string | null;
   allowed_from_prefixes?: string[];
+  digest_realm?: string | null;
+  allow_legacy_digest?: boolean;
+  allow_foreign_hops?: boolean;
   [key: string]: unknown;
 }
 

@@ -225,6 +225,9 @@ class Trunk(CanaryObject):
     username: Optional[str]
     caller_id: Optional[str]
     allowed_from_prefixes: Optional[List[str]]
+    digest_realm: Optional[str]
+    allow_legacy_digest: Optional[bool]
+    allow_foreign_hops: Optional[bool]
 
 
 MODEL_TYPES: Dict[str, Type[CanaryObject]] = {
