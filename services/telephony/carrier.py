@@ -77,6 +77,33 @@ class Ended:
 
 CarrierEvent = Ringing | Answered | DtmfReceived | Ended
 
+# A call's carrier events wait here while the gateway cannot publish them (Kafka away).
+# A call has a handful (ringing, answered, its digits, the end): 1,000 is a keypad flood.
+EVENT_BUFFER = 1000
+
+
+def event_queue() -> asyncio.Queue:
+    """A call session's bounded event buffer (see :func:`offer`)."""
+    return asyncio.Queue(maxsize=EVENT_BUFFER)
+
+
+def offer(queue: asyncio.Queue, ev: CarrierEvent, log: Any = None) -> bool:
+    """Buffer `ev` for the gateway; False if it was dropped. When the buffer is full, the
+    event is dropped and logged as an error, except the call's end, which takes the place
+    of the oldest event: a call is always reported ended."""
+    try:
+        queue.put_nowait(ev)
+        return True
+    except asyncio.QueueFull:
+        dropped = ev
+        if isinstance(ev, Ended):
+            dropped = queue.get_nowait()
+            queue.put_nowait(ev)
+        if log is not None:
+            log.error("call event buffer full: event dropped", dropped=type(dropped).__name__,
+                      buffer=queue.maxsize)
+        return dropped is not ev
+
 
 class CallSession(Protocol):
     """One call leg, from dial to Ended. ``events`` ends with exactly one Ended."""

@@ -20,13 +20,17 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+import structlog
+
 from services.common.media_store_spool import FrameRecorder, MemoryRecorder
 from services.lib.trunks import ANSWER_HANGUP, BUSY, FAILED, MAGIC_NUMBERS, NO_ANSWER
 from services.telephony.carrier import (FRAME_BYTES, Answered, CarrierEvent, DialRequest, DtmfReceived, Ended,
-                                        Ringing)
+                                        Ringing, event_queue, offer)
 
 DTMF_GAP_S = 0.15
 SILENCE = bytes(FRAME_BYTES)
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +62,7 @@ class SandboxSession:
                  speak: Callable[[DialRequest, str, str], Awaitable[bytes]] | None, clock: "FrameClock"):
         self.call_id = req.call_id
         self.req = req
-        self.events: asyncio.Queue[CarrierEvent] = asyncio.Queue(maxsize=1000)
+        self.events: asyncio.Queue[CarrierEvent] = event_queue()  # bounded: offer() keeps the end
         self._script = script
         self._speed = max(speed, 0.01)
         self._speak = speak
@@ -81,7 +85,7 @@ class SandboxSession:
         if isinstance(ev, Ended):
             self._ended = True
             self._finish_play(False)
-        self.events.put_nowait(ev)
+        offer(self.events, ev, log)
 
     async def _behave(self) -> None:
         to, script = self.req.to, self._script

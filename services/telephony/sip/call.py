@@ -20,6 +20,8 @@ from services.telephony.carrier import (
     DtmfReceived,
     Ended,
     Ringing,
+    event_queue,
+    offer,
     TrunkConfig,
 )
 
@@ -53,7 +55,7 @@ class SipCall:
         policy: TrunkPolicy | None = None,
     ) -> None:
         self.call_id = request.call_id
-        self.events: asyncio.Queue[CarrierEvent] = asyncio.Queue()
+        self.events: asyncio.Queue[CarrierEvent] = event_queue()  # bounded: offer() keeps the end
         self.request = request
         self.trunk = trunk
         self.endpoint = endpoint
@@ -123,10 +125,10 @@ class SipCall:
                 case CloseMedia():
                     self.media.close()
                 case Ended():
-                    self.events.put_nowait(out)
+                    offer(self.events, out, log)
                     self._ended_evt.set()
                 case Ringing() | Answered() | DtmfReceived():
-                    self.events.put_nowait(out)
+                    offer(self.events, out, log)
                 case Finished():
                     self._on_finished(self)
 
