@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -35,8 +36,9 @@ def stack():
 _BROKER_LEVELS = ("integration", "e2e", "interop", "security", "chaos")
 
 
-def _topics_now() -> set[str] | None:
-    """The broker's topics (None if it cannot be asked quickly: no broker, a unit-only run)."""
+def _with_admin(work, timeout: float = 30.0):
+    """``await work(admin)`` on a Kafka admin client, in a thread of its own (outside the
+    tests' event loop); None when the broker cannot be reached (a unit-only run)."""
     import asyncio
     import threading
 
@@ -46,40 +48,12 @@ def _topics_now() -> set[str] | None:
 
     out: list = [None]
 
-    async def ask() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings().kafka_bootstrap, request_timeout_ms=5000)
-        try:
-            await asyncio.wait_for(admin.start(), 5)
-            out[0] = set(await admin.list_topics())
-        except Exception:  # noqa: BLE001 - no broker: nothing to clean
-            pass
-        finally:
-            try:
-                await admin.close()
-            except Exception:  # noqa: BLE001
-                pass
-
-    t = threading.Thread(target=lambda: asyncio.run(ask()))  # outside the tests' event loop
-    t.start()
-    t.join(15)
-    return out[0]
-
-
-def _delete_topics(names: list[str]) -> None:
-    import asyncio
-    import threading
-
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    from services.common.config import settings
-
-    async def delete() -> None:
+    async def run() -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings().kafka_bootstrap, request_timeout_ms=10000)
         try:
             await asyncio.wait_for(admin.start(), 5)
-            for i in range(0, len(names), 100):
-                await admin.delete_topics(names[i:i + 100])
-        except Exception:  # noqa: BLE001 - best effort: a topic left behind costs only broker time
+            out[0] = await work(admin)
+        except Exception:  # noqa: BLE001 - best effort: housekeeping of the shared broker
             pass
         finally:
             try:
@@ -87,9 +61,65 @@ def _delete_topics(names: list[str]) -> None:
             except Exception:  # noqa: BLE001
                 pass
 
-    t = threading.Thread(target=lambda: asyncio.run(delete()))
+    t = threading.Thread(target=lambda: asyncio.run(run()))
     t.start()
-    t.join(30)
+    t.join(timeout)
+    return out[0]
+
+
+def _topics_now() -> set[str] | None:
+    """The broker's topics (None if it cannot be asked quickly)."""
+    async def ask(admin):
+        return set(await admin.list_topics())
+    return _with_admin(ask, timeout=15)
+
+
+def delete_topics(names: list[str]) -> None:
+    """Delete these topics (best effort: a topic left behind costs only broker time)."""
+    async def delete(admin):
+        for i in range(0, len(names), 100):
+            await admin.delete_topics(names[i:i + 100])
+    _with_admin(delete)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now, on loopback."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def postgres_pids() -> list[int]:
+    """Every process of the Postgres server (to freeze it for real with SIGSTOP)."""
+    out = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def broker_pid() -> int:
+    """The Kafka broker's process."""
+    out = subprocess.run(["pgrep", "-f", "java.* kafka\\.Kafka "], capture_output=True, text=True).stdout.split()
+    assert out, "no Kafka broker process"
+    return int(out[0])
+
+
+@contextmanager
+def frozen(pids: list[int]):
+    """SIGSTOP `pids` for the block, SIGCONT them after, whatever happens in it."""
+    import signal
+
+    assert pids, "nothing to freeze"
+    for p in pids:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for p in pids:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -114,7 +144,7 @@ def _drop_the_modules_topics(request):
     # (a bench running beside the tests keeps its topics: theirs start with "bench")
     new = sorted(t for t in after - before if t not in keep and not t.startswith(("__", "bench")))
     if new:
-        _delete_topics(new)
+        delete_topics(new)
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
+
+from tests.conftest import free_port, postgres_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 NUMBER = "+15559876543"
@@ -114,12 +115,6 @@ class Report:
         if self.logdir:
             lines.append(f"service logs: {self.logdir}")
         return "\n".join(lines)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the webhook receiver ------------------------------------------------------------------
@@ -334,11 +329,6 @@ async def post_call(http, post: Post, body: dict, deadline_s: float) -> None:
 
 
 # --- faults ----------------------------------------------------------------------------------------
-
-def postgres_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
 
 class Faults:
     def __init__(self, sup: Supervisor, prefix: str, account: str) -> None:

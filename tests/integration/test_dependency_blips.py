@@ -10,38 +10,20 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import time
 import uuid
-from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from tests.api_app import new_account, running_app
+from tests.conftest import free_port, frozen, postgres_pids
 
 pytestmark = pytest.mark.integration
 
 
-def _postgres_pids() -> list[int]:
-    out = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
-
-
-@contextmanager
 def frozen_postgres():
-    pids = _postgres_pids()
-    assert pids, "no postgres process to freeze"
-    for p in pids:
-        os.kill(p, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        for p in pids:
-            try:
-                os.kill(p, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
+    return frozen(postgres_pids())
 
 
 async def test_readyz_answers_503_at_once_while_postgres_is_stalled_and_200_after(monkeypatch):
@@ -68,14 +50,6 @@ async def test_readyz_answers_503_at_once_while_postgres_is_stalled_and_200_afte
             assert r.status_code == 200, r.text
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _health(port: int) -> tuple[int, dict]:
     import orjson
 
@@ -92,7 +66,7 @@ async def test_a_service_reports_degraded_while_postgres_stalls_and_ok_after(pre
     from tests.conftest import service_env, spawn
     from tests.integration.test_projector import call_events, wait_for
 
-    port = _free_port()
+    port = free_port()
     schema = "p_" + uuid.uuid4().hex[:10]
     env = service_env(prefix, CANARY_PROJECTION_SCHEMA=schema, CANARY_HEALTH_PORT=str(port),
                       CANARY_HEALTH_STALL_S="2")

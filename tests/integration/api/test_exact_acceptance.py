@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import time
 import uuid
 
@@ -23,17 +22,11 @@ from events import decode
 from services.common import db
 from services.common.kafka import ensure_topics, make_consumer, make_producer
 from tests.api_app import new_account, running_app
-from tests.conftest import service_env, spawn
+from tests.conftest import broker_pid, frozen, service_env, spawn
 
 pytestmark = pytest.mark.integration
 
 BODY = {"to": "+15551234567", "from": "+15559876543", "tts": {"text": "Hello"}}
-
-
-def _broker_pid() -> int:
-    out = subprocess.run(["pgrep", "-f", "java.* kafka\\.Kafka "], capture_output=True, text=True).stdout.split()
-    assert out, "no Kafka broker process"
-    return int(out[0])
 
 
 async def _records(topic: str, want, timeout: float = 60.0) -> list:
@@ -66,14 +59,10 @@ async def test_a_post_answered_503_is_never_dialed_even_when_its_send_lands_late
                                          timeout=30) as http:
                 ok = await http.post("/v1/voice/calls", json=BODY, headers=auth)
                 assert ok.status_code == 201, ok.text
-                broker = _broker_pid()
-                os.kill(broker, signal.SIGSTOP)
-                try:
+                with frozen([broker_pid()]):
                     t0 = time.perf_counter()
                     refused = await http.post("/v1/voice/calls", json=BODY, headers=auth)
                     took = time.perf_counter() - t0
-                finally:
-                    os.kill(broker, signal.SIGCONT)
                 assert refused.status_code == 503, refused.text
                 assert refused.json()["error"]["code"] == "kafka_unavailable"
                 assert took < 10, took

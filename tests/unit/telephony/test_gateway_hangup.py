@@ -31,26 +31,31 @@ class PlayingSession(FakeSession):
         await super().hangup()
 
 
-async def test_hangup_during_a_prompt_interrupts_it_and_ends_the_call():
-    fake, session = FakeGateway(), PlayingSession()
+async def _hang_up_during_a_prompt(session: PlayingSession, load_audio, after_hangup=None) -> list[bool]:
+    """Play a prompt on a gateway's call, hang up 50 ms later; the prompt.finished `interrupted` flags."""
+    fake = FakeGateway()
     dial = _dial()
     call = LiveCall(fake, dial, session)
-
-    async def audio(ref):
-        return b"\x00" * 320
-
-    fake.load_audio = audio
+    fake.load_audio = load_audio
     gw = Gateway(carriers={})
     gw.calls[call.dial.call_id] = call
     try:
         await gw.dispatch(dial.caused("play.requested", {"audio_ref": "sha256:x.wav"}, step="play"))
-        await asyncio.sleep(0.05)  # the prompt is playing
+        await asyncio.sleep(0.05)
         await gw.dispatch(dial.caused("hangup.requested", {"reason": "api"}, step="hangup"))
+        if after_hangup is not None:
+            after_hangup()
         await asyncio.wait_for(session.hung_up.wait(), 5)  # not an hour
-        finished = [e for e in fake.producer.events if e.type == "prompt.finished"]
-        assert [e.data["interrupted"] for e in finished] == [True]
+        return [e.data["interrupted"] for e in fake.producer.events if e.type == "prompt.finished"]
     finally:
         call.close()
+
+
+async def test_hangup_during_a_prompt_interrupts_it_and_ends_the_call():
+    async def audio(ref):
+        return b"\x00" * 320
+
+    assert await _hang_up_during_a_prompt(PlayingSession(), audio) == [True]  # the prompt was playing
 
 
 class CarrierLikeSession(PlayingSession):
@@ -62,25 +67,10 @@ class CarrierLikeSession(PlayingSession):
 
 
 async def test_hangup_while_the_prompt_audio_is_still_loading_keeps_it_from_starting():
-    fake, session = FakeGateway(), CarrierLikeSession()
-    dial = _dial()
-    call = LiveCall(fake, dial, session)
     loaded = asyncio.Event()
 
     async def slow_audio(ref):
         await loaded.wait()  # the play instruction is taken, its audio not loaded yet
         return b"\x00" * 320
 
-    fake.load_audio = slow_audio
-    gw = Gateway(carriers={})
-    gw.calls[call.dial.call_id] = call
-    try:
-        await gw.dispatch(dial.caused("play.requested", {"audio_ref": "sha256:x.wav"}, step="play"))
-        await asyncio.sleep(0.05)
-        await gw.dispatch(dial.caused("hangup.requested", {"reason": "api"}, step="hangup"))
-        loaded.set()
-        await asyncio.wait_for(session.hung_up.wait(), 5)  # not an hour
-        finished = [e for e in fake.producer.events if e.type == "prompt.finished"]
-        assert [e.data["interrupted"] for e in finished] == [True]
-    finally:
-        call.close()
+    assert await _hang_up_during_a_prompt(CarrierLikeSession(), slow_audio, after_hangup=loaded.set) == [True]
