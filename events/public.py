@@ -31,3 +31,12 @@ def public_data(type: str, data: Any) -> Any:
         return data
     drop = INTERNAL_BY_TYPE.get(type)
     return {k: v for k, v in data.items() if k not in INTERNAL_FIELDS and not (drop and k in drop)}
+
+
+# Who ended a call, said in words when the carrier gave no reason (a BYE carries none).
+_ENDED_BY = {"callee": "callee hung up", "caller": "hung up by caller", "system": "ended by the service"}
+
+
+def end_reason(reason: str | None, hangup_by: str | None) -> str | None:
+    """The public `end_reason` of a call: the carrier's reason, else who hung up."""
+    return reason or _ENDED_BY.get(hangup_by or "")

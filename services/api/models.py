@@ -88,7 +88,9 @@ class Call(_Doc):
     duration: int | None = Field(None, description="seconds from answer to end")
     answered_by: str | None = None
     price: None = Field(None, description="always null: this service does not bill")
-    end_reason: str | None = None
+    end_reason: str | None = Field(None, description="why the call ended (the carrier's reason, else who hung up)")
+    hangup_by: Literal["caller", "callee", "system"] | None = Field(
+        None, description="who ended the call: caller (this side: the API, a flow), callee (the far end), system")
     sip_code: int | None = None
     recording: RecordingRef | None = None
     transcription: Transcription | None = None

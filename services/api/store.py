@@ -25,7 +25,7 @@ _COLUMNS = """
   COALESCE(c.direction, 'outbound') AS direction,
   COALESCE(c.created_at, r.created_at) AS created_at,
   COALESCE(c.updated_at, r.created_at) AS updated_at,
-  c.answered_at, c.ended_at, c.duration, c.answered_by, c.end_reason, c.sip_code, c.gather,
+  c.answered_at, c.ended_at, c.duration, c.answered_by, c.end_reason, c.hangup_by, c.sip_code, c.gather,
   rec.id AS rec_id, rec.duration_ms AS rec_duration_ms, rec.mp3_ref AS rec_mp3,
   tr.text AS tr_text, tr.confidence AS tr_confidence"""
 
@@ -149,5 +149,6 @@ def call_from_row(row: Any) -> dict[str, Any]:
         "direction": row["direction"], "created_at": iso(row["created_at"]), "updated_at": iso(row["updated_at"]),
         "answered_at": iso(row["answered_at"]), "ended_at": iso(row["ended_at"]), "duration": row["duration"],
         "answered_by": row["answered_by"], "price": None, "end_reason": row["end_reason"],
+        "hangup_by": row["hangup_by"],
         "sip_code": row["sip_code"], "recording": rec, "transcription": tr, "gather": gather,
     }

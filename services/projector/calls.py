@@ -11,6 +11,7 @@ from typing import Any
 
 from events import Envelope
 from events.catalog import TERMINAL_EVENTS
+from events.public import end_reason
 
 _RANK = {"queued": 0, "ringing": 1, "in-progress": 2}  # terminal statuses rank above all
 _OPTION_KEYS = ("tts", "audio_url", "record", "transcribe", "recording_channels", "gather", "timeout",
@@ -68,7 +69,7 @@ def apply(row: dict[str, Any] | None, env: Envelope) -> dict[str, Any]:
         row["answered_by"] = d.get("answered_by", "human")
     elif t in TERMINAL_EVENTS:
         if _rank(row["status"]) < 9:  # the first terminal event wins; later ones are noise
-            row.update(status=TERMINAL_EVENTS[t], ended_at=at, end_reason=d.get("reason") or None,
+            row.update(status=TERMINAL_EVENTS[t], ended_at=at, end_reason=end_reason(d.get("reason"), d.get("hangup_by")),
                        sip_code=d.get("sip_code"), hangup_by=d.get("hangup_by"))
             if d.get("duration") is not None:
                 row["duration"] = int(d["duration"])

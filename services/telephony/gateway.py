@@ -95,7 +95,9 @@ class LiveCall:
     async def _on_digit(self, ev: DtmfReceived) -> None:
         await self._emit(self._event("dtmf.received", {"digit": ev.digit, "method": ev.method}))
         if self.collector is not None:
-            if self.collector.press(ev.digit, asyncio.get_running_loop().time()):
+            c = self.collector
+            if c.press(ev.digit, asyncio.get_running_loop().time()):
+                self.early_digits = c.leftover  # a key past num_digits opens the next gather
                 await self._finish_gather()
             return
         # Type-ahead: keys pressed before the gather starts (during or even before the
@@ -264,7 +266,7 @@ class LiveCall:
             early, self.early_digits = self.early_digits, ""
             for i, digit in enumerate(early):
                 if c.press(digit, now):
-                    self.early_digits = early[i + 1:]  # keys beyond this gather wait for the next one
+                    self.early_digits = c.leftover + early[i + 1:]  # keys beyond this gather wait for the next one
                     await self._finish_gather()
                     return
             if "speech" in (d.get("type") or ""):

@@ -85,9 +85,24 @@ async def test_scripted_callee_presses_digits_for_gather(voice, kprod):
     cid = await voice.place(kprod, to="+15557770001", tts={"text": "Enter your PIN."},
                             gather={"type": "dtmf", "num_digits": 4, "finish_on_key": "#", "timeout": 10})
     g = await voice.wait(cid, "gather.completed", timeout=60)
-    assert g.data["digits"] == "1234"
+    # The docs' payload: the pound key right after the fourth digit ends the gather and is reported.
+    assert (g.data["digits"], g.data["finished_on_key"]) == ("1234", "#")
     assert (await voice.wait(cid, "terminal")).type == "call.completed"
-    assert [e.data["digit"] for e in voice.events[cid] if e.type == "dtmf.received"][:4] == list("1234")
+    assert [e.data["digit"] for e in voice.events[cid] if e.type == "dtmf.received"] == list("1234#")
+
+
+async def test_gather_completes_at_num_digits_when_no_finish_key_follows(voice, kprod):
+    await voice.db.execute(
+        "INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)",
+        "+15557770003", voice.account, '{"ring": 0.5, "after": 1.0, "press": "1234"}')
+    cid = await voice.place(kprod, to="+15557770003", tts={"text": "Enter your PIN."},
+                            gather={"type": "dtmf", "num_digits": 4, "finish_on_key": "#", "timeout": 10,
+                                    "inter_digit_timeout": 2})
+    g = await voice.wait(cid, "gather.completed", timeout=60)
+    # Completed (not a timeout) with the four digits once the inter-digit wait for "#" ran out.
+    assert (g.data["digits"], g.data["finished_on_key"]) == ("1234", None)
+    assert "gather.timeout" not in voice.types(cid)
+    assert (await voice.wait(cid, "terminal")).type == "call.completed"
 
 
 async def test_gather_timeout_without_input(voice, kprod):

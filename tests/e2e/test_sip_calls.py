@@ -8,7 +8,8 @@ import pytest
 
 from services.lib import trunks
 from tests.e2e.conftest import CORE, SPEECH, _voice_stack
-from tests.interop.sip.conftest import SCENARIOS, rtp_listener, sipp, write_dtmf_pcap  # noqa: F401 (fixtures)
+from tests.interop.sip.conftest import (SCENARIOS, rtp_listener, sipp, write_dtmf_pcap,  # noqa: F401 (fixtures)
+                                        write_pcmu_pcap)
 
 pytestmark = pytest.mark.e2e
 
@@ -55,23 +56,53 @@ async def test_busy(voice, kprod, sipp):
     assert uas.wait() == 0, uas.errors()
 
 
-async def test_rfc4733_digits_complete_a_gather(voice, kprod, sipp, tmp_path):
-    write_dtmf_pcap(tmp_path / "dtmf.pcap", "1234#")
-    # uas_dtmf replays the digits right after the ACK; wait until our prompt has played and
-    # the gather is open (digits between the prompt and the gather would not be collected).
-    scenario = tmp_path / "uas_dtmf_late.xml"
-    xml = (SCENARIOS / "uas_dtmf.xml").read_text()
+def _late_digits_scenario(tmp_path, pcap: str, *, inband: bool = False):
+    """uas_dtmf, replaying `pcap` 5 s after the ACK: once our prompt has played and the
+    gather is open (digits between the prompt and the gather would be type-ahead). With
+    `inband` its SDP answer offers no telephone-event, so digits can only be tones."""
+    xml = (SCENARIOS / "uas_dtmf.xml").read_text().replace("dtmf.pcap", pcap)
+    if inband:
+        xml = xml.replace("RTP/AVP 0 101", "RTP/AVP 0").replace("      a=rtpmap:101 telephone-event/8000\n", "")
+        xml = xml.replace("      a=fmtp:101 0-15\n", "")
+        assert "101" not in xml.split("<![CDATA[")[2].split("]]>")[0]
+    scenario = tmp_path / f"uas_{pcap}.xml"
     scenario.write_text(xml.replace("  <nop>", '  <pause milliseconds="5000"/>\n  <nop>', 1))
-    uas = sipp(str(scenario))
+    return str(scenario)
+
+
+# The docs' example: "Please enter your 4-digit PIN followed by the pound key". The pound key
+# pressed right after the fourth digit ends the gather and is reported (the contract's
+# webhook payload: "digits": "1234", "finished_on_key": "#"), over both DTMF methods.
+async def test_rfc4733_digits_then_pound_complete_the_docs_gather(voice, kprod, sipp, tmp_path):
+    write_dtmf_pcap(tmp_path / "dtmf.pcap", "1234#")
+    uas = sipp(_late_digits_scenario(tmp_path, "dtmf.pcap"))
     await trunk_to(voice, uas)
     cid = await voice.place(kprod, carrier="sip", tts={"text": "Enter your PIN."},
                             gather={"type": "dtmf", "num_digits": 4, "finish_on_key": "#", "timeout": 15})
     g = await voice.wait(cid, "gather.completed", timeout=60)
-    assert g.data["digits"] == "1234", voice.events[cid]
+    assert (g.data["digits"], g.data["finished_on_key"]) == ("1234", "#"), voice.events[cid]
     assert (await voice.wait(cid, "terminal")).type == "call.completed"
     digits = [e.data for e in voice.events[cid] if e.type == "dtmf.received"]
-    # num_digits 4 completes the gather; the call may be hung up before "#" arrives
-    assert [d["digit"] for d in digits][:4] == list("1234") and all(d["method"] == "rfc4733" for d in digits)
+    assert [d["digit"] for d in digits] == list("1234#") and all(d["method"] == "rfc4733" for d in digits)
+    assert uas.wait() == 0, uas.errors()
+
+
+async def test_inband_tones_then_pound_complete_the_docs_gather(voice, kprod, sipp, tmp_path):
+    from services.common import audio
+    from services.telephony.sip.dtmf import tone
+
+    # 100 ms tones, 100 ms apart: a fast but ordinary caller.
+    pcm = audio.silence(200) + b"".join(tone(d, 100) + audio.silence(100) for d in "1234#") + audio.silence(500)
+    write_pcmu_pcap(tmp_path / "tones.pcap", pcm)
+    uas = sipp(_late_digits_scenario(tmp_path, "tones.pcap", inband=True))
+    await trunk_to(voice, uas)
+    cid = await voice.place(kprod, carrier="sip", tts={"text": "Enter your PIN."},
+                            gather={"type": "dtmf", "num_digits": 4, "finish_on_key": "#", "timeout": 15})
+    g = await voice.wait(cid, "gather.completed", timeout=60)
+    assert (g.data["digits"], g.data["finished_on_key"]) == ("1234", "#"), voice.events[cid]
+    digits = [e.data for e in voice.events[cid] if e.type == "dtmf.received"]
+    assert [d["digit"] for d in digits] == list("1234#") and all(d["method"] == "inband" for d in digits)
+    assert (await voice.wait(cid, "terminal")).type == "call.completed"
     assert uas.wait() == 0, uas.errors()
 
 
@@ -103,23 +134,14 @@ async def test_caller_id_refused_by_trunk_rules_fails_the_call(voice, kprod):
 
 
 def write_speech_pcap(path, text: str, *, lead_ms: int = 500, tail_ms: int = 1500) -> None:
-    """A libpcap file of PCMU RTP (20 ms packets) saying `text` (Piper, here in the test),
-    between stretches of silence, for SIPp's play_pcap_audio."""
-    import struct
-
+    """A libpcap file of PCMU RTP saying `text` (Piper, here in the test), between
+    stretches of silence, for SIPp's play_pcap_audio."""
     from services.common import audio
-    from services.telephony.sip.rtp import RtpPacket
     from services.tts.render import Renderer
-    from tests.interop.sip.conftest import _frame
 
     r = Renderer()
     pcm, _, _ = audio.read_wav(r.store.get(r.render_sync({"text": text, "voice": "en-US-Neural2-D"}).audio_ref))
-    ulaw = audio.ulaw_encode(audio.silence(lead_ms) + pcm + audio.silence(tail_ms))
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
-    for i in range(0, len(ulaw) - 159, 160):
-        rtp = RtpPacket(0, 2000 + i // 160, 80000 + i, 0xBEEF, ulaw[i:i + 160], i == 0).pack()
-        out.append(_frame(1.0 + i / 8000, rtp, 4000, 4002))
-    path.write_bytes(b"".join(out))
+    write_pcmu_pcap(path, audio.silence(lead_ms) + pcm + audio.silence(tail_ms))
 
 
 async def test_speech_gather_over_sip(voice, kprod, sipp, tmp_path):

@@ -32,6 +32,16 @@ def test_happy_path():
     assert row["updated_at"].isoformat() == "2026-01-01T00:00:45+00:00"
 
 
+def test_a_hangup_without_a_reason_says_who_hung_up():
+    # A BYE from the far end carries no reason: the public call still says who ended it.
+    for by, said in (("callee", "callee hung up"), ("caller", "hung up by caller"), ("system", "ended by the service")):
+        row = fold(QUEUED, ev("call.answered", "2026-01-01T00:00:03Z"),
+                   ev("call.completed", "2026-01-01T00:00:09Z", reason="", hangup_by=by))
+        assert (row["end_reason"], row["hangup_by"]) == (said, by)
+    row = fold(QUEUED, ev("call.failed", "2026-01-01T00:00:09Z", reason="media timeout", hangup_by="system"))
+    assert row["end_reason"] == "media timeout"  # the carrier's reason, when it gave one
+
+
 def test_status_never_regresses_and_first_terminal_wins():
     row = fold(QUEUED, ev("call.answered", "2026-01-01T00:00:03Z"), ev("call.ringing", "2026-01-01T00:00:04Z"))
     assert row["status"] == "in-progress"

@@ -119,6 +119,8 @@ export interface Call {
   /** Always null: this service does not bill. */
   price?: null;
   end_reason?: string | null;
+  /** Who ended the call: caller (this side), callee (the far end), system. */
+  hangup_by?: 'caller' | 'callee' | 'system' | null;
   sip_code?: number | null;
   recording?: RecordingRef | null;
   transcription?: Transcription | null;

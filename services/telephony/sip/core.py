@@ -203,11 +203,11 @@ class CallCore:
         if self.ended is None:
             if self.state == "confirmed":
                 self._send_bye(now)
-                self._end(Ended("completed", "", None, "caller"))
+                self._end(Ended("completed", "hung up by caller", None, "caller"))
             elif self.state in ("calling", "early"):
                 self._cancel_call("hangup", now)
             elif self.state == "init":
-                self._end(Ended("canceled", "", None, "caller"))
+                self._end(Ended("canceled", "canceled before answer", None, "caller"))
         return self._flush()
 
     def cancel(self, now: float) -> list[Output]:
@@ -626,7 +626,7 @@ class CallCore:
             self._out.append(Send(make_response(req, 200, "OK"), addr))
             if self.ended is None:
                 log.info("sip.bye_received", call_id=self.call_id)
-                self._end(Ended("completed", "", None, "callee"))
+                self._end(Ended("completed", "callee hung up", None, "callee"))
             return
         if method == "OPTIONS":
             resp = make_response(req, 200, "OK")

@@ -16,7 +16,7 @@ from tests.integration.api.helpers import read_topic
 pytestmark = pytest.mark.integration
 
 CALL_KEYS = {"id", "to", "from", "status", "direction", "created_at", "updated_at", "answered_at", "ended_at",
-             "duration", "answered_by", "price", "end_reason", "sip_code", "recording", "transcription", "gather"}
+             "duration", "answered_by", "price", "end_reason", "hangup_by", "sip_code", "recording", "transcription", "gather"}
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{3})?Z$")
 
 
@@ -97,10 +97,10 @@ async def test_get_reads_the_projection(client, acct, pg):
     # what the projector writes once the call ran (inserted directly: the projector is tested elsewhere)
     await pg.execute(
         "INSERT INTO projection.calls (id, account_id, to_number, from_number, status, direction, created_at,"
-        " updated_at, answered_at, ended_at, duration, answered_by, end_reason, sip_code, recording_id, gather)"
+        " updated_at, answered_at, ended_at, duration, answered_by, end_reason, hangup_by, sip_code, recording_id, gather)"
         " VALUES ($1, $2, '+15551234567', '+15559876543', 'completed', 'outbound', $3::timestamptz,"
         " $3::timestamptz + interval '20 s', $3::timestamptz + interval '3 s', $3::timestamptz + interval '20 s',"
-        " 17, 'human', 'callee hung up', 200, 'rec_t1', $4)",
+        " 17, 'human', 'callee hung up', 'callee', 200, 'rec_t1', $4)",
         call_id, acct.id, __import__("datetime").datetime.fromisoformat(r.json()["created_at"]),
         {"status": "completed", "digits": "1234", "finished_on_key": "#", "speech": None})
     await pg.execute(
@@ -112,7 +112,7 @@ async def test_get_reads_the_projection(client, acct, pg):
         " created_at) VALUES ($1, $2, $3, 'hello there', 0.93, '[]', now())", f"rec_{call_id[5:]}", call_id, acct.id)
     call = (await client.get(f"/v1/voice/calls/{call_id}", headers=acct.headers)).json()
     assert call["status"] == "completed" and call["duration"] == 17 and call["answered_by"] == "human"
-    assert call["sip_code"] == 200 and call["end_reason"] == "callee hung up"
+    assert call["sip_code"] == 200 and call["end_reason"] == "callee hung up" and call["hangup_by"] == "callee"
     assert TS.match(call["answered_at"]) and TS.match(call["ended_at"])
     assert call["gather"] == {"status": "completed", "digits": "1234", "finished_on_key": "#", "speech": None}
     assert call["recording"]["id"] == f"rec_{call_id[5:]}" and call["recording"]["duration"] == 17

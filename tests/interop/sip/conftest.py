@@ -201,6 +201,19 @@ def write_dtmf_pcap(path: Path, digits: str, *, pt: int = 101, src_port: int = 4
     path.write_bytes(b"".join(out))
 
 
+def write_pcmu_pcap(path: Path, pcm: bytes, *, src_port: int = 4000, dst_port: int = 4002) -> None:
+    """Write a libpcap file of PCMU RTP (20 ms packets) carrying 8 kHz s16le `pcm`, for
+    SIPp's play_pcap_audio (the callee's voice, or in-band DTMF tones)."""
+    from services.common import audio
+
+    ulaw = audio.ulaw_encode(pcm)
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for i in range(0, len(ulaw) - 159, 160):
+        rtp = RtpPacket(0, 2000 + i // 160, 80000 + i, 0xBEEF, ulaw[i:i + 160], i == 0).pack()
+        out.append(_frame(1.0 + i / 8000, rtp, src_port, dst_port))
+    path.write_bytes(b"".join(out))
+
+
 def _frame(t: float, payload: bytes, sport: int, dport: int) -> bytes:
     udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
     ip_wo_sum = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0,

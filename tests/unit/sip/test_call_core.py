@@ -62,8 +62,8 @@ def test_happy_path_ringing_answer_ack_then_our_bye():
     [(_, bye, bye_addr)] = far.of("BYE")
     assert bye.cseq == (2, "BYE") and bye.uri == ack.uri and bye.to.tag == "uas"
     assert bye.get_all("Route") == ack.get_all("Route") and bye_addr == ack_addr
-    assert far.ended() == [Ended("completed", "", None, "caller")]
-    assert far.events[-2:] == [CloseMedia(), Ended("completed", "", None, "caller")]
+    assert far.ended() == [Ended("completed", "hung up by caller", None, "caller")]
+    assert far.events[-2:] == [CloseMedia(), Ended("completed", "hung up by caller", None, "caller")]
     assert far.core.state == "terminated" and Finished() not in far.events  # the BYE is still open
     far.advance(T.t1)
     assert len(far.of("BYE")) == 2  # Timer E retransmits the BYE until its response
@@ -267,8 +267,8 @@ def test_bye_from_the_far_end_gets_200_and_ends_once():
     bye = far.request("BYE", 1)
     [(resp, addr)] = far.responses()
     assert addr == FAR and resp.status == 200 and resp.get("Via") == bye.get("Via") and resp.cseq == (1, "BYE")
-    assert far.ended() == [Ended("completed", "", None, "callee")]
-    assert far.events[-2:] == [Ended("completed", "", None, "callee"), Finished()]
+    assert far.ended() == [Ended("completed", "callee hung up", None, "callee")]
+    assert far.events[-2:] == [Ended("completed", "callee hung up", None, "callee"), Finished()]
     far.request("BYE", 1)  # retransmitted: answered again, still one Ended
     assert len(far.responses()) == 2 and len(far.ended()) == 1
     assert far.of("BYE") == []
@@ -324,7 +324,7 @@ def test_unsupported_transport_and_hangup_before_invite():
     assert far.sent == [] and far.ended()[0].status == "failed" and far.events[-1] == Finished()
     far = Far()
     far.feed(far.core.hangup(0))
-    assert far.ended() == [Ended("canceled", "", None, "caller")]
+    assert far.ended() == [Ended("canceled", "canceled before answer", None, "caller")]
 
 
 def test_abort_stops_every_timer():

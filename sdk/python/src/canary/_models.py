@@ -164,6 +164,7 @@ class Call(CanaryObject):
     answered_by: Optional[str]
     price: None
     end_reason: Optional[str]
+    hangup_by: Optional[str]
     sip_code: Optional[int]
     recording: Optional[RecordingRef]
     transcription: Optional[Transcription]
