@@ -86,6 +86,8 @@ class PlaceCallData(_Command):
     recording_channels: Literal["mono", "dual"] = "mono"
     gather: Gather | None = None
     webhook_url: str | None = Field(None, max_length=2048)
+    transcribe_webhook_url: str | None = Field(None, max_length=2048)
+    transcribe_webhooks: bool = False
     timeout: int = Field(30, ge=1, le=600)
     flow: dict[str, Any] | None = None
     flow_id: str | None = None

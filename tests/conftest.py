@@ -122,13 +122,41 @@ def frozen(pids: list[int]):
                 pass
 
 
+# The topic prefixes this test run created (every test's topics are made through
+# ensure_topics, here wrapped to note the prefix): only those are ever deleted, so two
+# runs on one broker (two checkouts, a run beside `make run` or a bench) never delete
+# each other's topics mid-test.
+_OUR_PREFIXES: set[str] = set()
+
+
+def _note_prefixes() -> None:
+    from services.common import kafka
+
+    real = kafka.ensure_topics
+    if getattr(real, "notes_prefixes", False):
+        return
+
+    async def ensure_topics(bootstrap=None, partitions=None, prefix=None):
+        if prefix:
+            _OUR_PREFIXES.add(prefix)
+        return await real(bootstrap, partitions, prefix)
+
+    ensure_topics.notes_prefixes = True  # type: ignore[attr-defined]
+    ensure_topics.__doc__ = real.__doc__
+    kafka.ensure_topics = ensure_topics
+
+
+_note_prefixes()
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _drop_the_modules_topics(request):
     """Delete the topics a test module created, once it is done with them.
 
     Every test works on topics of its own prefix; left behind, they add up to thousands of
     partitions over a run, and a broker's CPU at rest and its restart time grow with them
-    (a restart took 90 s at 11,000). Module scope: the e2e stacks live per module."""
+    (a restart took 90 s at 11,000). Module scope: the e2e stacks live per module. Only
+    topics under a prefix of this run go (see _OUR_PREFIXES)."""
     parts = Path(str(request.node.path)).parts
     if not any(level in parts for level in _BROKER_LEVELS):
         yield
@@ -141,8 +169,8 @@ def _drop_the_modules_topics(request):
     from events import topics as catalog
 
     keep = {t.name for t in catalog.topic_specs(None)}
-    # (a bench running beside the tests keeps its topics: theirs start with "bench")
-    new = sorted(t for t in after - before if t not in keep and not t.startswith(("__", "bench")))
+    ours = tuple(_OUR_PREFIXES)
+    new = sorted(t for t in after - before if t not in keep and ours and t.startswith(ours))
     if new:
         delete_topics(new)
 

@@ -9,12 +9,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from services.api import errors, models
-from services.api.routers import calls, flows, meta, numbers, recordings, sandbox, trunks, voices, webhooks
+from services.api.routers import calls, flows, meta, numbers, recordings, sandbox, streams, trunks, voices, webhooks
 from services.api.runtime import Runtime
 
 API_VERSION = "1.0.0"
 ROUTERS = (calls.router, numbers.router, voices.router, recordings.router, meta.router, trunks.router,
-           sandbox.router, webhooks.router, flows.router)
+           sandbox.router, webhooks.router, flows.router, streams.router)
 # Schemas of hand-parsed request bodies (referenced from openapi_extra).
 BODY_MODELS = (models.CallCreate, models.NumberCreate, models.NumberVerify)
 

@@ -43,6 +43,11 @@ class CallCreate(_Doc):
     recording_channels: Literal["mono", "dual"] = "mono"
     gather: Gather | None = None
     webhook_url: str | None = Field(None, max_length=2048, description="URL for call status webhooks")
+    transcribe_webhook_url: str | None = Field(
+        None, max_length=2048, description="live transcripts (transcription.partial, transcription.completed)"
+        " as webhooks to this URL; needs transcribe")
+    transcribe_webhooks: bool = Field(False, description="live transcripts as webhooks to webhook_url; needs"
+                                      " transcribe and webhook_url")
     timeout: int = Field(30, ge=1, le=600, description="ring timeout in seconds")
     flow: dict[str, Any] | None = Field(None, description="inline IVR flow")
     flow_id: str | None = Field(None, description="id of a stored IVR flow")

@@ -24,6 +24,7 @@ from services.common.kafka import make_producer
 from services.common.logging import get_logger
 from services.common.signing import InsecureSecretError, check_service_secrets, secret_list, secret_problem
 from services.api.live_calls import LiveCallLimit
+from services.api.live_events import EventHub
 from services.api.errors import ApiError, unavailable
 
 log = get_logger(service="api")
@@ -132,6 +133,7 @@ class Runtime:
         self.auth_failures = Limiter(s.api.auth_fail_rate, burst)  # per client address
         self.media_downloads = Limiter(s.api.media_rate, burst)  # per client address
         self.requests = RequestWriter(self)
+        self.live = EventHub()  # the SSE streams' reader of voice.call.events (started on demand)
         # Every command the API writes is signed with the service key (the orchestrator's
         # intake checks it when CANARY_KAFKA_INTAKE_AUTH=signed: docs/security.md).
         self.service_key = secret_list(s.kafka_service_key)[0]
@@ -171,6 +173,7 @@ class Runtime:
         await check_place_call(dict(EXAMPLE_REQUEST), "acct_warmup", lambda account_id, number: True)
 
     async def stop(self) -> None:
+        await self.live.stop()
         if self.producer is not None:
             try:
                 await self.producer.stop()

@@ -58,6 +58,15 @@ def make_consumer(*topic_names: str, group_id: str | None, bootstrap: str | None
     return AIOKafkaConsumer(*topic_names, **opts)
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    """Partition ids of `topic` (a metadata request first: a fresh client knows none)."""
+    cluster = await consumer._client.fetch_all_metadata()  # no public call returns partitions
+    parts = cluster.partitions_for_topic(topic)
+    if not parts:
+        raise RuntimeError(f"topic {topic} does not exist")
+    return parts
+
+
 async def publish(producer: AIOKafkaProducer, topic: str, env: Envelope) -> None:
     """Send one envelope keyed by call_id (so a call's messages stay in order) and wait for the ack."""
     await producer.send_and_wait(topic, encode(env), key=env.call_id.encode())

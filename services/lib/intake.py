@@ -119,6 +119,7 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
         return None, errors or [_err("invalid_request", None, "invalid PlaceCall")]
 
     for field, url in (("audio_url", model.audio_url), ("webhook_url", model.webhook_url),
+                       ("transcribe_webhook_url", model.transcribe_webhook_url),
                        ("gather.webhook_url", model.gather.webhook_url if model.gather else None)):
         e = _url_error(field, url)
         if e:
@@ -130,6 +131,12 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
 
         errors.extend({"code": fe.code, "field": "flow." + fe.field, "message": fe.message}
                       for fe in validate_flow(dict(model.flow)))
+
+    if (model.transcribe_webhook_url or model.transcribe_webhooks) and not model.transcribe:
+        field = "transcribe_webhook_url" if model.transcribe_webhook_url else "transcribe_webhooks"
+        errors.append(_err("invalid_field", field, "live transcript webhooks need transcribe: true"))
+    if model.transcribe_webhooks and not model.webhook_url and not model.transcribe_webhook_url:
+        errors.append(_err("missing_field", "webhook_url", "transcribe_webhooks sends to webhook_url: give one"))
 
     g = model.gather
     if g is not None:

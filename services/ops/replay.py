@@ -26,22 +26,13 @@ from events import DecodeError, decode, topics
 from services.common import db
 from services.common.config import projection_schema
 from services.common.consumer import CollectedDeadLetters, Processor
-from services.common.kafka import make_consumer
+from services.common.kafka import make_consumer, topic_partitions
 from services.common.db import init_connection
 from services.projector.store import ProjectionStore, ensure_schema, table_names
 
 LIVE = projection_schema()
 PK = {"calls": "id", "call_events": "event_id", "gathers": "event_id", "recordings": "id",
       "transcriptions": "recording_id", "offsets": "consumer, topic, kafka_partition"}
-
-
-async def _partitions(consumer, topic: str) -> set[int]:
-    """Partition ids of `topic` (a metadata request first: a fresh client knows none)."""
-    cluster = await consumer._client.fetch_all_metadata()  # no public call returns partitions
-    parts = cluster.partitions_for_topic(topic)
-    if not parts:
-        raise RuntimeError(f"topic {topic} does not exist")
-    return parts
 
 
 async def _end_offsets(consumer, topic: str) -> dict[int, int]:
@@ -81,7 +72,7 @@ class Rebuild:
         await ensure_schema(self.conn, self.schema)
         self.consumer = make_consumer(group_id=None, max_poll_records=5000)
         await self.consumer.start()
-        parts = await _partitions(self.consumer, topics.events())
+        parts = await topic_partitions(self.consumer, topics.events())
         self.tps = [TopicPartition(topics.events(), p) for p in sorted(parts)]
         self.consumer.assign(self.tps)
         await self.consumer.seek_to_beginning(*self.tps)
@@ -191,7 +182,7 @@ async def history(call_id: str) -> list:
     consumer = make_consumer(group_id=None)
     await consumer.start()
     try:
-        parts = sorted(await _partitions(consumer, topics.events()))
+        parts = sorted(await topic_partitions(consumer, topics.events()))
         p = DefaultPartitioner()(call_id.encode(), parts, parts)
         tp = TopicPartition(topics.events(), p)
         consumer.assign([tp])

@@ -25,7 +25,8 @@ STATUS_EVENTS: dict[str, str] = {
 }
 GATHER_EVENTS = ("gather.completed", "gather.timeout")
 MEDIA_EVENTS = ("recording.completed", "transcription.completed")
-WEBHOOK_TYPES = (*STATUS_EVENTS, *GATHER_EVENTS, *MEDIA_EVENTS)
+TRANSCRIPT_EVENTS = ("transcription.partial", "transcription.completed")  # live transcripts, when asked
+WEBHOOK_TYPES = (*STATUS_EVENTS, *GATHER_EVENTS, *MEDIA_EVENTS, "transcription.partial")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,15 +35,22 @@ class Routes:
 
     webhook_url: str | None = None
     gather_webhook_url: str | None = None
+    transcript_url: str | None = None  # where live transcripts go (transcribe_webhook_url, or webhook_url)
 
     @classmethod
     def from_queued(cls, data: dict[str, Any]) -> "Routes":
         gather = data.get("gather") if isinstance(data.get("gather"), dict) else {}
-        return cls(webhook_url=data.get("webhook_url") or None,
-                   gather_webhook_url=(gather or {}).get("webhook_url") or None)
+        webhook_url = data.get("webhook_url") or None
+        transcript_url = data.get("transcribe_webhook_url") or (webhook_url if data.get("transcribe_webhooks") else None)
+        return cls(webhook_url=webhook_url, gather_webhook_url=(gather or {}).get("webhook_url") or None,
+                   transcript_url=transcript_url)
 
     def url_for(self, event_type: str) -> str | None:
         """The URL an event of `event_type` goes to, or None (nothing to send)."""
+        if event_type in TRANSCRIPT_EVENTS and self.transcript_url:
+            return self.transcript_url
+        if event_type == "transcription.partial":
+            return None  # live transcripts only when asked
         if event_type in GATHER_EVENTS:
             return self.gather_webhook_url or self.webhook_url
         if event_type in WEBHOOK_TYPES:
@@ -86,6 +94,13 @@ def payload(env: Envelope) -> dict[str, Any] | None:
                            "duration": round(ms / 1000) if isinstance(ms, (int, float)) else None,
                            "duration_ms": ms, "channels": d.get("channels"), "size_bytes": d.get("size_bytes"),
                            "sha256": d.get("sha256") or None, **tail})
+    if t == "transcription.partial":
+        # `utterance_id` names the utterance on its channel: a receiver replaces the text it
+        # holds for that id by each newer partial, and by the final one (`final: true`).
+        channel, n = d.get("channel", "callee"), d.get("utterance", 0)
+        return {**head, "utterance_id": f"{channel}-{n}", "utterance": n, "channel": channel,
+                "text": d.get("text", ""), "final": bool(d.get("final")), "offset_ms": d.get("offset_ms", 0),
+                "duration_ms": d.get("duration_ms", 0), **tail}
     if t == "transcription.completed":
         return _drop_none({**head, "recording_id": d.get("recording_id"), "text": d.get("text", ""),
                            "confidence": d.get("confidence"), "language": d.get("language"), **tail})

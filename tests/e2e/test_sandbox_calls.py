@@ -94,8 +94,8 @@ async def test_scripted_callee_presses_digits_for_gather(voice, kprod):
 async def test_gather_completes_at_num_digits_when_no_finish_key_follows(voice, kprod):
     await voice.db.execute(
         "INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)",
-        "+15557770003", voice.account, '{"ring": 0.5, "after": 1.0, "press": "1234"}')
-    cid = await voice.place(kprod, to="+15557770003", tts={"text": "Enter your PIN."},
+        "+15557770005", voice.account, '{"ring": 0.5, "after": 1.0, "press": "1234"}')
+    cid = await voice.place(kprod, to="+15557770005", tts={"text": "Enter your PIN."},
                             gather={"type": "dtmf", "num_digits": 4, "finish_on_key": "#", "timeout": 10,
                                     "inter_digit_timeout": 2})
     g = await voice.wait(cid, "gather.completed", timeout=60)

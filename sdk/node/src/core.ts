@@ -169,6 +169,21 @@ export class Transport {
     }
   }
 
+  /** Open a streaming GET (Server-Sent Events): the live response, or the typed error for a 4xx/5xx. */
+  async openStream(path: string, query: Query, extra: Record<string, string>, signal?: AbortSignal): Promise<Response> {
+    const url = this.buildURL(path, query);
+    const headers: Record<string, string> = {
+      'User-Agent': `canary-node/${VERSION} (node ${typeof process !== 'undefined' ? process.version : '?'})`,
+      Authorization: `Bearer ${this.apiKey}`,
+      ...this.defaultHeaders,
+      Accept: 'text/event-stream',
+      ...extra,
+    };
+    const res = await this.fetchImpl(url, { method: 'GET', headers, signal, redirect: 'follow' });
+    if (res.status >= 400) throw errorFromResponse(res.status, headersToObject(res.headers), await res.text());
+    return res;
+  }
+
   /** Send and parse the JSON body (null for an empty body). */
   async request<T>(req: RawRequest): Promise<T> {
     const res = await this.send(req);

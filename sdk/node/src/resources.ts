@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import { seg, type Transport } from './core.js';
 import { CanaryError } from './errors.js';
+import { follow, type FollowOptions } from './streaming.js';
 import { PagePromise, nextPageQuery, pageItems, type Query } from './pagination.js';
 import type {
   Call,
@@ -75,6 +76,15 @@ export class Calls {
       query = items.length ? nextPageQuery(body, query) : null;
     }
     return out;
+  }
+
+  /**
+   * The call's events as they happen (Server-Sent Events): `for await (const ev of calls.follow(id))`.
+   * The timeline so far (after `lastEventId`), then live; ends once the call ended and its
+   * recording and transcript are in. Reconnects by itself, never repeating or skipping an event.
+   */
+  follow(callId: string, options: FollowOptions = {}): AsyncGenerator<CallEvent> {
+    return follow(this.t, `/v1/voice/calls/${seg(callId)}/events`, options);
   }
 
   /** The call's webhook deliveries, with every attempt. */
@@ -231,6 +241,16 @@ export class TrunkResource {
   }
 }
 
+/** The account's events, live. */
+export class Events {
+  constructor(private readonly t: Transport) {}
+
+  /** Every event of every call of the account as it happens (`ev.call_id` says whose); never ends by itself. */
+  follow(options: FollowOptions = {}): AsyncGenerator<CallEvent> {
+    return follow(this.t, '/v1/voice/events', options);
+  }
+}
+
 /** `canary.voice`: `call(...)` places a call; `calls`, `voices`, `numbers`, `flows` cover the rest. */
 export class VoiceResource {
   readonly calls: Calls;
@@ -239,6 +259,7 @@ export class VoiceResource {
   readonly flows: Flows;
   readonly sandbox: Sandbox;
   readonly trunk: TrunkResource;
+  readonly events: Events;
 
   constructor(t: Transport) {
     this.calls = new Calls(t);
@@ -247,6 +268,7 @@ export class VoiceResource {
     this.flows = new Flows(t);
     this.sandbox = new Sandbox(t);
     this.trunk = new TrunkResource(t);
+    this.events = new Events(t);
   }
 
   /** Place an outbound call (same as `voice.calls.create`). */

@@ -51,6 +51,10 @@ export interface CallCreateParams {
   gather?: GatherParams;
   /** URL for call status webhooks. */
   webhook_url?: string;
+  /** Live transcripts (transcription.partial, .completed) as webhooks to this URL; needs `transcribe`. */
+  transcribe_webhook_url?: string;
+  /** Live transcripts as webhooks to `webhook_url`; needs `transcribe`. */
+  transcribe_webhooks?: boolean;
   /** Ring timeout in seconds (default 30). */
   timeout?: number;
   /** An inline IVR flow. */
@@ -133,6 +137,8 @@ export interface CallEvent {
   type: string;
   version: number;
   occurred_at: string;
+  /** The call it belongs to (always on a followed stream). */
+  call_id?: string;
   data: Record<string, unknown>;
   [key: string]: unknown;
 }

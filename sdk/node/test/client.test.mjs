@@ -113,3 +113,54 @@ test('bad ids are rejected before any request', () => {
   const c = new Canary('k', { baseURL: 'http://127.0.0.1:9' });
   assert.throws(() => c.voice.calls.get(''), CanaryError);
 });
+
+// --- event streams (SSE) --------------------------------------------------------------
+
+const sse = (...events) =>
+  [': keep-alive', '', ...events.flatMap(([event, id, data]) => [`event: ${event}`, ...(id ? [`id: ${id}`] : []), `data: ${JSON.stringify(data)}`, ''])].join('\n') + '\n';
+const sseEv = (i, type = 'call.ringing') => [type, `e${i}`, { id: `e${i}`, type, version: 1, occurred_at: '2026-01-01T00:00:00Z', call_id: 'call_1', data: {} }];
+const STREAM = { 'content-type': 'text/event-stream' };
+
+test('SSEParser joins data lines and skips comments', async () => {
+  const { SSEParser } = await import('@canary/node');
+  const p = new SSEParser();
+  const out = [': ping', 'event: call.answered', 'id: 7', 'data: {"a":', 'data: 1}', ''].map((l) => p.feed(l));
+  assert.deepEqual(out.at(-1), ['call.answered', '7', '{"a":\n1}']);
+  assert.deepEqual(out.slice(0, -1), [null, null, null, null, null]);
+});
+
+test('calls.follow resumes after a gap with Last-Event-ID and stops at end', async () => {
+  const s = await scriptedServer();
+  try {
+    s.reply({ status: 200, raw: sse(sseEv(1), sseEv(2), ['gap', null, { reason: 'fell_behind' }]), headers: STREAM },
+      { status: 200, raw: sse(sseEv(3, 'call.completed'), ['end', null, { status: 'completed' }]), headers: STREAM });
+    const c = new Canary({ apiKey: 'sk_test_x', baseURL: s.url });
+    const ids = [];
+    for await (const ev of c.voice.calls.follow('call_1')) ids.push(ev.id);
+    assert.deepEqual(ids, ['e1', 'e2', 'e3']);
+    assert.equal(s.requests[0].path, '/v1/voice/calls/call_1/events?follow=true');
+    assert.equal(s.requests[0].headers['last-event-id'], undefined);
+    assert.equal(s.requests[1].headers['last-event-id'], 'e2');
+    assert.equal(s.requests[1].headers.authorization, 'Bearer sk_test_x');
+  } finally {
+    await s.close();
+  }
+});
+
+test('calls.follow rides out a dropped connection; an error status throws the typed error', async () => {
+  const { NotFoundError } = await import('@canary/node');
+  const s = await scriptedServer();
+  try {
+    s.reply({ drop: true }, { status: 200, raw: sse(sseEv(1), ['end', null, {}]), headers: STREAM },
+      { status: 404, body: { error: { code: 'call_not_found', message: 'no such call', field: 'call_id' } } });
+    const c = new Canary({ apiKey: 'sk_test_x', baseURL: s.url });
+    const types = [];
+    for await (const ev of c.voice.calls.follow('call_1', { lastEventId: 'e0' })) types.push(ev.type);
+    assert.deepEqual(types, ['call.ringing']);
+    assert.ok(s.requests.every((r) => r.headers['last-event-id'] === 'e0'));
+    await assert.rejects(async () => { for await (const _ of c.voice.calls.follow('call_9')) { /* none */ } },
+      (err) => err instanceof NotFoundError && err.code === 'call_not_found');
+  } finally {
+    await s.close();
+  }
+});

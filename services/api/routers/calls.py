@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
 from events import new_envelope, topics
@@ -17,6 +17,7 @@ from events.catalog import FINAL_STATUSES
 from events.envelope import utc_now
 from events.public import public_data
 from services.api import models, store
+from services.api.routers import streams
 from services.api.auth import authenticate_request, current_account
 from services.api.body import read_json
 from services.api.errors import ApiError, json_response
@@ -281,11 +282,18 @@ async def hangup_call(call_id: str, request: Request,
 
 
 @router.get("/v1/voice/calls/{call_id}/events", response_model=None, summary="The call's event timeline",
-            responses={200: {"model": models.CallEventList}, **models.errors(401, 404, 503)})
+            description="With `follow=true`, a Server-Sent Events stream: the timeline (after `Last-Event-ID`),"
+                        " then each event as it happens, then `end` (services/api/routers/streams.py).",
+            responses={200: {"model": models.CallEventList, "content": {"text/event-stream": {}}},
+                       **models.errors(401, 404, 429, 503)})
 async def call_events(call_id: str, request: Request,
                       account: Annotated[Account, Depends(current_account)],
-                      limit: Annotated[int, Query(ge=1, le=5000)] = 1000) -> Response:
+                      limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+                      follow: Annotated[bool, Query(description="stream (SSE) instead of a list")] = False,
+                      last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None) -> Response:
     await fetch_call(request, account, call_id)
+    if follow:
+        return await streams.follow_call(request, account, call_id, last_event_id)
     pool = await request.app.state.runtime.db()
     rows = await pool.fetch(store.GET_EVENTS, call_id, account.id, limit)
     # The public view: no internal fields (cache_hit, media-store refs ...: events/public.py).

@@ -185,3 +185,31 @@ async def test_poison_events_are_never_delivered_to_the_customer(prefix, produce
     await wait_for(lambda: any(r.json["type"] == "call.answered" for r in receiver.requests))
     assert [r.headers["Canary-Event-Id"] for r in receiver.requests] == [queued.id, ringing.id, answered.id]
     assert [r["event_id"] for r in await deliveries(pg, queued.call_id)] == [queued.id, ringing.id, answered.id]
+
+
+async def test_live_transcripts_are_posted_signed_in_order_to_the_transcript_url(prefix, producer, account, receiver,
+                                                                                 run_worker):
+    from events import Envelope
+
+    acct, _ = account
+    evs = call_events(acct, receiver.url("/status"), types=("call.queued", "call.answered"))
+    cid = evs[0].call_id
+    queued = evs[0]
+    evs[0] = Envelope(id=queued.id, type=queued.type, call_id=cid, account_id=acct, occurred_at=queued.occurred_at,
+                      data={**queued.data, "transcribe": True, "transcribe_webhook_url": receiver.url("/live")})
+    said = [("I would", False), ("I would like to", False), ("I would like to check my balance.", True)]
+    evs += [Envelope(type="transcription.partial", call_id=cid, account_id=acct,
+                     occurred_at=f"2026-01-01T00:00:1{i}.000Z",
+                     data={"text": text, "final": final, "utterance": 0, "channel": "callee", "offset_ms": 900,
+                           "duration_ms": 600 * (i + 1)})
+            for i, (text, final) in enumerate(said)]
+    await run_worker()
+    await publish_many(producer, prefix + "voice.call.events", evs)
+    await wait_for(lambda: len(receiver.on("/live")) == 3 and len(receiver.on("/status")) == 2)
+    live = receiver.on("/live")
+    assert [(r.json["text"], r.json["final"]) for r in live] == said  # each replaces the last: same id
+    assert {r.json["utterance_id"] for r in live} == {"callee-0"}
+    assert all(r.signature_ok for r in live)
+    for r in live:
+        schema("transcription.partial.json").validate(r.json)
+    assert all(r.json["type"] != "transcription.partial" for r in receiver.on("/status"))

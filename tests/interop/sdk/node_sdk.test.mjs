@@ -124,6 +124,52 @@ describe('@canary/node against the real API', { skip }, () => {
     for (const e of events) assert.ok(e.id && e.type && e.occurred_at);
   });
 
+  test('calls.follow streams the call to its end; a resume gives exactly the rest', async () => {
+    const call = await canary.voice.call({ to: TO, from: DEV_NUMBER, tts: TTS });
+    const signal = AbortSignal.timeout(120_000);
+    const events = [];
+    for await (const ev of canary.voice.calls.follow(call.id, { signal })) events.push(ev);
+    const types = events.map((e) => e.type);
+    assert.equal(types[0], 'call.queued');
+    assert.equal(types.at(-1), 'call.completed', types.join(' '));
+    assert.ok(events.every((e) => e.call_id === call.id));
+    const rest = [];
+    for await (const ev of canary.voice.calls.follow(call.id, { lastEventId: events[1].id, signal })) rest.push(ev.id);
+    assert.deepEqual(rest, events.slice(2).map((e) => e.id));
+  });
+
+  test('events.follow carries the account\'s calls as they happen', async () => {
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), 120_000);
+    const seen = new Map();
+    let target = null;
+    // Place calls until one is seen from its first event to its last (the stream may open
+    // after the first POST).
+    const placing = (async () => {
+      while (!ac.signal.aborted && !target) {
+        await canary.voice.call({ to: TO, from: DEV_NUMBER, tts: TTS });
+        await new Promise((r) => setTimeout(r, 2000));
+      }
+    })();
+    try {
+      for await (const ev of canary.voice.events.follow({ signal: ac.signal })) {
+        const list = seen.get(ev.call_id) ?? [];
+        list.push(ev.type);
+        seen.set(ev.call_id, list);
+        if (ev.type === 'call.completed' && list[0] === 'call.queued') {
+          target = ev.call_id;
+          break;
+        }
+      }
+    } finally {
+      clearTimeout(timer);
+      ac.abort();
+      await placing;
+    }
+    assert.ok(target, 'no call seen from queued to completed');
+    assert.ok(seen.get(target).includes('call.answered'));
+  });
+
   test('typed errors carry code, field and status', async () => {
     await assert.rejects(canary.voice.call({ to: '12345', from: DEV_NUMBER, tts: TTS }),
       (e) => e instanceof errors.InvalidRequestError && e.status === 422 && e.field === 'to' && !!e.code);

@@ -56,7 +56,7 @@ async def test_answer_sends_paced_pcmu_and_rtcp(carrier, sipp, rtp_listener):
     # an RTCP report goes out every 0.5-1 s in this fixture; the call stays up until one arrived
     await poll(lambda: any(p.packet_type == SR for data in list(rtp_listener.rtcp) for p in parse_compound(data)))
     await call.hangup()
-    assert (await next_event(call)) == Ended("completed", "", None, "caller")
+    assert (await next_event(call)) == Ended("completed", "hung up by caller", None, "caller")
     assert uas.wait() == 0, uas.errors()
 
     audio = [r for r in rtp_listener.packets if r.pkt.payload_type == 0]

@@ -44,6 +44,12 @@ async def test_intake_async_lookup_and_unverified():
     ({**BODY, "carrier": "pstn"}, "invalid_field", "carrier"),
     ({**BODY, "gather": {"type": "speech", "finish_on_key": "#"}}, "invalid_field", "gather.finish_on_key"),
     ({**BODY, "webhook_url": "file:///etc/passwd"}, "invalid_url", "webhook_url"),
+    # live transcript webhooks: a real URL, and only for a transcribed call with somewhere to send them
+    ({**BODY, "transcribe": True, "transcribe_webhook_url": "ftp://x.example/live"}, "invalid_url",
+     "transcribe_webhook_url"),
+    ({**BODY, "transcribe_webhook_url": "https://x.example/live"}, "invalid_field", "transcribe_webhook_url"),
+    ({**BODY, "transcribe": True, "transcribe_webhooks": True}, "missing_field", "webhook_url"),
+    ({**BODY, "transcribe": True, "transcribe_webhooks": "yes"}, "invalid_field", "transcribe_webhooks"),
     ({**BODY, "flow": {"a": "\x00"}}, "invalid_character", "flow.a"),
 ])
 async def test_intake_errors(data, code, field):

@@ -93,3 +93,26 @@ def test_routes_from_call_request():
     only_status = Routes.from_queued({"webhook_url": "https://a.example/status"})
     assert only_status.url_for("gather.completed") == "https://a.example/status"
     assert Routes.from_queued({}).url_for("call.completed") is None
+
+
+def test_live_transcripts_go_where_asked_and_nowhere_otherwise():
+    to_own = Routes.from_queued({"webhook_url": "https://a.example/status", "transcribe": True,
+                                 "transcribe_webhook_url": "https://a.example/live"})
+    assert to_own.url_for("transcription.partial") == "https://a.example/live"
+    assert to_own.url_for("transcription.completed") == "https://a.example/live"
+    assert to_own.url_for("call.completed") == "https://a.example/status"
+    to_status = Routes.from_queued({"webhook_url": "https://a.example/status", "transcribe_webhooks": True})
+    assert to_status.url_for("transcription.partial") == "https://a.example/status"
+    not_asked = Routes.from_queued({"webhook_url": "https://a.example/status", "transcribe": True})
+    assert not_asked.url_for("transcription.partial") is None  # partials are many: only when asked
+    assert not_asked.url_for("transcription.completed") == "https://a.example/status"  # as before
+
+
+def test_a_partial_names_its_utterance_so_the_next_replaces_it():
+    env = Envelope(type="transcription.partial", call_id="call_1", account_id="a",
+                   data={"text": "I would like", "offset_ms": 1200, "channel": "callee", "final": False,
+                         "utterance": 2, "duration_ms": 800})
+    body = payload(env)
+    assert {k: body[k] for k in ("utterance_id", "utterance", "text", "final", "offset_ms")} == {
+        "utterance_id": "callee-2", "utterance": 2, "text": "I would like", "final": False, "offset_ms": 1200}
+    validator("transcription.partial").validate(body)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Iterator, List, Mapping, Optional, Union
 
 from ._base import NOT_GIVEN, clean_body, resolve_media_url, seg
 from ._errors import CanaryError
@@ -20,6 +20,7 @@ from ._models import (
     Voice,
     WebhookDelivery,
 )
+from .streaming import follow_async, follow_sync
 from .pagination import AsyncPage, AsyncPaginator, SyncPage, _items, next_page_params
 from .types import CallStatus, GatherInput, RecordingChannels, TtsInput
 
@@ -46,6 +47,8 @@ def _call_body(
     flow: Optional[Mapping[str, Any]],
     flow_id: Optional[str],
     extra_body: Optional[Mapping[str, Any]],
+    transcribe_webhook_url: Optional[str] = None,
+    transcribe_webhooks: Optional[bool] = None,
 ) -> Dict[str, Any]:
     body = clean_body(
         {
@@ -58,6 +61,8 @@ def _call_body(
             "recording_channels": recording_channels,
             "gather": dict(gather) if gather is not None else None,
             "webhook_url": webhook_url,
+            "transcribe_webhook_url": transcribe_webhook_url,
+            "transcribe_webhooks": transcribe_webhooks,
             "timeout": timeout,
             "flow": dict(flow) if flow is not None else None,
             "flow_id": flow_id,
@@ -139,6 +144,8 @@ class Calls:
         recording_channels: Optional[RecordingChannels] = None,
         gather: Optional[GatherInput] = None,
         webhook_url: Optional[str] = None,
+        transcribe_webhook_url: Optional[str] = None,
+        transcribe_webhooks: Optional[bool] = None,
         timeout: Optional[int] = None,
         flow: Optional[Mapping[str, Any]] = None,
         flow_id: Optional[str] = None,
@@ -154,7 +161,7 @@ class Calls:
         """
         body = _call_body(
             to, from_, tts, audio_url, record, transcribe, recording_channels, gather,
-            webhook_url, timeout, flow, flow_id, extra_body,
+            webhook_url, timeout, flow, flow_id, extra_body, transcribe_webhook_url, transcribe_webhooks,
         )
         return Call(
             self._client.request(
@@ -205,6 +212,12 @@ class Calls:
             out.extend(CallEvent(x) for x in items)
             params = next_page_params(body, params) if items else None
         return out
+
+    def follow(self, call_id: str, *, last_event_id: Optional[str] = None) -> Iterator[CallEvent]:
+        """The call's events as they happen (Server-Sent Events): its timeline so far (after
+        ``last_event_id``), then each new event; ends once the call ended and its recording
+        and transcript are in. Reconnects by itself and never repeats or skips an event."""
+        return follow_sync(self._client, f"/v1/voice/calls/{seg(call_id)}/events", last_event_id)
 
     def webhook_deliveries(self, call_id: str) -> List[WebhookDelivery]:
         """The call's webhook deliveries, with every attempt."""
@@ -343,6 +356,29 @@ class TrunkResource:
         self._client.request("DELETE", "/v1/voice/trunk")
 
 
+class Events:
+    """The account's events, live."""
+
+    def __init__(self, client: "SyncAPIClient") -> None:
+        self._client = client
+
+    def follow(self, *, last_event_id: Optional[str] = None) -> Iterator[CallEvent]:
+        """Every event of every call of the account as it happens (never ends by itself;
+        ``ev.call_id`` says whose). Resumes after ``last_event_id`` from the server's recent window."""
+        return follow_sync(self._client, "/v1/voice/events", last_event_id)
+
+
+class AsyncEvents:
+    """The account's events, live (async)."""
+
+    def __init__(self, client: "AsyncAPIClient") -> None:
+        self._client = client
+
+    def follow(self, *, last_event_id: Optional[str] = None) -> AsyncIterator[CallEvent]:
+        """``async for ev in client.voice.events.follow()``: every event of the account, live."""
+        return follow_async(self._client, "/v1/voice/events", last_event_id)
+
+
 class VoiceResource:
     """``canary.voice``: ``call(...)`` places a call; ``calls``, ``voices``, ``numbers``,
     ``flows`` cover the rest of the Voice API."""
@@ -354,6 +390,7 @@ class VoiceResource:
         self.flows = Flows(client)
         self.sandbox = Sandbox(client)
         self.trunk = TrunkResource(client)
+        self.events = Events(client)
         self.call = self.calls.create
 
 
@@ -377,6 +414,8 @@ class AsyncCalls:
         recording_channels: Optional[RecordingChannels] = None,
         gather: Optional[GatherInput] = None,
         webhook_url: Optional[str] = None,
+        transcribe_webhook_url: Optional[str] = None,
+        transcribe_webhooks: Optional[bool] = None,
         timeout: Optional[int] = None,
         flow: Optional[Mapping[str, Any]] = None,
         flow_id: Optional[str] = None,
@@ -387,7 +426,7 @@ class AsyncCalls:
         """Place an outbound call (see :meth:`Calls.create`)."""
         body = _call_body(
             to, from_, tts, audio_url, record, transcribe, recording_channels, gather,
-            webhook_url, timeout, flow, flow_id, extra_body,
+            webhook_url, timeout, flow, flow_id, extra_body, transcribe_webhook_url, transcribe_webhooks,
         )
         return Call(
             await self._client.request(
@@ -439,6 +478,11 @@ class AsyncCalls:
             out.extend(CallEvent(x) for x in items)
             params = next_page_params(body, params) if items else None
         return out
+
+    def follow(self, call_id: str, *, last_event_id: Optional[str] = None) -> AsyncIterator[CallEvent]:
+        """The call's events as they happen: ``async for ev in client.voice.calls.follow(id)``
+        (the timeline so far after ``last_event_id``, then live; ends when the call is over)."""
+        return follow_async(self._client, f"/v1/voice/calls/{seg(call_id)}/events", last_event_id)
 
     async def webhook_deliveries(self, call_id: str) -> List[WebhookDelivery]:
         """The call's webhook deliveries, with every attempt."""
@@ -570,12 +614,13 @@ class AsyncVoiceResource:
         self.flows = AsyncFlows(client)
         self.sandbox = AsyncSandbox(client)
         self.trunk = AsyncTrunkResource(client)
+        self.events = AsyncEvents(client)
         self.call = self.calls.create
 
 
 __all__ = [
-    "Calls", "Voices", "Numbers", "Flows", "Sandbox", "SandboxCallees", "TrunkResource", "VoiceResource",
+    "Calls", "Voices", "Numbers", "Flows", "Sandbox", "SandboxCallees", "TrunkResource", "VoiceResource", "Events",
     "AsyncCalls", "AsyncVoices", "AsyncNumbers", "AsyncFlows", "AsyncSandbox", "AsyncSandboxCallees",
-    "AsyncTrunkResource", "AsyncVoiceResource",
+    "AsyncTrunkResource", "AsyncVoiceResource", "AsyncEvents",
     "AsyncPage", "REQUEST_OPTIONS",
 ]
