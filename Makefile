@@ -31,6 +31,9 @@ $(STAMP): pyproject.toml sdk/python/pyproject.toml sdk/node/package-lock.json
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]' -e sdk/python
+	# The Silero VAD's ONNX model, without the torch its Python code needs: we run the
+	# model with onnxruntime (services/lib/speech.py), so pip must not pull torch in.
+	$(BIN)/pip install -q --no-deps silero-vad==6.2.3
 	cd sdk/node && npm ci --no-audit --no-fund && npm run build
 	@touch $(STAMP)
 

@@ -88,6 +88,7 @@ class PlaceCallData(_Command):
     webhook_url: str | None = Field(None, max_length=2048)
     transcribe_webhook_url: str | None = Field(None, max_length=2048)
     transcribe_webhooks: bool = False
+    transcribe_language: str | None = Field(None, max_length=35)
     timeout: int = Field(30, ge=1, le=600)
     flow: dict[str, Any] | None = None
     flow_id: str | None = None
@@ -176,10 +177,12 @@ for _status in FINAL_STATUSES:
 
 
 class RecordOptions(_Event):
-    """How a call is recorded: both directions mixed or one per channel, and transcribed or not."""
+    """How a call is recorded: both directions mixed or one per channel, and transcribed or not
+    (in `language`: a BCP-47 tag, 'auto', or null for English)."""
 
     channels: Literal["mono", "dual"] = "mono"
     transcribe: bool = False
+    language: str | None = None
 
 
 @register("dial.requested", example={"to": "+15551234567", "from": "+15559876543", "timeout": 30,
@@ -374,6 +377,7 @@ class RecordingCaptured(_Event):
     channels: Literal["mono", "dual"] = "mono"
     duration_ms: int = 0
     transcribe: bool = False
+    language: str | None = None  # of the transcript asked (transcribe_language)
 
 
 @register("recording.completed", example={"recording_id": "rec_xyz789", "wav_ref": "sha256:3.wav",
@@ -390,6 +394,7 @@ class RecordingCompleted(_Event):
     sha256: str = ""
     channels: str = "mono"
     transcribe: bool = False
+    language: str | None = None  # of the transcript asked (transcribe_language)
 
 
 @register("transcription.partial", example={"text": "hello this is", "offset_ms": 1200})

@@ -48,6 +48,9 @@ class CallCreate(_Doc):
         " as webhooks to this URL; needs transcribe")
     transcribe_webhooks: bool = Field(False, description="live transcripts as webhooks to webhook_url; needs"
                                       " transcribe and webhook_url")
+    transcribe_language: str | None = Field(
+        None, max_length=35, description="language of the call's speech for transcription: a BCP-47 tag (es,"
+        " pt-BR, ...) or auto (detect); default English", examples=["es-MX"])
     timeout: int = Field(30, ge=1, le=600, description="ring timeout in seconds")
     flow: dict[str, Any] | None = Field(None, description="inline IVR flow")
     flow_id: str | None = Field(None, description="id of a stored IVR flow")

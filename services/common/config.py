@@ -277,6 +277,14 @@ class TranscriptionSettings:
     whisper_model: Path | None = var("CANARY_WHISPER_MODEL", None, _optional_path,
                                      "faster-whisper model directory", shown="the bundled tiny model")
     whisper_threads: int = var("CANARY_WHISPER_THREADS", "2", _int, "CPU threads per whisper job")
+    multilingual_model: Path | None = var("CANARY_WHISPER_MULTILINGUAL_MODEL", None, _optional_path,
+                                          "faster-whisper model for languages other than English (and auto)",
+                                          shown="whisper base from PyPI, joined into the model cache")
+    vad: str = var("CANARY_VAD", "silero", _choice("silero", "energy"),
+                   "voice activity detector ending utterances in speech gathers and live transcription:"
+                   " `silero` (trained model) or `energy` (threshold)")
+    model_cache: Path = var("CANARY_MODEL_CACHE", "~/.cache/canary-voice", lambda raw: Path(raw).expanduser(),
+                            "where models assembled from PyPI parts are kept")
     timeout_s: float = var("CANARY_TRANSCRIPTION_TIMEOUT_S", "300.0", _float,
                            "seconds a post-call transcription may take, plus `timeout_per_audio_s` per second of "
                            "audio; then it is `transcription.failed`")

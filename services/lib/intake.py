@@ -132,6 +132,14 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
         errors.extend({"code": fe.code, "field": "flow." + fe.field, "message": fe.message}
                       for fe in validate_flow(dict(model.flow)))
 
+    from services.lib.languages import language_problem
+
+    for field, tag in (("transcribe_language", model.transcribe_language),
+                       ("gather.language", model.gather.language if model.gather else None)):
+        if problem := language_problem(tag):
+            errors.append(_err("invalid_field", field, problem))
+    if model.transcribe_language and not model.transcribe:
+        errors.append(_err("invalid_field", "transcribe_language", "transcribe_language needs transcribe: true"))
     if (model.transcribe_webhook_url or model.transcribe_webhooks) and not model.transcribe:
         field = "transcribe_webhook_url" if model.transcribe_webhook_url else "transcribe_webhooks"
         errors.append(_err("invalid_field", field, "live transcript webhooks need transcribe: true"))

@@ -116,7 +116,10 @@ def _dial(s: CallState, cause: Envelope, now: datetime) -> Step:
 
 
 def _record_options(req: dict) -> dict:
-    return {"channels": req.get("recording_channels", "mono"), "transcribe": bool(req.get("transcribe"))}
+    opts = {"channels": req.get("recording_channels", "mono"), "transcribe": bool(req.get("transcribe"))}
+    if req.get("transcribe_language"):
+        opts["language"] = req["transcribe_language"]
+    return opts
 
 
 def _timer_fired(s: CallState, msg: Envelope, ctx: Context) -> Step:

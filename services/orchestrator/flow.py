@@ -70,7 +70,8 @@ def _run(s: CallState, engine: fe.FlowState, actions: tuple[fe.Action, ...], cau
         elif isinstance(a, fe.Record):
             if not s.recording:
                 s, o = _emit(replace(s, recording=True), cause, "record.requested",
-                             {"channels": a.channels, "transcribe": bool(s.request.get("transcribe"))})
+                             {"channels": a.channels, "transcribe": bool(s.request.get("transcribe")),
+                              **({"language": lang} if (lang := s.request.get("transcribe_language")) else {})})
                 out.append(o)
             follow_up = fe.PromptFinished(step=a.step)
         elif isinstance(a, fe.CallWebhook):

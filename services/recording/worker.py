@@ -88,6 +88,8 @@ class RecordingHandler:
         }
         if env.data.get("transcribe") or self.transcribe_calls.pop(env.call_id, False):
             data["transcribe"] = True
+            if env.data.get("language"):
+                data["language"] = env.data["language"]  # the transcript's language, for the transcriber
         return [env.caused("recording.completed", data)]
 
 

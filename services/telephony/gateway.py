@@ -122,7 +122,7 @@ class LiveCall:
             self.recorder = SpoolRecorder(spool_dir(get_media_store()), name=self.dial.call_id)
         self.session.start_recording(self.recorder)
         if options.get("transcribe"):
-            self._stream().start_transcribe()
+            self._stream().start_transcribe(options.get("language"))
 
     def _stream(self) -> AudioStreamer:
         if self.streamer is None:
@@ -227,7 +227,8 @@ class LiveCall:
         opts = self.record_options
         return self._event("recording.captured", {
             "callee_ref": callee_ref, "agent_ref": our_ref, "channels": opts.get("channels", "mono"),
-            "duration_ms": callee.duration_ms, "transcribe": bool(opts.get("transcribe"))}, self.recording)
+            "duration_ms": callee.duration_ms, "transcribe": bool(opts.get("transcribe")),
+            **({"language": opts["language"]} if opts.get("language") else {})}, self.recording)
 
     async def _work(self) -> None:
         """Instructions for this call, one at a time, in log order."""

@@ -43,6 +43,7 @@ class AudioStreamer:
         self.dropped = 0
         self.in_flight: set[asyncio.Task] = set()
         self.transcribe = False
+        self.language: str | None = None  # of the live transcription (a header on each chunk)
         self._gather: bytes | None = None  # the gather header while a speech gather is open
         self._used: set[str] = set()  # purposes ever streamed (the final chunk carries them)
 
@@ -50,8 +51,10 @@ class AudioStreamer:
     def purposes(self) -> set[str]:
         return ({"transcribe"} if self.transcribe else set()) | ({"gather"} if self._gather is not None else set())
 
-    def start_transcribe(self) -> None:
+    def start_transcribe(self, language: str | None = None) -> None:
+        """Stream for live transcription, in `language` (BCP-47, 'auto', None: English)."""
         self.transcribe = True
+        self.language = language
 
     def open_gather(self, gather_id: str, *, step: str | None = None, hints: list[str] | None = None,
                     language: str | None = None) -> None:
@@ -94,6 +97,8 @@ class AudioStreamer:
                    ("final", b"1" if final else b"0"), ("purpose", " ".join(sorted(purposes)).encode())]
         if self._gather is not None:
             headers.append(("gather", self._gather))
+        if self.language:
+            headers.append(("language", self.language.encode()))
         task = asyncio.get_running_loop().create_task(
             self.producer.send(topics.MEDIA_AUDIO, pcm, key=self.call_id.encode(), headers=headers))
         self.in_flight.add(task)

@@ -144,14 +144,48 @@ class WhisperTranscriber:
         )
 
 
-_default: WhisperTranscriber | None = None
+class LanguageRouter:
+    """One transcriber per model, chosen by the language asked (services/lib/languages.py):
+    English to the fast English model, any other language or ``auto`` to the multilingual one.
+    Same interface as WhisperTranscriber; ``language`` is a BCP-47 tag, 'auto' or None (English)."""
+
+    def __init__(self, english: WhisperTranscriber | None = None,
+                 multilingual: WhisperTranscriber | None = None) -> None:
+        self.english = english or WhisperTranscriber()
+        self._multilingual = multilingual
+        self._model_path = self.english._model_path
+
+    @property
+    def multilingual(self) -> WhisperTranscriber:
+        if self._multilingual is None:
+            from services.lib.languages import multilingual_model_path
+
+            self._multilingual = WhisperTranscriber(multilingual_model_path())
+        return self._multilingual
+
+    def pick(self, language: str | None) -> tuple[WhisperTranscriber, str | None]:
+        from services.lib.languages import language_code
+
+        code = language_code(language)
+        return (self.english if code == "en" else self.multilingual), code
+
+    def transcribe(self, pcm8k: bytes, language: str | None = None) -> Transcript:
+        t, code = self.pick(language)
+        return t.transcribe(pcm8k, code)
+
+    def transcribe_dual(self, callee_pcm: bytes, agent_pcm: bytes, language: str | None = None) -> Transcript:
+        t, code = self.pick(language)
+        return t.transcribe_dual(callee_pcm, agent_pcm, code)
 
 
-def get_transcriber() -> WhisperTranscriber:
-    """Process-wide transcriber (the model is loaded once, on first use)."""
+_default: LanguageRouter | None = None
+
+
+def get_transcriber() -> LanguageRouter:
+    """Process-wide transcriber (each model is loaded once, on first use)."""
     global _default
     if _default is None:
-        _default = WhisperTranscriber()
+        _default = LanguageRouter()
     return _default
 
 

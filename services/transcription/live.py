@@ -8,7 +8,7 @@ lacks ``transcribe`` (streamed only for a speech gather, which
 a small state per live call and channel:
 
 - the chunks are cut into 20 ms frames and fed to the gather endpointer
-  (``services.lib.speech.Endpointer``, an energy VAD counted in frames, so an
+  (``services.lib.speech``: the Silero VAD, or the energy one with CANARY_VAD=energy; counted in frames, so an
   accelerated sandbox call segments like a real one);
 - while an utterance lasts, a *partial* is transcribed after the first
   ``partial_first_ms`` of speech and then every ``partial_every_ms`` (the whole
@@ -65,7 +65,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from events import Envelope, derive_id, new_envelope
 from services.common import audio
 from services.common.config import settings
-from services.lib.speech import FRAME_MS, Endpointer
+from services.lib.speech import FRAME_MS, Endpointer, SileroEndpointer, make_endpointer
 
 from .media_stream import (FRAME_BYTES, MediaCore, MediaWorker, drop_over, header, idle, position, too_old, touch,
                            worker_settings)
@@ -91,6 +91,7 @@ class LiveConfig:
     publish_timeout_s: float = 10.0
     max_lag_s: float = 60.0  # skip chunks produced longer ago than this
     language: str | None = None
+    vad: str = field(default_factory=lambda: settings().transcription.vad)  # CANARY_VAD (services/lib/speech.py)
 
     @classmethod
     def from_env(cls) -> "LiveConfig":
@@ -133,6 +134,7 @@ class CallStream:
     account_id: str
     channel: str
     cfg: LiveConfig = field(default_factory=LiveConfig)
+    language: str | None = None  # the call's transcribe_language (BCP-47, 'auto'; None: English)
     last_seq: int = -1
     last_seen: float = 0.0  # monotonic time of the last chunk
     utterance: int = 0
@@ -140,7 +142,7 @@ class CallStream:
     queued: tuple[int, int] = (-1, -1)  # (utterance, n) of the newest partial that made it into the queue
     emitted_partial: set[int] = field(default_factory=set)  # utterances with a partial out
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # results leave in order per call
-    _ep: Endpointer | None = None
+    _ep: Endpointer | SileroEndpointer | None = None
     _start_ms: int = 0  # offset of the utterance's first frame (incl. pre-roll)
     _speech_frames: int = 0  # frames since the endpointer said "started"
     _next_partial_ms: int = 0
@@ -149,9 +151,10 @@ class CallStream:
     def __post_init__(self) -> None:
         self._ep = self._endpointer()
 
-    def _endpointer(self) -> Endpointer:
+    def _endpointer(self) -> Endpointer | SileroEndpointer:
         c = self.cfg
-        return Endpointer(threshold_db=c.threshold_db, end_silence_ms=c.end_silence_ms, max_ms=c.max_utterance_ms)
+        return make_endpointer(c.vad, threshold_db=c.threshold_db, end_silence_ms=c.end_silence_ms,
+                               max_ms=c.max_utterance_ms)
 
     @property
     def speaking(self) -> bool:
@@ -258,7 +261,8 @@ class LiveTranscription(MediaCore):
             return []
         final = header(headers, "final") == "1"
         k = (call_id, channel)
-        s = self.calls.get(k) or CallStream(call_id, account_id, channel, self.cfg)
+        s = self.calls.get(k) or CallStream(call_id, account_id, channel, self.cfg,
+                                            language=header(headers, "language") or self.cfg.language)
         touch(self.calls, k, s, now)
         self.stats["chunks"] += 1
         jobs = s.feed(value or b"", offset_ms, seq)
@@ -315,7 +319,7 @@ class LiveTranscription(MediaCore):
                 self.stats["stale_partials"] += 1
                 return None
             try:
-                t = await asyncio.wait_for(audio.run_blocking(self.transcriber.transcribe, job.pcm, self.cfg.language),
+                t = await asyncio.wait_for(audio.run_blocking(self.transcriber.transcribe, job.pcm, s.language),
                                            self.cfg.job_timeout_s)
                 text = t.text.strip()
             except Exception as exc:  # a whisper failure costs one result, never the worker

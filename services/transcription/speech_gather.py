@@ -7,7 +7,7 @@ While a speech gather is open the gateway streams the callee's audio with
 worker does what it used to do in-process, per call's open gather:
 
 - the chunks are cut into 20 ms frames and fed to the endpointer
-  (``services.lib.speech.Endpointer``, the energy VAD counted in frames, so an
+  (``services.lib.speech``: the Silero VAD, or the energy one with CANARY_VAD=energy; counted in frames, so an
   accelerated sandbox call endpoints like a real one): the first utterance of the
   gather, from speech start to 800 ms of quiet (or the 15 s cap), is the answer;
 - whisper transcribes it (in the media pool, with a timeout) and ``best_hint`` picks
@@ -47,7 +47,7 @@ import orjson
 from events import Envelope, derive_id, new_envelope
 from services.common import audio
 from services.common.config import settings
-from services.lib.speech import FRAME_MS, Endpointer, best_hint
+from services.lib.speech import FRAME_MS, Endpointer, SileroEndpointer, best_hint, make_endpointer
 
 from .media_stream import (FRAME_BYTES, MediaCore, MediaWorker, drop_over, header, header_bytes, idle, position,
                            too_old, touch, worker_settings)
@@ -88,7 +88,8 @@ class GatherStream:
     last_seq: int = -1
     last_seen: float = 0.0
     answered: bool = False  # its utterance was cut (a job is queued or done)
-    _ep: Endpointer = field(default_factory=Endpointer)
+    _ep: Endpointer | SileroEndpointer = field(
+        default_factory=lambda: make_endpointer(settings().transcription.vad))
     _start_ms: int = 0
     _cursor_ms: int = 0
 

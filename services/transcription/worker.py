@@ -37,7 +37,7 @@ class TranscriptionHandler:
     def __init__(self, store: MediaStore | None = None, transcriber: WhisperTranscriber | None = None) -> None:
         self.store = store or get_media_store()
         self.transcriber = transcriber or get_transcriber()
-        self.transcribe_calls: dict[str, bool] = {}
+        self.transcribe_calls: dict[str, str | None] = {}  # call -> its transcribe_language
         self.log = get_logger(service=GROUP)
         s = settings().transcription  # read once, at start-up
         self.timeout_s, self.timeout_per_audio_s = s.timeout_s, s.timeout_per_audio_s
@@ -56,21 +56,23 @@ class TranscriptionHandler:
         return failed(env, "transcription.failed", {"recording_id": env.data.get("recording_id"),
                                                      "reason": f"timed out: {exc}"}, GROUP)
 
-    def _cache_key(self, wav_ref: str) -> str:
+    def _cache_key(self, wav_ref: str, language: str | None) -> str:
         model = str(getattr(self.transcriber, "_model_path", None) or default_model_path())
-        return "stt-" + hashlib.sha256(f"{wav_ref}|{model}".encode()).hexdigest()
+        lang = "" if language is None else f"|{language}"  # English keys stay what they were
+        return "stt-" + hashlib.sha256(f"{wav_ref}|{model}{lang}".encode()).hexdigest()
 
-    def transcribe_ref(self, wav_ref: str, channels: str) -> Transcript | dict:
-        """Blocking: transcribe a stored recording (cached by ref)."""
-        key = self._cache_key(wav_ref)
+    def transcribe_ref(self, wav_ref: str, channels: str, language: str | None = None) -> Transcript | dict:
+        """Blocking: transcribe a stored recording (cached by ref and language) in `language`
+        (BCP-47, 'auto', None: English)."""
+        key = self._cache_key(wav_ref, language)
         cached = self.store.get_alias(key)
         if cached:
             return orjson.loads(self.store.get(cached))
         left, right = audio.load_channels(self.store.get(wav_ref))
         if channels == "dual" and right is not None:
-            t = self.transcriber.transcribe_dual(left, right)
+            t = self.transcriber.transcribe_dual(left, right, language)
         else:
-            t = self.transcriber.transcribe(left)
+            t = self.transcriber.transcribe(left, language)
         result = t.to_dict()
         self.store.set_alias(key, self.store.put(orjson.dumps(result), "json"))
         return result
@@ -80,16 +82,18 @@ class TranscriptionHandler:
             if env.data.get("transcribe"):
                 if len(self.transcribe_calls) >= _MAX_TRACKED_CALLS:
                     self.transcribe_calls.pop(next(iter(self.transcribe_calls)))
-                self.transcribe_calls[env.call_id] = True
+                self.transcribe_calls[env.call_id] = env.data.get("transcribe_language")  # in: wanted
             return []
         if env.type != "recording.completed":
             return []
-        wanted = env.data.get("transcribe") or self.transcribe_calls.pop(env.call_id, False)
-        if not wanted:
+        asked = env.call_id in self.transcribe_calls
+        language = self.transcribe_calls.pop(env.call_id, None)
+        if not (env.data.get("transcribe") or asked):
             return []
+        language = env.data.get("language") or language  # the recording's own, when it says
         try:  # a transient failure (the store unreachable) is retried with backoff first
             result = await with_retries(lambda: audio.run_blocking(self.transcribe_ref, env.data["wav_ref"],
-                                                                   env.data.get("channels", "mono")),
+                                                                   env.data.get("channels", "mono"), language),
                                         what="transcription", log=self.log)
         except Exception as exc:
             return failed(env, "transcription.failed", {"recording_id": env.data.get("recording_id"),

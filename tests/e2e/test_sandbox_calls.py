@@ -152,6 +152,23 @@ def _speech_libs(pid: int) -> set[str]:
         return {lib for line in f for lib in SPEECH_LIBS if lib in line}
 
 
+async def test_a_spanish_speech_gather_is_heard_in_spanish(voice, kprod):
+    """gather.language es-ES: the multilingual model hears a Spanish caller (the English one
+    would not), and the hint matches."""
+    await voice.db.execute(
+        "INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)",
+        "+15557770006", voice.account,
+        '{"ring": 0.5, "after": 20.0, "say": "Quiero hablar con ventas, por favor.", "say_voice": "es-ES-Neural2-A"}')
+    cid = await voice.place(kprod, to="+15557770006", tts={"text": "¿Con qué departamento?", "voice": "es-ES-Neural2-A"},
+                            gather={"type": "speech", "timeout": 30, "language": "es-ES",
+                                    "hints": ["ventas", "soporte", "facturación"]})
+    g = await voice.wait(cid, "gather.completed", timeout=120)
+    speech = g.data["speech"]
+    assert speech["matched_hint"] == "ventas" and "quiero hablar con venta" in speech["text"].lower(), speech
+    heard = next(e for e in voice.events[cid] if e.type == "speech.recognized")
+    assert heard.data["language"] == "es"
+
+
 async def test_speech_gather_transcribes_the_callee_and_matches_a_hint(voice, kprod):
     """The callee's line is rendered by the TTS service, the gateway streams the gather's
     audio, the transcription service recognises it, and the gateway completes the gather;

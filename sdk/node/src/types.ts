@@ -55,6 +55,8 @@ export interface CallCreateParams {
   transcribe_webhook_url?: string;
   /** Live transcripts as webhooks to `webhook_url`; needs `transcribe`. */
   transcribe_webhooks?: boolean;
+  /** Language of the call's speech for transcription: a BCP-47 tag (`es`, `pt-BR`) or `auto`; default English. */
+  transcribe_language?: string;
   /** Ring timeout in seconds (default 30). */
   timeout?: number;
   /** An inline IVR flow. */

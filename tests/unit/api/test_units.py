@@ -50,6 +50,10 @@ async def test_intake_async_lookup_and_unverified():
     ({**BODY, "transcribe_webhook_url": "https://x.example/live"}, "invalid_field", "transcribe_webhook_url"),
     ({**BODY, "transcribe": True, "transcribe_webhooks": True}, "missing_field", "webhook_url"),
     ({**BODY, "transcribe": True, "transcribe_webhooks": "yes"}, "invalid_field", "transcribe_webhooks"),
+    # languages: a BCP-47 tag whisper knows, or auto; transcribe_language only for a transcribed call
+    ({**BODY, "transcribe": True, "transcribe_language": "klingon"}, "invalid_field", "transcribe_language"),
+    ({**BODY, "transcribe_language": "es"}, "invalid_field", "transcribe_language"),
+    ({**BODY, "gather": {"type": "speech", "language": "xx-YY"}}, "invalid_field", "gather.language"),
     ({**BODY, "flow": {"a": "\x00"}}, "invalid_character", "flow.a"),
 ])
 async def test_intake_errors(data, code, field):

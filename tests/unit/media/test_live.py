@@ -14,6 +14,14 @@ from services.transcription.live import CallStream, LiveConfig, LiveTranscriptio
 CHUNK = 3200  # 200 ms of 8 kHz s16le
 
 
+
+@pytest.fixture(autouse=True)
+def _energy_vad(monkeypatch):
+    # These tests are about segmentation (partials, finals, order, bounds) on synthetic
+    # tones, which only the energy VAD calls speech; the Silero VAD has its own tests.
+    monkeypatch.setenv("CANARY_VAD", "energy")
+
+
 def chunks(pcm: bytes):
     return [pcm[i:i + CHUNK] for i in range(0, len(pcm), CHUNK)]
 

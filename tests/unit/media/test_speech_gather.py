@@ -22,6 +22,14 @@ GATHER = {"id": "0b6c1c1e-4f0e-5b5a-9d7c-1d2e3f4a5b6c", "step": "menu", "hints":
           "language": "en"}
 
 
+
+@pytest.fixture(autouse=True)
+def _energy_vad(monkeypatch):
+    # These tests are about segmentation (partials, finals, order, bounds) on synthetic
+    # tones, which only the energy VAD calls speech; the Silero VAD has its own tests.
+    monkeypatch.setenv("CANARY_VAD", "energy")
+
+
 def chunks(pcm: bytes):
     return [pcm[i:i + CHUNK] for i in range(0, len(pcm), CHUNK)]
 

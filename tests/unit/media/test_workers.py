@@ -31,13 +31,16 @@ class FakeTranscriber:
 
     def __init__(self):
         self.calls = 0
+        self.languages = []
 
-    def transcribe(self, pcm):
+    def transcribe(self, pcm, language=None):
         self.calls += 1
+        self.languages.append(language)
         return Transcript("hello there", 0.9, "en", [TranscriptSegment(0.0, 1.0, "hello there")])
 
-    def transcribe_dual(self, callee, agent):
+    def transcribe_dual(self, callee, agent, language=None):
         self.calls += 1
+        self.languages.append(language)
         return Transcript("hi hello", 0.8, "en", [TranscriptSegment(0.0, 0.5, "hi", "agent"),
                                                    TranscriptSegment(0.6, 1.0, "hello", "callee")])
 
@@ -134,3 +137,19 @@ async def test_transcription_only_when_asked_and_cached(store):
     _valid(out)
     await h(new_envelope("recording.completed", "c", "a", {**data, "transcribe": True}))
     assert fake.calls == 1  # second time from the transcript cache
+
+
+async def test_the_call_s_transcribe_language_reaches_the_transcriber(store):
+    fake = FakeTranscriber()
+    h = TranscriptionHandler(store, fake)
+    wav = store.put(audio.write_wav(audio.tone(440, 500)), "wav")
+    await h(new_envelope("call.queued", "call_es", "a", {"to": "+15551234567", "from": "+15559876543",
+                                                          "transcribe": True, "transcribe_language": "es-MX"}))
+    (out,) = await h(new_envelope("recording.completed", "call_es", "a",
+                                  {"recording_id": "rec_es", "wav_ref": wav, "duration_ms": 500}))
+    assert out.type == "transcription.completed" and fake.languages == ["es-MX"]
+    # the recording's own language (carried from the call's record options) wins; another cache key
+    (out,) = await h(new_envelope("recording.completed", "call_fr", "a",
+                                  {"recording_id": "rec_fr", "wav_ref": wav, "duration_ms": 500, "transcribe": True,
+                                   "language": "fr"}))
+    assert fake.languages == ["es-MX", "fr"]

@@ -49,6 +49,7 @@ def _call_body(
     extra_body: Optional[Mapping[str, Any]],
     transcribe_webhook_url: Optional[str] = None,
     transcribe_webhooks: Optional[bool] = None,
+    transcribe_language: Optional[str] = None,
 ) -> Dict[str, Any]:
     body = clean_body(
         {
@@ -63,6 +64,7 @@ def _call_body(
             "webhook_url": webhook_url,
             "transcribe_webhook_url": transcribe_webhook_url,
             "transcribe_webhooks": transcribe_webhooks,
+            "transcribe_language": transcribe_language,
             "timeout": timeout,
             "flow": dict(flow) if flow is not None else None,
             "flow_id": flow_id,
@@ -146,6 +148,7 @@ class Calls:
         webhook_url: Optional[str] = None,
         transcribe_webhook_url: Optional[str] = None,
         transcribe_webhooks: Optional[bool] = None,
+        transcribe_language: Optional[str] = None,
         timeout: Optional[int] = None,
         flow: Optional[Mapping[str, Any]] = None,
         flow_id: Optional[str] = None,
@@ -162,6 +165,7 @@ class Calls:
         body = _call_body(
             to, from_, tts, audio_url, record, transcribe, recording_channels, gather,
             webhook_url, timeout, flow, flow_id, extra_body, transcribe_webhook_url, transcribe_webhooks,
+            transcribe_language,
         )
         return Call(
             self._client.request(
@@ -416,6 +420,7 @@ class AsyncCalls:
         webhook_url: Optional[str] = None,
         transcribe_webhook_url: Optional[str] = None,
         transcribe_webhooks: Optional[bool] = None,
+        transcribe_language: Optional[str] = None,
         timeout: Optional[int] = None,
         flow: Optional[Mapping[str, Any]] = None,
         flow_id: Optional[str] = None,
@@ -427,6 +432,7 @@ class AsyncCalls:
         body = _call_body(
             to, from_, tts, audio_url, record, transcribe, recording_channels, gather,
             webhook_url, timeout, flow, flow_id, extra_body, transcribe_webhook_url, transcribe_webhooks,
+            transcribe_language,
         )
         return Call(
             await self._client.request(
