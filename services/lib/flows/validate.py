@@ -78,6 +78,12 @@ def _schema_errors(name_field: str, step: Any) -> list[FlowError]:
         sub = ".".join(str(p) for p in err.absolute_path)
         out.append(FlowError(name_field, "invalid_step", f"{kind} step: {(sub + ': ') if sub else ''}{err.message}",
                              f"{name_field}.{sub}" if sub else name_field))
+    if not out and isinstance(step.get("language"), str):
+        from services.lib.languages import language_problem
+
+        if problem := language_problem(step["language"]):
+            out.append(FlowError(name_field, "invalid_step", f"{kind} step: language: {problem}",
+                                 f"{name_field}.language"))
     return out
 
 

@@ -93,3 +93,16 @@ def test_field_errors_inside_a_gather():
     errs = validate_flow(flow)
     assert errs and all(e.field == "steps.m" and e.code == "invalid_step" for e in errs)
     assert {e.path for e in errs} >= {"steps.m.num_digits", "steps.m.finish_on_key"}
+
+
+def test_a_gather_step_s_language_must_be_one_the_transcriber_knows():
+    def flow(language):
+        return {"start": "ask", "steps": {
+            "ask": {"kind": "gather", "type": "speech", "language": language, "prompt": {"kind": "say", "text": "¿Sí?"},
+                    "branches": {}, "default": "bye"},
+            "bye": {"kind": "hangup"}}}
+
+    assert validate_flow(flow("es-MX")) == [] and validate_flow(flow("auto")) == []
+    errors = validate_flow(flow("elvish"))
+    assert [(e.field, e.code) for e in errors] == [("steps.ask", "invalid_step")]
+    assert "BCP-47" in errors[0].message
