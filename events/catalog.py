@@ -74,6 +74,26 @@ class Gather(_Command):
     language: str | None = None
 
 
+class StreamOptions(_Command):
+    """A bidirectional media stream to the app's WebSocket (Twilio Media Streams' protocol)."""
+
+    url: str = Field(max_length=2048, description="wss:// URL of the app (ws:// only in development)")
+    track: Literal["inbound", "outbound", "both"] = Field(
+        "inbound", description="what the app hears: the callee (inbound), what we play (outbound), or both")
+    bidirectional: bool = Field(False, description="the app's media, mark and clear messages are played into the"
+                                " call; the call stays up until the stream stops")
+    parameters: dict[str, str] = Field(default_factory=dict, max_length=32,
+                                       description="sent to the app in `start.customParameters`")
+
+    @field_validator("parameters")
+    @classmethod
+    def _short_parameters(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            if not k or len(k) > 128 or len(val) > 1024:
+                raise ValueError("parameter names are 1-128 characters, values at most 1024")
+        return v
+
+
 class PlaceCallData(_Command):
     """Place an outbound call (the body of POST /v1/voice/calls, plus routing facts)."""
 
@@ -92,6 +112,7 @@ class PlaceCallData(_Command):
     timeout: int = Field(30, ge=1, le=600)
     flow: dict[str, Any] | None = None
     flow_id: str | None = None
+    stream: StreamOptions | None = None
     carrier: Literal["sandbox", "sip"] = "sandbox"
     created_at: str | None = None
 
@@ -103,7 +124,7 @@ class PlaceCallData(_Command):
     @model_validator(mode="after")
     def _one_source(self) -> "PlaceCallData":
         sources = [x for x in (self.tts, self.audio_url, self.flow, self.flow_id) if x is not None]
-        if not sources:
+        if not sources and not (self.stream is not None and self.stream.bidirectional):
             raise ValueError("either tts or audio_url is required")
         if self.tts is not None and self.audio_url is not None:
             raise ValueError("give tts or audio_url, not both")
@@ -196,6 +217,7 @@ class DialRequested(_Event):
     carrier: str = "sandbox"
     record: RecordOptions | None = Field(
         None, description="record from the instant of answer (the call's record option): channels, transcribe")
+    stream: StreamOptions | None = Field(None, description="open this media stream at the instant of answer")
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
 
@@ -478,3 +500,56 @@ class FlowWebhookFailed(_Event):
 
     step: str
     reason: str
+
+
+# --- media streams (docs/media-streams.md) --------------------------------------------
+
+_STREAM = {"stream_sid": "MZ5f1c0d3a9b8e4f2a8c7d6e5f4a3b2c1d", "url": "wss://bot.example.com/media",
+           "track": "inbound", "bidirectional": True}
+
+
+@register("stream.requested", example={"url": "wss://bot.example.com/media", "track": "inbound",
+                                      "bidirectional": True, "parameters": {"lang": "en"}, "step": "bot"})
+class StreamRequested(_Event):
+    """Instruction to the gateway: open a media stream now (a flow's stream step)."""
+
+    url: str
+    track: Literal["inbound", "outbound", "both"] = "inbound"
+    bidirectional: bool = False
+    parameters: dict[str, str] = {}
+    step: str | None = None
+
+
+class _StreamFact(_Event):
+    stream_sid: str
+    url: str = Field(description="the app's URL without query or fragment")
+    track: str = "inbound"
+    bidirectional: bool = False
+    step: str | None = None
+
+
+@register("stream.started", example={**_STREAM, "parameters": {"lang": "en"}})
+class StreamStarted(_StreamFact):
+    """The app's WebSocket accepted the stream; `connected` and `start` were sent."""
+
+    parameters: dict[str, str] = {}
+
+
+class _StreamEnd(_StreamFact):
+    reason: str
+    frames_sent: int = Field(0, description="media messages sent to the app")
+    frames_received: int = Field(0, description="media messages the app sent to be played")
+    frames_dropped: int = Field(0, description="frames to the app shed because it read too slowly")
+    frames_shed: int = Field(0, description="frames of the app's audio shed because it sent too far ahead")
+
+
+@register("stream.stopped", example={**_STREAM, "reason": "call ended", "frames_sent": 1500,
+                                    "frames_received": 900, "frames_dropped": 0, "frames_shed": 0})
+class StreamStopped(_StreamEnd):
+    """The stream ended normally: the call ended, or the app closed it (code 1000/1001)."""
+
+
+@register("stream.failed", example={**_STREAM, "reason": "connect failed: ConnectionRefusedError: [Errno 111]"
+                                                          " Connect call failed"})
+class StreamFailed(_StreamEnd):
+    """The stream could not be opened (refused, bad URL, timeout) or ended with an error; the call goes on."""

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from events.catalog import Gather, Tts
+from events.catalog import Gather, StreamOptions, Tts
 
 Status = Literal["queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"]
 
@@ -30,7 +30,8 @@ class ErrorResponse(_Doc):
 
 
 class CallCreate(_Doc):
-    """Body of POST /v1/voice/calls. Either `tts` or `audio_url` is required (or `flow`/`flow_id`)."""
+    """Body of POST /v1/voice/calls. Either `tts` or `audio_url` is required (or `flow`/`flow_id`, or a
+    bidirectional `stream`)."""
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
     to: str = Field(description="recipient, E.164", examples=["+15551234567"])
@@ -54,6 +55,9 @@ class CallCreate(_Doc):
     timeout: int = Field(30, ge=1, le=600, description="ring timeout in seconds")
     flow: dict[str, Any] | None = Field(None, description="inline IVR flow")
     flow_id: str | None = Field(None, description="id of a stored IVR flow")
+    stream: StreamOptions | None = Field(
+        None, description="a media stream to your WebSocket app for the whole call, from answer (Twilio Media"
+        " Streams' protocol, see docs/media-streams.md); a bidirectional stream needs no tts/audio_url")
 
 
 class CallCreated(_Doc):

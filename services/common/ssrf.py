@@ -97,6 +97,36 @@ def check_url(url: str) -> httpx.URL:
     return parsed
 
 
+def check_ws_url(url: str) -> tuple[str, int]:
+    """Validate a media stream's WebSocket URL; (host, port) to connect to.
+
+    ``wss`` only, except in development (``CANARY_ENV=development``), where ``ws`` is
+    allowed too, for a bot on the developer's machine (a loopback address also needs
+    ``CANARY_ALLOW_PRIVATE_URLS=1``, as for every customer URL). A host, no credentials;
+    IP literals are judged here, names when connecting (:func:`resolve_checked`).
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise SsrfError(f"invalid URL: {exc}") from None
+    dev = settings().environment == "development"
+    if parts.scheme not in (("wss", "ws") if dev else ("wss",)):
+        raise SsrfError("URL scheme must be wss" + (" or ws" if dev else " (ws only in development)"))
+    host = parts.hostname
+    if not host:
+        raise SsrfError("URL has no host")
+    if parts.username or parts.password:
+        raise SsrfError("URL must not contain credentials")
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None and is_forbidden_ip(literal) and not private_urls_allowed():
+        raise SsrfError(f"address {host} is not allowed")
+    return host, port or (443 if parts.scheme == "wss" else 80)
+
+
 async def resolve_checked(host: str, port: int) -> list[str]:
     """Resolve ``host`` and return its addresses; raise if any is forbidden.
 

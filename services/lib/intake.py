@@ -13,7 +13,8 @@ callable ``lookup(account_id, number) -> bool`` (e.g.
 Errors are dicts ``{"code", "field", "message"}`` (``field`` uses the public JSON names,
 dotted for nested fields, e.g. ``tts.voice``; None when the whole request is at fault).
 Codes: invalid_request, missing_field, unknown_field, invalid_field, conflicting_fields,
-invalid_phone_number, number_not_verified, invalid_voice, invalid_ssml, invalid_url.
+invalid_phone_number, number_not_verified, invalid_voice, invalid_ssml, invalid_url
+(``stream.url`` too: wss only, ws in development, the SSRF rules of every customer URL).
 """
 
 from __future__ import annotations
@@ -75,6 +76,20 @@ def _tts_errors(tts: Any) -> list[dict[str, Any]]:
     return out
 
 
+def _is_bot_stream(stream: Any) -> bool:
+    return isinstance(stream, dict) and stream.get("bidirectional") is True
+
+
+def _ws_url_error(field: str, url: str) -> dict[str, Any] | None:
+    from services.common.ssrf import SsrfError, check_ws_url
+
+    try:
+        check_ws_url(url)
+    except SsrfError as exc:
+        return _err("invalid_url", field, str(exc))
+    return None
+
+
 def _url_error(field: str, url: str | None) -> dict[str, Any] | None:
     if url is None:
         return None
@@ -96,7 +111,7 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
 
     errors: list[dict[str, Any]] = []
     present = [k for k in _SOURCES if data.get(k) is not None]
-    if not present:
+    if not present and not _is_bot_stream(data.get("stream")):  # a voice bot's call needs no prompt
         errors.append(_err("missing_field", "tts", "either tts or audio_url is required"))
     elif data.get("tts") is not None and data.get("audio_url") is not None:
         errors.append(_err("conflicting_fields", "audio_url", "give tts or audio_url, not both"))
@@ -124,6 +139,8 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
         e = _url_error(field, url)
         if e:
             errors.append(e)
+    if model.stream is not None and (e := _ws_url_error("stream.url", model.stream.url)):
+        errors.append(e)
 
     if model.flow is not None:
         # A broken menu never reaches a caller: the same checks as saving a flow.

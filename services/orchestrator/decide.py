@@ -110,6 +110,8 @@ def _dial(s: CallState, cause: Envelope, now: datetime) -> Step:
     if req.get("record"):
         # The gateway starts recording at the instant of answer, not a Kafka round trip later.
         dial["record"] = _record_options(req)
+    if req.get("stream"):
+        dial["stream"] = req["stream"]  # opened at answer too: a bot hears the callee's first word
     return replace(s, phase=Phase.DIALING), (
         Emit(cause.caused("dial.requested", dial, step="dial")),
         StartTimer("ring_timeout", now + timedelta(seconds=timeout + RING_GRACE_S), token=cause.id))
@@ -199,6 +201,21 @@ def _gather_done(s: CallState, msg: Envelope, ctx: Context) -> Step:
     return s, _NOTHING
 
 
+def _stream_ended(s: CallState, msg: Envelope, ctx: Context) -> Step:
+    """stream.stopped / stream.failed of the call's own stream: a script waiting for it goes on."""
+    if s.stream_done or msg.data.get("step") is not None:
+        return s, _NOTHING  # a flow step's stream (the flow's), or a second report
+    s = replace(s, stream_done=True)
+    if s.flow is not None:
+        return s, _NOTHING  # a flow runs the call: its own steps say when it ends
+    return _next_step(s, msg)
+
+
+def _bot_stream(req: Mapping) -> bool:
+    """The call's stream is a voice bot's (Twilio's <Connect><Stream>): the call lasts as long as it."""
+    return bool((req.get("stream") or {}).get("bidirectional"))
+
+
 def _ended(s: CallState, msg: Envelope, ctx: Context) -> Step:
     return replace(s, phase=Phase.ENDED), tuple(CancelTimer(name) for name in TIMERS)
 
@@ -211,6 +228,8 @@ def _next_step(s: CallState, cause: Envelope) -> Step:
         return replace(s, hangup_sent=True), (Emit(cause.caused(
             "hangup.requested", {"reason": s.media_failed, "status": "failed"}, step="hangup")),)
     req = s.request
+    if s.phase is Phase.IN_PROGRESS and not (req.get("tts") or req.get("audio_url")):
+        s = replace(s, phase=Phase.PROMPTED)  # a bot's call: no prompt to play, the bot speaks
     if s.phase is Phase.IN_PROGRESS:  # not played yet
         if s.audio_ref is None:
             return s, _NOTHING  # answered before the render finished: play as soon as it lands
@@ -225,7 +244,10 @@ def _next_step(s: CallState, cause: Envelope) -> Step:
             "inter_digit_timeout": g.get("inter_digit_timeout"), "hints": g.get("hints"),
             "language": g.get("language")}, step="gather")),)
     if s.phase in (Phase.PROMPTED, Phase.GATHERED):
-        return replace(s, hangup_sent=True), (Emit(cause.caused("hangup.requested", {"reason": "script finished"},
+        if _bot_stream(req) and not s.stream_done:
+            return s, _NOTHING  # the bot has the call until its stream stops
+        reason = "stream ended" if _bot_stream(req) else "script finished"
+        return replace(s, hangup_sent=True), (Emit(cause.caused("hangup.requested", {"reason": reason},
                                                                 step="hangup")),)
     return s, _NOTHING
 
@@ -272,6 +294,8 @@ INPUTS: Mapping[str, Route] = {
     "gather.timeout": Route(_E, _gather_done, flow.on_gather_timeout),
     "flow.webhook.answered": Route(_E, None, flow.on_webhook_answered),
     "flow.webhook.failed": Route(_E, None, flow.on_webhook_failed),
+    "stream.stopped": Route(_E, _stream_ended, flow.on_stream_ended),
+    "stream.failed": Route(_E, _stream_ended, flow.on_stream_ended),
     **{t: Route(_E, _ended) for t in TERMINAL_EVENTS},  # call.completed, call.busy, ...: the call is over
 }
 

@@ -79,6 +79,13 @@ def _run(s: CallState, engine: fe.FlowState, actions: tuple[fe.Action, ...], cau
             s, o = _emit(s, cause, "flow.webhook.requested", {"url": a.url, "step": a.step, "digits": a.digits,
                                                               "speech": a.speech})
             out.append(o)
+        elif isinstance(a, fe.Stream):
+            s, o = _emit(s, cause, "stream.requested", {"url": a.url, "track": a.track,
+                                                        "bidirectional": a.bidirectional,
+                                                        "parameters": dict(a.parameters), "step": a.step})
+            out.append(o)
+            if not a.bidirectional:
+                follow_up = fe.PromptFinished(step=a.step)  # a one-way stream runs beside the flow
         elif isinstance(a, fe.Hangup):
             if not s.hangup_sent:
                 s, o = _emit(replace(s, hangup_sent=True), cause, "hangup.requested", {"reason": a.reason})
@@ -170,6 +177,14 @@ def on_webhook_answered(s: CallState, msg: Envelope, now: datetime) -> Step:
 
 def on_webhook_failed(s: CallState, msg: Envelope, now: datetime) -> Step:
     return _feed(s, fe.WebhookFailed(reason=msg.data.get("reason", ""), step=msg.data.get("step")), msg, now)
+
+
+def on_stream_ended(s: CallState, msg: Envelope, now: datetime) -> Step | None:
+    """stream.stopped / stream.failed of a stream step: a bidirectional step goes on to `next`.
+    The call's own stream (no step) is the call script's: None passes it on."""
+    if msg.data.get("step") is None:
+        return None
+    return _feed(s, fe.StreamEnded(reason=msg.data.get("reason", ""), step=msg.data["step"]), msg, now)
 
 
 def on_timer(s: CallState, msg: Envelope, now: datetime) -> Step | None:

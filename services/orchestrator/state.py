@@ -6,7 +6,8 @@ script got; the only facts kept beside it are the ones the phase cannot tell:
 
 - `hangup_sent`: a hangup went to the gateway (it can happen in any live phase: ring
   timeout, API hangup, media failure, end of script or flow);
-- `recording`: recording was requested (on answer, or by a flow `record` step).
+- `recording`: recording was requested (on answer, or by a flow `record` step);
+- `stream_done`: the call's own media stream (the `stream` option) stopped or failed.
 
 Stored form (`to_json` / `from_json`) is the layout the dict-based state machine wrote,
 so rows written before this type existed load unchanged. The booleans that layout had
@@ -171,6 +172,7 @@ class CallState:
     recording: bool = False
     seen: int = 0  # inputs decided for this call
     flow: FlowRun | None = None
+    stream_done: bool = False  # the call's own media stream stopped or failed (a bot's call then ends)
 
     @classmethod
     def new(cls, call_id: str, account_id: str) -> "CallState":
@@ -204,6 +206,8 @@ class CallState:
             d.update(answered=p in ANSWERED, dialed=p in DIALED, played=p in PLAYED, gathering=p is Phase.GATHERING)
         if self.recording:
             d["recording"] = True
+        if self.stream_done:
+            d["stream_done"] = True
         if self.flow is not None:
             d["flow"] = self.flow.to_json()
             if self.flow.seq:
@@ -215,4 +219,5 @@ class CallState:
         flow = d.get("flow")
         return cls(d["call_id"], d["account_id"], Phase(d["phase"]), d.get("request") or {}, d.get("audio_ref"),
                    d.get("media_failed"), bool(d.get("hangup_sent")), bool(d.get("recording")), d.get("seen", 0),
-                   FlowRun.from_json(flow, d.get("flow_seq", 0)) if flow is not None else None)
+                   FlowRun.from_json(flow, d.get("flow_seq", 0)) if flow is not None else None,
+                   bool(d.get("stream_done")))

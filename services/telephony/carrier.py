@@ -123,6 +123,10 @@ class CallSession(Protocol):
     def on_audio(self, callback: Callable[[bytes], None] | None) -> None:
         """Deliver the callee's audio, frame by frame, for speech gather and live transcription."""
 
+    def on_sent_audio(self, callback: Callable[[bytes], None] | None) -> None:
+        """Deliver what we send the callee, frame by frame on the same tick (a media stream's outbound
+        track). Optional: the gateway checks for it."""
+
     def start_recording(self, recorder: Any = None) -> None:
         """Start keeping both directions of audio, time-aligned: each tick's (callee, ours) frames go
         to ``recorder.write`` (a ``services.common.media_store_spool.FrameRecorder``), else to memory."""

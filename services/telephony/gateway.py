@@ -10,6 +10,11 @@ voice.media.audio (purpose "gather", see streaming.py) and completes on the
 `speech.recognized` the transcription service answers with; a sandbox callee's lines
 are rendered by the TTS service (`sandbox.speech.requested` -> `.rendered`). Both
 answers come back on voice.call.events, keyed by the call, so to this gateway.
+
+A call's media stream (the `stream` option, opened at answer, or a flow's
+`stream.requested`) is a WebSocket to the app in Twilio Media Streams' protocol
+(services/telephony/streams/): the callee's frames go to it, its audio is played into
+the call, and it reports stream.started / stream.stopped / stream.failed.
 """
 
 from __future__ import annotations
@@ -34,12 +39,15 @@ from services.telephony.carrier import Answered, CallSession, Carrier, DialReque
 from services.telephony.gather import Collector
 from services.lib.speech import Endpointer
 from services.telephony.streaming import AudioStreamer
+from services.telephony.streams.client import MediaStream
+from services.telephony.streams.protocol import stream_sid
 
 log = configure("telephony")
 STALE_DIAL_S = 60
 SPEECH_RECOGNITION_S = 20  # time allowed for the recognition result after an utterance ends
 SANDBOX_RENDER_S = 30  # a scripted callee's line not rendered by then is not said
-INSTRUCTIONS = {"dial.requested", "play.requested", "gather.requested", "record.requested", "hangup.requested"}
+INSTRUCTIONS = {"dial.requested", "play.requested", "gather.requested", "record.requested", "hangup.requested",
+                "stream.requested"}
 ANSWERS = {"speech.recognized", "sandbox.speech.rendered", "sandbox.speech.failed"}  # to this gateway's requests
 
 
@@ -63,8 +71,11 @@ class LiveCall:
         self.recording: Envelope | None = None  # what started the recording (dial.requested or record.requested)
         self.record_options: dict[str, Any] = {}
         self.recorder: Any = None  # SpoolRecorder: the recording on disk while the call runs
+        self.media_stream: MediaStream | None = None  # the app's WebSocket (one at a time)
         self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._work())]
         session.on_audio(self._on_audio)
+        if hasattr(session, "on_sent_audio"):  # what we play, for a stream's outbound track
+            session.on_sent_audio(self._on_sent_audio)
 
     def _event(self, type: str, data: dict[str, Any], cause: Envelope | None = None) -> Envelope:
         self.seq += 1
@@ -93,6 +104,8 @@ class LiveCall:
                 return
 
     async def _on_digit(self, ev: DtmfReceived) -> None:
+        if self.media_stream is not None:
+            self.media_stream.on_dtmf(ev.digit)
         await self._emit(self._event("dtmf.received", {"digit": ev.digit, "method": ev.method}))
         if self.collector is not None:
             c = self.collector
@@ -111,6 +124,21 @@ class LiveCall:
         self._stream()
         if rec := self.dial.data.get("record"):
             self._record(self.dial, rec)
+        if opts := self.dial.data.get("stream"):
+            self.tasks.append(asyncio.create_task(self._open_media_stream(self.dial, opts)))
+
+    async def _open_media_stream(self, cause: Envelope, options: dict, step: str | None = None) -> None:
+        """Open the app's media stream (a second one replaces the first, as a new stream step would)."""
+        if self.media_stream is not None:
+            await self.media_stream.close("replaced by a new stream")
+
+        async def report(type: str, data: dict) -> None:
+            await self._emit(self._event(type, data, cause))
+
+        self.media_stream = MediaStream(sid=stream_sid(cause.id), call_id=self.dial.call_id,
+                                        account_id=self.dial.account_id, options=options, session=self.session,
+                                        report=report, step=step, prompt_playing=lambda: self.playing)
+        self.media_stream.start()
 
     def _record(self, cause: Envelope, options: dict) -> None:
         if self.recording is None:  # recorded from answer already: one recording, the first cause
@@ -161,8 +189,15 @@ class LiveCall:
         """Every 20 ms frame of the callee's audio (called by the carrier, synchronously)."""
         if self.streamer is not None:
             self.streamer.add(frame)
+        if self.media_stream is not None:
+            self.media_stream.on_inbound(frame)
         if self.endpointer is not None and self.collector is not None:
             self._on_speech_frame(self.endpointer, frame)
+
+    def _on_sent_audio(self, frame: bytes) -> None:
+        """Every 20 ms frame we send the callee (prompts, the app's audio, silence)."""
+        if self.media_stream is not None:
+            self.media_stream.on_outbound(frame)
 
     def _on_speech_frame(self, ep: Endpointer, frame: bytes) -> None:
         # Recognition is the transcription service's (it endpoints the same frames); this
@@ -193,6 +228,8 @@ class LiveCall:
         self.endpointer = None
         if self.streamer is not None:
             self.streamer.close()
+        if self.media_stream is not None:  # the app gets `stop`; stream.stopped precedes the call's end
+            await self.media_stream.close("call ended")
         out = []
         if self.collector is not None and self.gather_cause is not None:
             c, self.collector = self.collector, None
@@ -247,6 +284,8 @@ class LiveCall:
             return
         elif t == "record.requested":
             self._record(env, env.data)
+        elif t == "stream.requested":
+            await self._open_media_stream(env, env.data, step=env.data.get("step"))
         elif t == "play.requested":
             pcm = await self.gw.load_audio(env.data["audio_ref"])
             if self.hanging_up:  # the hangup came while the audio loaded: it is not started
@@ -280,6 +319,8 @@ class LiveCall:
     def close(self) -> None:
         for t in self.tasks:
             t.cancel()
+        if self.media_stream is not None and self.media_stream.task is not None:
+            self.media_stream.task.cancel()
         if self.recorder is not None and not self.recorder.closed:  # gone mid-call: drop its spool files
             asyncio.get_running_loop().create_task(self.recorder.discard())
         close = getattr(self.session, "close", None)

@@ -73,6 +73,7 @@ class SandboxSession:
         self._callee_audio: deque[bytes] = deque()
         self._recording: FrameRecorder | None = None
         self._audio_cb: Callable[[bytes], None] | None = None
+        self._sent_cb: Callable[[bytes], None] | None = None
         self._clock = clock
         self._tasks = [asyncio.create_task(self._behave())]
 
@@ -147,6 +148,8 @@ class SandboxSession:
                 self._recording.write(theirs, ours)
             if self._audio_cb is not None:
                 self._audio_cb(theirs)
+            if self._sent_cb is not None:
+                self._sent_cb(ours)
 
     def _finish_play(self, completed: bool) -> None:
         if self._play_done is not None and not self._play_done.done():
@@ -171,6 +174,9 @@ class SandboxSession:
 
     def on_audio(self, callback: Callable[[bytes], None] | None) -> None:
         self._audio_cb = callback
+
+    def on_sent_audio(self, callback: Callable[[bytes], None] | None) -> None:
+        self._sent_cb = callback
 
     def start_recording(self, recorder: FrameRecorder | None = None) -> None:
         if self._recording is None:  # idempotent: a call recorded from answer stays one recording

@@ -15,7 +15,8 @@ a function of the flow and its inputs, replayable from the event log.
 
 Waiting points: say/play/pause/record wait for `PromptFinished` (the action ended),
 gather for `GatherCompleted` / `GatherTimeout`, webhook for `WebhookAnswered` /
-`WebhookFailed`. Inputs that do not fit the waiting point (or name another step) are
+`WebhookFailed`, a bidirectional stream for `StreamEnded` (a one-way stream, like record,
+is started and followed by `PromptFinished` at once). Inputs that do not fit the waiting point (or name another step) are
 ignored, so a duplicate or late event is harmless.
 """
 
@@ -93,11 +94,23 @@ class CallWebhook:
 
 
 @dataclass(frozen=True, slots=True)
+class Stream:
+    """Open a media stream to `url` (docs/media-streams.md). A bidirectional one waits for
+    `StreamEnded` (the bot has the call); a one-way one goes on to `next` at once."""
+
+    step: str
+    url: str
+    track: str = "inbound"
+    bidirectional: bool = False
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup:
     reason: str = "flow"
 
 
-Action = Union[EnterStep, Say, Play, Gather, Record, Pause, CallWebhook, Hangup]
+Action = Union[EnterStep, Say, Play, Gather, Record, Pause, CallWebhook, Stream, Hangup]
 
 # --- inputs (what happened) ----------------------------------------------------------
 
@@ -136,7 +149,15 @@ class WebhookFailed:
     step: str | None = None
 
 
-Input = Union[PromptFinished, GatherCompleted, GatherTimeout, WebhookAnswered, WebhookFailed]
+@dataclass(frozen=True, slots=True)
+class StreamEnded:
+    """A bidirectional stream step's stream stopped or failed."""
+
+    reason: str = ""
+    step: str | None = None
+
+
+Input = Union[PromptFinished, GatherCompleted, GatherTimeout, WebhookAnswered, WebhookFailed, StreamEnded]
 
 # --- state ---------------------------------------------------------------------------
 
@@ -191,6 +212,8 @@ def on_input(flow: Mapping[str, Any], state: FlowState, event: Input) -> Result:
     elif state.waiting == "webhook" and isinstance(event, WebhookAnswered):
         state = _on_answer(flow, state, step, list(event.steps), actions)
     elif state.waiting == "webhook" and isinstance(event, WebhookFailed):
+        state = _goto_next(flow, state, step, actions)
+    elif state.waiting == "stream" and isinstance(event, StreamEnded):
         state = _goto_next(flow, state, step, actions)
     return state, tuple(actions)
 
@@ -258,6 +281,11 @@ def _enter(flow, state: FlowState, name: str, actions: list[Action], retries: in
         if kind == "webhook":
             actions.append(CallWebhook(step["url"], name, state.digits, state.speech))
             return replace(state, waiting="webhook")
+        if kind == "stream":
+            bidirectional = bool(step.get("bidirectional", False))
+            actions.append(Stream(name, step["url"], step.get("track", "inbound"), bidirectional,
+                                  dict(step.get("parameters") or {})))
+            return replace(state, waiting="stream" if bidirectional else "prompt")
         if kind == "goto":
             name, retries = step["step"], 0
             continue
@@ -337,6 +365,7 @@ def _on_answer(flow, state: FlowState, step, steps: list[Any], actions: list[Act
 
 __all__ = [
     "Action", "CallWebhook", "EnterStep", "FlowInvalid", "FlowState", "Gather", "GatherCompleted", "GatherTimeout",
-    "Hangup", "Input", "Pause", "Play", "PromptFinished", "Record", "Say", "WebhookAnswered", "WebhookFailed",
+    "Hangup", "Input", "Pause", "Play", "PromptFinished", "Record", "Say", "Stream", "StreamEnded", "WebhookAnswered",
+    "WebhookFailed",
     "match_branch", "on_input", "start",
 ]

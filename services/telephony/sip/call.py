@@ -166,6 +166,10 @@ class SipCall:
         """Deliver the callee's audio, one 20 ms frame per call of ``callback``."""
         self.media.on_audio(callback)
 
+    def on_sent_audio(self, callback: Callable[[bytes], None] | None) -> None:
+        """Deliver what we send, one 20 ms frame per tick (a media stream's outbound track)."""
+        self.media.on_sent_audio(callback)
+
     def start_recording(self, recorder=None) -> None:
         """Start keeping both directions of audio, time-aligned (handed to ``recorder`` if given)."""
         self.media.start_recording(recorder)

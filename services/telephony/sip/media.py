@@ -197,6 +197,7 @@ class MediaSession:
         self._event_ts = 0
         # audio out and recording
         self._audio_cb: Callable[[bytes], None] | None = None
+        self._sent_cb: Callable[[bytes], None] | None = None  # what we sent, per tick (a stream's outbound track)
         self._rec: FrameRecorder | None = None
         # timers and counters
         self.last_rx = 0.0
@@ -256,6 +257,11 @@ class MediaSession:
         if self._audio_cb is not None:
             try:
                 self._audio_cb(callee)
+            except Exception:  # noqa: BLE001 - consumer bug must not stop media
+                log.exception("rtp.audio_callback_failed", call_id=self.call_id)
+        if self._sent_cb is not None:
+            try:
+                self._sent_cb(ours)
             except Exception:  # noqa: BLE001 - consumer bug must not stop media
                 log.exception("rtp.audio_callback_failed", call_id=self.call_id)
         if self._rec is not None:
@@ -444,6 +450,9 @@ class MediaSession:
 
     def on_audio(self, callback: Callable[[bytes], None] | None) -> None:
         self._audio_cb = callback
+
+    def on_sent_audio(self, callback: Callable[[bytes], None] | None) -> None:
+        self._sent_cb = callback
 
     def start_recording(self, recorder: FrameRecorder | None = None) -> None:
         """Hand both directions, frame by frame, to ``recorder`` (default: kept in memory)."""

@@ -46,10 +46,11 @@ def test_one_table_lists_every_input():
     assert COMMAND_INPUTS == {"PlaceCall", "HangupCall"}
     assert EVENT_INPUTS == {"timer.fired", "call.ringing", "call.answered", "tts.rendered", "audio.fetched",
                             "tts.failed", "audio.failed", "prompt.finished", "gather.completed", "gather.timeout",
-                            "flow.webhook.answered", "flow.webhook.failed", *TERMINAL_EVENTS}
+                            "flow.webhook.answered", "flow.webhook.failed", "stream.stopped", "stream.failed",
+                            *TERMINAL_EVENTS}
     assert FLOW_EVENTS == {"tts.rendered", "audio.fetched", "tts.failed", "audio.failed", "prompt.finished",
                            "gather.completed", "gather.timeout", "timer.fired", "flow.webhook.answered",
-                           "flow.webhook.failed"}
+                           "flow.webhook.failed", "stream.stopped", "stream.failed"}
     assert set(INPUTS) == COMMAND_INPUTS | EVENT_INPUTS
     assert all((r.source is Source.COMMAND) == (t[0].isupper()) for t, r in INPUTS.items())
     assert all(r.call is not None or r.flow is not None for r in INPUTS.values())

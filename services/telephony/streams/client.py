@@ -1,0 +1,279 @@
+"""One call's media stream: the WebSocket edge of the Twilio Media Streams protocol.
+
+The gateway (services/telephony/gateway.py ``LiveCall``) owns one ``MediaStream`` per
+stream a call opens. It hands it the callee's frames (``on_inbound``, from the carrier's
+frame callback, synchronously), our frames (``on_outbound``) and the callee's keys
+(``on_dtmf``); the stream reports ``stream.started`` / ``stream.stopped`` /
+``stream.failed`` through the ``report`` callback the gateway gives it.
+
+A stream never blocks the call:
+
+- connecting (the URL checked again, its host resolved under the SSRF rules, the
+  socket opened to the vetted address) is bounded by ``CONNECT_TIMEOUT_S``; a failure
+  is ``stream.failed`` and the call goes on;
+- frames to the app wait in a bounded queue (``SEND_BUFFER`` messages, ~5 s of one
+  track); when the app reads too slowly the *oldest* are shed, counted and logged, and
+  a send stuck for ``SEND_STALL_S`` fails the stream;
+- the app's audio waits in the bounded ``Playout`` queue and is played through
+  ``session.play``, paced by the carrier's clock; a prompt the call plays has the line
+  first (the app's audio waits, and a prompt started meanwhile cuts the batch playing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlsplit
+
+import structlog
+import websockets
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+from services.common.ssrf import SsrfError, check_ws_url, resolve_checked
+from services.telephony.streams import protocol
+from services.telephony.streams.playout import Playout
+
+log = structlog.get_logger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+CLOSE_TIMEOUT_S = 2.0  # the stop message and the close handshake, at the call's end
+SEND_BUFFER = 250  # media messages waiting for the app (5 s of one track)
+SEND_STALL_S = 10.0  # one send blocked this long: the app is gone without closing
+PLAYOUT_FRAMES = 1500  # 30 s of the app's audio may wait to be played
+NORMAL_CLOSES = {1000, 1001}
+
+Report = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+def public_url(url: str) -> str:
+    """The URL as the timeline shows it: no query or fragment (they often carry tokens)."""
+    p = urlsplit(url)
+    return f"{p.scheme}://{p.netloc}{p.path}"
+
+
+class MediaStream:
+    def __init__(self, *, sid: str, call_id: str, account_id: str, options: dict[str, Any], session: Any,
+                 report: Report, step: str | None = None, prompt_playing: Callable[[], bool] = lambda: False):
+        self.sid, self.options, self.session, self.step = sid, options, session, step
+        self.url = options["url"]
+        self.tracks = protocol.TRACKS[options.get("track") or "inbound"]
+        self.bidirectional = bool(options.get("bidirectional", False))
+        self.parameters = {str(k): str(v) for k, v in (options.get("parameters") or {}).items()}
+        self._report, self._prompt_playing = report, prompt_playing
+        self.out = protocol.Outgoing(sid, call_id, account_id)
+        self.playout = Playout(max_frames=PLAYOUT_FRAMES)
+        self._media: deque[bytes] = deque()  # media messages to the app (bounded: oldest shed)
+        self._control: deque[bytes] = deque()  # dtmf, mark echoes, stop: never shed
+        self._wake = asyncio.Event()
+        self._audio = asyncio.Event()  # the app's audio (or a mark) is waiting
+        self._ws: Any = None
+        self._open = False  # `start` sent: frames go to the app from now on
+        self._finished = False  # the final event is reported (once)
+        self._playing = False  # session.play is playing the app's audio
+        self._ts = {"inbound": 0, "outbound": 0}
+        self.sent = self.received = self.dropped = 0
+        self.invalid = 0
+        self.task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    # --- from the call (synchronous, on the carrier's clock) ------------------------------
+
+    def on_inbound(self, frame: bytes) -> None:
+        self._frame("inbound", frame)
+
+    def on_outbound(self, frame: bytes) -> None:
+        self._frame("outbound", frame)
+
+    def _frame(self, track: str, frame: bytes) -> None:
+        if not self._open or track not in self.tracks:
+            return
+        ts = self._ts[track]
+        self._ts[track] = ts + 20
+        if len(self._media) >= SEND_BUFFER:
+            self._media.popleft()  # the app reads too slowly: the oldest frame goes
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 500 == 0:
+                log.warning("media stream: app too slow, oldest frames shed", stream_sid=self.sid,
+                            dropped=self.dropped)
+        self._media.append(self.out.media(track, frame, ts))
+        self._wake.set()
+
+    def on_dtmf(self, digit: str) -> None:
+        if self._open:
+            self._control.append(self.out.dtmf(digit))
+            self._wake.set()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def close(self, reason: str) -> None:
+        """Stop the stream from our side (the call ended, a new stream replaced it): the app
+        gets ``stop``, the timeline ``stream.stopped``. Bounded by CLOSE_TIMEOUT_S."""
+        if self._finished:
+            return
+        ws, was_open = self._ws, self._open
+        self._open = False
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+        if ws is not None:
+            try:
+                await asyncio.wait_for(self._goodbye(ws, was_open), CLOSE_TIMEOUT_S)
+            except Exception:  # the app is slow or gone: the call does not wait for it
+                pass
+        if self._playing:
+            self.session.stop_playback()
+        await self._finish("stream.stopped", reason if was_open else f"{reason} before the stream connected")
+
+    async def _goodbye(self, ws: Any, was_open: bool) -> None:
+        if was_open:
+            await ws.send(self.out.stop(), text=True)
+        await ws.close()
+
+    async def _finish(self, type: str, reason: str) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        self._open = False
+        await self._report(type, {**self._ids(), "reason": reason, "frames_sent": self.sent,
+                                  "frames_received": self.received, "frames_dropped": self.dropped,
+                                  "frames_shed": self.playout.shed})
+
+    def _ids(self) -> dict[str, Any]:
+        d = {"stream_sid": self.sid, "url": public_url(self.url), "track": self.options.get("track") or "inbound",
+             "bidirectional": self.bidirectional}
+        if self.step is not None:
+            d["step"] = self.step
+        return d
+
+    async def _run(self) -> None:
+        try:
+            ws = await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            return await self._finish("stream.failed", f"connect timed out after {CONNECT_TIMEOUT_S:g} s")
+        except SsrfError as exc:
+            return await self._finish("stream.failed", f"URL refused: {exc}")
+        except Exception as exc:  # refused, TLS, HTTP status instead of an upgrade, ...
+            return await self._finish("stream.failed", f"connect failed: {_describe(exc)}")
+        self._ws = ws
+        try:
+            await ws.send(self.out.connected(), text=True)
+            await ws.send(self.out.start(self.tracks, self.parameters), text=True)
+        except Exception as exc:
+            return await self._finish("stream.failed", f"closed during start: {_describe(exc)}")
+        self._open = True
+        await self._report("stream.started", {**self._ids(), "parameters": self.parameters})
+        tasks = [asyncio.create_task(self._writer(ws)), asyncio.create_task(self._reader(ws))]
+        if self.bidirectional:
+            tasks.append(asyncio.create_task(self._player()))
+        try:
+            done, _ = await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
+            outcome = next(iter(done)).result()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            outcome = ("stream.failed", _describe(exc))
+        finally:
+            for t in tasks:
+                t.cancel()
+        if self._playing:
+            self.session.stop_playback()
+        await ws.close()
+        await self._finish(*outcome)
+
+    async def _connect(self) -> Any:
+        host, port = check_ws_url(self.url)
+        addrs = await resolve_checked(host, port)
+        # To the vetted address (never re-resolved); TLS and Host still use the URL's name.
+        # No proxy from the environment: it would do the resolving for us.
+        return await connect(self.url, host=addrs[0], port=port, open_timeout=None, proxy=None, compression=None,
+                             max_size=protocol.MAX_MESSAGE_BYTES, max_queue=64,
+                             user_agent_header="CanaryVoice-MediaStreams/1.0")
+
+    async def _writer(self, ws: Any) -> tuple[str, str]:
+        while True:
+            while not self._control and not self._media:
+                self._wake.clear()
+                await self._wake.wait()
+            media = not self._control  # control first: a mark echo never waits behind 5 s of audio
+            msg = self._media.popleft() if media else self._control.popleft()
+            try:
+                await asyncio.wait_for(ws.send(msg, text=True), SEND_STALL_S)
+            except asyncio.TimeoutError:
+                return "stream.failed", f"app stopped reading for {SEND_STALL_S:g} s"
+            except ConnectionClosed as exc:
+                return _closed(exc.rcvd)
+            if media:
+                self.sent += 1
+
+    async def _reader(self, ws: Any) -> tuple[str, str]:
+        try:
+            async for raw in ws:
+                self._on_message(protocol.parse(raw, self.sid))
+        except ConnectionClosed as exc:
+            return _closed(exc.rcvd)
+        return _closed(ws.protocol.close_rcvd)  # a normal close ends the iteration without raising
+
+    def _on_message(self, msg: protocol.AppMessage) -> None:
+        if isinstance(msg, protocol.Media):
+            if self.bidirectional:  # a one-way stream's app has no say in the call (as with Twilio)
+                self.received += 1
+                self.playout.add_audio(msg.pcm)
+                self._audio.set()
+        elif isinstance(msg, protocol.Mark):
+            if self.bidirectional:
+                self.playout.add_mark(msg.name)
+                self._audio.set()
+        elif isinstance(msg, protocol.Clear):
+            marks = self.playout.clear()
+            if self._playing:
+                self.session.stop_playback()
+            self._echo(marks)
+        else:
+            self.invalid += 1
+            if self.invalid == 1 or self.invalid % 100 == 0:
+                log.info("media stream: message ignored", stream_sid=self.sid, reason=msg.reason, count=self.invalid)
+
+    def _echo(self, marks: list[str]) -> None:
+        for name in marks:
+            self._control.append(self.out.mark(name))
+        if marks:
+            self._wake.set()
+
+    async def _player(self) -> None:
+        """The app's audio into the call, batch by batch, each mark echoed once its audio played."""
+        while True:
+            if self._prompt_playing():
+                await asyncio.sleep(0.02)  # a prompt has the line; the app's audio waits
+                continue
+            item = self.playout.take()
+            if item is None:
+                self._audio.clear()
+                await self._audio.wait()
+            elif type(item) is str:
+                self._echo([item])
+            else:
+                self._playing = True
+                try:
+                    await self.session.play(item)
+                finally:
+                    self._playing = False
+
+
+def _closed(rcvd: Any) -> tuple[str, str]:
+    """How the app's side ended (its close frame, if any): a normal close is ``stream.stopped``,
+    anything else ``stream.failed``."""
+    if rcvd is not None and rcvd.code in NORMAL_CLOSES:
+        return "stream.stopped", "app closed the stream" + (f": {rcvd.reason}" if rcvd.reason else "")
+    if rcvd is None:
+        return "stream.failed", "connection lost without a close frame"
+    return "stream.failed", f"app closed the stream with code {rcvd.code}" + (f": {rcvd.reason}" if rcvd.reason
+                                                                               else "")
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, websockets.exceptions.InvalidStatus):
+        return f"HTTP {exc.response.status_code} instead of a WebSocket upgrade"
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
