@@ -64,8 +64,10 @@ class MediaStream:
         self._report, self._prompt_playing = report, prompt_playing
         self.out = protocol.Outgoing(sid, call_id, account_id)
         self.playout = Playout(max_frames=PLAYOUT_FRAMES)
-        self._media: deque[bytes] = deque()  # media messages to the app (bounded: oldest shed)
-        self._control: deque[bytes] = deque()  # dtmf, mark echoes, stop: never shed
+        # To the app, in order: (is media, message). Media is bounded (the oldest is shed);
+        # dtmf and mark echoes never are. One queue, so an echo never overtakes its audio.
+        self._queue: deque[tuple[bool, bytes]] = deque()
+        self._queued_media = 0
         self._wake = asyncio.Event()
         self._audio = asyncio.Event()  # the app's audio (or a mark) is waiting
         self._ws: Any = None
@@ -93,19 +95,30 @@ class MediaStream:
             return
         ts = self._ts[track]
         self._ts[track] = ts + 20
-        if len(self._media) >= SEND_BUFFER:
-            self._media.popleft()  # the app reads too slowly: the oldest frame goes
+        if self._queued_media >= SEND_BUFFER:
+            self._shed_oldest()  # the app reads too slowly: the oldest frame goes
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 500 == 0:
                 log.warning("media stream: app too slow, oldest frames shed", stream_sid=self.sid,
                             dropped=self.dropped)
-        self._media.append(self.out.media(track, frame, ts))
+        self._queue.append((True, self.out.media(track, frame, ts)))
+        self._queued_media += 1
+        self._wake.set()
+
+    def _shed_oldest(self) -> None:
+        for i, (media, _) in enumerate(self._queue):  # control messages are rare: found at once
+            if media:
+                del self._queue[i]
+                self._queued_media -= 1
+                return
+
+    def _control(self, msg: bytes) -> None:
+        self._queue.append((False, msg))
         self._wake.set()
 
     def on_dtmf(self, digit: str) -> None:
         if self._open:
-            self._control.append(self.out.dtmf(digit))
-            self._wake.set()
+            self._control(self.out.dtmf(digit))
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -194,11 +207,12 @@ class MediaStream:
 
     async def _writer(self, ws: Any) -> tuple[str, str]:
         while True:
-            while not self._control and not self._media:
+            while not self._queue:
                 self._wake.clear()
                 await self._wake.wait()
-            media = not self._control  # control first: a mark echo never waits behind 5 s of audio
-            msg = self._media.popleft() if media else self._control.popleft()
+            media, msg = self._queue.popleft()
+            if media:
+                self._queued_media -= 1
             try:
                 await asyncio.wait_for(ws.send(msg, text=True), SEND_STALL_S)
             except asyncio.TimeoutError:
@@ -238,9 +252,7 @@ class MediaStream:
 
     def _echo(self, marks: list[str]) -> None:
         for name in marks:
-            self._control.append(self.out.mark(name))
-        if marks:
-            self._wake.set()
+            self._control(self.out.mark(name))
 
     async def _player(self) -> None:
         """The app's audio into the call, batch by batch, each mark echoed once its audio played."""

@@ -26,8 +26,8 @@ Track = Literal["inbound", "outbound"]
 TRACKS: dict[str, tuple[Track, ...]] = {"inbound": ("inbound",), "outbound": ("outbound",),
                                         "both": ("inbound", "outbound")}
 MEDIA_FORMAT = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
-MAX_MESSAGE_BYTES = 64 * 1024  # an app's message larger than this is refused (a frame is ~300 bytes)
-MAX_MEDIA_BYTES = 16000  # one app message carries at most 2 s of mu-law (Twilio apps send 20 ms to 1 s)
+MAX_MESSAGE_BYTES = 256 * 1024  # an app's message larger than this is refused (a 20 ms frame is ~300 bytes)
+MAX_MEDIA_BYTES = 80000  # one app message carries at most 10 s of mu-law (Twilio apps send 20 ms to a few s)
 
 
 def stream_sid(cause_id: str) -> str:
@@ -113,7 +113,7 @@ def parse(raw: str | bytes, sid: str) -> AppMessage:
 
     Bad inputs: not JSON or not an object -> invalid; too large -> invalid; an unknown
     ``event`` -> invalid (ignored); a ``streamSid`` naming another stream -> invalid; a
-    ``media`` without a base64 ``payload`` or with more than 2 s of audio -> invalid; a
+    ``media`` without a base64 ``payload`` or with more than 10 s of audio -> invalid; a
     ``mark`` without a string ``name`` -> invalid. Binary frames are read as JSON text too.
     """
     if len(raw) > MAX_MESSAGE_BYTES:
