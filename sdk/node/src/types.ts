@@ -36,7 +36,19 @@ export interface GatherParams {
   hints?: string[];
 }
 
-/** Body of `POST /v1/voice/calls`. Either `tts` or `audio_url` is required. */
+/** A media stream to your WebSocket app, in Twilio Media Streams' protocol (docs/media-streams.md). */
+export interface StreamParams {
+  /** `wss://` URL of your app (`ws://` only against a development server). */
+  url: string;
+  /** What your app hears: the callee (`inbound`, default), what the call plays (`outbound`), or both. */
+  track?: 'inbound' | 'outbound' | 'both';
+  /** Your app's media/mark/clear are played into the call; the call lasts as long as the stream. */
+  bidirectional?: boolean;
+  /** Sent to your app in `start.customParameters`. */
+  parameters?: Record<string, string>;
+}
+
+/** Body of `POST /v1/voice/calls`. Either `tts` or `audio_url` is required (or a flow, or a bidirectional `stream`). */
 export interface CallCreateParams {
   /** Recipient, E.164. */
   to: string;
@@ -63,6 +75,8 @@ export interface CallCreateParams {
   flow?: Record<string, unknown>;
   /** A saved IVR flow. */
   flow_id?: string;
+  /** A media stream for the whole call, from answer. */
+  stream?: StreamParams;
 }
 
 export interface CallListParams {

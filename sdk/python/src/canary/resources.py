@@ -50,6 +50,7 @@ def _call_body(
     transcribe_webhook_url: Optional[str] = None,
     transcribe_webhooks: Optional[bool] = None,
     transcribe_language: Optional[str] = None,
+    stream: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
     body = clean_body(
         {
@@ -68,6 +69,7 @@ def _call_body(
             "timeout": timeout,
             "flow": dict(flow) if flow is not None else None,
             "flow_id": flow_id,
+            "stream": dict(stream) if stream is not None else None,
         }
     )
     body.update(extra_body or {})
@@ -152,6 +154,7 @@ class Calls:
         timeout: Optional[int] = None,
         flow: Optional[Mapping[str, Any]] = None,
         flow_id: Optional[str] = None,
+        stream: Optional[Mapping[str, Any]] = None,
         idempotency_key: Optional[str] = None,
         request_timeout: Any = NOT_GIVEN,
         extra_body: Optional[Mapping[str, Any]] = None,
@@ -165,7 +168,7 @@ class Calls:
         body = _call_body(
             to, from_, tts, audio_url, record, transcribe, recording_channels, gather,
             webhook_url, timeout, flow, flow_id, extra_body, transcribe_webhook_url, transcribe_webhooks,
-            transcribe_language,
+            transcribe_language, stream=stream,
         )
         return Call(
             self._client.request(
@@ -424,6 +427,7 @@ class AsyncCalls:
         timeout: Optional[int] = None,
         flow: Optional[Mapping[str, Any]] = None,
         flow_id: Optional[str] = None,
+        stream: Optional[Mapping[str, Any]] = None,
         idempotency_key: Optional[str] = None,
         request_timeout: Any = NOT_GIVEN,
         extra_body: Optional[Mapping[str, Any]] = None,
@@ -432,7 +436,7 @@ class AsyncCalls:
         body = _call_body(
             to, from_, tts, audio_url, record, transcribe, recording_channels, gather,
             webhook_url, timeout, flow, flow_id, extra_body, transcribe_webhook_url, transcribe_webhooks,
-            transcribe_language,
+            transcribe_language, stream=stream,
         )
         return Call(
             await self._client.request(
