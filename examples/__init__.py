@@ -1,0 +1,1 @@
+"""Runnable examples (see the README): media stream bots on the `websockets` library."""
