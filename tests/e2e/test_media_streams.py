@@ -63,14 +63,18 @@ async def test_bot_stream_media_marks_clear_and_order(voice, kprod):
         await conn.send(clear_msg(conn.sid))  # barge-in
         m = await conn.wait_for(lambda m: m["event"] == "mark" and m["mark"]["name"] == "filler", timeout=3)
         marks["filler_after_clear"] = asyncio.get_running_loop().time() - sent
-        await asyncio.sleep(0.5)
+        # Hang up once the callee's line came through (its render may take a while on a busy machine).
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while sum(1 for f in conn.media("inbound") if max(f) > 0) <= 25 and loop.time() < deadline:
+            await asyncio.sleep(0.1)
         await conn.ws.close(1000, "bot done")
 
     async with StreamApp(bot) as app:
         cid = await voice.place(kprod, to=SPEAKER, tts=None, record=True, recording_channels="dual",
                                 stream={"url": app.url, "track": "both", "bidirectional": True,
                                         "parameters": {"greeting": "hi"}})
-        end = await voice.wait(cid, "terminal", timeout=60)
+        end = await voice.wait(cid, "terminal", timeout=90)
     assert end.type == "call.completed", voice.types(cid)
     conn = app.conns[0]
     ev = conn.events()
@@ -87,7 +91,7 @@ async def test_bot_stream_media_marks_clear_and_order(voice, kprod):
     before = [as_played(f) for f in conn.media("outbound", upto=idx)]
     assert count(before, frame) == count(outbound, frame) == 50
     # clear: the 10 s filler stopped at once and its mark came straight back.
-    assert marks["filler_after_clear"] < 0.5
+    assert marks["filler_after_clear"] < 1.0  # at once: not after the 9.5 s still queued
     assert count(outbound, as_played(filler[:FRAME_BYTES])) < 5 * 50
     # The callee heard the app: our channel of the recording has the whole greeting.
     heard = await agent_channel(voice, cid)
