@@ -55,6 +55,9 @@ _e164_cached = lru_cache(maxsize=65536)(_e164)
 
 # --- parts of a call request -------------------------------------------------------
 
+AMD_TIMEOUT_S, AMD_TIMEOUT_MIN_S, AMD_TIMEOUT_MAX_S = 30, 3, 60
+ANSWERED_BY = ("human", "machine_start", "machine_end_beep", "machine_end_silence", "fax", "unknown")
+
 class Tts(_Command):
     text: str = Field(min_length=1, max_length=5000)
     voice: str = "en-US-Neural2-F"
@@ -115,6 +118,15 @@ class PlaceCallData(_Command):
     stream: StreamOptions | None = None
     carrier: Literal["sandbox", "sip"] = "sandbox"
     created_at: str | None = None
+    # Answering machine detection (services/telephony/amd.py): who answered, a person or a machine.
+    machine_detection: Literal["enable", "detect_message_end"] | None = Field(
+        None, description="detect who answered; detect_message_end also waits for the greeting's end (beep)")
+    machine_detection_timeout: int = Field(
+        AMD_TIMEOUT_S, ge=AMD_TIMEOUT_MIN_S, le=AMD_TIMEOUT_MAX_S,
+        description="seconds of the callee's audio to decide in; then answered_by is unknown")
+    async_amd: bool = Field(False, description="false: the prompt or flow waits for the result; true: it does not")
+    amd_webhook_url: str | None = Field(None, max_length=2048,
+                                        description="where the result is POSTed (default: webhook_url)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -177,11 +189,24 @@ class CallRinging(_Event):
     early_media: bool = False
 
 
-@register("call.answered", example={"answered_by": "human"})
+@register("call.answered", example={"answered_by": None})
 class CallAnswered(_Event):
     """The callee answered; media flows."""
 
-    answered_by: str = "human"
+    answered_by: str | None = Field(
+        None, description="null: who answered is not known here (machine detection reports it separately, "
+                          "as machine_detection.completed); events written before it existed say human")
+
+
+@register("machine_detection.completed", example={"answered_by": "machine_end_beep", "mode": "detect_message_end",
+                                                   "decision_ms": 6140, "beep_ms": 5480})
+class MachineDetectionCompleted(_Event):
+    """Answering machine detection decided who answered the call."""
+
+    answered_by: Literal[ANSWERED_BY]  # type: ignore[valid-type]
+    mode: Literal["enable", "detect_message_end"] = "enable"
+    decision_ms: int = Field(ge=0, description="call time from answer to the decision")
+    beep_ms: int | None = Field(None, ge=0, description="call time from answer to the beep's recognition")
 
 
 class _Ended(_Event):
@@ -206,6 +231,13 @@ class RecordOptions(_Event):
     language: str | None = None
 
 
+class MachineDetectionOptions(_Event):
+    """How the gateway detects who answered (the call's machine_detection options)."""
+
+    mode: Literal["enable", "detect_message_end"] = "enable"
+    timeout: int = AMD_TIMEOUT_S
+
+
 @register("dial.requested", example={"to": "+15551234567", "from": "+15559876543", "timeout": 30,
                                      "carrier": "sandbox"})
 class DialRequested(_Event):
@@ -218,6 +250,8 @@ class DialRequested(_Event):
     record: RecordOptions | None = Field(
         None, description="record from the instant of answer (the call's record option): channels, transcribe")
     stream: StreamOptions | None = Field(None, description="open this media stream at the instant of answer")
+    machine_detection: MachineDetectionOptions | None = Field(
+        None, description="run answering machine detection on the callee's audio from answer")
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
 

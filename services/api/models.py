@@ -58,6 +58,13 @@ class CallCreate(_Doc):
     stream: StreamOptions | None = Field(
         None, description="a media stream to your WebSocket app for the whole call, from answer (Twilio Media"
         " Streams' protocol, see docs/media-streams.md); a bidirectional stream needs no tts/audio_url")
+    machine_detection: Literal["enable", "detect_message_end"] | None = Field(
+        None, description="answering machine detection: enable (who answered) or detect_message_end (also wait "
+                          "for the end of a voicemail greeting, so a message is left after the beep)")
+    machine_detection_timeout: int = Field(30, ge=3, le=60, description="seconds to decide in (then: unknown)")
+    async_amd: bool = Field(False, description="false: the prompt/flow waits for the result; true: it does not")
+    amd_webhook_url: str | None = Field(None, max_length=2048,
+                                        description="URL for the machine detection result (default: webhook_url)")
 
 
 class CallCreated(_Doc):

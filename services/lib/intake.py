@@ -12,6 +12,10 @@ callable ``lookup(account_id, number) -> bool`` (e.g.
 
 Errors are dicts ``{"code", "field", "message"}`` (``field`` uses the public JSON names,
 dotted for nested fields, e.g. ``tts.voice``; None when the whole request is at fault).
+Machine detection: ``machine_detection`` enable | detect_message_end, its timeout in
+[3, 60] s, ``async_amd`` a boolean, ``amd_webhook_url`` SSRF-checked like every webhook URL;
+the last three are refused (invalid_field) on a call without ``machine_detection``.
+
 Codes: invalid_request, missing_field, unknown_field, invalid_field, conflicting_fields,
 invalid_phone_number, number_not_verified, invalid_voice, invalid_ssml, invalid_url
 (``stream.url`` too: wss only, ws in development, the SSRF rules of every customer URL).
@@ -102,6 +106,15 @@ def _url_error(field: str, url: str | None) -> dict[str, Any] | None:
     return None
 
 
+def _amd_errors(data: dict[str, Any], model: PlaceCallData) -> list[dict[str, Any]]:
+    """The machine detection options mean nothing without `machine_detection`: refused, not ignored."""
+    if model.machine_detection is not None:
+        return []
+    return [_err("invalid_field", f, f"{f} needs machine_detection (enable or detect_message_end)")
+            for f in ("machine_detection_timeout", "async_amd", "amd_webhook_url")
+            if data.get(f) not in (None, False)]
+
+
 async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[PlaceCallData | None, list[dict]]:
     """Validate a PlaceCall payload for ``account_id``: (model, []) or (None, errors)."""
     if not isinstance(data, dict):
@@ -133,8 +146,10 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
     if errors or model is None:
         return None, errors or [_err("invalid_request", None, "invalid PlaceCall")]
 
+    errors.extend(_amd_errors(data, model))
     for field, url in (("audio_url", model.audio_url), ("webhook_url", model.webhook_url),
                        ("transcribe_webhook_url", model.transcribe_webhook_url),
+                       ("amd_webhook_url", model.amd_webhook_url),
                        ("gather.webhook_url", model.gather.webhook_url if model.gather else None)):
         e = _url_error(field, url)
         if e:

@@ -43,12 +43,13 @@ from typing import Literal
 
 import numpy as np
 
+from events.catalog import ANSWERED_BY
+
 FRAME_MS = 20
 RATE = 8000
 FRAME_SAMPLES = RATE * FRAME_MS // 1000  # 160
 
 Mode = Literal["enable", "detect_message_end"]
-ANSWERED_BY = ("human", "machine_start", "machine_end_beep", "machine_end_silence", "fax", "unknown")
 MACHINE = frozenset({"machine_start", "machine_end_beep", "machine_end_silence"})
 
 
