@@ -112,6 +112,10 @@ def _dial(s: CallState, cause: Envelope, now: datetime) -> Step:
         dial["record"] = _record_options(req)
     if req.get("stream"):
         dial["stream"] = req["stream"]  # opened at answer too: a bot hears the callee's first word
+    if req.get("machine_detection"):
+        # Detection listens from the instant of answer too: a greeting's first words count.
+        dial["machine_detection"] = {"mode": req["machine_detection"],
+                                     "timeout": req.get("machine_detection_timeout", 30)}
     return replace(s, phase=Phase.DIALING), (
         Emit(cause.caused("dial.requested", dial, step="dial")),
         StartTimer("ring_timeout", now + timedelta(seconds=timeout + RING_GRACE_S), token=cause.id))
@@ -175,8 +179,24 @@ def _answered(s: CallState, msg: Envelope, ctx: Context) -> Step:
     if req.get("record"):
         s = replace(s, recording=True)
         out.append(Emit(msg.caused("record.requested", _record_options(req))))
-    s, more = flow.start(s, msg, ctx.now) if s.flow is not None else _next_step(s, msg)
+    if s.flow is not None and not s.waiting_for_detection:
+        s, more = flow.start(s, msg, ctx.now)
+    else:  # the plain script (which waits for a synchronous detection itself), or a flow that waits
+        s, more = _next_step(s, msg) if s.flow is None else (s, _NOTHING)
     return s, (*out, *more)
+
+
+def _machine_detected(s: CallState, msg: Envelope, ctx: Context) -> Step:
+    """machine_detection.completed: record who answered; a call that waited for it goes on."""
+    if not s.answered or s.answered_by is not None:
+        return s, _NOTHING  # a duplicate (or a result for a call not answered: impossible, harmless)
+    waited = s.waiting_for_detection
+    s = replace(s, answered_by=msg.data.get("answered_by") or "unknown")
+    if s.hangup_sent:
+        return s, _NOTHING
+    if s.flow is not None:
+        return flow.start(s, msg, ctx.now) if waited else flow.on_machine_detected(s, msg, ctx.now)
+    return _next_step(s, msg) if waited else (s, _NOTHING)
 
 
 def _media_ready(s: CallState, msg: Envelope, ctx: Context) -> Step:
@@ -231,6 +251,8 @@ def _next_step(s: CallState, cause: Envelope) -> Step:
     if s.phase is Phase.IN_PROGRESS and not (req.get("tts") or req.get("audio_url")):
         s = replace(s, phase=Phase.PROMPTED)  # a bot's call: no prompt to play, the bot speaks
     if s.phase is Phase.IN_PROGRESS:  # not played yet
+        if s.waiting_for_detection:
+            return s, _NOTHING  # the prompt starts on machine detection's result (after the beep)
         if s.audio_ref is None:
             return s, _NOTHING  # answered before the render finished: play as soon as it lands
         gather = req.get("gather")
@@ -285,6 +307,7 @@ INPUTS: Mapping[str, Route] = {
     "timer.fired": Route(_E, _timer_fired, flow.on_timer),
     "call.ringing": Route(_E, _ringing),
     "call.answered": Route(_E, _answered),
+    "machine_detection.completed": Route(_E, _machine_detected),
     "tts.rendered": Route(_E, _media_ready, flow.on_rendered),
     "audio.fetched": Route(_E, _media_ready, flow.on_rendered),
     "tts.failed": Route(_E, _media_failed, flow.on_render_failed),

@@ -37,8 +37,8 @@ def _with_media(s: CallState, media: FlowMedia) -> CallState:
 
 
 def start(s: CallState, cause: Envelope, now: datetime) -> Step:
-    """Enter the flow's start step (on answer)."""
-    engine, actions = fe.start(s.flow.definition, validate=False)
+    """Enter the flow's start step (on answer, or on machine detection's result when the call waits for it)."""
+    engine, actions = fe.start(s.flow.definition, validate=False, answered_by=s.answered_by, detecting=s.detecting)
     return _run(s, engine, actions, cause, now)
 
 
@@ -185,6 +185,11 @@ def on_stream_ended(s: CallState, msg: Envelope, now: datetime) -> Step | None:
     if msg.data.get("step") is None:
         return None
     return _feed(s, fe.StreamEnded(reason=msg.data.get("reason", ""), step=msg.data["step"]), msg, now)
+
+
+def on_machine_detected(s: CallState, msg: Envelope, now: datetime) -> Step:
+    """machine_detection.completed while the flow runs (async_amd): an answered_by step may be waiting."""
+    return _feed(s, fe.MachineDetected(answered_by=s.answered_by), msg, now)
 
 
 def on_timer(s: CallState, msg: Envelope, now: datetime) -> Step | None:

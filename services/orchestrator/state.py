@@ -119,6 +119,11 @@ def _engine_json(e: fe.FlowState) -> dict[str, Any]:
     d = {name: getattr(e, name) for name in _ENGINE_FIELDS}
     d["path"] = list(e.path)
     d["dynamic"] = {k: dict(v) for k, v in e.dynamic.items()}
+    # Machine detection's fields only when set: a flow call without it stores the layout of before.
+    if d["answered_by"] is None:
+        del d["answered_by"]
+    if not d["detecting"]:
+        del d["detecting"]
     return d
 
 
@@ -173,6 +178,7 @@ class CallState:
     seen: int = 0  # inputs decided for this call
     flow: FlowRun | None = None
     stream_done: bool = False  # the call's own media stream stopped or failed (a bot's call then ends)
+    answered_by: str | None = None  # machine detection's result (machine_detection.completed)
 
     @classmethod
     def new(cls, call_id: str, account_id: str) -> "CallState":
@@ -194,6 +200,16 @@ class CallState:
     def played(self) -> bool:
         return self.phase in PLAYED
 
+    @property
+    def detecting(self) -> bool:
+        """Machine detection was asked for and has not answered yet."""
+        return bool(self.request.get("machine_detection")) and self.answered_by is None
+
+    @property
+    def waiting_for_detection(self) -> bool:
+        """Synchronous machine detection: the prompt or flow starts on its result."""
+        return self.detecting and not self.request.get("async_amd")
+
     def to_json(self) -> dict[str, Any]:
         """The stored form (shares the request and flow documents with this value)."""
         p = self.phase
@@ -208,6 +224,8 @@ class CallState:
             d["recording"] = True
         if self.stream_done:
             d["stream_done"] = True
+        if self.answered_by is not None:
+            d["answered_by"] = self.answered_by
         if self.flow is not None:
             d["flow"] = self.flow.to_json()
             if self.flow.seq:
@@ -220,4 +238,4 @@ class CallState:
         return cls(d["call_id"], d["account_id"], Phase(d["phase"]), d.get("request") or {}, d.get("audio_ref"),
                    d.get("media_failed"), bool(d.get("hangup_sent")), bool(d.get("recording")), d.get("seen", 0),
                    FlowRun.from_json(flow, d.get("flow_seq", 0)) if flow is not None else None,
-                   bool(d.get("stream_done")))
+                   bool(d.get("stream_done")), d.get("answered_by"))

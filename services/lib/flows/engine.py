@@ -16,7 +16,9 @@ a function of the flow and its inputs, replayable from the event log.
 Waiting points: say/play/pause/record wait for `PromptFinished` (the action ended),
 gather for `GatherCompleted` / `GatherTimeout`, webhook for `WebhookAnswered` /
 `WebhookFailed`, a bidirectional stream for `StreamEnded` (a one-way stream, like record,
-is started and followed by `PromptFinished` at once). Inputs that do not fit the waiting point (or name another step) are
+is started and followed by `PromptFinished` at once), and answered_by, while machine
+detection still runs, for `MachineDetected` (which the state keeps whenever it comes: a
+later answered_by step branches at once). Inputs that do not fit the waiting point (or name another step) are
 ignored, so a duplicate or late event is harmless.
 """
 
@@ -157,7 +159,16 @@ class StreamEnded:
     step: str | None = None
 
 
-Input = Union[PromptFinished, GatherCompleted, GatherTimeout, WebhookAnswered, WebhookFailed, StreamEnded]
+@dataclass(frozen=True, slots=True)
+class MachineDetected:
+    """The call's answering machine detection decided (`answered_by`: human, machine_start, ...)."""
+
+    answered_by: str
+    step: str | None = None  # about the call, not a step: never stale
+
+
+Input = Union[PromptFinished, GatherCompleted, GatherTimeout, WebhookAnswered, WebhookFailed, StreamEnded,
+              MachineDetected]
 
 # --- state ---------------------------------------------------------------------------
 
@@ -165,7 +176,7 @@ Input = Union[PromptFinished, GatherCompleted, GatherTimeout, WebhookAnswered, W
 @dataclass(frozen=True)
 class FlowState:
     step: str | None = None
-    waiting: str | None = None  # prompt | gather | webhook | None (finished)
+    waiting: str | None = None  # prompt | gather | webhook | detection | None (finished)
     retries: int = 0  # re-prompts used at the current gather
     entered: int = 0  # step entries so far
     path: tuple[str, ...] = ()
@@ -173,11 +184,18 @@ class FlowState:
     speech: str | None = None
     dynamic: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # steps a webhook answered
     done: bool = False
+    answered_by: str | None = None  # machine detection's result, once known
+    detecting: bool = False  # machine detection runs and has not answered yet
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["path"] = list(self.path)
         d["dynamic"] = {k: dict(v) for k, v in self.dynamic.items()}
+        # Machine detection's fields only when set: states without it keep their stored layout.
+        if d["answered_by"] is None:
+            del d["answered_by"]
+        if not d["detecting"]:
+            del d["detecting"]
         return d
 
     @classmethod
@@ -188,12 +206,15 @@ class FlowState:
 Result = tuple[FlowState, tuple[Action, ...]]
 
 
-def start(flow: Mapping[str, Any], *, validate: bool = True) -> Result:
-    """Enter the flow's start step."""
+def start(flow: Mapping[str, Any], *, validate: bool = True, answered_by: str | None = None,
+          detecting: bool = False) -> Result:
+    """Enter the flow's start step. `answered_by`: machine detection's result if known;
+    `detecting`: it is still running (an answered_by step then waits for `MachineDetected`)."""
     if validate:
         check_flow(flow)
     actions: list[Action] = []
-    state = _enter(flow, FlowState(), flow["start"], actions)
+    state = _enter(flow, FlowState(answered_by=answered_by, detecting=detecting and answered_by is None),
+                   flow["start"], actions)
     return state, tuple(actions)
 
 
@@ -203,7 +224,12 @@ def on_input(flow: Mapping[str, Any], state: FlowState, event: Input) -> Result:
         return state, ()
     actions: list[Action] = []
     step = _lookup(flow, state, state.step)
-    if state.waiting == "prompt" and isinstance(event, PromptFinished):
+    if isinstance(event, MachineDetected):
+        if state.answered_by is None:
+            state = replace(state, answered_by=event.answered_by, detecting=False)
+            if state.waiting == "detection":
+                state = _enter(flow, state, answered_by_target(step, state.answered_by), actions)
+    elif state.waiting == "prompt" and isinstance(event, PromptFinished):
         state = _goto_next(flow, state, step, actions)
     elif state.waiting == "gather" and isinstance(event, GatherCompleted):
         state = _on_gather(flow, replace(state, digits=event.digits, speech=event.speech), step, event, actions)
@@ -289,9 +315,24 @@ def _enter(flow, state: FlowState, name: str, actions: list[Action], retries: in
         if kind == "goto":
             name, retries = step["step"], 0
             continue
+        if kind == "answered_by":
+            if state.detecting:
+                return replace(state, waiting="detection")
+            name, retries = answered_by_target(step, state.answered_by), 0
+            continue
         if kind == "hangup":
             return _finish(state, actions, "hangup step")
         return _finish(state, actions, f"unknown step kind {kind!r}")
+
+
+def answered_by_target(step: Mapping[str, Any], answered_by: str | None) -> str:
+    """An answered_by step's target: the exact value, then `machine` for any machine_*, then `default`."""
+    branches = step.get("branches") or {}
+    if answered_by in branches:
+        return branches[answered_by]
+    if answered_by and answered_by.startswith("machine") and "machine" in branches:
+        return branches["machine"]
+    return step["default"]
 
 
 _SPOKEN_DIGITS = {"zero": "0", "oh": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
@@ -365,7 +406,7 @@ def _on_answer(flow, state: FlowState, step, steps: list[Any], actions: list[Act
 
 __all__ = [
     "Action", "CallWebhook", "EnterStep", "FlowInvalid", "FlowState", "Gather", "GatherCompleted", "GatherTimeout",
-    "Hangup", "Input", "Pause", "Play", "PromptFinished", "Record", "Say", "Stream", "StreamEnded", "WebhookAnswered",
-    "WebhookFailed",
-    "match_branch", "on_input", "start",
+    "Hangup", "Input", "MachineDetected", "Pause", "Play", "PromptFinished", "Record", "Say", "Stream", "StreamEnded",
+    "WebhookAnswered", "WebhookFailed",
+    "answered_by_target", "match_branch", "on_input", "start",
 ]

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from jsonschema import Draft202012Validator
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "flows" / "flow.schema.json"
-KINDS = ("say", "play", "gather", "record", "pause", "webhook", "stream", "goto", "hangup")
+KINDS = ("say", "play", "gather", "record", "pause", "webhook", "stream", "goto", "hangup", "answered_by")
 TOP_KEYS = ("name", "description", "voice", "start", "steps")
 
 

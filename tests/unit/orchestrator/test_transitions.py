@@ -47,6 +47,7 @@ def test_one_table_lists_every_input():
     assert EVENT_INPUTS == {"timer.fired", "call.ringing", "call.answered", "tts.rendered", "audio.fetched",
                             "tts.failed", "audio.failed", "prompt.finished", "gather.completed", "gather.timeout",
                             "flow.webhook.answered", "flow.webhook.failed", "stream.stopped", "stream.failed",
+                            "machine_detection.completed",
                             *TERMINAL_EVENTS}
     assert FLOW_EVENTS == {"tts.rendered", "audio.fetched", "tts.failed", "audio.failed", "prompt.finished",
                            "gather.completed", "gather.timeout", "timer.fired", "flow.webhook.answered",
