@@ -35,6 +35,7 @@ from services.common.consumer import (Batch, Consumer, KafkaDeadLetters, KafkaTr
 from services.common.kafka import make_producer, publish_many
 from services.common.logging import configure
 from services.common.service import serve
+from services.telephony.amd import Detection, MachineDetector
 from services.telephony.carrier import Answered, CallSession, Carrier, DialRequest, DtmfReceived, Ended, Ringing
 from services.telephony.gather import Collector
 from services.lib.speech import Endpointer
@@ -72,6 +73,7 @@ class LiveCall:
         self.record_options: dict[str, Any] = {}
         self.recorder: Any = None  # SpoolRecorder: the recording on disk while the call runs
         self.media_stream: MediaStream | None = None  # the app's WebSocket (one at a time)
+        self.detector: MachineDetector | None = None  # answering machine detection, from answer to its result
         self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._work())]
         session.on_audio(self._on_audio)
         if hasattr(session, "on_sent_audio"):  # what we play, for a stream's outbound track
@@ -96,7 +98,8 @@ class LiveCall:
             elif isinstance(ev, Answered):
                 self.answered = True
                 self._on_answered()
-                await self._emit(self._event("call.answered", {"answered_by": "human"}))
+                # Who answered is not known at answer: machine detection (if asked) reports it.
+                await self._emit(self._event("call.answered", {"answered_by": None}))
             elif isinstance(ev, DtmfReceived):
                 await self._on_digit(ev)
             elif isinstance(ev, Ended):
@@ -122,6 +125,8 @@ class LiveCall:
     def _on_answered(self) -> None:
         """Time zero of the call: stream offsets count from here, and a recorded call records from here."""
         self._stream()
+        if md := self.dial.data.get("machine_detection"):
+            self.detector = MachineDetector(mode=md.get("mode", "enable"), timeout_ms=int(md.get("timeout", 30)) * 1000)
         if rec := self.dial.data.get("record"):
             self._record(self.dial, rec)
         if opts := self.dial.data.get("stream"):
@@ -191,8 +196,19 @@ class LiveCall:
             self.streamer.add(frame)
         if self.media_stream is not None:
             self.media_stream.on_inbound(frame)
+        if self.detector is not None and (found := self.detector.feed(frame)) is not None:
+            self._detected(self.detector.mode, found)
         if self.endpointer is not None and self.collector is not None:
             self._on_speech_frame(self.endpointer, frame)
+
+    def _detected(self, mode: str, found: Detection) -> None:
+        """Machine detection decided: `machine_detection.completed` (the orchestrator starts a waiting prompt on it)."""
+        self.detector = None
+        log.info("machine detection", call_id=self.dial.call_id, answered_by=found.answered_by,
+                 decision_ms=found.decision_ms)
+        ev = self._event("machine_detection.completed", {"answered_by": found.answered_by, "mode": mode,
+                                                         "decision_ms": found.decision_ms, "beep_ms": found.beep_ms})
+        self.tasks.append(asyncio.get_running_loop().create_task(self._emit(ev)))
 
     def _on_sent_audio(self, frame: bytes) -> None:
         """Every 20 ms frame we send the callee (prompts, the app's audio, silence)."""
