@@ -326,17 +326,35 @@ def parse_duration(value: Any, field: str = "duration") -> float:
     return round(seconds, 3)
 
 
+def _line(value: Any, field: str) -> str:
+    """Words a scripted callee says (rendered by our TTS): up to 1000 characters, no control characters."""
+    value = value or ""
+    if not isinstance(value, str) or len(value) > 1000 or _CTRL_RE.search(value.replace("\n", " ")):
+        raise TrunkError(f"invalid_{field}", f"{field}: up to 1000 characters of text", field)
+    return value
+
+
 def callee_script(*, ring: Any = 1.0, answer: Any = True, after: Any = 0.0, press: Any = "", say: Any = "",
-                  say_voice: Any = None, hangup_after: Any = None) -> dict[str, Any]:
-    """A validated CalleeScript as stored in sandbox_callees.script."""
+                  say_voice: Any = None, hangup_after: Any = None, voicemail: Any = "",
+                  beep: Any = False) -> dict[str, Any]:
+    """A validated CalleeScript as stored in sandbox_callees.script.
+
+    A person says `say` (e.g. "Hello?") `after` seconds after answering; a voicemail plays
+    its `voicemail` greeting from `after` on, then a beep when `beep`, then listens."""
     if not isinstance(answer, bool):
         raise TrunkError("invalid_answer", "answer must be true or false", "answer")
     press = press or ""
     if not isinstance(press, str) or len(press) > 64 or set(press.upper()) - DTMF_KEYS:
         raise TrunkError("invalid_press", "press: up to 64 of 0-9 * # A-D", "press")
-    say = say or ""
-    if not isinstance(say, str) or len(say) > 1000 or _CTRL_RE.search(say.replace("\n", " ")):
-        raise TrunkError("invalid_say", "say: up to 1000 characters of text", "say")
+    say = _line(say, "say")
+    voicemail = _line(voicemail, "voicemail")
+    if voicemail and say:
+        raise TrunkError("invalid_voicemail", "voicemail: a callee is a voicemail or says a line, not both",
+                         "voicemail")
+    if not isinstance(beep, bool):
+        raise TrunkError("invalid_beep", "beep must be true or false", "beep")
+    if beep and not voicemail:
+        raise TrunkError("invalid_beep", "beep: only a voicemail (with a greeting) beeps", "beep")
     script: dict[str, Any] = {"ring": parse_duration(ring, "ring"), "answer": answer,
                               "after": parse_duration(after, "after"), "press": press.upper(), "say": say}
     if say_voice not in (None, ""):
@@ -344,6 +362,8 @@ def callee_script(*, ring: Any = 1.0, answer: Any = True, after: Any = 0.0, pres
             raise TrunkError("invalid_say_voice", "say_voice: a voice id", "say_voice")
         script["say_voice"] = say_voice
     script["hangup_after"] = None if hangup_after is None else parse_duration(hangup_after, "hangup_after")
+    if voicemail:  # only when set: the scripts of before keep their stored layout
+        script.update(voicemail=voicemail, beep=beep)
     return script
 
 

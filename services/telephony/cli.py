@@ -7,7 +7,7 @@
     canary-voice trunks show --account NAME [--json]
     canary-voice trunks delete --account NAME
     canary-voice sandbox callee add NUMBER [--account NAME] [--ring 1s] [--after 2s] [--press "1234#"]
-                                    [--say "yes please"] [--say-voice V] [--hangup-after 20s] [--no-answer]
+                                    [--say "Hello?"] [--voicemail "greeting text" [--beep]] [--say-voice V] [--hangup-after 20s] [--no-answer]
     canary-voice sandbox callee list [--account NAME]
     canary-voice sandbox callee remove NUMBER [--account NAME]
     canary-voice sandbox numbers
@@ -159,11 +159,14 @@ def register(app: typer.Typer) -> None:
         say_voice: Optional[str] = typer.Option(None, "--say-voice", help="voice for --say"),
         hangup_after: Optional[str] = typer.Option(None, "--hangup-after", help="hang up this long after answering"),
         no_answer: bool = typer.Option(False, "--no-answer", help="ring until the caller's ring timeout"),
+        voicemail: str = typer.Option("", "--voicemail", help="a voicemail: this greeting on answer, then it listens"),
+        beep: bool = typer.Option(False, "--beep", help="the voicemail beeps after its greeting"),
     ) -> None:
         """Attach a scripted callee to a sandbox number (replaces an existing one). Durations: 2s, 500ms, 1.5."""
         async def go(c: Any) -> tuple[dict, bool]:
             script = repo.callee_script(ring=ring, answer=not no_answer, after=after, press=press, say=say,
-                                        say_voice=say_voice, hangup_after=hangup_after)
+                                        say_voice=say_voice, hangup_after=hangup_after, voicemail=voicemail,
+                                        beep=beep)
             return await repo.set_callee(c, number, await _account_id(c, account), script)
 
         row, created = _with_db(go)
@@ -190,6 +193,8 @@ def register(app: typer.Typer) -> None:
                 parts.append(f"press {s['press']}")
             if s.get("say"):
                 parts.append(f"say {s['say']!r}")
+            if s.get("voicemail"):
+                parts.append(f"voicemail {s['voicemail']!r}{' + beep' if s.get('beep') else ''}")
             if s.get("hangup_after") is not None:
                 parts.append(f"hang up after {_seconds(s['hangup_after'])}")
             who = r.get("account_name") or (r["account_id"] or "*")

@@ -8,7 +8,9 @@ Magic numbers (documented in docs/sandbox.md):
   +15005550001 busy, +15005550002 no-answer, +15005550003 failed,
   +15005550004 answers then hangs up at once.
 Any other number answers after a short ring, hears the whole script and stays on
-the line until we hang up — unless a scripted callee is attached to the number.
+the line until we hang up — unless a scripted callee is attached to the number: a
+person (presses keys, says a line such as "Hello?") or a voicemail (its greeting, then
+a beep if it has one, then it listens), for answering machine detection.
 What a scripted callee says is rendered by `speak(request, text, voice)` (the gateway
 asks the TTS service); the render starts on answer, so the line is ready when due.
 """
@@ -22,6 +24,7 @@ from typing import Any, Awaitable, Callable
 
 import structlog
 
+from services.common import audio
 from services.common.media_store_spool import FrameRecorder, MemoryRecorder
 from services.lib.trunks import ANSWER_HANGUP, BUSY, FAILED, MAGIC_NUMBERS, NO_ANSWER
 from services.telephony.carrier import (FRAME_BYTES, Answered, CarrierEvent, DialRequest, DtmfReceived, Ended,
@@ -29,6 +32,7 @@ from services.telephony.carrier import (FRAME_BYTES, Answered, CarrierEvent, Dia
 
 DTMF_GAP_S = 0.15
 SILENCE = bytes(FRAME_BYTES)
+BEEP_HZ, BEEP_MS, BEEP_GAP_MS = 1000, 500, 400  # a voicemail's beep, as most mailboxes sound
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +48,8 @@ class CalleeScript:
     say: str = ""
     say_voice: str = "en-US-Neural2-D"
     hangup_after: float | None = None  # seconds after answer
+    voicemail: str = ""  # a voicemail's greeting, played from `after` on (then it listens)
+    beep: bool = False  # ... followed by a beep (BEEP_HZ for BEEP_MS, BEEP_GAP_MS after the greeting)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CalleeScript":
@@ -118,8 +124,9 @@ class SandboxSession:
         if s.hangup_after is not None:
             self._tasks.append(asyncio.create_task(self._hangup_later(s.hangup_after)))
         line = None
-        if s.say and self._speak is not None:
-            line = asyncio.create_task(self._speak(self.req, s.say, s.say_voice))  # rendered while we wait
+        if (s.say or s.voicemail) and self._speak is not None:
+            # Rendered while we wait (a script has one or the other).
+            line = asyncio.create_task(self._speak(self.req, s.say or s.voicemail, s.say_voice))
             self._tasks.append(line)
         await self._sleep(s.after)
         for digit in s.press:
@@ -129,6 +136,8 @@ class SandboxSession:
             await self._sleep(DTMF_GAP_S)
         if line is not None:
             pcm = await line
+            if s.voicemail and s.beep:
+                pcm += audio.silence(BEEP_GAP_MS) + audio.tone(BEEP_HZ, BEEP_MS, amplitude=0.3)
             self._callee_audio.extend(_frames(pcm))
 
     async def _hangup_later(self, seconds: float) -> None:

@@ -22,7 +22,7 @@ from services.lib.trunks import TrunkError
 
 router = APIRouter(tags=["telephony"])
 
-CALLEE_FIELDS = {"number", "ring", "answer", "after", "press", "say", "say_voice", "hangup_after"}
+CALLEE_FIELDS = {"number", "ring", "answer", "after", "press", "say", "say_voice", "hangup_after", "voicemail", "beep"}
 
 _DURATION = {"oneOf": [{"type": "number", "minimum": 0}, {"type": "string", "examples": ["2s", "500ms", "1.5"]}]}
 _CALLEE_BODY = {"requestBody": {"required": True, "content": {"application/json": {
@@ -31,7 +31,10 @@ _CALLEE_BODY = {"requestBody": {"required": True, "content": {"application/json"
         "ring": {**_DURATION, "default": 1.0}, "answer": {"type": "boolean", "default": True},
         "after": {**_DURATION, "default": 0}, "press": {"type": "string", "pattern": "^[0-9*#A-D]{0,64}$"},
         "say": {"type": "string", "maxLength": 1000}, "say_voice": {"type": "string"},
-        "hangup_after": {"oneOf": [*_DURATION["oneOf"], {"type": "null"}]}}},
+        "hangup_after": {"oneOf": [*_DURATION["oneOf"], {"type": "null"}]},
+        "voicemail": {"type": "string", "maxLength": 1000,
+                      "description": "a voicemail: this greeting is played on answer (after `after`), then it listens"},
+        "beep": {"type": "boolean", "default": False, "description": "the voicemail beeps after its greeting"}}},
     "example": {"number": "+15557770001", "ring": "1s", "after": "2s", "press": "1234#"}}}}}
 
 
@@ -40,7 +43,7 @@ def _callee(c: dict[str, Any]) -> dict[str, Any]:
     return {"object": "sandbox_callee", "number": c["number"], "ring": s.get("ring", 1.0),
             "answer": s.get("answer", True), "after": s.get("after", 0.0), "press": s.get("press", ""),
             "say": s.get("say", ""), "say_voice": s.get("say_voice"), "hangup_after": s.get("hangup_after"),
-            "created_at": iso(c["created_at"])}
+            "voicemail": s.get("voicemail", ""), "beep": s.get("beep", False), "created_at": iso(c["created_at"])}
 
 
 @router.get("/v1/voice/sandbox/callees", response_model=None, summary="The account's scripted sandbox callees",
