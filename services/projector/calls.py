@@ -15,7 +15,7 @@ from events.public import end_reason
 
 _RANK = {"queued": 0, "ringing": 1, "in-progress": 2}  # terminal statuses rank above all
 _OPTION_KEYS = ("tts", "audio_url", "record", "transcribe", "recording_channels", "gather", "timeout",
-                "flow", "flow_id")
+                "flow", "flow_id", "machine_detection", "machine_detection_timeout", "async_amd")
 
 
 def ts(value: str) -> datetime:
@@ -66,7 +66,11 @@ def apply(row: dict[str, Any] | None, env: Envelope) -> dict[str, Any]:
     elif t == "call.answered":
         _advance(row, "in-progress")
         row["answered_at"] = row["answered_at"] or at
-        row["answered_by"] = d.get("answered_by", "human")
+        # null unless the event says (those written before machine detection existed say
+        # "human"); never overwrites a detection's result.
+        row["answered_by"] = row["answered_by"] or d.get("answered_by")
+    elif t == "machine_detection.completed":
+        row["answered_by"] = d.get("answered_by")
     elif t in TERMINAL_EVENTS:
         if _rank(row["status"]) < 9:  # the first terminal event wins; later ones are noise
             row.update(status=TERMINAL_EVENTS[t], ended_at=at, end_reason=end_reason(d.get("reason"), d.get("hangup_by")),

@@ -26,7 +26,8 @@ STATUS_EVENTS: dict[str, str] = {
 GATHER_EVENTS = ("gather.completed", "gather.timeout")
 MEDIA_EVENTS = ("recording.completed", "transcription.completed")
 TRANSCRIPT_EVENTS = ("transcription.partial", "transcription.completed")  # live transcripts, when asked
-WEBHOOK_TYPES = (*STATUS_EVENTS, *GATHER_EVENTS, *MEDIA_EVENTS, "transcription.partial")
+AMD_EVENTS = ("machine_detection.completed",)
+WEBHOOK_TYPES = (*STATUS_EVENTS, *GATHER_EVENTS, *MEDIA_EVENTS, "transcription.partial", *AMD_EVENTS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class Routes:
     webhook_url: str | None = None
     gather_webhook_url: str | None = None
     transcript_url: str | None = None  # where live transcripts go (transcribe_webhook_url, or webhook_url)
+    amd_webhook_url: str | None = None
 
     @classmethod
     def from_queued(cls, data: dict[str, Any]) -> "Routes":
@@ -43,7 +45,7 @@ class Routes:
         webhook_url = data.get("webhook_url") or None
         transcript_url = data.get("transcribe_webhook_url") or (webhook_url if data.get("transcribe_webhooks") else None)
         return cls(webhook_url=webhook_url, gather_webhook_url=(gather or {}).get("webhook_url") or None,
-                   transcript_url=transcript_url)
+                   transcript_url=transcript_url, amd_webhook_url=data.get("amd_webhook_url") or None)
 
     def url_for(self, event_type: str) -> str | None:
         """The URL an event of `event_type` goes to, or None (nothing to send)."""
@@ -53,6 +55,8 @@ class Routes:
             return None  # live transcripts only when asked
         if event_type in GATHER_EVENTS:
             return self.gather_webhook_url or self.webhook_url
+        if event_type in AMD_EVENTS:
+            return self.amd_webhook_url or self.webhook_url
         if event_type in WEBHOOK_TYPES:
             return self.webhook_url
         return None
@@ -101,6 +105,9 @@ def payload(env: Envelope) -> dict[str, Any] | None:
         return {**head, "utterance_id": f"{channel}-{n}", "utterance": n, "channel": channel,
                 "text": d.get("text", ""), "final": bool(d.get("final")), "offset_ms": d.get("offset_ms", 0),
                 "duration_ms": d.get("duration_ms", 0), **tail}
+    if t == "machine_detection.completed":
+        return _drop_none({**head, "answered_by": d.get("answered_by"), "mode": d.get("mode"),
+                           "decision_ms": d.get("decision_ms"), "beep_ms": d.get("beep_ms"), **tail})
     if t == "transcription.completed":
         return _drop_none({**head, "recording_id": d.get("recording_id"), "text": d.get("text", ""),
                            "confidence": d.get("confidence"), "language": d.get("language"), **tail})

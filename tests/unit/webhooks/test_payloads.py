@@ -116,3 +116,23 @@ def test_a_partial_names_its_utterance_so_the_next_replaces_it():
     assert {k: body[k] for k in ("utterance_id", "utterance", "text", "final", "offset_ms")} == {
         "utterance_id": "callee-2", "utterance": 2, "text": "I would like", "final": False, "offset_ms": 1200}
     validator("transcription.partial").validate(body)
+
+
+def test_machine_detection_goes_to_amd_webhook_url_else_webhook_url():
+    both = Routes.from_queued({"webhook_url": "https://app.example/status", "amd_webhook_url": "https://app.example/amd"})
+    assert both.url_for("machine_detection.completed") == "https://app.example/amd"
+    assert both.url_for("call.answered") == "https://app.example/status"  # only the result goes there
+    status_only = Routes.from_queued({"webhook_url": "https://app.example/status"})
+    assert status_only.url_for("machine_detection.completed") == "https://app.example/status"
+    assert Routes.from_queued({}).url_for("machine_detection.completed") is None
+
+
+def test_machine_detection_body():
+    env = Envelope(type="machine_detection.completed", call_id="call_abc123xyz", account_id="a",
+                   data={"answered_by": "human", "mode": "enable", "decision_ms": 1840, "beep_ms": None})
+    body = payload(env)
+    assert {k: body[k] for k in ("call_id", "type", "answered_by", "mode", "decision_ms")} == {
+        "call_id": "call_abc123xyz", "type": "machine_detection.completed", "answered_by": "human", "mode": "enable",
+        "decision_ms": 1840}
+    assert "beep_ms" not in body  # no beep: left out, not null
+    validator("machine_detection.completed").validate(body)
