@@ -12,7 +12,8 @@ the line until we hang up — unless a scripted callee is attached to the number
 person (presses keys, says a line such as "Hello?") or a voicemail (its greeting, then
 a beep if it has one, then it listens), for answering machine detection.
 What a scripted callee says is rendered by `speak(request, text, voice)` (the gateway
-asks the TTS service); the render starts on answer, so the line is ready when due.
+asks the TTS service); the render starts when the call is placed, so the line is ready
+when due (a voicemail answers once its greeting is).
 """
 
 from __future__ import annotations
@@ -109,7 +110,13 @@ class SandboxSession:
             # The ring timeout is the caller's wall clock, never accelerated.
             await asyncio.sleep(self.req.timeout_s)
             return self._emit(Ended("no-answer", "ring timeout", 487, hangup_by="system"))
+        # The callee's line is rendered while it rings (not on answer): at speed 4 a render of
+        # a second costs four seconds of call time. A voicemail answers only once its greeting
+        # is ready, as a real one has it recorded.
+        line = self._render_line(script) if script else None
         await self._sleep(ring)
+        if line is not None and script.voicemail:
+            await asyncio.wait([line])
         if self._ended:
             return
         self._emit(Answered())
@@ -118,16 +125,19 @@ class SandboxSession:
         if to == ANSWER_HANGUP:
             return self._emit(Ended("completed", "callee hung up", hangup_by="callee"))
         if script:
-            self._tasks.append(asyncio.create_task(self._act(script)))
+            self._tasks.append(asyncio.create_task(self._act(script, line)))
 
-    async def _act(self, s: CalleeScript) -> None:
+    def _render_line(self, s: CalleeScript) -> asyncio.Task | None:
+        """Start rendering what the callee says (a script has a line or a greeting, not both)."""
+        if not (s.say or s.voicemail) or self._speak is None:
+            return None
+        line = asyncio.create_task(self._speak(self.req, s.say or s.voicemail, s.say_voice))
+        self._tasks.append(line)
+        return line
+
+    async def _act(self, s: CalleeScript, line: asyncio.Task | None) -> None:
         if s.hangup_after is not None:
             self._tasks.append(asyncio.create_task(self._hangup_later(s.hangup_after)))
-        line = None
-        if (s.say or s.voicemail) and self._speak is not None:
-            # Rendered while we wait (a script has one or the other).
-            line = asyncio.create_task(self._speak(self.req, s.say or s.voicemail, s.say_voice))
-            self._tasks.append(line)
         await self._sleep(s.after)
         for digit in s.press:
             if self._ended:
