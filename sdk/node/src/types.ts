@@ -77,6 +77,14 @@ export interface CallCreateParams {
   flow_id?: string;
   /** A media stream for the whole call, from answer. */
   stream?: StreamParams;
+  /** Answering machine detection: who answered (the call's answered_by). */
+  machine_detection?: 'enable' | 'detect_message_end';
+  /** Seconds to decide in, 3-60 (default 30); then answered_by is unknown. */
+  machine_detection_timeout?: number;
+  /** true: the prompt/flow does not wait for the result (default false). */
+  async_amd?: boolean;
+  /** Where the machine_detection.completed webhook goes (default: webhook_url). */
+  amd_webhook_url?: string;
 }
 
 export interface CallListParams {
@@ -202,6 +210,10 @@ export interface SandboxCalleeParams {
   press?: string;
   say?: string;
   say_voice?: string;
+  /** A voicemail: its greeting on answer, then it listens. */
+  voicemail?: string;
+  /** The voicemail beeps after its greeting. */
+  beep?: boolean;
 }
 
 export interface SandboxCallee {

@@ -22,7 +22,7 @@ from ._models import (
 )
 from .streaming import follow_async, follow_sync
 from .pagination import AsyncPage, AsyncPaginator, SyncPage, _items, next_page_params
-from .types import CallStatus, GatherInput, RecordingChannels, TtsInput
+from .types import CallStatus, GatherInput, MachineDetection, RecordingChannels, TtsInput
 
 if TYPE_CHECKING:
     from ._base import AsyncAPIClient, SyncAPIClient
@@ -51,6 +51,7 @@ def _call_body(
     transcribe_webhooks: Optional[bool] = None,
     transcribe_language: Optional[str] = None,
     stream: Optional[Mapping[str, Any]] = None,
+    **detection: Any,
 ) -> Dict[str, Any]:
     body = clean_body(
         {
@@ -70,6 +71,7 @@ def _call_body(
             "flow": dict(flow) if flow is not None else None,
             "flow_id": flow_id,
             "stream": dict(stream) if stream is not None else None,
+            **detection,  # machine_detection, machine_detection_timeout, async_amd, amd_webhook_url
         }
     )
     body.update(extra_body or {})
@@ -155,11 +157,19 @@ class Calls:
         flow: Optional[Mapping[str, Any]] = None,
         flow_id: Optional[str] = None,
         stream: Optional[Mapping[str, Any]] = None,
+        machine_detection: Optional[MachineDetection] = None,
+        machine_detection_timeout: Optional[int] = None,
+        async_amd: Optional[bool] = None,
+        amd_webhook_url: Optional[str] = None,
         idempotency_key: Optional[str] = None,
         request_timeout: Any = NOT_GIVEN,
         extra_body: Optional[Mapping[str, Any]] = None,
     ) -> Call:
         """Place an outbound call. Returns at once (status ``queued``).
+
+        ``machine_detection`` (``"enable"`` | ``"detect_message_end"``) detects who answered: the
+        result is the call's ``answered_by`` and a ``machine_detection.completed`` webhook (to
+        ``amd_webhook_url``, else ``webhook_url``); with ``async_amd`` the call does not wait for it.
 
         ``timeout`` is the ring timeout in seconds (API field); ``request_timeout`` is the
         HTTP timeout of this request. An ``Idempotency-Key`` is generated when not given
@@ -169,6 +179,8 @@ class Calls:
             to, from_, tts, audio_url, record, transcribe, recording_channels, gather,
             webhook_url, timeout, flow, flow_id, extra_body, transcribe_webhook_url, transcribe_webhooks,
             transcribe_language, stream=stream,
+            machine_detection=machine_detection, machine_detection_timeout=machine_detection_timeout,
+            async_amd=async_amd, amd_webhook_url=amd_webhook_url,
         )
         return Call(
             self._client.request(
@@ -428,6 +440,10 @@ class AsyncCalls:
         flow: Optional[Mapping[str, Any]] = None,
         flow_id: Optional[str] = None,
         stream: Optional[Mapping[str, Any]] = None,
+        machine_detection: Optional[MachineDetection] = None,
+        machine_detection_timeout: Optional[int] = None,
+        async_amd: Optional[bool] = None,
+        amd_webhook_url: Optional[str] = None,
         idempotency_key: Optional[str] = None,
         request_timeout: Any = NOT_GIVEN,
         extra_body: Optional[Mapping[str, Any]] = None,
@@ -437,6 +453,8 @@ class AsyncCalls:
             to, from_, tts, audio_url, record, transcribe, recording_channels, gather,
             webhook_url, timeout, flow, flow_id, extra_body, transcribe_webhook_url, transcribe_webhooks,
             transcribe_language, stream=stream,
+            machine_detection=machine_detection, machine_detection_timeout=machine_detection_timeout,
+            async_amd=async_amd, amd_webhook_url=amd_webhook_url,
         )
         return Call(
             await self._client.request(

@@ -13,6 +13,7 @@ else:  # pragma: no cover
 __all__ = ["TtsParams", "GatherParams", "FlowParams", "RecordingChannels", "GatherType", "CallStatus"]
 
 RecordingChannels = Literal["mono", "dual"]
+MachineDetection = Literal["enable", "detect_message_end"]
 GatherType = Literal["dtmf", "speech", "dtmf speech"]
 CallStatus = Literal[
     "queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"
