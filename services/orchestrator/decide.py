@@ -30,7 +30,10 @@ HANGUP_GRACE_S = 10
 # spacing a batch by timers would add the timer's latency to every call but the first.
 PACING_BURST = timedelta(milliseconds=100)
 MAX_CALL_S = 4 * 3600
-TIMERS = ("pace", "ring_timeout", "max_duration", "hangup_grace", "flow_pause")
+# The gateway decides within the call's machine_detection_timeout of audio; this is the safety
+# net above it (no audio reaching the gateway, the gateway gone), so a waiting prompt starts.
+DETECTION_GRACE_S = 5
+TIMERS = ("pace", "ring_timeout", "max_duration", "hangup_grace", "flow_pause", "machine_detection")
 
 Step = tuple[CallState, tuple[Output, ...]]
 _NOTHING: tuple[Output, ...] = ()
@@ -142,6 +145,14 @@ def _timer_fired(s: CallState, msg: Envelope, ctx: Context) -> Step:
         return replace(s, phase=Phase.ENDED), (
             Emit(msg.caused("call.failed", {"reason": "no response from the telephony gateway",
                                             "hangup_by": "system"})),)
+    if name == "machine_detection" and s.answered and s.detecting:
+        # Nothing came from the gateway: the result is unknown, and the call goes on.
+        req = s.request
+        result = msg.caused("machine_detection.completed", {
+            "answered_by": "unknown", "mode": req["machine_detection"],
+            "decision_ms": (int(req.get("machine_detection_timeout", 30)) + DETECTION_GRACE_S) * 1000})
+        s, out = _machine_detected(s, result, ctx)
+        return s, (Emit(result), *out)
     if name == "max_duration" and not s.hangup_sent:
         return replace(s, hangup_sent=True), (Emit(msg.caused("hangup.requested",
                                                               {"reason": "maximum call duration"})),)
@@ -179,6 +190,9 @@ def _answered(s: CallState, msg: Envelope, ctx: Context) -> Step:
     if req.get("record"):
         s = replace(s, recording=True)
         out.append(Emit(msg.caused("record.requested", _record_options(req))))
+    if s.detecting:
+        timeout = int(req.get("machine_detection_timeout", 30)) + DETECTION_GRACE_S
+        out.append(StartTimer("machine_detection", ctx.now + timedelta(seconds=timeout), token=msg.id))
     if s.flow is not None and not s.waiting_for_detection:
         s, more = flow.start(s, msg, ctx.now)
     else:  # the plain script (which waits for a synchronous detection itself), or a flow that waits
@@ -192,11 +206,14 @@ def _machine_detected(s: CallState, msg: Envelope, ctx: Context) -> Step:
         return s, _NOTHING  # a duplicate (or a result for a call not answered: impossible, harmless)
     waited = s.waiting_for_detection
     s = replace(s, answered_by=msg.data.get("answered_by") or "unknown")
+    done = (CancelTimer("machine_detection"),)
     if s.hangup_sent:
-        return s, _NOTHING
+        return s, done
     if s.flow is not None:
-        return flow.start(s, msg, ctx.now) if waited else flow.on_machine_detected(s, msg, ctx.now)
-    return _next_step(s, msg) if waited else (s, _NOTHING)
+        s, out = flow.start(s, msg, ctx.now) if waited else flow.on_machine_detected(s, msg, ctx.now)
+    else:
+        s, out = _next_step(s, msg) if waited else (s, _NOTHING)
+    return s, (*done, *out)
 
 
 def _media_ready(s: CallState, msg: Envelope, ctx: Context) -> Step:

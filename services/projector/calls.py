@@ -70,7 +70,9 @@ def apply(row: dict[str, Any] | None, env: Envelope) -> dict[str, Any]:
         # "human"); never overwrites a detection's result.
         row["answered_by"] = row["answered_by"] or d.get("answered_by")
     elif t == "machine_detection.completed":
-        row["answered_by"] = d.get("answered_by")
+        # The first result is the call's (as in the orchestrator): the gateway's result after the
+        # orchestrator's timer already said unknown is too late to have steered the call.
+        row["answered_by"] = row["answered_by"] or d.get("answered_by")
     elif t in TERMINAL_EVENTS:
         if _rank(row["status"]) < 9:  # the first terminal event wins; later ones are noise
             row.update(status=TERMINAL_EVENTS[t], ended_at=at, end_reason=end_reason(d.get("reason"), d.get("hangup_by")),

@@ -30,3 +30,10 @@ def test_the_options_keep_the_detection_request():
            machine_detection_timeout=10, amd_webhook_url="https://app.example/amd")
     assert fold(q)["options"] == {"tts": {"text": "hi"}, "machine_detection": "enable",
                                   "machine_detection_timeout": 10, "async_amd": True}
+
+
+def test_the_first_result_is_the_calls():
+    row = fold(QUEUED, ANSWERED,
+               ev("machine_detection.completed", "2026-01-01T00:00:38Z", answered_by="unknown", decision_ms=35000),
+               ev("machine_detection.completed", "2026-01-01T00:00:39Z", answered_by="human", decision_ms=36000))
+    assert row["answered_by"] == "unknown"

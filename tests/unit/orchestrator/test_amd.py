@@ -95,3 +95,31 @@ def test_the_result_survives_storage():
     c(msg("machine_detection.completed", answered_by="fax", decision_ms=500))
     assert CallState.from_json(c.state.to_json()) == c.state
     assert "answered_by" not in answered(REQ).state.to_json()  # the stored layout of before without it
+
+
+def test_the_detection_timer_is_armed_on_answer_and_disarmed_by_the_result():
+    from datetime import timedelta
+
+    from services.orchestrator.decide import DETECTION_GRACE_S
+    from tests.unit.orchestrator.helpers import NOW, timers
+
+    c = answered(AMD)
+    d = c(msg("call.answered"))
+    assert ("machine_detection", NOW + timedelta(seconds=20 + DETECTION_GRACE_S)) in timers(d)
+    d = c(msg("machine_detection.completed", answered_by="human", decision_ms=1500))
+    assert ("machine_detection", None) in timers(d)
+    assert "machine_detection" not in [name for name, _ in timers(answered(REQ)(msg("call.answered")))]
+
+
+def test_no_result_from_the_gateway_is_unknown_when_the_timer_fires_and_the_call_goes_on():
+    c = answered(AMD)
+    c(msg("call.answered"))
+    d = c(msg("timer.fired", timer="machine_detection", token="t"))
+    assert types(d) == ["machine_detection.completed", "play.requested"]
+    assert d.events[0].data == {"answered_by": "unknown", "mode": "detect_message_end", "decision_ms": 25_000}
+    assert c.state.answered_by == "unknown"
+    # The gateway's late result (and the orchestrator's own event read back) change nothing.
+    assert types(c(msg("machine_detection.completed", answered_by="human", decision_ms=1))) == []
+    assert c.state.answered_by == "unknown"
+    # A timer after the result is a no-op.
+    assert types(c(msg("timer.fired", timer="machine_detection", token="t"))) == []

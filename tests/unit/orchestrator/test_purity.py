@@ -28,7 +28,7 @@ ODD = {"start": "a", "steps": {
 REQUESTS = [REQ, {**REQ, "gather": {"num_digits": 1}, "record": True}, {**NO_MEDIA, "audio_url": "https://e.com/a"},
             {**NO_MEDIA, "flow": MENU}, {**NO_MEDIA, "flow": ODD, "transcribe": True}]
 TYPES = sorted(INPUTS) + ["call.queued", "play.requested"]
-TIMERS = ["pace", "ring_timeout", "hangup_grace", "max_duration", "flow_pause"]
+TIMERS = ["pace", "ring_timeout", "hangup_grace", "max_duration", "flow_pause", "machine_detection"]
 
 
 def _data(draw, t: str, s: CallState | None) -> dict:
