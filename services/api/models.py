@@ -105,7 +105,9 @@ class Call(_Doc):
     answered_at: str | None = None
     ended_at: str | None = None
     duration: int | None = Field(None, description="seconds from answer to end")
-    answered_by: str | None = None
+    answered_by: str | None = Field(
+        None, description="who answered, from machine detection: human, machine_start, machine_end_beep, "
+                          "machine_end_silence, fax or unknown; null when the call did not ask for machine_detection")
     price: None = Field(None, description="always null: this service does not bill")
     end_reason: str | None = Field(None, description="why the call ended (the carrier's reason, else who hung up)")
     hangup_by: Literal["caller", "callee", "system"] | None = Field(
