@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Optional
 
 import typer
 from typer.core import TyperCommand
@@ -69,9 +70,13 @@ def register(app: typer.Typer) -> None:
                  press: list[str] = typer.Option([], "--press", help="keys pressed at the next gather (repeatable)"),
                  say: list[str] = typer.Option([], "--say", help="words spoken at the next gather (repeatable)"),
                  as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+                 answered_by: Optional[str] = typer.Option(
+                     None, "--answered-by", help="machine detection's result for answered_by steps (human, "
+                                                 "machine_start, machine_end_beep, ...; default: none ran)"),
                  max_steps: int = typer.Option(200, help="stop after this many steps")) -> None:
         """Run FLOW_FILE with scripted input (--press/--say, used in the order given; a gather
         with no input left times out) and print the path taken."""
+        from events.catalog import ANSWERED_BY
         from services.lib.flows.simulate import render, simulate as run
         from services.lib.flows.validate import validate_flow
 
@@ -84,5 +89,8 @@ def register(app: typer.Typer) -> None:
         if sorted(v for k, v in inputs if k == "press") != sorted(press) or \
                 sorted(v for k, v in inputs if k == "say") != sorted(say):
             inputs = [("press", p) for p in press] + [("say", s) for s in say]  # could not recover the order
-        sim = run(flow, inputs, max_entries=max_steps)
+        if answered_by is not None and answered_by not in ANSWERED_BY:
+            typer.echo(f"--answered-by: one of {', '.join(ANSWERED_BY)}", err=True)
+            raise typer.Exit(2)
+        sim = run(flow, inputs, max_entries=max_steps, answered_by=answered_by)
         typer.echo(json.dumps(sim.to_dict(), indent=2) if as_json else render(sim))

@@ -47,12 +47,14 @@ def _hear(a: e.Action) -> str | None:
     return None
 
 
-def simulate(flow: Mapping[str, Any], inputs: list[tuple[str, str]], *, max_entries: int = 200) -> Simulation:
-    """`inputs`: ("press", "1") or ("say", "billing"), consumed one per gather; none left = timeout."""
+def simulate(flow: Mapping[str, Any], inputs: list[tuple[str, str]], *, max_entries: int = 200,
+             answered_by: str | None = None) -> Simulation:
+    """`inputs`: ("press", "1") or ("say", "billing"), consumed one per gather; none left = timeout.
+    `answered_by`: machine detection's result, known from answer (None: no detection ran)."""
     queue = list(inputs)
     entries: list[Entry] = []
     ended = "flow ended"
-    state, actions = e.start(flow)
+    state, actions = e.start(flow, answered_by=answered_by)
     while True:
         for a in actions:
             if isinstance(a, e.EnterStep):

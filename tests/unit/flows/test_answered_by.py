@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from services.lib.flows import engine as fe
@@ -88,3 +90,17 @@ def test_a_missing_target_is_refused():
     errors = validate_flow(flow)
     assert ("steps.who", "missing_target") in [(e.field, e.code) for e in errors]
     assert errors[0].path == "steps.who.branches.human"  # (vm and bye, no longer reached, are reported too)
+
+
+def test_the_simulator_takes_a_detection_result(tmp_path):
+    from tests.unit.flows.test_cli import run
+
+    path = tmp_path / "flow.json"
+    path.write_text(json.dumps(FLOW))
+    r = run("flows", "simulate", str(path), "--answered-by", "machine_end_beep", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["path"][:2] == ["who", "vm"]
+    r = run("flows", "simulate", str(path), "--json")  # no detection: the default
+    assert json.loads(r.output)["path"][:2] == ["who", "menu"]
+    r = run("flows", "simulate", str(path), "--answered-by", "voicemail")  # not a value: exit 2, saying why
+    assert r.exit_code == 2 and "one of human" in r.output
