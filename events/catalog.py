@@ -121,9 +121,11 @@ class PlaceCallData(_Command):
     # Answering machine detection (services/telephony/amd.py): who answered, a person or a machine.
     machine_detection: Literal["enable", "detect_message_end"] | None = Field(
         None, description="detect who answered; detect_message_end also waits for the greeting's end (beep)")
-    machine_detection_timeout: int = Field(
-        AMD_TIMEOUT_S, ge=AMD_TIMEOUT_MIN_S, le=AMD_TIMEOUT_MAX_S,
-        description="seconds of the callee's audio to decide in; then answered_by is unknown")
+    # None, not 30, when not given: the API's command leaves it out, so the Kafka intake's
+    # re-check (which refuses it without machine_detection) passes what the API passed.
+    machine_detection_timeout: int | None = Field(
+        None, ge=AMD_TIMEOUT_MIN_S, le=AMD_TIMEOUT_MAX_S,
+        description=f"seconds of the callee's audio to decide in (default {AMD_TIMEOUT_S}); then answered_by is unknown")
     async_amd: bool = Field(False, description="false: the prompt or flow waits for the result; true: it does not")
     amd_webhook_url: str | None = Field(None, max_length=2048,
                                         description="where the result is POSTed (default: webhook_url)")

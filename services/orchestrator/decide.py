@@ -19,7 +19,7 @@ from enum import Enum
 from typing import Callable, Mapping
 
 from events import Envelope
-from events.catalog import TERMINAL_EVENTS
+from events.catalog import AMD_TIMEOUT_S, TERMINAL_EVENTS
 from services.orchestrator import flow
 from services.orchestrator.outputs import CancelTimer, Decision, Emit, NextDialSlot, Output, StartTimer
 from services.orchestrator.state import CallState, FlowRun, Phase
@@ -117,11 +117,14 @@ def _dial(s: CallState, cause: Envelope, now: datetime) -> Step:
         dial["stream"] = req["stream"]  # opened at answer too: a bot hears the callee's first word
     if req.get("machine_detection"):
         # Detection listens from the instant of answer too: a greeting's first words count.
-        dial["machine_detection"] = {"mode": req["machine_detection"],
-                                     "timeout": req.get("machine_detection_timeout", 30)}
+        dial["machine_detection"] = {"mode": req["machine_detection"], "timeout": _detection_timeout(req)}
     return replace(s, phase=Phase.DIALING), (
         Emit(cause.caused("dial.requested", dial, step="dial")),
         StartTimer("ring_timeout", now + timedelta(seconds=timeout + RING_GRACE_S), token=cause.id))
+
+
+def _detection_timeout(req: Mapping) -> int:
+    return int(req.get("machine_detection_timeout") or AMD_TIMEOUT_S)
 
 
 def _record_options(req: dict) -> dict:
@@ -150,7 +153,7 @@ def _timer_fired(s: CallState, msg: Envelope, ctx: Context) -> Step:
         req = s.request
         result = msg.caused("machine_detection.completed", {
             "answered_by": "unknown", "mode": req["machine_detection"],
-            "decision_ms": (int(req.get("machine_detection_timeout", 30)) + DETECTION_GRACE_S) * 1000})
+            "decision_ms": (_detection_timeout(req) + DETECTION_GRACE_S) * 1000})
         s, out = _machine_detected(s, result, ctx)
         return s, (Emit(result), *out)
     if name == "max_duration" and not s.hangup_sent:
@@ -191,7 +194,7 @@ def _answered(s: CallState, msg: Envelope, ctx: Context) -> Step:
         s = replace(s, recording=True)
         out.append(Emit(msg.caused("record.requested", _record_options(req))))
     if s.detecting:
-        timeout = int(req.get("machine_detection_timeout", 30)) + DETECTION_GRACE_S
+        timeout = _detection_timeout(req) + DETECTION_GRACE_S
         out.append(StartTimer("machine_detection", ctx.now + timedelta(seconds=timeout), token=msg.id))
     if s.flow is not None and not s.waiting_for_detection:
         s, more = flow.start(s, msg, ctx.now)

@@ -17,11 +17,23 @@ async def test_the_options_are_accepted_with_their_defaults():
     model, errors = await check_place_call({**BODY, "machine_detection": "detect_message_end"}, "a", verified)
     assert errors == []
     assert (model.machine_detection, model.machine_detection_timeout, model.async_amd, model.amd_webhook_url) == (
-        "detect_message_end", 30, False, None)
+        "detect_message_end", None, False, None)  # no timeout given: the orchestrator's 30 s
     model, errors = await check_place_call({**BODY, "machine_detection": "enable", "machine_detection_timeout": 3,
                                             "async_amd": True, "amd_webhook_url": "https://app.example/amd"},
                                            "a", verified)
     assert errors == [] and model.async_amd and model.machine_detection_timeout == 3
+
+
+@pytest.mark.parametrize("extra", [{}, {"machine_detection": "enable"},
+                                   {"machine_detection": "detect_message_end", "machine_detection_timeout": 10,
+                                    "async_amd": True, "amd_webhook_url": "https://app.example/amd"}])
+async def test_the_command_the_api_sends_passes_the_kafka_intake_again(extra):
+    """The orchestrator re-checks every PlaceCall: the API's own command (defaults dumped) must pass."""
+    model, errors = await check_place_call({**BODY, **extra}, "a", verified)
+    assert errors == []
+    command = model.model_dump(by_alias=True, exclude_none=True, mode="json")  # what services/api sends
+    again, errors = await check_place_call(command, "a", verified)
+    assert errors == [] and again == model
 
 
 async def test_no_machine_detection_by_default():
