@@ -27,7 +27,7 @@ from services.common.config import settings
 from services.common.consumer import (Backoff, KafkaCommits, KafkaDeadLetters, Record, Rejected, Skipped, Source, Stopped,
                                       is_transient, rejection, retry_transient)
 from services.common.health import HEALTH
-from services.common.kafka import make_consumer, make_producer, publish
+from services.common.kafka import make_consumer, make_producer, publish, type_headers
 from services.common.service import serve as run_service
 
 Handler = Callable[[Envelope], Awaitable[list[Envelope]]]
@@ -141,7 +141,8 @@ class EventWorker:
         sent: list[tuple[Envelope, asyncio.Future]] = []
         for m in msgs:
             for e in await self._handle(m):
-                fut = await retry_transient(lambda e=e: self.producer.send(self.topic, encode(e), key=e.call_id.encode()),
+                fut = await retry_transient(lambda e=e: self.producer.send(self.topic, encode(e), key=e.call_id.encode(),
+                                                                                headers=type_headers(e)),
                                             what=f"{self.name}: publish", log=self.log, backoff=self.backoff,
                                             stopping=self.stopping)
                 sent.append((e, fut))

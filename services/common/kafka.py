@@ -67,14 +67,23 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
     return parts
 
 
+TYPE_HEADER = "type"
+
+
+def type_headers(env: Envelope) -> list[tuple[str, bytes]]:
+    """The record headers every envelope is sent with: its type, so a consumer skips the
+    types it does not take without decoding them (services/common/consumer.py Source)."""
+    return [(TYPE_HEADER, env.type.encode())]
+
+
 async def publish(producer: AIOKafkaProducer, topic: str, env: Envelope) -> None:
     """Send one envelope keyed by call_id (so a call's messages stay in order) and wait for the ack."""
-    await producer.send_and_wait(topic, encode(env), key=env.call_id.encode())
+    await producer.send_and_wait(topic, encode(env), key=env.call_id.encode(), headers=type_headers(env))
 
 
 async def publish_many(producer: AIOKafkaProducer, topic: str, envs: list[Envelope]) -> None:
     """Send many envelopes, letting the producer batch them, then wait for every ack."""
-    futs = [await producer.send(topic, encode(e), key=e.call_id.encode()) for e in envs]
+    futs = [await producer.send(topic, encode(e), key=e.call_id.encode(), headers=type_headers(e)) for e in envs]
     if futs:
         await asyncio.gather(*futs)
 

@@ -23,7 +23,7 @@ from events import DecodeError, Envelope, derive_id, encode, topics
 from services.common import db
 from services.common.config import settings
 from services.common.consumer import Batch, Consumer, KafkaDeadLetters, PostgresTracking, Processor, Source
-from services.common.kafka import make_producer, publish_many
+from services.common.kafka import make_producer, publish_many, type_headers
 from services.common.logging import configure
 from services.common.service import serve
 from services.orchestrator.decide import COMMAND_INPUTS, EVENT_INPUTS, INPUTS, Source as InputSource, decide
@@ -59,7 +59,7 @@ def __getattr__(name: str):
 _NUL = b"\\u0000"  # how JSON writes U+0000, which neither jsonb nor text columns store
 
 
-def _refuse_unstorable(rows: list[tuple[str, str, bytes]], out: list[tuple[bytes, bytes]]) -> None:
+def _refuse_unstorable(rows: list[tuple[str, str, bytes]], out: list[tuple[bytes, bytes, list]]) -> None:
     """Raise what Postgres would raise for a NUL in a call's state, its ids or its outputs.
 
     Checked before the outputs are sent: the block then dead-letters the input that caused
@@ -69,7 +69,7 @@ def _refuse_unstorable(rows: list[tuple[str, str, bytes]], out: list[tuple[bytes
         if _NUL in state or "\x00" in cid or "\x00" in acct:
             raise asyncpg.exceptions.UntranslatableCharacterError(
                 f"unsupported Unicode escape sequence: \\u0000 in the state of call {cid!r}")
-    for value, _ in out:
+    for value, _, _ in out:
         if _NUL in value:
             raise asyncpg.exceptions.UntranslatableCharacterError(
                 "unsupported Unicode escape sequence: \\u0000 in an output event")
@@ -237,7 +237,7 @@ class Orchestrator:
         # Encoded once, and checked for what Postgres would refuse before anything leaves: the
         # outputs can then go out while the state is written (their acks overlap the writes).
         rows = [(cid, acct, orjson.dumps(states[cid].to_json())) for cid, acct in touched.items()]
-        out = [(encode(e), e.call_id.encode()) for e in emits]
+        out = [(encode(e), e.call_id.encode(), type_headers(e)) for e in emits]
         _refuse_unstorable(rows, out)
         if out:
             batch.before_commit(await self._send(out))
@@ -262,9 +262,9 @@ class Orchestrator:
                 batch.reject(r, DecodeError("unauthenticated_command", f"{r.env.type} refused: {why}", r.env.type))
         return kept
 
-    async def _send(self, out: list[tuple[bytes, bytes]]) -> asyncio.Future:
+    async def _send(self, out: list[tuple[bytes, bytes, list]]) -> asyncio.Future:
         topic = topics.events()
-        futs = [await self.producer.send(topic, value, key=key) for value, key in out]
+        futs = [await self.producer.send(topic, value, key=key, headers=headers) for value, key, headers in out]
         return asyncio.gather(*futs)
 
     async def _write(self, conn, rows, timers, accounts, pacing) -> None:

@@ -418,8 +418,10 @@ async def test_event_worker_dead_letters_bad_records_and_handler_failures():
     out = []
 
     class Producer:  # sends are queued at once; the acks are awaited together
-        async def send(self, topic, value, key=None):
-            out.append(_decode_env(value).type)
+        async def send(self, topic, value, key=None, headers=None):
+            t = _decode_env(value).type
+            assert headers == [("type", t.encode())]  # consumers skip by it without decoding
+            out.append(t)
             fut = asyncio.get_running_loop().create_future()
             fut.set_result(None)
             return fut
@@ -448,3 +450,28 @@ async def test_without_a_rollback_a_handled_batch_is_not_handled_again_when_its_
     assert await run(p, msgs(*log)) == {(TOPIC, 0): 2}
     assert handled == [log[0]["id"]] and [r.offset for r in p.dead_letters.sorted()] == [1]
     assert p.stats.retries == 2
+
+
+
+def test_a_type_header_lets_a_consumer_skip_undecoded_and_a_false_one_is_rejected():
+    from types import SimpleNamespace
+
+    from events import encode, new_envelope
+    from services.common.consumer import Record, Rejected, Skipped, Source
+
+    src = Source("voice.call.events", types=frozenset({"call.answered"}))
+    env = new_envelope("call.answered", "call_1", "acct_1", {"answered_by": None})
+    m = lambda value, headers: SimpleNamespace(topic="t", partition=0, offset=1, value=value, headers=headers,  # noqa: E731
+                                               timestamp=0)
+    # another type, by the header alone: not even decoded (the bytes are not JSON)
+    assert type(src.item(m(b"\x00not json", [("type", b"tts.rendered")]))) is Skipped
+    assert type(src.item(m(encode(env), [("type", b"call.answered")]))) is Record
+    assert type(src.item(m(encode(env), []))) is Record  # records from before the header: decoded
+    lie = src.item(m(encode(env), [("type", b"call.ringing")]))
+    assert type(lie) is Skipped  # names a type it does not take: left to those that do
+    forged = Source("voice.call.events", types=frozenset({"call.answered", "call.ringing"}))
+    bad = forged.item(m(encode(env), [("type", b"call.ringing")]))
+    assert type(bad) is Rejected and bad.error.code == "invalid_envelope"
+    # a command topic dead-letters unknown commands whatever the header says
+    cmds = Source("voice.call.commands", types=frozenset({"PlaceCall"}), reject_others=True)
+    assert type(cmds.item(m(encode(env), [("type", b"PlaceCall")]))) is Rejected
