@@ -37,8 +37,9 @@ MODULES = ["services.api", "services.orchestrator.service", "services.telephony.
 
 
 def pct(xs, p):
+    """The p-quantile in ms (nan for nothing: a run where nothing got that far still reports)."""
     xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000
+    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000 if xs else float("nan")
 
 
 async def kafka_hop(prefix: str, n: int = 300) -> list[float]:
@@ -78,7 +79,7 @@ def broker_pid() -> int | None:
         return None
 
 
-async def main(n: int, rate: float, port: int) -> None:
+async def main(n: int, rate: float, port: int) -> int:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
     await ensure_topics(prefix=prefix)
     conn = await db.connect()
@@ -122,7 +123,11 @@ async def main(n: int, rate: float, port: int) -> None:
         task = asyncio.create_task(follow())
         await follower_ready.wait()
         url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10) as http:
+        # Enough connections for the rate: at 100 calls/s and a slow API, httpx's default pool
+        # of 100 ran dry and the bench died of PoolTimeout instead of reporting.
+        limits = httpx.Limits(max_connections=max(100, int(rate * 4)), max_keepalive_connections=100)
+        async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10,
+                                     limits=limits) as http:
             for _ in range(100):
                 try:
                     await http.get("/v1/voice/calls")
@@ -148,18 +153,27 @@ async def main(n: int, rate: float, port: int) -> None:
             cpu0 = {k: cpu_s(pid) for k, pid in watched.items()}
             t_start = time.perf_counter()
 
+            errors: dict[str, int] = {}
+
             async def post(i):
                 nonlocal failures
                 await asyncio.sleep(max(0.0, t_start + i / rate - time.perf_counter()))
                 t0 = time.time()
-                r = await http.post("/v1/voice/calls", json=body)
+                try:
+                    r = await http.post("/v1/voice/calls", json=body)
+                except httpx.HTTPError as exc:  # the system fell behind: counted, never fatal
+                    failures += 1
+                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                    return
                 answered.append(time.time() - t0)
                 if r.status_code in (200, 201):
                     sent[r.json()["id"]] = t0
                 else:
                     failures += 1
+                    errors[str(r.status_code)] = errors.get(str(r.status_code), 0) + 1
 
             await asyncio.gather(*(post(i) for i in range(n)))
+            posted_s = time.perf_counter() - t_start
             deadline = time.perf_counter() + 120
             while len(ended) < len(sent) and time.perf_counter() < deadline:
                 await asyncio.sleep(0.2)
@@ -168,14 +182,18 @@ async def main(n: int, rate: float, port: int) -> None:
         lat = [ringing[c] - t for c, t in sent.items() if c in ringing]
         done = [ended[c] for c in sent if c in ended]
         span = (max(done) - t_start) if done else float("nan")
-        print(f"calls: {n} submitted at {rate:.0f}/s, {len(sent)} accepted, {failures} refused, "
-              f"{len(done)} ended")
+        print(f"calls: {n} submitted at {rate:.0f}/s, {len(sent)} accepted, {failures} refused or failed "
+              f"({', '.join(f'{k} {v}' for k, v in sorted(errors.items())) or 'none'}), {len(done)} ended")
+        achieved = len(sent) / posted_s if posted_s > 0 else 0.0
+        backlog = len(sent) - len(done)
+        print(f"achieved: {achieved:.1f} accepted calls/s ({achieved / rate:.2f} of the asked rate); "
+              f"backlog at the end: {backlog} accepted calls not ended")
         print(f"baseline one Kafka hop: p50 {pct(base, .5):.1f} ms  p99 {pct(base, .99):.1f} ms")
         print(f"dial latency POST -> call.ringing: p50 {pct(lat, .5):.1f} ms  p99 {pct(lat, .99):.1f} ms "
-              f"(mean {statistics.mean(lat) * 1000:.1f} ms)")
+              f"(mean {statistics.mean(lat) * 1000 if lat else float('nan'):.1f} ms)")
         print(f"ratio dial p50 / Kafka hop p50: {pct(lat, .5) / pct(base, .5):.1f}x;  "
               f"p99: {pct(lat, .99) / pct(base, .99):.1f}x")
-        print(f"calls completed/s: {len(done) / span:.1f}")
+        print(f"calls completed/s: {len(done) / span:.1f}" if done else "calls completed/s: none ended")
 
         def stage(name, fn):
             xs = [fn(c, st) for c, st in stages.items() if c in sent and len(st) == 3]
@@ -192,6 +210,15 @@ async def main(n: int, rate: float, port: int) -> None:
             total = sum(cpu.values())
             print(f"CPU per call: {total / len(sent) * 1000:.1f} ms across the processes ("
                   + ", ".join(f"{k} {v / len(sent) * 1000:.1f}" for k, v in cpu.items()) + ")")
+        behind = []
+        if failures:
+            behind.append(f"{failures} of {n} POSTs not accepted")
+        if backlog:
+            behind.append(f"{backlog} accepted calls did not end within 120 s")
+        if achieved < 0.95 * rate:
+            behind.append(f"accepted {achieved:.1f}/s of {rate:.0f}/s asked ({achieved / rate:.0%})")
+        print("BEHIND: " + "; ".join(behind) if behind else "OK: every call accepted and ended at the asked rate")
+        return 1 if behind else 0
     finally:
         for p in procs:
             os.killpg(p.pid, signal.SIGTERM)
@@ -207,4 +234,8 @@ if __name__ == "__main__":
     ap.add_argument("--rate", type=float, default=100)
     ap.add_argument("--port", type=int, default=18080)
     a = ap.parse_args()
-    asyncio.run(main(a.calls, a.rate, a.port))
+    try:
+        sys.exit(asyncio.run(main(a.calls, a.rate, a.port)))
+    except Exception as exc:  # a bench reports, it never crashes
+        print(f"bench failed to run: {type(exc).__name__}: {exc}")
+        sys.exit(2)
