@@ -95,6 +95,12 @@ class StreamOptions(_Command):
             if not k or len(k) > 128 or len(val) > 1024:
                 raise ValueError("parameter names are 1-128 characters, values at most 1024")
         return v
+# The status webhooks a call may ask for (`status_callback_events`): the public statuses,
+# and `answered`, another name of in-progress (Twilio's).
+STATUS_CALLBACK_EVENTS = (*CALL_STATUSES, "answered")
+StatusCallbackEvent = Literal["queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed",
+                              "canceled", "answered"]
+MAX_TIME_LIMIT_S = 4 * 3600  # a call's time_limit and the default maximum duration once answered
 
 
 class PlaceCallData(_Command):
@@ -129,6 +135,10 @@ class PlaceCallData(_Command):
     async_amd: bool = Field(False, description="false: the prompt or flow waits for the result; true: it does not")
     amd_webhook_url: str | None = Field(None, max_length=2048,
                                         description="where the result is POSTed (default: webhook_url)")
+    status_callback_events: list[StatusCallbackEvent] | None = Field(
+        None, description="which status webhooks to send (default: all); `answered` is `in-progress`")
+    time_limit: int | None = Field(None, ge=1, le=MAX_TIME_LIMIT_S,
+                                   description="maximum seconds once answered (default: 4 hours)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -159,6 +169,45 @@ class HangupCallData(_Command):
     """Hang up a live call, or cancel one that is queued or ringing."""
 
     reason: str = "api"
+
+
+DIGITS_PATTERN = r"^[0-9*#A-Dw]{1,32}$"  # `w`: a half-second pause between digits (Twilio's)
+RECORDING_ACTIONS = ("start", "pause", "resume", "stop")
+
+
+class UpdateCallData(_Command):
+    """Change a live call: redirect it to another flow, play now, send digits, control its
+    recording, or hang it up (the body of POST /v1/voice/calls/{id})."""
+
+    flow: dict[str, Any] | None = Field(None, description="redirect to this inline IVR flow")
+    flow_id: str | None = Field(None, description="redirect to this stored IVR flow (its latest version)")
+    step: str | None = Field(None, min_length=1, max_length=100,
+                             description="with flow/flow_id: the step to enter (default: the flow's start)")
+    tts: Tts | None = Field(None, description="play this text now")
+    audio_url: str | None = Field(None, max_length=2048, description="play this audio file now")
+    interrupt: bool = Field(True, description="with tts/audio_url: stop what plays and the running gather, "
+                                              "script or flow step (true), or queue after what plays (false)")
+    send_digits: str | None = Field(None, pattern=DIGITS_PATTERN,
+                                    description="DTMF to send to the far end (RFC 4733 on SIP, in-band tones "
+                                                "otherwise); `w` pauses half a second")
+    recording: Literal["start", "pause", "resume", "stop"] | None = None
+    status: Literal["completed"] | None = Field(None, description="`completed`: hang up (as POST .../hangup)")
+
+    @model_validator(mode="after")
+    def _coherent(self) -> "UpdateCallData":
+        if not self.changes():
+            raise ValueError("an update needs at least one change")
+        return self
+
+    def changes(self) -> list[str]:
+        """The changes asked for, by public field name."""
+        out = [k for k in ("flow", "flow_id", "tts", "audio_url", "send_digits", "recording", "status")
+               if getattr(self, k) is not None]
+        return out
+
+
+register("UpdateCall", kind="command", example={"tts": {"text": "Please hold, connecting you now."},
+                                                 "interrupt": True})(UpdateCallData)
 
 
 # --- call lifecycle ----------------------------------------------------------------
@@ -264,6 +313,57 @@ class HangupRequested(_Event):
     reason: str = "api"
     status: Literal["completed", "no-answer", "failed", "canceled"] | None = Field(
         None, description="terminal status to report; default: completed if answered, else canceled")
+    end_reason: str | None = Field(
+        None, description="the reason the call's terminal event reports (e.g. time_limit); default: the carrier's")
+
+
+@register("call.updated", example={"changes": ["tts"], "interrupt": True, "update_id": "5b0c4c3e-4e0e-5d7b-8f"
+                                   "a1-9f2b0c6d1e2a", "skipped": []})
+class CallUpdated(_Event):
+    """A live call was changed (UpdateCall): what changed, and what could not be applied."""
+
+    changes: list[str] = Field(description="the fields of the update: flow, flow_id, tts, audio_url, send_digits, "
+                                           "recording, status")
+    update_id: str = Field(description="id of the UpdateCall command")
+    interrupt: bool | None = None
+    flow_id: str | None = None
+    flow_version: int | None = None
+    step: str | None = None
+    send_digits: str | None = None
+    recording: str | None = None
+    status: str | None = None
+    skipped: list[dict[str, Any]] = Field([], description="changes not applied, each {field, code, message} "
+                                                          "(e.g. recording pause on a call not recording)")
+
+
+@register("interrupt.requested", example={"reason": "update"})
+class InterruptRequested(_Event):
+    """Instruction to the gateway: stop what plays and end the open gather, silently (an update
+    replaced the call's script); play and gather instructions sent before it are dropped."""
+
+    reason: str = "update"
+
+
+@register("dtmf.send.requested", example={"digits": "1234#"})
+class DtmfSendRequested(_Event):
+    """Instruction to the gateway: send DTMF to the far end."""
+
+    digits: str = Field(pattern=DIGITS_PATTERN)
+
+
+@register("dtmf.sent", example={"digits": "1234#", "method": "rfc4733"})
+class DtmfSent(_Event):
+    """The gateway sent DTMF to the far end (rfc4733 or inband tones)."""
+
+    digits: str
+    method: str = "rfc4733"
+
+
+@register("sandbox.dtmf.heard", example={"digits": "1234#"})
+class SandboxDtmfHeard(_Event):
+    """What a sandbox callee decoded from the in-band tones it was sent (Goertzel detector)."""
+
+    digits: str
 
 
 # --- media ---------------------------------------------------------------------------
@@ -425,6 +525,34 @@ class RecordRequested(RecordOptions):
     """Instruction to the gateway: record the call."""
 
 
+@register("record.control.requested", example={"action": "pause"})
+class RecordControlRequested(_Event):
+    """Instruction to the gateway: pause, resume or stop the call's recording."""
+
+    action: Literal["pause", "resume", "stop"]
+
+
+class PausedSpan(_Event):
+    """A stretch of a recording that was paused: silence in the file."""
+
+    start_ms: int = Field(ge=0)
+    end_ms: int = Field(ge=0)
+
+
+@register("recording.paused", example={"offset_ms": 4200})
+class RecordingPaused(_Event):
+    """The recording was paused; until resumed it records silence."""
+
+    offset_ms: int = Field(0, description="where in the recording")
+
+
+@register("recording.resumed", example={"offset_ms": 9800})
+class RecordingResumed(_Event):
+    """The recording was resumed."""
+
+    offset_ms: int = Field(0, description="where in the recording")
+
+
 @register("recording.captured", example={"callee_ref": "sha256:1.raw", "agent_ref": "sha256:2.raw",
                                          "channels": "dual", "duration_ms": 12000})
 class RecordingCaptured(_Event):
@@ -436,6 +564,7 @@ class RecordingCaptured(_Event):
     duration_ms: int = 0
     transcribe: bool = False
     language: str | None = None  # of the transcript asked (transcribe_language)
+    paused_spans: list[PausedSpan] = Field([], description="where the recording was paused (silence)")
 
 
 @register("recording.completed", example={"recording_id": "rec_xyz789", "wav_ref": "sha256:3.wav",
@@ -453,6 +582,7 @@ class RecordingCompleted(_Event):
     channels: str = "mono"
     transcribe: bool = False
     language: str | None = None  # of the transcript asked (transcribe_language)
+    paused_spans: list[PausedSpan] = Field([], description="where the recording was paused (silence)")
 
 
 @register("transcription.partial", example={"text": "hello this is", "offset_ms": 1200})

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from events.catalog import Gather, StreamOptions, Tts
+from events.catalog import DIGITS_PATTERN, MAX_TIME_LIMIT_S, Gather, StatusCallbackEvent, StreamOptions, Tts
 
 Status = Literal["queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"]
 
@@ -65,6 +65,38 @@ class CallCreate(_Doc):
     async_amd: bool = Field(False, description="false: the prompt/flow waits for the result; true: it does not")
     amd_webhook_url: str | None = Field(None, max_length=2048,
                                         description="URL for the machine detection result (default: webhook_url)")
+    status_callback_events: list[StatusCallbackEvent] | None = Field(
+        None, description="which status webhooks to send (default: all): queued, ringing, in-progress (or "
+                          "answered), completed, busy, no-answer, failed, canceled; unknown names are a 422")
+    time_limit: int | None = Field(None, ge=1, le=MAX_TIME_LIMIT_S,
+                                   description="maximum seconds once answered (default and maximum: 14400); "
+                                               "the call then ends completed, end_reason `time_limit`")
+
+
+class CallUpdate(_Doc):
+    """Body of POST /v1/voice/calls/{id}: at least one change. A redirect (`flow`/`flow_id`) and a
+    play (`tts`/`audio_url`) exclude each other; `status` goes alone."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+    flow: dict[str, Any] | None = Field(None, description="redirect to this inline IVR flow")
+    flow_id: str | None = Field(None, description="redirect to this stored IVR flow (its latest version)")
+    step: str | None = Field(None, description="with flow/flow_id: the step to enter (default: its start)")
+    tts: Tts | None = Field(None, description="play this text now")
+    audio_url: str | None = Field(None, max_length=2048, description="play this audio file now (MP3, WAV)")
+    interrupt: bool = Field(True, description="with tts/audio_url: true stops what plays and the running "
+                                              "gather, script or flow step (the call hangs up after the new "
+                                              "audio); false queues it after what plays")
+    send_digits: str | None = Field(None, pattern=DIGITS_PATTERN,
+                                    description="DTMF to send to the far end; `w` pauses half a second")
+    recording: Literal["start", "pause", "resume", "stop"] | None = Field(
+        None, description="paused spans are silence in the file, listed in the recording's paused_spans")
+    status: Literal["completed"] | None = Field(None, description="hang up (as POST /v1/voice/calls/{id}/hangup)")
+
+
+class UpdateRef(_Doc):
+    id: str | None = Field(description="the UpdateCall command's id (call.updated's update_id); null when "
+                                       "a hangup was already asked for")
+    changes: list[str]
 
 
 class CallCreated(_Doc):
@@ -118,6 +150,10 @@ class Call(_Doc):
     gather: GatherResult | None = None
 
 
+class CallUpdateAccepted(Call):
+    update: UpdateRef
+
+
 class CallList(_Doc):
     data: list[Call]
     has_more: bool
@@ -137,12 +173,18 @@ class CallEventList(_Doc):
     data: list[CallEvent]
 
 
+class PausedSpan(_Doc):
+    start_ms: int
+    end_ms: int
+
+
 class Recording(_Doc):
     id: str = Field(examples=["rec_xyz789"])
     call_id: str
     duration: int = Field(description="seconds")
     url: str
     transcription: Transcription | None = None
+    paused_spans: list[PausedSpan] = Field([], description="where the recording was paused: silence in the file")
 
 
 class NumberCreate(_Doc):

@@ -43,13 +43,17 @@ GET_CALL = f"SELECT {_COLUMNS} FROM (SELECT $2::text AS id) q {_JOINS} WHERE c.i
 GET_EVENTS = (f"SELECT event_id, type, version, occurred_at, data FROM {P}.call_events"
               " WHERE call_id = $1 AND account_id = $2 ORDER BY kafka_offset, event_id LIMIT $3")
 
+# paused_spans: from the recording's event in the timeline (the recordings table predates them).
 GET_RECORDING = f"""
 SELECT x.id, x.call_id, x.duration_ms, x.mp3_ref, x.wav_ref,
-       tr.text AS tr_text, tr.confidence AS tr_confidence
+       tr.text AS tr_text, tr.confidence AS tr_confidence, ev.paused_spans
 FROM {P}.recordings x
 LEFT JOIN LATERAL (SELECT t.text, t.confidence FROM {P}.transcriptions t
                    WHERE t.call_id = x.call_id AND t.account_id = x.account_id
                    ORDER BY (t.recording_id = x.id) DESC, t.created_at DESC LIMIT 1) tr ON true
+LEFT JOIN LATERAL (SELECT e.data->'paused_spans' AS paused_spans FROM {P}.call_events e
+                   WHERE e.call_id = x.call_id AND e.type = 'recording.completed'
+                     AND e.data->>'recording_id' = x.id LIMIT 1) ev ON true
 WHERE x.call_id = $1 AND x.account_id = $2
 ORDER BY x.created_at DESC, x.id LIMIT 1"""
 

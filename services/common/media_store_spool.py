@@ -27,7 +27,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 SAMPLE_RATE = 8000
 SAMPLE_WIDTH = 2
@@ -74,6 +74,52 @@ class MemoryRecorder:
 
     def audio(self) -> tuple[bytes, bytes]:
         return b"".join(self.callee), b"".join(self.ours)
+
+
+class PausableRecorder:
+    """A recorder that can be paused: while paused it hands on silence of the same length, so
+    the file keeps the call's timeline, and it notes each paused span (ms from the start).
+
+    Everything else (``finish``, ``discard``, ``closed`` ...) is the wrapped recorder's."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.written_bytes = 0  # per channel, paused or not
+        self._paused_at: int | None = None
+        self._spans: list[tuple[int, int]] = []
+
+    @property
+    def offset_ms(self) -> int:
+        return int((self.written_bytes // SAMPLE_WIDTH) * 1000 // SAMPLE_RATE)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
+    def pause(self) -> int:
+        if self._paused_at is None:
+            self._paused_at = self.offset_ms
+        return self._paused_at
+
+    def resume(self) -> int:
+        if self._paused_at is not None:
+            self._spans.append((self._paused_at, self.offset_ms))
+            self._paused_at = None
+        return self.offset_ms
+
+    def paused_spans(self) -> list[dict[str, int]]:
+        """Every paused span, one still open ending where the recording is now."""
+        spans = [*self._spans, *([(self._paused_at, self.offset_ms)] if self._paused_at is not None else [])]
+        return [{"start_ms": a, "end_ms": b} for a, b in spans]
+
+    def write(self, callee: bytes, ours: bytes) -> None:
+        self.written_bytes += len(callee)
+        if self._paused_at is not None:
+            callee, ours = bytes(len(callee)), bytes(len(ours))
+        self.inner.write(callee, ours)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
 
 
 class RecordingSpoolError(RuntimeError):

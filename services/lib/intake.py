@@ -1,4 +1,4 @@
-"""PlaceCall validation shared by the HTTP API and the orchestrator's Kafka intake.
+"""PlaceCall and UpdateCall validation shared by the HTTP API and the orchestrator's Kafka intake.
 
 Kafka producers can bypass the API, so the orchestrator re-validates every PlaceCall
 with the same function the API uses: whatever the HTTP API refuses, the Kafka intake
@@ -18,7 +18,8 @@ the last three are refused (invalid_field) on a call without ``machine_detection
 
 Codes: invalid_request, missing_field, unknown_field, invalid_field, conflicting_fields,
 invalid_phone_number, number_not_verified, invalid_voice, invalid_ssml, invalid_url
-(``stream.url`` too: wss only, ws in development, the SSRF rules of every customer URL).
+(``stream.url`` too: wss only, ws in development, the SSRF rules of every customer URL); for
+an update (``check_update_call``) also empty_update and invalid_step.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from events.catalog import PlaceCallData
+from events.catalog import PlaceCallData, UpdateCallData
 from services.common.text import nul_path
 from services.common.accounts import call_lookup
 
@@ -56,6 +57,25 @@ def _pydantic_errors(exc: ValidationError) -> list[dict[str, Any]]:
             code = "invalid_phone_number"
         out.append(_err(code, field, msg))
     return out
+
+
+def _model_errors(model: Any, data: dict[str, Any], errors: list[dict[str, Any]]) -> tuple[Any, list[dict]]:
+    """Validate ``data`` with ``model`` (strict) and the TTS checks; the errors of both, the
+    more precise one kept where they overlap."""
+    tts_errors = _tts_errors(data["tts"]) if data.get("tts") is not None else []
+    tts_fields = {e["field"] for e in tts_errors}
+    out: Any = None
+    try:
+        out = model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        for e in _pydantic_errors(exc):
+            if e["field"] is None and errors:
+                continue  # a model-level rule, already reported precisely
+            if e["field"] in tts_fields or (e["field"] == "tts" and tts_errors):
+                continue  # the TTS service's message is the more precise one
+            errors.append(e)
+    errors.extend(tts_errors)
+    return out, errors
 
 
 def _tts_errors(tts: Any) -> list[dict[str, Any]]:
@@ -129,20 +149,7 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
     elif data.get("tts") is not None and data.get("audio_url") is not None:
         errors.append(_err("conflicting_fields", "audio_url", "give tts or audio_url, not both"))
 
-    tts_errors = _tts_errors(data["tts"]) if data.get("tts") is not None else []
-    tts_fields = {e["field"] for e in tts_errors}
-
-    model: PlaceCallData | None = None
-    try:
-        model = PlaceCallData.model_validate(data, strict=True)
-    except ValidationError as exc:
-        for e in _pydantic_errors(exc):
-            if e["field"] is None and errors:
-                continue  # the model-level "one source" rule, already reported precisely
-            if e["field"] in tts_fields or (e["field"] == "tts" and tts_errors):
-                continue  # the TTS service's message is the more precise one
-            errors.append(e)
-    errors.extend(tts_errors)
+    model, errors = _model_errors(PlaceCallData, data, errors)
     if errors or model is None:
         return None, errors or [_err("invalid_request", None, "invalid PlaceCall")]
 
@@ -158,11 +165,7 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
         errors.append(e)
 
     if model.flow is not None:
-        # A broken menu never reaches a caller: the same checks as saving a flow.
-        from services.lib.flows.validate import validate_flow
-
-        errors.extend({"code": fe.code, "field": "flow." + fe.field, "message": fe.message}
-                      for fe in validate_flow(dict(model.flow)))
+        errors.extend(_flow_errors(model.flow))
 
     from services.lib.languages import language_problem
 
@@ -188,4 +191,62 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
     if not errors and not await call_lookup(lookup, account_id, model.from_):
         errors.append(_err("number_not_verified", "from",
                            f"{model.from_} is not a verified number of this account (see /v1/voice/numbers)"))
+    return (None, errors) if errors else (model, [])
+
+
+def _flow_errors(flow: Any) -> list[dict[str, Any]]:
+    """A broken menu never reaches a caller: the same checks as saving a flow."""
+    from services.lib.flows.validate import validate_flow
+
+    return [{"code": fe.code, "field": "flow." + fe.field, "message": fe.message} for fe in validate_flow(dict(flow))]
+
+
+def status_events(names: list[str] | None) -> frozenset[str] | None:
+    """The public statuses a call's `status_callback_events` selects (None: all of them)."""
+    if names is None:
+        return None
+    return frozenset("in-progress" if n == "answered" else n for n in names)
+
+
+# What may go together in one update: a redirect and a play both replace what the caller
+# hears next, and a hangup leaves nothing to change.
+_EXCLUSIVE = (("tts", "audio_url"), ("flow", "flow_id"), ("flow", "tts"), ("flow", "audio_url"),
+              ("flow_id", "tts"), ("flow_id", "audio_url"))
+
+
+def check_update_call(data: Any) -> tuple[UpdateCallData | None, list[dict]]:
+    """Validate an UpdateCall payload (the body of POST /v1/voice/calls/{id}): (model, []) or
+    (None, errors). The call's own state (live, answered, recording) is the orchestrator's to
+    judge; a stored flow's existence and steps are checked where the flows are (API, orchestrator)."""
+    if not isinstance(data, dict):
+        return None, [_err("invalid_request", None, "the request body must be a JSON object")]
+    if (where := nul_path(data)) is not None:
+        return None, [_err("invalid_character", where or None, "strings must not contain NUL (U+0000)")]
+    errors: list[dict[str, Any]] = []
+    given = [k for k in ("flow", "flow_id", "tts", "audio_url", "send_digits", "recording", "status")
+             if data.get(k) is not None]
+    for a, b in _EXCLUSIVE:
+        if a in given and b in given:
+            errors.append(_err("conflicting_fields", b, f"give {a} or {b}, not both"))
+            break
+    if "status" in given and len(given) > 1:
+        errors.append(_err("conflicting_fields", "status", "status: completed hangs up; it takes no other change"))
+    if data.get("step") is not None and not ({"flow", "flow_id"} & set(given)):
+        errors.append(_err("invalid_field", "step", "step needs flow or flow_id"))
+    if "interrupt" in data and not ({"tts", "audio_url"} & set(given)):
+        errors.append(_err("invalid_field", "interrupt", "interrupt needs tts or audio_url"))
+    model, errors = _model_errors(UpdateCallData, data, errors)
+    errors = [e for e in errors if e["field"] is not None]  # the model's "at least one change", below
+    if not given:  # after the others: an unknown field is the more precise answer to {"tsst": ...}
+        errors.append(_err("empty_update", None, "an update needs at least one change: flow, flow_id, tts, "
+                                                 "audio_url, send_digits, recording or status"))
+    if errors or model is None:
+        return None, errors or [_err("invalid_request", None, "invalid UpdateCall")]
+    e = _url_error("audio_url", model.audio_url)
+    if e:
+        errors.append(e)
+    if model.flow is not None:
+        errors.extend(_flow_errors(model.flow))
+        if not errors and model.step is not None and model.step not in (model.flow.get("steps") or {}):
+            errors.append(_err("invalid_step", "step", f"the flow has no step {model.step!r}"))
     return (None, errors) if errors else (model, [])

@@ -101,7 +101,7 @@ def document() -> dict[str, Any]:
 
     channels = {
         "commands": {"address": "voice.call.commands", "messages": refs(commands),
-                     "description": "Commands (PlaceCall, HangupCall), key = call_id. External producers may "
+                     "description": "Commands (PlaceCall, HangupCall, UpdateCall), key = call_id. External producers may "
                                     "submit PlaceCall here; it gets the same validation as the HTTP API, and a "
                                     "rejected command yields call.rejected plus a voice.dlq record."},
         "events": {"address": "voice.call.events", "messages": refs(events),
@@ -126,7 +126,7 @@ def document() -> dict[str, Any]:
         "servers": {"local": {"host": "127.0.0.1:9092", "protocol": "kafka", "description": "make run"}},
         "channels": channels,
         "operations": {
-            "submitCommand": op("send", "commands", "Submit PlaceCall / HangupCall (what the HTTP API does)"),
+            "submitCommand": op("send", "commands", "Submit PlaceCall / HangupCall / UpdateCall (what the HTTP API does)"),
             "consumeCommands": op("receive", "commands", "The orchestrator consumes commands"),
             "publishEvent": op("send", "events", "Services append facts to the event log"),
             "subscribeEvents": op("receive", "events", "Subscribe to call events (projector, webhooks, you)"),

@@ -1,7 +1,7 @@
 """The call state machine as a pure function: decide(state, message, now) -> (state, outputs).
 
 Every step of a call is decided here and nowhere else. Inputs are commands
-(PlaceCall, HangupCall) and events (call.ringing, tts.rendered, timer.fired, ...),
+(PlaceCall, HangupCall, UpdateCall) and events (call.ringing, tts.rendered, timer.fired, ...),
 each listed once in `INPUTS` with its handler; outputs are typed values
 (`services.orchestrator.outputs`): events/instructions to publish, durable timers to
 arm or disarm, the account's next dial slot. The state is a frozen `CallState`
@@ -19,17 +19,18 @@ from enum import Enum
 from typing import Callable, Mapping
 
 from events import Envelope
-from events.catalog import AMD_TIMEOUT_S, TERMINAL_EVENTS
-from services.orchestrator import flow
+from events.catalog import AMD_TIMEOUT_S, MAX_TIME_LIMIT_S, TERMINAL_EVENTS
+from services.orchestrator import flow, updates
 from services.orchestrator.outputs import CancelTimer, Decision, Emit, NextDialSlot, Output, StartTimer
-from services.orchestrator.state import CallState, FlowRun, Phase
+from services.orchestrator.state import CallState, FlowRun, Phase, record_options
 
 RING_GRACE_S = 10  # the carrier enforces the ring timeout; this is the safety net above it
 HANGUP_GRACE_S = 10
 # Dials whose pacing slot is this close are placed now: calls arrive in batches, and
 # spacing a batch by timers would add the timer's latency to every call but the first.
 PACING_BURST = timedelta(milliseconds=100)
-MAX_CALL_S = 4 * 3600
+MAX_CALL_S = MAX_TIME_LIMIT_S  # once answered, unless the call's time_limit says less
+TIME_LIMIT = "time_limit"  # the reason (and end_reason) of a call ended by its time limit
 # The gateway decides within the call's machine_detection_timeout of audio; this is the safety
 # net above it (no audio reaching the gateway, the gateway gone), so a waiting prompt starts.
 DETECTION_GRACE_S = 5
@@ -46,8 +47,8 @@ class Context:
     now: datetime
     pacing_slot: datetime | None = None  # the account's next free dial time (PlaceCall)
     cps: float = 10.0  # the account's calls-per-second limit (PlaceCall)
-    validation_errors: list[dict] | None = None  # why the PlaceCall is rejected (empty: it is not)
-    flow_def: dict | None = None  # {"version", "flow"} of the stored flow a PlaceCall names
+    validation_errors: list[dict] | None = None  # why the PlaceCall (UpdateCall) is rejected (empty: it is not)
+    flow_def: dict | None = None  # {"version", "flow"} of the stored flow a PlaceCall or UpdateCall names
 
 
 def decide(state: CallState | None, msg: Envelope, now: datetime, *,
@@ -59,13 +60,24 @@ def decide(state: CallState | None, msg: Envelope, now: datetime, *,
     route = INPUTS.get(msg.type)
     if route is None or s.ended:
         return Decision(s)  # not an input, or a finished call: late messages are ignored
+    if updates.owns(msg):  # the media of update audio: neither the script's nor the flow's
+        return Decision(*updates.on_media(s, msg))
+    before = s
+    step = _route(s, msg, route, now, pacing_slot, cps, validation_errors, flow_def)
+    if route.source is Source.EVENT and msg.type != "timer.fired":
+        step = updates.hold_hangup(before, *step)  # the script's own end waits for queued update audio
+    return Decision(*step)
+
+
+def _route(s: CallState, msg: Envelope, route: "Route", now: datetime, pacing_slot, cps, validation_errors,
+           flow_def) -> Step:
     if route.flow is not None and s.flow is not None and s.answered and not s.hangup_sent:
         step = route.flow(s, msg, now)
         if step is not None:  # None: not the flow's input (e.g. the max-duration timer)
-            return Decision(*step)
+            return step
     if route.call is None:
-        return Decision(s)
-    return Decision(*route.call(s, msg, Context(now, pacing_slot, cps, validation_errors, flow_def)))
+        return s, _NOTHING
+    return route.call(s, msg, Context(now, pacing_slot, cps, validation_errors, flow_def))
 
 
 # --- the call script's handlers: (state, message, context) -> (state, outputs) -----------
@@ -112,7 +124,7 @@ def _dial(s: CallState, cause: Envelope, now: datetime) -> Step:
     dial = {"to": req["to"], "from": req["from"], "timeout": timeout, "carrier": req.get("carrier", "sandbox")}
     if req.get("record"):
         # The gateway starts recording at the instant of answer, not a Kafka round trip later.
-        dial["record"] = _record_options(req)
+        dial["record"] = record_options(req)
     if req.get("stream"):
         dial["stream"] = req["stream"]  # opened at answer too: a bot hears the callee's first word
     if req.get("machine_detection"):
@@ -125,13 +137,6 @@ def _dial(s: CallState, cause: Envelope, now: datetime) -> Step:
 
 def _detection_timeout(req: Mapping) -> int:
     return int(req.get("machine_detection_timeout") or AMD_TIMEOUT_S)
-
-
-def _record_options(req: dict) -> dict:
-    opts = {"channels": req.get("recording_channels", "mono"), "transcribe": bool(req.get("transcribe"))}
-    if req.get("transcribe_language"):
-        opts["language"] = req["transcribe_language"]
-    return opts
 
 
 def _timer_fired(s: CallState, msg: Envelope, ctx: Context) -> Step:
@@ -157,8 +162,10 @@ def _timer_fired(s: CallState, msg: Envelope, ctx: Context) -> Step:
         s, out = _machine_detected(s, result, ctx)
         return s, (Emit(result), *out)
     if name == "max_duration" and not s.hangup_sent:
-        return replace(s, hangup_sent=True), (Emit(msg.caused("hangup.requested",
-                                                              {"reason": "maximum call duration"})),)
+        # The call's time limit (its own, or the default maximum): it ends completed, and its
+        # end says why (the gateway reports `end_reason` as the terminal event's reason).
+        return replace(s, hangup_sent=True), (Emit(msg.caused("hangup.requested", {
+            "reason": TIME_LIMIT, "status": "completed", "end_reason": TIME_LIMIT})),)
     return s, _NOTHING
 
 
@@ -177,6 +184,20 @@ def _hangup_call(s: CallState, msg: Envelope, ctx: Context) -> Step:
     return s, _NOTHING
 
 
+def _update_call(s: CallState, msg: Envelope, ctx: Context) -> Step:
+    """A change to a live call (services/orchestrator/updates.py); `status: completed` is the
+    HangupCall path."""
+    if s.phase is Phase.NEW or updates.seen(s, msg):
+        return s, _NOTHING  # no such call placed yet, or this update was decided already
+    if ctx.validation_errors:  # refused by the intake (or its stored flow is gone): nothing applied
+        return updates.mark_applied(s, msg), (updates.refused_event(msg, ctx.validation_errors),)
+    if msg.data.get("status") == "completed":
+        s = updates.mark_applied(s, msg)
+        s, out = _hangup_call(s, msg, ctx)
+        return s, (updates.updated_event(msg, []), *out)
+    return updates.apply(s, msg, ctx.now, ctx.flow_def)
+
+
 def _ringing(s: CallState, msg: Envelope, ctx: Context) -> Step:
     if s.phase in (Phase.DIALING, Phase.QUEUED):
         return replace(s, phase=Phase.RINGING), _NOTHING
@@ -187,12 +208,13 @@ def _answered(s: CallState, msg: Envelope, ctx: Context) -> Step:
     if s.answered:
         return s, _NOTHING
     s = replace(s, phase=Phase.IN_PROGRESS)
-    out: list[Output] = [CancelTimer("ring_timeout"),
-                         StartTimer("max_duration", ctx.now + timedelta(seconds=MAX_CALL_S), token=msg.id)]
     req = s.request
+    limit = req.get("time_limit") or MAX_CALL_S
+    out: list[Output] = [CancelTimer("ring_timeout"),
+                         StartTimer("max_duration", ctx.now + timedelta(seconds=limit), token=msg.id)]
     if req.get("record"):
         s = replace(s, recording=True)
-        out.append(Emit(msg.caused("record.requested", _record_options(req))))
+        out.append(Emit(msg.caused("record.requested", record_options(req))))
     if s.detecting:
         timeout = _detection_timeout(req) + DETECTION_GRACE_S
         out.append(StartTimer("machine_detection", ctx.now + timedelta(seconds=timeout), token=msg.id))
@@ -220,12 +242,14 @@ def _machine_detected(s: CallState, msg: Envelope, ctx: Context) -> Step:
 
 
 def _media_ready(s: CallState, msg: Envelope, ctx: Context) -> Step:
-    if s.audio_ref is None:
+    if s.audio_ref is None and s.phase is not Phase.UPDATED:
         return _next_step(replace(s, audio_ref=msg.data["audio_ref"]), msg)
     return s, _NOTHING
 
 
 def _media_failed(s: CallState, msg: Envelope, ctx: Context) -> Step:
+    if s.phase is Phase.UPDATED:
+        return s, _NOTHING  # the prompt an update replaced: nothing left to fail
     return _next_step(replace(s, media_failed=msg.data.get("reason", "media failed")), msg)
 
 
@@ -324,6 +348,7 @@ _C, _E = Source.COMMAND, Source.EVENT
 INPUTS: Mapping[str, Route] = {
     "PlaceCall": Route(_C, _place_call),
     "HangupCall": Route(_C, _hangup_call),
+    "UpdateCall": Route(_C, _update_call),
     "timer.fired": Route(_E, _timer_fired, flow.on_timer),
     "call.ringing": Route(_E, _ringing),
     "call.answered": Route(_E, _answered),

@@ -36,9 +36,11 @@ def _with_media(s: CallState, media: FlowMedia) -> CallState:
     return replace(s, flow=replace(s.flow, media=media))
 
 
-def start(s: CallState, cause: Envelope, now: datetime) -> Step:
-    """Enter the flow's start step (on answer, or on machine detection's result when the call waits for it)."""
-    engine, actions = fe.start(s.flow.definition, validate=False, answered_by=s.answered_by, detecting=s.detecting)
+def start(s: CallState, cause: Envelope, now: datetime, entered: int = 0) -> Step:
+    """Enter the flow's start step (on answer, or on machine detection's result when the call waits
+    for it, or on a redirect: `entered` step entries before)."""
+    engine, actions = fe.start(s.flow.definition, validate=False, answered_by=s.answered_by, detecting=s.detecting,
+                               entered=entered)
     return _run(s, engine, actions, cause, now)
 
 

@@ -28,6 +28,7 @@ from services.common.logging import configure
 from services.common.service import serve
 from services.orchestrator.decide import COMMAND_INPUTS, EVENT_INPUTS, INPUTS, Source as InputSource, decide
 from services.orchestrator.intake import IntakeAuth, validate_place_call
+from services.lib.intake import check_update_call
 from services.orchestrator.outputs import CancelTimer, Emit, NextDialSlot, StartTimer
 from services.orchestrator.state import CallState
 
@@ -46,7 +47,8 @@ def sources() -> list[Source]:
     """What the consumer takes from each topic: commands it does not know are dead-lettered
     (nobody else reads that topic), other events are skipped. PlaceCall payloads are checked
     by the intake (`validate_place_call`), which rejects the call with its errors."""
-    return [Source(topics.commands(), types=COMMAND_INPUTS, reject_others=True, unchecked=frozenset({"PlaceCall"})),
+    return [Source(topics.commands(), types=COMMAND_INPUTS, reject_others=True,
+                   unchecked=frozenset({"PlaceCall", "UpdateCall"})),
             Source(topics.events(), types=EVENT_INPUTS)]
 
 
@@ -193,9 +195,18 @@ class Orchestrator:
                 errors = await validate_place_call(conn, env)
                 if not errors and env.data.get("flow_id"):
                     flow_defs[env.id], errors = await self._stored_flow(conn, env)
-                if errors:  # the call is rejected (call.rejected) and the command dead-lettered
-                    batch.reject(r, DecodeError("invalid_payload", "PlaceCall rejected: " + "; ".join(
-                        f"{e.get('field')}: {e.get('message')}" for e in errors), env.type, tuple(errors)))
+            elif env.type == "UpdateCall":
+                # The API's checks again (any producer may write the topic), then its stored flow.
+                _, errors = check_update_call(env.data)
+                if not errors and env.data.get("flow_id"):
+                    flow_defs[env.id], errors = await self._stored_flow(conn, env)
+                    if not errors and env.data.get("step") and env.data["step"] not in (
+                            flow_defs[env.id]["flow"].get("steps") or {}):
+                        errors = [{"code": "invalid_step", "field": "step",
+                                   "message": f"the flow has no step {env.data['step']!r}"}]
+            if errors:  # the call is rejected (call.rejected; an update: call.updated) and the command dead-lettered
+                batch.reject(r, DecodeError("invalid_payload", f"{env.type} rejected: " + "; ".join(
+                    f"{e.get('field')}: {e.get('message')}" for e in errors), env.type, tuple(errors)))
             inputs.append((env, errors))
         abandoned = await _accept(conn, [e.call_id for e, errors in inputs if e.type == "PlaceCall" and not errors])
         if abandoned:

@@ -8,6 +8,9 @@ script got; the only facts kept beside it are the ones the phase cannot tell:
   timeout, API hangup, media failure, end of script or flow);
 - `recording`: recording was requested (on answer, or by a flow `record` step);
 - `stream_done`: the call's own media stream (the `stream` option) stopped or failed.
+- `updates`: what changes to the live call (UpdateCall) left pending: update audio queued,
+  the script's hangup held until it has played, the recording's pause/stop, the updates
+  already decided (a command redelivered is not applied twice).
 
 Stored form (`to_json` / `from_json`) is the layout the dict-based state machine wrote,
 so rows written before this type existed load unchanged. The booleans that layout had
@@ -38,13 +41,15 @@ class Phase(StrEnum):
     PROMPTED = "prompted"  # prompt finished
     GATHERING = "gathering"  # gather.requested sent
     GATHERED = "gathered"  # gather completed or timed out
+    UPDATED = "updated"  # an update's audio replaced the script: it hangs up once that has played
     ENDED = "ended"  # a terminal event (or the orchestrator) ended it (final)
 
 
 FINAL = frozenset({Phase.REJECTED, Phase.ENDED})
 DIALED = frozenset({Phase.DIALING, Phase.RINGING, Phase.IN_PROGRESS, Phase.PLAYING, Phase.PROMPTED, Phase.GATHERING,
-                    Phase.GATHERED})
-ANSWERED = frozenset({Phase.IN_PROGRESS, Phase.PLAYING, Phase.PROMPTED, Phase.GATHERING, Phase.GATHERED})
+                    Phase.GATHERED, Phase.UPDATED})
+ANSWERED = frozenset({Phase.IN_PROGRESS, Phase.PLAYING, Phase.PROMPTED, Phase.GATHERING, Phase.GATHERED,
+                      Phase.UPDATED})
 PLAYED = frozenset({Phase.PLAYING, Phase.PROMPTED, Phase.GATHERING, Phase.GATHERED})
 
 Prompt = Union[fe.Say, fe.Play]
@@ -109,6 +114,14 @@ class GatherSpec:
                    d.get("step"))
 
 
+def record_options(req: Mapping[str, Any]) -> dict[str, Any]:
+    """How the call's request asks to record it (`record.requested`, `dial.requested`'s record)."""
+    opts = {"channels": req.get("recording_channels", "mono"), "transcribe": bool(req.get("transcribe"))}
+    if req.get("transcribe_language"):
+        opts["language"] = req["transcribe_language"]
+    return opts
+
+
 _NOT_STARTED = fe.FlowState()
 _ENGINE_FIELDS = tuple(fe.FlowState.__dataclass_fields__)
 
@@ -164,6 +177,46 @@ class FlowRun:
 
 
 @dataclass(frozen=True, slots=True)
+class UpdatePlay:
+    """Audio an update asked to play: rendered (`audio_ref`), then sent to the gateway in order."""
+
+    tag: str  # `update:<UpdateCall id>`, the step its media events carry
+    audio_ref: str | None = None
+    sent: bool = False
+
+
+MAX_APPLIED = 32  # update ids remembered per call, to recognise a redelivered UpdateCall
+
+
+@dataclass(frozen=True, slots=True)
+class Updates:
+    """What the call's updates (UpdateCall) left pending; empty for a call never updated."""
+
+    plays: tuple[UpdatePlay, ...] = ()
+    held_hangup: Mapping[str, Any] | None = None  # the script's hangup, waiting for the update audio
+    recording: str = ""  # "" (as started) | "paused" | "stopped"
+    applied: tuple[str, ...] = ()  # the last MAX_APPLIED UpdateCall ids decided
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"applied": list(self.applied)}
+        if self.plays:
+            d["plays"] = [{"tag": p.tag, "audio_ref": p.audio_ref, "sent": p.sent} for p in self.plays]
+        if self.held_hangup is not None:
+            d["held_hangup"] = self.held_hangup
+        if self.recording:
+            d["recording"] = self.recording
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> "Updates":
+        return cls(tuple(UpdatePlay(p["tag"], p.get("audio_ref"), bool(p.get("sent"))) for p in d.get("plays", ())),
+                   d.get("held_hangup"), d.get("recording", ""), tuple(d.get("applied", ())))
+
+
+NO_UPDATES = Updates()
+
+
+@dataclass(frozen=True, slots=True)
 class CallState:
     """One call as the orchestrator knows it. Immutable: transitions return a new value."""
 
@@ -179,6 +232,7 @@ class CallState:
     flow: FlowRun | None = None
     stream_done: bool = False  # the call's own media stream stopped or failed (a bot's call then ends)
     answered_by: str | None = None  # machine detection's result (machine_detection.completed)
+    updates: Updates = NO_UPDATES
 
     @classmethod
     def new(cls, call_id: str, account_id: str) -> "CallState":
@@ -230,6 +284,8 @@ class CallState:
             d["flow"] = self.flow.to_json()
             if self.flow.seq:
                 d["flow_seq"] = self.flow.seq
+        if self.updates != NO_UPDATES:
+            d["updates"] = self.updates.to_json()
         return d
 
     @classmethod
@@ -238,4 +294,5 @@ class CallState:
         return cls(d["call_id"], d["account_id"], Phase(d["phase"]), d.get("request") or {}, d.get("audio_ref"),
                    d.get("media_failed"), bool(d.get("hangup_sent")), bool(d.get("recording")), d.get("seen", 0),
                    FlowRun.from_json(flow, d.get("flow_seq", 0)) if flow is not None else None,
-                   bool(d.get("stream_done")), d.get("answered_by"))
+                   bool(d.get("stream_done")), d.get("answered_by"),
+                   Updates.from_json(d["updates"]) if d.get("updates") else NO_UPDATES)

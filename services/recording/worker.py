@@ -86,6 +86,8 @@ class RecordingHandler:
             "sha256": rec.sha256,
             "channels": rec.channels,
         }
+        if env.data.get("paused_spans"):  # where the recording was paused (silence in both files)
+            data["paused_spans"] = env.data["paused_spans"]
         if env.data.get("transcribe") or self.transcribe_calls.pop(env.call_id, False):
             data["transcribe"] = True
             if env.data.get("language"):

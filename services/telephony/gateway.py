@@ -48,7 +48,10 @@ STALE_DIAL_S = 60
 SPEECH_RECOGNITION_S = 20  # time allowed for the recognition result after an utterance ends
 SANDBOX_RENDER_S = 30  # a scripted callee's line not rendered by then is not said
 INSTRUCTIONS = {"dial.requested", "play.requested", "gather.requested", "record.requested", "hangup.requested",
-                "stream.requested"}
+                "stream.requested", "interrupt.requested", "dtmf.send.requested", "record.control.requested"}
+# Dropped when an interrupt.requested (an update that replaced the call's script) came after them.
+INTERRUPTIBLE = {"play.requested", "gather.requested"}
+DIGIT_PAUSE_S = 0.5  # `w` in send_digits
 ANSWERS = {"speech.recognized", "sandbox.speech.rendered", "sandbox.speech.failed"}  # to this gateway's requests
 
 
@@ -57,7 +60,9 @@ class LiveCall:
 
     def __init__(self, gw: "Gateway", dial: Envelope, session: CallSession):
         self.gw, self.dial, self.session = gw, dial, session
-        self.inbox: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=100)
+        self.inbox: asyncio.Queue[tuple[int, Envelope]] = asyncio.Queue(maxsize=100)
+        self.generation = 0  # interrupts so far: an instruction queued before the last one is stale
+        self.current_generation = 0  # that of the instruction being carried out
         self.seq = 0
         self.answered = False
         self.ended = False
@@ -71,9 +76,10 @@ class LiveCall:
         self.gather_cause: Envelope | None = None
         self.recording: Envelope | None = None  # what started the recording (dial.requested or record.requested)
         self.record_options: dict[str, Any] = {}
-        self.recorder: Any = None  # SpoolRecorder: the recording on disk while the call runs
+        self.recorder: Any = None  # PausableRecorder(SpoolRecorder): the recording on disk while the call runs
         self.media_stream: MediaStream | None = None  # the app's WebSocket (one at a time)
         self.detector: MachineDetector | None = None  # answering machine detection, from answer to its result
+        self.end_reason: str | None = None  # what the hangup asked the call's end to report (time_limit)
         self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._work())]
         session.on_audio(self._on_audio)
         if hasattr(session, "on_sent_audio"):  # what we play, for a stream's outbound track
@@ -150,9 +156,11 @@ class LiveCall:
             from services.common.media_store import get_media_store, spool_dir
             from services.common.media_store_spool import SpoolRecorder
 
+            from services.common.media_store_spool import PausableRecorder
+
             self.recording = cause
             self.record_options = options
-            self.recorder = SpoolRecorder(spool_dir(get_media_store()), name=self.dial.call_id)
+            self.recorder = PausableRecorder(SpoolRecorder(spool_dir(get_media_store()), name=self.dial.call_id))
         self.session.start_recording(self.recorder)
         if options.get("transcribe"):
             self._stream().start_transcribe(options.get("language"))
@@ -253,7 +261,9 @@ class LiveCall:
                                    {"digits": c.digits, "finished_on_key": c.finished_on_key}, self.gather_cause))
         if self.recording is not None:
             out.append(await self._captured())
-        out.append(self._event(f"call.{ev.status}", {"reason": ev.reason, "sip_code": ev.sip_code,
+        # Our hangup may say why the call ended (its time limit); the carrier's reason otherwise.
+        reason = self.end_reason if self.end_reason and ev.hangup_by == "caller" else ev.reason
+        out.append(self._event(f"call.{ev.status}", {"reason": reason, "sip_code": ev.sip_code,
                                                      "hangup_by": ev.hangup_by}))
         await self._emit(*out)
         await self.gw.ended(self)
@@ -268,6 +278,7 @@ class LiveCall:
         # (services/common/media_store_spool.py): finish the two WAVs and move them into the
         # store, never holding the call's audio in memory.
         self.session.stop_recording()
+        spans = self.recorder.paused_spans()
         store = get_media_store()
         try:
             callee, ours = await self.recorder.finish()
@@ -278,15 +289,21 @@ class LiveCall:
             return self._event("recording.failed", {"reason": f"recording not stored: {type(exc).__name__}: {exc}"},
                                self.recording)
         opts = self.record_options
-        return self._event("recording.captured", {
-            "callee_ref": callee_ref, "agent_ref": our_ref, "channels": opts.get("channels", "mono"),
-            "duration_ms": callee.duration_ms, "transcribe": bool(opts.get("transcribe")),
-            **({"language": opts["language"]} if opts.get("language") else {})}, self.recording)
+        data = {"callee_ref": callee_ref, "agent_ref": our_ref, "channels": opts.get("channels", "mono"),
+                "duration_ms": callee.duration_ms, "transcribe": bool(opts.get("transcribe"))}
+        if opts.get("language"):
+            data["language"] = opts["language"]
+        if spans:
+            data["paused_spans"] = spans
+        return self._event("recording.captured", data, self.recording)
 
     async def _work(self) -> None:
         """Instructions for this call, one at a time, in log order."""
         while True:
-            env = await self.inbox.get()
+            generation, env = await self.inbox.get()
+            if generation < self.generation and env.type in INTERRUPTIBLE:
+                continue  # the script it belonged to was replaced by an update
+            self.current_generation = generation
             try:
                 await self._instruction(env)
             except Exception as exc:
@@ -295,6 +312,7 @@ class LiveCall:
     async def _instruction(self, env: Envelope) -> None:
         t = env.type
         if t == "hangup.requested":
+            self.end_reason = env.data.get("end_reason")
             await self.session.hangup()
         elif self.ended:
             return
@@ -302,10 +320,14 @@ class LiveCall:
             self._record(env, env.data)
         elif t == "stream.requested":
             await self._open_media_stream(env, env.data, step=env.data.get("step"))
+        elif t == "record.control.requested":
+            await self._record_control(env)
+        elif t == "dtmf.send.requested":
+            await self._send_digits(env)
         elif t == "play.requested":
             pcm = await self.gw.load_audio(env.data["audio_ref"])
-            if self.hanging_up:  # the hangup came while the audio loaded: it is not started
-                done = False
+            if self.hanging_up or self.current_generation < self.generation:
+                done = False  # a hangup or an interrupt came while the audio loaded: it is not started
             else:
                 self.barge_in, self.playing = bool(env.data.get("barge_in", True)), True
                 done = await self.session.play(pcm)
@@ -331,6 +353,40 @@ class LiveCall:
                 self._stream().open_gather(env.id, step=d.get("step"), hints=d.get("hints"),
                                            language=d.get("language"))
             self.tasks.append(asyncio.create_task(self._gather_timer()))
+
+    def interrupt(self) -> None:
+        """An update replaced the call's script: stop what plays and end the open gather now,
+        silently (nobody waits for its outcome), and drop the play and gather instructions
+        already queued (`generation`); type-ahead belonged to the old menu."""
+        self.generation += 1
+        self.session.stop_playback()
+        self.collector, self.gather_cause, self.endpointer, self.early_digits = None, None, None, ""
+        if self.streamer is not None:
+            self.streamer.close_gather()
+
+    async def _send_digits(self, env: Envelope) -> None:
+        digits = env.data["digits"]
+        for i, run in enumerate(digits.split("w")):
+            if i:
+                await asyncio.sleep(DIGIT_PAUSE_S)
+            if run and not self.ended:
+                await self.session.send_dtmf(run)
+        method = getattr(self.session, "dtmf_method", "rfc4733")
+        await self._emit(self._event("dtmf.sent", {"digits": digits, "method": method}, env))
+
+    async def _record_control(self, env: Envelope) -> None:
+        """Pause (silence in the file, a span in its metadata), resume, or stop (stored now)."""
+        action = env.data.get("action")
+        if self.recording is None or self.recorder is None:
+            return  # not recorded, or stopped already
+        if action == "pause" and not self.recorder.paused:
+            await self._emit(self._event("recording.paused", {"offset_ms": self.recorder.pause()}, env))
+        elif action == "resume" and self.recorder.paused:
+            await self._emit(self._event("recording.resumed", {"offset_ms": self.recorder.resume()}, env))
+        elif action == "stop":
+            captured = await self._captured()
+            self.recording = None  # the call's end stores nothing more
+            await self._emit(captured)
 
     def close(self) -> None:
         for t in self.tasks:
@@ -393,7 +449,14 @@ class Gateway:
     def _sandbox(self) -> Carrier:
         from services.telephony.sandbox import SandboxCarrier
 
-        return SandboxCarrier(speed=settings().sandbox_speed, callee_lookup=self._callee_script, speak=self._speak)
+        return SandboxCarrier(speed=settings().sandbox_speed, callee_lookup=self._callee_script, speak=self._speak,
+                              heard=self._heard)
+
+    async def _heard(self, req: DialRequest, digits: str) -> None:
+        """What a sandbox callee decoded from the tones we sent it: on the timeline, for tests and apps."""
+        call = self.calls.get(req.call_id)
+        if call is not None:
+            await call._emit(call._event("sandbox.dtmf.heard", {"digits": digits}))
 
     async def _callee_script(self, number: str, account_id: str) -> dict | None:
         row = await self.conn.fetchrow(
@@ -484,7 +547,10 @@ class Gateway:
             # prompt.finished interrupted), and hang up next.
             call.hanging_up = True
             call.session.stop_playback()
-        await call.inbox.put(env)
+        if env.type == "interrupt.requested":
+            call.interrupt()  # now, not behind the prompt it stops
+            return
+        await call.inbox.put((call.generation, env))
 
     async def _answer(self, env: Envelope) -> None:
         """A service's answer to something this gateway asked (not an instruction: no inbox)."""

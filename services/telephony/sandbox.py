@@ -14,6 +14,9 @@ a beep if it has one, then it listens), for answering machine detection.
 What a scripted callee says is rendered by `speak(request, text, voice)` (the gateway
 asks the TTS service); the render starts when the call is placed, so the line is ready
 when due (a voicemail answers once its greeting is).
+Digits we send (`send_dtmf`) are in-band DTMF tones in our audio, as on a line without
+RFC 4733: they are in the recording, and the callee decodes them with the same Goertzel
+detector the SIP carrier uses and reports what it heard through `heard(request, digits)`.
 """
 
 from __future__ import annotations
@@ -30,10 +33,14 @@ from services.common.media_store_spool import FrameRecorder, MemoryRecorder
 from services.lib.trunks import ANSWER_HANGUP, BUSY, FAILED, MAGIC_NUMBERS, NO_ANSWER
 from services.telephony.carrier import (FRAME_BYTES, Answered, CarrierEvent, DialRequest, DtmfReceived, Ended,
                                         Ringing, event_queue, offer)
+from services.telephony.sip.dtmf import GoertzelDetector, tone
 
 DTMF_GAP_S = 0.15
 SILENCE = bytes(FRAME_BYTES)
 BEEP_HZ, BEEP_MS, BEEP_GAP_MS = 1000, 500, 400  # a voicemail's beep, as most mailboxes sound
+TONE_MS = 100  # each digit we send: 100 ms of tone, then 100 ms of silence (two detector
+GAP_MS = 100  # blocks at least, so a repeated digit is heard twice)
+Heard = Callable[[DialRequest, str], Awaitable[None]]
 
 log = structlog.get_logger(__name__)
 
@@ -65,8 +72,11 @@ def _frames(pcm: bytes) -> list[bytes]:
 class SandboxSession:
     """One sandbox call leg. A frame clock moves our audio and the callee's in lockstep."""
 
+    dtmf_method = "inband"
+
     def __init__(self, req: DialRequest, script: CalleeScript | None, speed: float,
-                 speak: Callable[[DialRequest, str, str], Awaitable[bytes]] | None, clock: "FrameClock"):
+                 speak: Callable[[DialRequest, str, str], Awaitable[bytes]] | None, clock: "FrameClock",
+                 heard: Heard | None = None):
         self.call_id = req.call_id
         self.req = req
         self.events: asyncio.Queue[CarrierEvent] = event_queue()  # bounded: offer() keeps the end
@@ -82,6 +92,11 @@ class SandboxSession:
         self._audio_cb: Callable[[bytes], None] | None = None
         self._sent_cb: Callable[[bytes], None] | None = None
         self._clock = clock
+        self._heard_cb = heard
+        self._tones: deque[bytes] = deque()  # DTMF we send, in place of our audio while it lasts
+        self._detector: GoertzelDetector | None = None  # the callee's ear for them
+        self._heard = ""
+        self._tones_done: asyncio.Future | None = None
         self._tasks = [asyncio.create_task(self._behave())]
 
     async def _sleep(self, seconds: float) -> None:
@@ -93,6 +108,8 @@ class SandboxSession:
         if isinstance(ev, Ended):
             self._ended = True
             self._finish_play(False)
+            if self._tones_done is not None and not self._tones_done.done():
+                self._tones_done.set_result(None)
         offer(self.events, ev, log)
 
     async def _behave(self) -> None:
@@ -159,9 +176,13 @@ class SandboxSession:
         for _ in range(frames):
             if self._ended:
                 return
-            ours = self._play.popleft() if self._play else SILENCE
-            if not self._play:
-                self._finish_play(True)
+            if self._tones:  # a prompt playing waits while the tones go out
+                ours = self._tones.popleft()
+                self._hear(ours)
+            else:
+                ours = self._play.popleft() if self._play else SILENCE
+                if not self._play:
+                    self._finish_play(True)
             theirs = self._callee_audio.popleft() if self._callee_audio else SILENCE
             if self._recording is not None:
                 self._recording.write(theirs, ours)
@@ -169,6 +190,12 @@ class SandboxSession:
                 self._audio_cb(theirs)
             if self._sent_cb is not None:
                 self._sent_cb(ours)
+
+    def _hear(self, frame: bytes) -> None:
+        for digit, _ in self._detector.feed(frame):
+            self._heard += digit
+        if not self._tones and self._tones_done is not None and not self._tones_done.done():
+            self._tones_done.set_result(None)
 
     def _finish_play(self, completed: bool) -> None:
         if self._play_done is not None and not self._play_done.done():
@@ -189,7 +216,19 @@ class SandboxSession:
         self._finish_play(False)
 
     async def send_dtmf(self, digits: str) -> None:
-        await self._sleep(len(digits) * DTMF_GAP_S)
+        """In-band tones in our audio, in real call time; returns once they are out."""
+        if self._ended or not self._answered.is_set():
+            return
+        gap = SILENCE * (GAP_MS // 20)
+        self._tones.extend(_frames(b"".join(tone(d, TONE_MS) + gap for d in digits)))
+        if self._tones_done is None or self._tones_done.done():
+            self._detector, self._heard = GoertzelDetector(), ""
+            self._tones_done = asyncio.get_running_loop().create_future()
+        done = self._tones_done
+        await done
+        if self._heard_cb is not None and self._heard and not self._tones:
+            heard, self._heard = self._heard, ""
+            await self._heard_cb(self.req, heard)
 
     def on_audio(self, callback: Callable[[bytes], None] | None) -> None:
         self._audio_cb = callback
@@ -213,6 +252,8 @@ class SandboxSession:
 
     def close(self) -> None:
         self._clock.discard(self)
+        if self._tones_done is not None and not self._tones_done.done():
+            self._tones_done.set_result(None)
         for t in self._tasks:
             t.cancel()
 
@@ -259,18 +300,20 @@ class SandboxCarrier:
 
     def __init__(self, speed: float = 1.0,
                  callee_lookup: Callable[[str, str], Awaitable[dict | None]] | None = None,
-                 speak: Callable[[DialRequest, str, str], Awaitable[bytes]] | None = None):
+                 speak: Callable[[DialRequest, str, str], Awaitable[bytes]] | None = None,
+                 heard: Heard | None = None):
         self.speed = speed
         self.clock = FrameClock(speed)
         self._lookup = callee_lookup
         self._speak = speak
+        self._heard = heard
 
     async def dial(self, request: DialRequest) -> SandboxSession:
         script = None
         if self._lookup is not None and request.to not in MAGIC_NUMBERS:
             raw = await self._lookup(request.to, request.account_id)
             script = CalleeScript.from_dict(raw) if raw else None
-        return SandboxSession(request, script, self.speed, self._speak, self.clock)
+        return SandboxSession(request, script, self.speed, self._speak, self.clock, self._heard)
 
     async def close(self) -> None:
         pass

@@ -15,6 +15,7 @@ import orjson
 from events import Envelope
 from events.catalog import FINAL_STATUSES
 from events.public import public_data
+from services.lib.intake import status_events
 
 # Event type -> public call status it reports.
 STATUS_EVENTS: dict[str, str] = {
@@ -38,6 +39,7 @@ class Routes:
     gather_webhook_url: str | None = None
     transcript_url: str | None = None  # where live transcripts go (transcribe_webhook_url, or webhook_url)
     amd_webhook_url: str | None = None
+    status_events: frozenset[str] | None = None  # the statuses whose webhook is sent; None: all
 
     @classmethod
     def from_queued(cls, data: dict[str, Any]) -> "Routes":
@@ -45,7 +47,8 @@ class Routes:
         webhook_url = data.get("webhook_url") or None
         transcript_url = data.get("transcribe_webhook_url") or (webhook_url if data.get("transcribe_webhooks") else None)
         return cls(webhook_url=webhook_url, gather_webhook_url=(gather or {}).get("webhook_url") or None,
-                   transcript_url=transcript_url, amd_webhook_url=data.get("amd_webhook_url") or None)
+                   transcript_url=transcript_url, amd_webhook_url=data.get("amd_webhook_url") or None,
+                   status_events=status_events(data.get("status_callback_events")))
 
     def url_for(self, event_type: str) -> str | None:
         """The URL an event of `event_type` goes to, or None (nothing to send)."""
@@ -57,6 +60,9 @@ class Routes:
             return self.gather_webhook_url or self.webhook_url
         if event_type in AMD_EVENTS:
             return self.amd_webhook_url or self.webhook_url
+        if event_type in STATUS_EVENTS and self.status_events is not None \
+                and STATUS_EVENTS[event_type] not in self.status_events:
+            return None  # the call's status_callback_events leave this one out
         if event_type in WEBHOOK_TYPES:
             return self.webhook_url
         return None

@@ -60,19 +60,21 @@ async def enqueue(conn: asyncpg.Connection, source_topic: str, events: Iterable[
                 routes = Routes.from_queued(env.data)
                 await conn.execute(
                     "INSERT INTO webhook_calls (call_id, account_id, webhook_url, gather_webhook_url, transcript_url,"
-                    " amd_webhook_url) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (call_id) DO NOTHING",
+                    " amd_webhook_url, status_events) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " ON CONFLICT (call_id) DO NOTHING",
                     env.call_id, env.account_id, routes.webhook_url, routes.gather_webhook_url, routes.transcript_url,
-                    routes.amd_webhook_url)
+                    routes.amd_webhook_url, sorted(routes.status_events) if routes.status_events is not None else None)
                 cache.put(env.call_id, routes)
             body = payload(env)
             if body is None:
                 continue
             routes = cache.get(env.call_id)
             if routes is None:
-                r = await conn.fetchrow("SELECT webhook_url, gather_webhook_url, transcript_url, amd_webhook_url"
-                                        " FROM webhook_calls WHERE call_id = $1", env.call_id)
-                routes = Routes(r["webhook_url"], r["gather_webhook_url"], r["transcript_url"],
-                                r["amd_webhook_url"]) if r else Routes()
+                r = await conn.fetchrow("SELECT webhook_url, gather_webhook_url, transcript_url, amd_webhook_url,"
+                                        " status_events FROM webhook_calls WHERE call_id = $1", env.call_id)
+                routes = Routes(r["webhook_url"], r["gather_webhook_url"], r["transcript_url"], r["amd_webhook_url"],
+                                frozenset(r["status_events"]) if r["status_events"] is not None else None) \
+                    if r else Routes()
                 cache.put(env.call_id, routes)
             url = routes.url_for(env.type)
             if not url:

@@ -1,4 +1,4 @@
-"""/v1/voice/calls: create (PlaceCall command), get, list, hang up, events, recording."""
+"""/v1/voice/calls: create (PlaceCall command), get, list, update (UpdateCall), hang up, events, recording."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
-from events import new_envelope, topics
+from events import derive_id, new_envelope, topics
 from events.catalog import FINAL_STATUSES
 from events.envelope import utc_now
 from events.public import public_data
@@ -22,13 +22,14 @@ from services.api.auth import authenticate_request, current_account
 from services.api.body import read_json
 from services.api.errors import ApiError, json_response
 from services.common.accounts import Account, iso, new_id
-from services.lib.intake import check_place_call
+from services.lib.intake import check_place_call, check_update_call
 
 router = APIRouter(tags=["calls"])
 
 CALL_ID_RE = re.compile(r"^call_[0-9A-Za-z]{1,40}$")
 IDEM_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 HANGUP_KEY = "hangup "  # + call id: the space keeps it out of the Idempotency-Key space (IDEM_RE)
+UPDATE_KEY = "update "  # + the client's Idempotency-Key: a key of an update never replays a create
 _SERVER_FIELDS = ("carrier", "created_at")
 _IDEM_PARAM = {"name": "Idempotency-Key", "in": "header", "required": False,
                "description": "retries with the same key return the same call and place only one; "
@@ -267,18 +268,102 @@ async def hangup_call(call_id: str, request: Request,
     # hangup row (a key no client can send: it has a space) and commits it only once Kafka
     # has acked, so a concurrent repeat waits on the row and a failed send can be retried.
     # The row expires with the idempotency keys (a day); by then the call has ended (409).
-    rt = request.app.state.runtime
     env = new_envelope("HangupCall", call_id, account.id, {"reason": "api"})
+    first = await _publish_once(request.app.state.runtime, account.id, HANGUP_KEY + call_id, "hangup", "", env)
+    return json_response(call, 202, headers=None if first else {"Idempotent-Replayed": "true"})
+
+
+async def _publish_once(rt: Any, account_id: str, key: str, body_hash: str, call_id: str, env: Any) -> Any:
+    """Publish `env` once per (account, key): True when this request sent it, else what the
+    first one stored (its body hash). The key row commits only once Kafka has acked, so a
+    concurrent repeat waits on the row and a failed send (503) can be retried."""
     async with (await rt.db()).acquire() as conn:
         async with conn.transaction():
             await conn.execute("SET LOCAL synchronous_commit = on")
             first = await conn.fetchval(
-                "INSERT INTO idempotency_keys (account_id, key, body_sha256, call_id) VALUES ($1, $2, 'hangup', '')"
-                " ON CONFLICT (account_id, key) DO NOTHING RETURNING true", account.id, HANGUP_KEY + call_id)
+                "INSERT INTO idempotency_keys (account_id, key, body_sha256, call_id) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (account_id, key) DO NOTHING RETURNING true", account_id, key, body_hash, call_id)
             if first:
                 await rt.publish(commands_topic(), env)  # raises -> rolled back -> 503, retry
-                return json_response(call, 202)
-    return json_response(call, 202, headers={"Idempotent-Replayed": "true"})
+                return True
+        return await conn.fetchrow("SELECT body_sha256, call_id FROM idempotency_keys"
+                                   " WHERE account_id = $1 AND key = $2", account_id, key)
+
+
+_UPDATE_BODY = {"security": [{"HTTPBearer": []}], "parameters": [
+    {**_IDEM_PARAM, "description": "retries with the same key send the update once; the same key with a "
+                                   "different body (or another call) is a 409"}],
+    "requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/CallUpdate"},
+        "examples": {"play": {"value": {"tts": {"text": "Please hold."}, "interrupt": True}},
+                     "redirect": {"value": {"flow_id": "flow_main_menu", "step": "menu"}},
+                     "digits": {"value": {"send_digits": "1234#"}},
+                     "pause_recording": {"value": {"recording": "pause"}},
+                     "hangup": {"value": {"status": "completed"}}}}}}}
+
+
+@router.post("/v1/voice/calls/{call_id}", status_code=202, response_model=None, openapi_extra=_UPDATE_BODY,
+             summary="Change a live call: redirect, play now, send digits, control the recording, hang up",
+             responses={202: {"model": models.CallUpdateAccepted, "description": "UpdateCall command accepted; "
+                              "the call.updated event in the timeline says what was applied"},
+                        **models.errors(400, 401, 404, 409, 413, 415, 422, 429, 503)})
+async def update_call(call_id: str, request: Request,
+                      account: Annotated[Account, Depends(current_account)]) -> Response:
+    rt = request.app.state.runtime
+    idempotency_key = request.headers.get("idempotency-key")
+    body = await read_json(request, rt.max_body)
+    if idempotency_key is not None and not IDEM_RE.match(idempotency_key):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: 1-255 printable ASCII characters",
+                       "Idempotency-Key")
+    payload, errors = check_update_call(body)
+    if errors:
+        e = errors[0]
+        raise ApiError(422, e["code"], e["message"], e.get("field"))
+    call = await fetch_call(request, account, call_id)
+    if call["status"] in FINAL_STATUSES:
+        raise ApiError(409, "call_not_live", f"the call is already {call['status']}", "status")
+    if payload.flow_id is not None:
+        await _check_stored_flow(rt, account.id, payload.flow_id, payload.step)
+    command = payload.model_dump(exclude_none=True, mode="json")
+    if "interrupt" not in body:
+        command.pop("interrupt", None)  # the default: kept out of the command and its hash
+    body_hash = hashlib.sha256(orjson.dumps(command, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    if payload.status == "completed":
+        # The hangup's path: one per call, whether asked by /hangup or by an update.
+        env = new_envelope("UpdateCall", call_id, account.id, command)
+        first = await _publish_once(rt, account.id, HANGUP_KEY + call_id, "hangup", "", env)
+        return _update_accepted(call, env.id if first is True else None, payload, first is not True)
+    if idempotency_key is None:
+        env = new_envelope("UpdateCall", call_id, account.id, command)
+        await rt.publish(commands_topic(), env)
+        return _update_accepted(call, env.id, payload, False)
+    # Idempotent: the command's id is derived from the key, so a replay answers the same id.
+    env = new_envelope("UpdateCall", call_id, account.id, command,
+                       id=derive_id(f"{account.id}/{idempotency_key}", "update"))
+    first = await _publish_once(rt, account.id, UPDATE_KEY + idempotency_key, body_hash, call_id, env)
+    if first is not True and (first is None or first["body_sha256"] != body_hash or first["call_id"] != call_id):
+        raise ApiError(409, "idempotency_key_reused", "this Idempotency-Key was used with a different body or call",
+                       "Idempotency-Key")
+    return _update_accepted(call, env.id, payload, first is not True)
+
+
+def _update_accepted(call: dict[str, Any], update_id: str | None, payload: Any, replayed: bool) -> Response:
+    return json_response({**call, "update": {"id": update_id, "changes": payload.changes()}}, 202,
+                         headers={"Idempotent-Replayed": "true"} if replayed else None)
+
+
+async def _check_stored_flow(rt: Any, account_id: str, flow_id: str, step: str | None) -> None:
+    """A redirect to a stored flow names one that exists (and a step it has): 422 otherwise.
+    The orchestrator checks again when it decides (the flow may be deleted meanwhile)."""
+    from services.lib.flows.store import load_definition
+
+    pool = await rt.db()
+    async with pool.acquire() as conn:
+        found = await load_definition(conn, account_id, flow_id)
+    if found is None:
+        raise ApiError(422, "flow_not_found", f"no flow {flow_id!r} in this account", "flow_id")
+    if step is not None and step not in (found[1].get("steps") or {}):
+        raise ApiError(422, "invalid_step", f"the flow has no step {step!r}", "step")
 
 
 @router.get("/v1/voice/calls/{call_id}/events", response_model=None, summary="The call's event timeline",
@@ -318,5 +403,6 @@ async def call_recording(call_id: str, request: Request,
         tr = {"text": row["tr_text"], "confidence": round(float(row["tr_confidence"]), 4)}
     return json_response({"id": row["id"], "call_id": row["call_id"],
                           "duration": round(row["duration_ms"] / 1000),
-                          "url": store.recording_url(row["id"], row["mp3_ref"]), "transcription": tr})
+                          "url": store.recording_url(row["id"], row["mp3_ref"]), "transcription": tr,
+                          "paused_spans": row["paused_spans"] or []})
 

@@ -207,14 +207,16 @@ Result = tuple[FlowState, tuple[Action, ...]]
 
 
 def start(flow: Mapping[str, Any], *, validate: bool = True, answered_by: str | None = None,
-          detecting: bool = False) -> Result:
+          detecting: bool = False, entered: int = 0) -> Result:
     """Enter the flow's start step. `answered_by`: machine detection's result if known;
-    `detecting`: it is still running (an answered_by step then waits for `MachineDetected`)."""
+    `detecting`: it is still running (an answered_by step then waits for `MachineDetected`).
+    `entered` counts the step entries the call made before (a call redirected to this flow),
+    so its step entries stay unique across flows."""
     if validate:
         check_flow(flow)
     actions: list[Action] = []
-    state = _enter(flow, FlowState(answered_by=answered_by, detecting=detecting and answered_by is None),
-                   flow["start"], actions)
+    state = _enter(flow, FlowState(answered_by=answered_by, detecting=detecting and answered_by is None,
+                                   entered=entered), flow["start"], actions)
     return state, tuple(actions)
 
 

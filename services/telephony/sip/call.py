@@ -157,6 +157,11 @@ class SipCall:
         """Barge-in: stop the audio being played now (play() returns False)."""
         self.media.stop_playback()
 
+    @property
+    def dtmf_method(self) -> str:
+        """How send_dtmf sends: RFC 4733 events if the far end offered telephone-event."""
+        return "rfc4733" if self.media.dtmf_pt is not None else "inband"
+
     async def send_dtmf(self, digits: str) -> None:
         """Send DTMF digits (RFC 4733 if the far end offered telephone-event, else in-band)."""
         if self.ended is None and self.state == "confirmed":

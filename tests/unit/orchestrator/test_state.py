@@ -22,7 +22,7 @@ def stored(s: CallState) -> CallState:
 
 def test_phase_values_are_the_stored_strings():
     assert [p.value for p in Phase] == ["new", "rejected", "queued", "dialing", "ringing", "in-progress", "playing",
-                                        "prompted", "gathering", "gathered", "ended"]
+                                        "prompted", "gathering", "gathered", "updated", "ended"]
 
 
 def scripts():
@@ -42,6 +42,11 @@ def scripts():
                  ("prompt.finished", {"step": "menu#2"}), ("gather.completed", {"digits": "1", "step": "menu"}),
                  ("call.completed", {})],
         "rejected": [("PlaceCall", REQ)],
+        "updated": [("PlaceCall", {**REQ, "record": True}), ("call.answered", {}),
+                    ("tts.rendered", {"audio_ref": "sha256:p.wav"}),
+                    ("UpdateCall", {"tts": {"text": "Hold on."}, "interrupt": False}),
+                    ("UpdateCall", {"recording": "pause"}), ("prompt.finished", {}),
+                    ("UpdateCall", {"tts": {"text": "Bye."}})],
     }
     yield "new", CallState.new("call_1", "acct_1")
     for name, inputs in runs.items():

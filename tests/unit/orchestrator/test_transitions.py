@@ -43,7 +43,7 @@ GATHER_REQ = {**REQ, "gather": {"num_digits": 1, "timeout": 5}}
 # --- the input table ---------------------------------------------------------------------
 
 def test_one_table_lists_every_input():
-    assert COMMAND_INPUTS == {"PlaceCall", "HangupCall"}
+    assert COMMAND_INPUTS == {"PlaceCall", "HangupCall", "UpdateCall"}
     assert EVENT_INPUTS == {"timer.fired", "call.ringing", "call.answered", "tts.rendered", "audio.fetched",
                             "tts.failed", "audio.failed", "prompt.finished", "gather.completed", "gather.timeout",
                             "flow.webhook.answered", "flow.webhook.failed", "stream.stopped", "stream.failed",
@@ -220,7 +220,7 @@ def test_ring_timeout_hangs_up_then_hangup_grace_fails_the_call():
 def test_max_duration_hangs_up_once():
     c = call_in(Phase.PLAYING)
     d = c(msg("timer.fired", timer="max_duration"))
-    assert d.state.hangup_sent and d.events[0].data == {"reason": "maximum call duration"}
+    assert d.state.hangup_sent and d.events[0].data == {"reason": "time_limit", "status": "completed", "end_reason": "time_limit"}
     assert c(msg("timer.fired", timer="max_duration")).outputs == ()
 
 
@@ -454,5 +454,5 @@ def test_a_flow_call_is_still_hung_up_at_the_maximum_duration():
     c = flow_call()
     d = c(msg("timer.fired", timer="max_duration"))
     assert d.state.hangup_sent and types(d) == ["hangup.requested"]
-    assert d.events[0].data == {"reason": "maximum call duration"}
+    assert d.events[0].data == {"reason": "time_limit", "status": "completed", "end_reason": "time_limit"}
     ignored(c, msg("timer.fired", timer="flow_pause", token="stale#0"))
