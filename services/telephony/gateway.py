@@ -51,6 +51,9 @@ INSTRUCTIONS = {"dial.requested", "play.requested", "gather.requested", "record.
                 "stream.requested", "interrupt.requested", "dtmf.send.requested", "record.control.requested"}
 # Dropped when an interrupt.requested (an update that replaced the call's script) came after them.
 INTERRUPTIBLE = {"play.requested", "gather.requested"}
+# Carried out in order on a lane of their own: they never wait behind the prompt playing
+# (a recording paused mid-prompt pauses there; digits go out while the prompt waits).
+CONTROLS = {"record.requested", "record.control.requested", "dtmf.send.requested"}
 DIGIT_PAUSE_S = 0.5  # `w` in send_digits
 ANSWERS = {"speech.recognized", "sandbox.speech.rendered", "sandbox.speech.failed"}  # to this gateway's requests
 
@@ -61,6 +64,7 @@ class LiveCall:
     def __init__(self, gw: "Gateway", dial: Envelope, session: CallSession):
         self.gw, self.dial, self.session = gw, dial, session
         self.inbox: asyncio.Queue[tuple[int, Envelope]] = asyncio.Queue(maxsize=100)
+        self.controls: asyncio.Queue[Envelope] = asyncio.Queue(maxsize=100)  # CONTROLS, in log order
         self.generation = 0  # interrupts so far: an instruction queued before the last one is stale
         self.current_generation = 0  # that of the instruction being carried out
         self.seq = 0
@@ -80,7 +84,8 @@ class LiveCall:
         self.media_stream: MediaStream | None = None  # the app's WebSocket (one at a time)
         self.detector: MachineDetector | None = None  # answering machine detection, from answer to its result
         self.end_reason: str | None = None  # what the hangup asked the call's end to report (time_limit)
-        self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._work())]
+        self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._work()),
+                      asyncio.create_task(self._control_work())]
         session.on_audio(self._on_audio)
         if hasattr(session, "on_sent_audio"):  # what we play, for a stream's outbound track
             session.on_sent_audio(self._on_sent_audio)
@@ -268,12 +273,13 @@ class LiveCall:
         await self._emit(*out)
         await self.gw.ended(self)
 
-    async def _captured(self) -> Envelope:
+    async def _captured(self, cause: Envelope | None = None) -> Envelope:
         from services.common import audio
         from services.common.media_store import get_media_store
 
         from services.common.media_store import put_file
 
+        cause = cause or self.recording
         # Both directions were spooled to the media store's spool area while the call ran
         # (services/common/media_store_spool.py): finish the two WAVs and move them into the
         # store, never holding the call's audio in memory.
@@ -287,7 +293,7 @@ class LiveCall:
         except Exception as exc:  # the call's end still goes out; the recording's loss is on the timeline
             log.error("recording not stored", call_id=self.dial.call_id, error=f"{type(exc).__name__}: {exc}")
             return self._event("recording.failed", {"reason": f"recording not stored: {type(exc).__name__}: {exc}"},
-                               self.recording)
+                               cause)
         opts = self.record_options
         data = {"callee_ref": callee_ref, "agent_ref": our_ref, "channels": opts.get("channels", "mono"),
                 "duration_ms": callee.duration_ms, "transcribe": bool(opts.get("transcribe"))}
@@ -295,7 +301,7 @@ class LiveCall:
             data["language"] = opts["language"]
         if spans:
             data["paused_spans"] = spans
-        return self._event("recording.captured", data, self.recording)
+        return self._event("recording.captured", data, cause)
 
     async def _work(self) -> None:
         """Instructions for this call, one at a time, in log order."""
@@ -304,6 +310,14 @@ class LiveCall:
             if generation < self.generation and env.type in INTERRUPTIBLE:
                 continue  # the script it belonged to was replaced by an update
             self.current_generation = generation
+            try:
+                await self._instruction(env)
+            except Exception as exc:
+                log.error("instruction failed", call_id=env.call_id, type=env.type, error=str(exc))
+
+    async def _control_work(self) -> None:
+        while True:
+            env = await self.controls.get()
             try:
                 await self._instruction(env)
             except Exception as exc:
@@ -384,9 +398,8 @@ class LiveCall:
         elif action == "resume" and self.recorder.paused:
             await self._emit(self._event("recording.resumed", {"offset_ms": self.recorder.resume()}, env))
         elif action == "stop":
-            captured = await self._captured()
-            self.recording = None  # the call's end stores nothing more
-            await self._emit(captured)
+            cause, self.recording = self.recording, None  # the call's end stores nothing more
+            await self._emit(await self._captured(cause))
 
     def close(self) -> None:
         for t in self.tasks:
@@ -549,6 +562,9 @@ class Gateway:
             call.session.stop_playback()
         if env.type == "interrupt.requested":
             call.interrupt()  # now, not behind the prompt it stops
+            return
+        if env.type in CONTROLS:
+            await call.controls.put(env)
             return
         await call.inbox.put((call.generation, env))
 
