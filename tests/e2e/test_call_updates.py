@@ -237,6 +237,6 @@ async def test_time_limit_ends_the_call_completed_with_its_reason(uvoice, kprod)
     from datetime import datetime
 
     took = (datetime.fromisoformat(end.occurred_at) - datetime.fromisoformat(answered.occurred_at)).total_seconds()
-    assert 2 <= took < 6, took
+    assert 2 <= took < 15, took  # the timer fires within its poll; the hangup is one more round trip
     row = await projected(v, cid)
     assert row["status"] == "completed" and row["end_reason"] == "time_limit"
