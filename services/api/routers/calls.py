@@ -270,7 +270,7 @@ async def hangup_call(call_id: str, request: Request,
     # The row expires with the idempotency keys (a day); by then the call has ended (409).
     env = new_envelope("HangupCall", call_id, account.id, {"reason": "api"})
     first = await _publish_once(request.app.state.runtime, account.id, HANGUP_KEY + call_id, "hangup", "", env)
-    return json_response(call, 202, headers=None if first else {"Idempotent-Replayed": "true"})
+    return json_response(call, 202, headers=None if first is True else {"Idempotent-Replayed": "true"})
 
 
 async def _publish_once(rt: Any, account_id: str, key: str, body_hash: str, call_id: str, env: Any) -> Any:
