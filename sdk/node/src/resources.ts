@@ -8,6 +8,7 @@ import type {
   CallCreateParams,
   CallEvent,
   CallListParams,
+  CallUpdateParams,
   Flow,
   PhoneNumber,
   Recording,
@@ -62,6 +63,17 @@ export class Calls {
       options,
     });
     return body ?? ({ id: callId } as Call);
+  }
+
+  /**
+   * Change a live call: redirect it, play now, send digits, control its recording or hang it
+   * up (`{ status: 'completed' }`). Resolves with the call and `update` ({id, changes});
+   * the timeline's `call.updated` says what was applied. A call that ended rejects with a
+   * ConflictError (`call_not_live`).
+   */
+  update(callId: string, params: CallUpdateParams, options?: RequestOptions): Promise<Call> {
+    if (!params || typeof params !== 'object') throw new CanaryError('update parameters must be an object');
+    return this.t.request<Call>({ method: 'POST', path: `/v1/voice/calls/${seg(callId)}`, body: params, options });
   }
 
   /** The call's event timeline, oldest first (every page). */

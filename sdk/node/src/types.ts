@@ -85,6 +85,45 @@ export interface CallCreateParams {
   async_amd?: boolean;
   /** Where the machine_detection.completed webhook goes (default: webhook_url). */
   amd_webhook_url?: string;
+  /** Which status webhooks to send (default: all); `answered` is `in-progress`. */
+  status_callback_events?: StatusCallbackEvent[];
+  /** Maximum seconds once answered (default and maximum 14400); ends `completed`, end_reason `time_limit`. */
+  time_limit?: number;
+}
+
+export type StatusCallbackEvent =
+  | 'queued' | 'ringing' | 'in-progress' | 'answered' | 'completed' | 'busy' | 'no-answer' | 'failed' | 'canceled';
+
+export type RecordingAction = 'start' | 'pause' | 'resume' | 'stop';
+
+/**
+ * Body of `POST /v1/voice/calls/{id}`: at least one change. A redirect (`flow`/`flow_id`) and a
+ * play (`tts`/`audio_url`) exclude each other; `status` goes alone.
+ */
+export interface CallUpdateParams {
+  /** Redirect to this inline IVR flow. */
+  flow?: Record<string, unknown>;
+  /** Redirect to this stored IVR flow. */
+  flow_id?: string;
+  /** With flow/flow_id: the step to enter (default: the flow's start). */
+  step?: string;
+  /** Play this text now. */
+  tts?: TtsParams;
+  /** Play this audio file now. */
+  audio_url?: string;
+  /** With tts/audio_url: stop what plays and the running gather/script/flow step (default true), or queue after it. */
+  interrupt?: boolean;
+  /** DTMF to send to the far end (`0-9*#A-D`, `w` pauses half a second). */
+  send_digits?: string;
+  recording?: RecordingAction;
+  /** `completed`: hang up. */
+  status?: 'completed';
+}
+
+/** What `calls.update()` sent: the UpdateCall id (call.updated's update_id) and its changes. */
+export interface CallUpdateRef {
+  id: string | null;
+  changes: string[];
 }
 
 export interface CallListParams {
@@ -112,6 +151,8 @@ export interface Recording {
   /** Signed, expiring download URL. */
   url: string;
   transcription?: Transcription | null;
+  /** Where the recording was paused: silence in the file, in ms from its start. */
+  paused_spans?: { start_ms: number; end_ms: number }[];
   [key: string]: unknown;
 }
 
@@ -153,6 +194,8 @@ export interface Call {
   recording?: RecordingRef | null;
   transcription?: Transcription | null;
   gather?: GatherResult | null;
+  /** In the answer of `calls.update()`. */
+  update?: CallUpdateRef;
   [key: string]: unknown;
 }
 

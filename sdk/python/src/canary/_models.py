@@ -138,14 +138,29 @@ class RecordingRef(CanaryObject):
     url: Optional[str]
 
 
+class PausedSpan(CanaryObject):
+    """A stretch of a recording that was paused (silence in the file), in ms from its start."""
+
+    start_ms: int
+    end_ms: int
+
+
 class Recording(CanaryObject):
     id: str
     call_id: str
     duration: Optional[int]
     url: Optional[str]
     transcription: Optional[Transcription]
+    paused_spans: Optional[List[PausedSpan]]
 
-    _nested = {"transcription": Transcription}
+    _nested = {"transcription": Transcription, "paused_spans": PausedSpan}
+
+
+class CallUpdateRef(CanaryObject):
+    """What calls.update() sent: the UpdateCall id (call.updated's update_id) and its changes."""
+
+    id: Optional[str]
+    changes: List[str]
 
 
 class Call(CanaryObject):
@@ -169,8 +184,10 @@ class Call(CanaryObject):
     recording: Optional[RecordingRef]
     transcription: Optional[Transcription]
     gather: Optional[GatherResult]
+    update: Optional["CallUpdateRef"]  # in the answer of calls.update()
 
     _nested = {
+        "update": CallUpdateRef,
         "recording": RecordingRef,
         "transcription": Transcription,
         "gather": GatherResult,

@@ -22,7 +22,8 @@ from ._models import (
 )
 from .streaming import follow_async, follow_sync
 from .pagination import AsyncPage, AsyncPaginator, SyncPage, _items, next_page_params
-from .types import CallStatus, GatherInput, MachineDetection, RecordingChannels, TtsInput
+from .types import (CallStatus, GatherInput, MachineDetection, RecordingAction, RecordingChannels,
+                    StatusCallbackEvent, TtsInput)
 
 if TYPE_CHECKING:
     from ._base import AsyncAPIClient, SyncAPIClient
@@ -51,6 +52,8 @@ def _call_body(
     transcribe_webhooks: Optional[bool] = None,
     transcribe_language: Optional[str] = None,
     stream: Optional[Mapping[str, Any]] = None,
+    status_callback_events: Optional[List[StatusCallbackEvent]] = None,
+    time_limit: Optional[int] = None,
     **detection: Any,
 ) -> Dict[str, Any]:
     body = clean_body(
@@ -72,6 +75,37 @@ def _call_body(
             "flow_id": flow_id,
             "stream": dict(stream) if stream is not None else None,
             **detection,  # machine_detection, machine_detection_timeout, async_amd, amd_webhook_url
+            "status_callback_events": list(status_callback_events) if status_callback_events is not None else None,
+            "time_limit": time_limit,
+        }
+    )
+    body.update(extra_body or {})
+    return body
+
+
+def _update_body(
+    flow: Optional[Mapping[str, Any]],
+    flow_id: Optional[str],
+    step: Optional[str],
+    tts: Optional[TtsInput],
+    audio_url: Optional[str],
+    interrupt: Optional[bool],
+    send_digits: Optional[str],
+    recording: Optional[RecordingAction],
+    status: Optional[str],
+    extra_body: Optional[Mapping[str, Any]],
+) -> Dict[str, Any]:
+    body = clean_body(
+        {
+            "flow": dict(flow) if flow is not None else None,
+            "flow_id": flow_id,
+            "step": step,
+            "tts": dict(tts) if tts is not None else None,
+            "audio_url": audio_url,
+            "interrupt": interrupt,
+            "send_digits": send_digits,
+            "recording": recording,
+            "status": status,
         }
     )
     body.update(extra_body or {})
@@ -161,6 +195,8 @@ class Calls:
         machine_detection_timeout: Optional[int] = None,
         async_amd: Optional[bool] = None,
         amd_webhook_url: Optional[str] = None,
+        status_callback_events: Optional[List[StatusCallbackEvent]] = None,
+        time_limit: Optional[int] = None,
         idempotency_key: Optional[str] = None,
         request_timeout: Any = NOT_GIVEN,
         extra_body: Optional[Mapping[str, Any]] = None,
@@ -181,6 +217,7 @@ class Calls:
             transcribe_language, stream=stream,
             machine_detection=machine_detection, machine_detection_timeout=machine_detection_timeout,
             async_amd=async_amd, amd_webhook_url=amd_webhook_url,
+            status_callback_events=status_callback_events, time_limit=time_limit,
         )
         return Call(
             self._client.request(
@@ -218,6 +255,38 @@ class Calls:
                 "POST", f"/v1/voice/calls/{seg(call_id)}/hangup", idempotency_key=idempotency_key
             )
             or {"id": call_id}
+        )
+
+    def update(
+        self,
+        call_id: str,
+        *,
+        flow: Optional[Mapping[str, Any]] = None,
+        flow_id: Optional[str] = None,
+        step: Optional[str] = None,
+        tts: Optional[TtsInput] = None,
+        audio_url: Optional[str] = None,
+        interrupt: Optional[bool] = None,
+        send_digits: Optional[str] = None,
+        recording: Optional[RecordingAction] = None,
+        status: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        extra_body: Optional[Mapping[str, Any]] = None,
+    ) -> Call:
+        """Change a live call: redirect it (``flow``/``flow_id``, from ``step``), play now
+        (``tts``/``audio_url``; ``interrupt=False`` queues after what plays), ``send_digits``,
+        ``recording`` (start/pause/resume/stop) or ``status="completed"`` (hang up).
+
+        Returns the call with ``update`` ({id, changes}); ``call.updated`` in its timeline says
+        what was applied. A call that ended raises ConflictError (``call_not_live``). An
+        ``Idempotency-Key`` is generated when not given, so a retried update is sent once.
+        """
+        body = _update_body(flow, flow_id, step, tts, audio_url, interrupt, send_digits, recording, status,
+                            extra_body)
+        return Call(
+            self._client.request(
+                "POST", f"/v1/voice/calls/{seg(call_id)}", json=body, idempotency_key=idempotency_key
+            )
         )
 
     def events(self, call_id: str) -> List[CallEvent]:
@@ -444,6 +513,8 @@ class AsyncCalls:
         machine_detection_timeout: Optional[int] = None,
         async_amd: Optional[bool] = None,
         amd_webhook_url: Optional[str] = None,
+        status_callback_events: Optional[List[StatusCallbackEvent]] = None,
+        time_limit: Optional[int] = None,
         idempotency_key: Optional[str] = None,
         request_timeout: Any = NOT_GIVEN,
         extra_body: Optional[Mapping[str, Any]] = None,
@@ -455,6 +526,7 @@ class AsyncCalls:
             transcribe_language, stream=stream,
             machine_detection=machine_detection, machine_detection_timeout=machine_detection_timeout,
             async_amd=async_amd, amd_webhook_url=amd_webhook_url,
+            status_callback_events=status_callback_events, time_limit=time_limit,
         )
         return Call(
             await self._client.request(
@@ -494,6 +566,31 @@ class AsyncCalls:
                 "POST", f"/v1/voice/calls/{seg(call_id)}/hangup", idempotency_key=idempotency_key
             )
             or {"id": call_id}
+        )
+
+    async def update(
+        self,
+        call_id: str,
+        *,
+        flow: Optional[Mapping[str, Any]] = None,
+        flow_id: Optional[str] = None,
+        step: Optional[str] = None,
+        tts: Optional[TtsInput] = None,
+        audio_url: Optional[str] = None,
+        interrupt: Optional[bool] = None,
+        send_digits: Optional[str] = None,
+        recording: Optional[RecordingAction] = None,
+        status: Optional[str] = None,
+        idempotency_key: Optional[str] = None,
+        extra_body: Optional[Mapping[str, Any]] = None,
+    ) -> Call:
+        """Change a live call (see the sync ``Calls.update``)."""
+        body = _update_body(flow, flow_id, step, tts, audio_url, interrupt, send_digits, recording, status,
+                            extra_body)
+        return Call(
+            await self._client.request(
+                "POST", f"/v1/voice/calls/{seg(call_id)}", json=body, idempotency_key=idempotency_key
+            )
         )
 
     async def events(self, call_id: str) -> List[CallEvent]:

@@ -10,13 +10,22 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     from typing_extensions import NotRequired, Required, TypedDict
 
-__all__ = ["TtsParams", "GatherParams", "FlowParams", "RecordingChannels", "GatherType", "CallStatus"]
+__all__ = ["TtsParams", "GatherParams", "FlowParams", "RecordingChannels", "GatherType", "CallStatus",
+           "RecordingAction", "StatusCallbackEvent"]
 
 RecordingChannels = Literal["mono", "dual"]
 MachineDetection = Literal["enable", "detect_message_end"]
 GatherType = Literal["dtmf", "speech", "dtmf speech"]
 CallStatus = Literal[
     "queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"
+]
+
+
+# calls.update(recording=...)
+RecordingAction = Literal["start", "pause", "resume", "stop"]
+# calls.create(status_callback_events=[...]): the status webhooks to send (default: all)
+StatusCallbackEvent = Literal[
+    "queued", "ringing", "in-progress", "answered", "completed", "busy", "no-answer", "failed", "canceled"
 ]
 
 
