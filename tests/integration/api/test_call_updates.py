@@ -146,3 +146,25 @@ async def test_create_validates_status_callback_events_and_time_limit(client, ac
     r = await client.post("/v1/voice/calls", headers=acct.headers,
                           json={**DOCS_BODY, "status_callback_events": ["answered", "completed"], "time_limit": 60})
     assert r.status_code == 201, r.text
+
+
+async def test_get_recording_lists_the_paused_spans(client, acct, pg):
+    import uuid
+    from datetime import timezone
+
+    call_id = await place(client, acct)
+    rec_id = f"rec_{call_id[5:]}"
+    spans = [{"start_ms": 2000, "end_ms": 4500}]
+    await pg.execute(
+        "INSERT INTO projection.recordings (id, call_id, account_id, wav_ref, mp3_ref, duration_ms, size_bytes,"
+        " sha256, channels, created_at) VALUES ($1, $2, $3, 'sha256:' || repeat('a', 64) || '.wav', NULL, 9000,"
+        " 1000, '', 'mono', now())", rec_id, call_id, acct.id)
+    r = await client.get(f"/v1/voice/calls/{call_id}/recording", headers=acct.headers)
+    assert r.status_code == 200 and r.json()["paused_spans"] == []  # never paused (or recorded before spans)
+    await pg.execute(
+        "INSERT INTO projection.call_events (event_id, call_id, account_id, type, version, occurred_at,"
+        " kafka_partition, kafka_offset, data) VALUES ($1, $2, $3, 'recording.completed', 1, $4, 0, 7, $5)",
+        uuid.uuid4(), call_id, acct.id, datetime.now(timezone.utc),
+        {"recording_id": rec_id, "wav_ref": "sha256:x.wav", "duration_ms": 9000, "paused_spans": spans})
+    r = await client.get(f"/v1/voice/calls/{call_id}/recording", headers=acct.headers)
+    assert r.json()["paused_spans"] == spans
