@@ -223,6 +223,12 @@ async def test_an_update_after_the_end_changes_nothing(uvoice, kprod):
     v = uvoice
     cid = await v.place(kprod, to="+15005550004")  # answers and hangs up at once
     await v.wait(cid, "terminal", timeout=60)
+    # Commands and events are two topics: wait until the orchestrator has decided the end
+    # (the API's 409 call_not_live covers the window before, from the projection).
+    for _ in range(300):
+        if await v.db.fetchval("SELECT state->>'phase' FROM orch_calls WHERE call_id = $1", cid) == "ended":
+            break
+        await asyncio.sleep(0.1)
     await update(v, kprod, cid, send_digits="1")
     await asyncio.sleep(2)
     assert "call.updated" not in v.types(cid) and "dtmf.send.requested" not in v.types(cid)
@@ -240,3 +246,28 @@ async def test_time_limit_ends_the_call_completed_with_its_reason(uvoice, kprod)
     assert 2 <= took < 15, took  # the timer fires within its poll; the hangup is one more round trip
     row = await projected(v, cid)
     assert row["status"] == "completed" and row["end_reason"] == "time_limit"
+
+
+async def test_how_fast_an_interrupt_takes_effect(uvoice, kprod, capsys):
+    """From the UpdateCall on the topic to the prompt stopped (prompt.finished interrupted) and to
+    the update's audio sent to the gateway (play.requested, after its render): printed, bounded."""
+    from datetime import datetime, timezone
+
+    v = uvoice
+    stops, plays = [], []
+    for n in range(3):
+        cid = await v.place(kprod, tts={"text": LONG})
+        await v.wait(cid, "play.requested", timeout=60)
+        await asyncio.sleep(0.3)
+        sent = datetime.now(timezone.utc)
+        uid = await update(v, kprod, cid, tts={"text": f"Stop number {n}."})
+        await v.wait(cid, "terminal", timeout=60)
+        stop = next(e for e in v.events[cid] if e.type == "prompt.finished" and not e.data.get("step"))
+        play = next(e for e in v.events[cid] if e.type == "play.requested" and e.data.get("step") == "update:" + uid)
+        assert stop.data["interrupted"] is True
+        stops.append((datetime.fromisoformat(stop.occurred_at) - sent).total_seconds() * 1000)
+        plays.append((datetime.fromisoformat(play.occurred_at) - sent).total_seconds() * 1000)
+    with capsys.disabled():
+        print(f"\ninterrupt: prompt stopped {sorted(round(x) for x in stops)} ms, update audio sent "
+              f"{sorted(round(x) for x in plays)} ms after the UpdateCall")
+    assert max(stops) < 3000 and max(plays) < 10000
