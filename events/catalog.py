@@ -172,6 +172,7 @@ class HangupCallData(_Command):
 
 
 DIGITS_PATTERN = r"^[0-9*#A-Dw]{1,32}$"  # `w`: a half-second pause between digits (Twilio's)
+UPDATE_CHANGES = ("flow", "flow_id", "tts", "audio_url", "send_digits", "recording", "status")  # an update's changes
 RECORDING_ACTIONS = ("start", "pause", "resume", "stop")
 
 
@@ -201,9 +202,7 @@ class UpdateCallData(_Command):
 
     def changes(self) -> list[str]:
         """The changes asked for, by public field name."""
-        out = [k for k in ("flow", "flow_id", "tts", "audio_url", "send_digits", "recording", "status")
-               if getattr(self, k) is not None]
-        return out
+        return [k for k in UPDATE_CHANGES if getattr(self, k) is not None]
 
 
 register("UpdateCall", kind="command", example={"tts": {"text": "Please hold, connecting you now."},

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from events.catalog import PlaceCallData, UpdateCallData
+from events.catalog import UPDATE_CHANGES, PlaceCallData, UpdateCallData
 from services.common.text import nul_path
 from services.common.accounts import call_lookup
 
@@ -223,8 +223,7 @@ def check_update_call(data: Any) -> tuple[UpdateCallData | None, list[dict]]:
     if (where := nul_path(data)) is not None:
         return None, [_err("invalid_character", where or None, "strings must not contain NUL (U+0000)")]
     errors: list[dict[str, Any]] = []
-    given = [k for k in ("flow", "flow_id", "tts", "audio_url", "send_digits", "recording", "status")
-             if data.get(k) is not None]
+    given = [k for k in UPDATE_CHANGES if data.get(k) is not None]
     for a, b in _EXCLUSIVE:
         if a in given and b in given:
             errors.append(_err("conflicting_fields", b, f"give {a} or {b}, not both"))

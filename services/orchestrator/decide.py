@@ -62,22 +62,21 @@ def decide(state: CallState | None, msg: Envelope, now: datetime, *,
         return Decision(s)  # not an input, or a finished call: late messages are ignored
     if updates.owns(msg):  # the media of update audio: neither the script's nor the flow's
         return Decision(*updates.on_media(s, msg))
-    before = s
-    step = _route(s, msg, route, now, pacing_slot, cps, validation_errors, flow_def)
+    step = _route(s, msg, route, Context(now, pacing_slot, cps, validation_errors, flow_def))
     if route.source is Source.EVENT and msg.type != "timer.fired":
-        step = updates.hold_hangup(before, *step)  # the script's own end waits for queued update audio
+        step = updates.hold_hangup(s, *step)  # the script's own end waits for queued update audio
     return Decision(*step)
 
 
-def _route(s: CallState, msg: Envelope, route: "Route", now: datetime, pacing_slot, cps, validation_errors,
-           flow_def) -> Step:
+def _route(s: CallState, msg: Envelope, route: "Route", ctx: Context) -> Step:
+    """The flow's handler while the call's flow runs (unless it passes), else the script's."""
     if route.flow is not None and s.flow is not None and s.answered and not s.hangup_sent:
-        step = route.flow(s, msg, now)
+        step = route.flow(s, msg, ctx.now)
         if step is not None:  # None: not the flow's input (e.g. the max-duration timer)
             return step
     if route.call is None:
         return s, _NOTHING
-    return route.call(s, msg, Context(now, pacing_slot, cps, validation_errors, flow_def))
+    return route.call(s, msg, ctx)
 
 
 # --- the call script's handlers: (state, message, context) -> (state, outputs) -----------

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from events import Envelope
+from events.catalog import UPDATE_CHANGES
 from services.orchestrator import flow
 from services.orchestrator.outputs import Emit, Output
 from services.orchestrator.state import (MAX_APPLIED, CallState, FlowRun, Phase, UpdatePlay, Updates,
@@ -61,9 +62,7 @@ def mark_applied(s: CallState, msg: Envelope) -> CallState:
 def updated_event(msg: Envelope, skipped: list[dict[str, Any]], **extra: Any) -> Emit:
     """The `call.updated` fact of one UpdateCall."""
     d = msg.data
-    data: dict[str, Any] = {"changes": [k for k in ("flow", "flow_id", "tts", "audio_url", "send_digits",
-                                                      "recording", "status") if d.get(k) is not None],
-                            "update_id": msg.id, "skipped": skipped}
+    data: dict[str, Any] = {"changes": _changes(d), "update_id": msg.id, "skipped": skipped}
     if d.get("tts") is not None or d.get("audio_url") is not None:
         data["interrupt"] = bool(d.get("interrupt", True))
     for k in ("flow_id", "step", "send_digits", "recording", "status"):
@@ -118,7 +117,7 @@ def apply(s: CallState, msg: Envelope, now: datetime, flow_def: dict | None) -> 
 
 
 def _changes(d: dict[str, Any]) -> list[str]:
-    return [k for k in ("flow", "flow_id", "tts", "audio_url", "send_digits", "recording") if d.get(k) is not None]
+    return [k for k in UPDATE_CHANGES if d.get(k) is not None]
 
 
 def _interrupt(s: CallState, msg: Envelope) -> tuple[CallState, Emit]:
