@@ -151,3 +151,61 @@ async def test_flow_stream_step(voice, kprod):
     assert end.type == "call.completed"
     assert types.index("stream.started") < types.index("stream.stopped") < types.index("prompt.finished")
     assert next(e for e in voice.events[cid] if e.type == "stream.started").data["step"] == "bot"
+
+
+@pytest.fixture
+async def example_bot(request):
+    """Serve one of examples/ (echo_bot, ivr_bot) in this process on a free port."""
+    import socket
+
+    from examples.twilio_ws import serve
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    task = asyncio.create_task(serve(request.param, "127.0.0.1", port))
+    await asyncio.sleep(0.3)
+    yield f"ws://127.0.0.1:{port}/"
+    task.cancel()
+
+
+def _echo():
+    from examples.echo_bot import echo
+
+    return echo
+
+
+def _ivr():
+    from examples.ivr_bot import ivr
+
+    return ivr
+
+
+async def _heard_by_callee(voice, cid: str) -> str:
+    from examples import voice_brain
+
+    cap = await voice.wait(cid, "recording.captured", timeout=30)
+    pcm, _, _ = audio.read_wav(LocalMediaStore().get(cap.data["agent_ref"]))
+    return (await asyncio.to_thread(voice_brain.transcribe, pcm)).lower()
+
+
+@pytest.mark.parametrize("example_bot", [_echo()], indirect=True, ids=["echo_bot"])
+async def test_echo_bot_example_plays_the_callee_back(voice, kprod, example_bot):
+    cid = await voice.place(kprod, to=SPEAKER, tts=None, record=True, recording_channels="dual",
+                            stream={"url": example_bot, "bidirectional": True})
+    await voice.wait(cid, "stream.started", timeout=30)
+    await asyncio.sleep(5)  # the callee's line, echoed
+    await voice.hangup(kprod, cid)
+    await voice.wait(cid, "terminal", timeout=30)
+    assert "table" in await _heard_by_callee(voice, cid)  # the callee heard themselves
+
+
+@pytest.mark.parametrize("example_bot", [_ivr()], indirect=True, ids=["ivr_bot"])
+async def test_ivr_bot_example_answers_the_callee(voice, kprod, example_bot):
+    cid = await voice.place(kprod, to=SPEAKER, tts=None, record=True, recording_channels="dual",
+                            stream={"url": example_bot, "bidirectional": True})
+    end = await voice.wait(cid, "terminal", timeout=90)
+    assert end.type == "call.completed" and "stream.stopped" in voice.types(cid)  # the bot hung up
+    heard = await _heard_by_callee(voice, cid)
+    # Its answer to what the callee said (the greeting may be cut: the callee talks over it, a barge-in).
+    assert "booked" in heard and "seven" in heard, heard
