@@ -124,6 +124,25 @@ describe('@canary/node against the real API', { skip }, () => {
     for (const e of events) assert.ok(e.id && e.type && e.occurred_at);
   });
 
+  test('calls.update on a live call: digits, a hangup by status, then call_not_live', async () => {
+    const call = await canary.voice.call({ to: TO, from: DEV_NUMBER, tts: { text: 'Enter your PIN.' },
+      gather: { type: 'dtmf', num_digits: 4, timeout: 30 } });
+    const deadline = Date.now() + 60000;
+    while ((await canary.voice.calls.get(call.id)).status !== 'in-progress') {
+      assert.ok(Date.now() < deadline, 'the call was not answered');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const sent = await canary.voice.calls.update(call.id, { send_digits: '12#' });
+    assert.deepEqual(sent.update.changes, ['send_digits']);
+    await canary.voice.calls.update(call.id, { status: 'completed' });
+    while (!['completed', 'busy', 'no-answer', 'failed', 'canceled'].includes((await canary.voice.calls.get(call.id)).status)) {
+      assert.ok(Date.now() < deadline + 30000, 'the call did not end');
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await assert.rejects(canary.voice.calls.update(call.id, { send_digits: '1' }),
+      (e) => e instanceof errors.ConflictError && e.code === 'call_not_live');
+  });
+
   test('calls.follow streams the call to its end; a resume gives exactly the rest', async () => {
     const call = await canary.voice.call({ to: TO, from: DEV_NUMBER, tts: TTS });
     const signal = AbortSignal.timeout(120_000);

@@ -197,3 +197,27 @@ def test_recording_download_when_the_pipeline_runs(api, client):
     assert isinstance(audio, bytes) and len(audio) > 100
     # ID3 tag, an MPEG audio frame sync (11 set bits; 8 kHz telephone audio is MPEG-2.5), or WAV
     assert audio[:3] == b"ID3" or (audio[0] == 0xFF and audio[1] & 0xE0 == 0xE0) or audio[:4] == b"RIFF"
+
+
+def test_update_a_live_call(client):
+    """calls.update on a real call: digits while a gather holds it, a hangup by status, then 409."""
+    from canary import ConflictError
+
+    call = client.voice.call(to=TO, from_=DEV_NUMBER, tts={"text": "Enter your PIN."},
+                             gather={"type": "dtmf", "num_digits": 4, "timeout": 30})
+    deadline = time.monotonic() + 60
+    while client.voice.calls.get(call.id).status != "in-progress":
+        assert time.monotonic() < deadline, "the call was not answered"
+        time.sleep(0.2)
+    sent = client.voice.calls.update(call.id, send_digits="12#")
+    assert sent.id == call.id and sent.update.changes == ["send_digits"] and sent.update.id
+    hung = client.voice.calls.update(call.id, status="completed")
+    assert hung.update.changes == ["status"]
+    while client.voice.calls.get(call.id).status not in FINAL:
+        assert time.monotonic() < deadline + 30, "the call did not end"
+        time.sleep(0.2)
+    with pytest.raises(ConflictError) as exc:
+        client.voice.calls.update(call.id, send_digits="1")
+    assert exc.value.code == "call_not_live"
+    types = [e.type for e in client.voice.calls.events(call.id)]
+    assert "call.updated" in types and "dtmf.send.requested" in types, types
