@@ -137,8 +137,8 @@ async def test_a_flood_of_junk_does_not_disturb_the_media_clock(carrier, sipp, r
     uas = sipp("uas_answer.xml", sets={"rtp_port": str(rtp_listener.port)})
     call = await carrier.dial(dial(trunk=uas.trunk))
     assert Answered() in await until(call, Answered)
-    play = asyncio.ensure_future(call.play(bytes(320 * 50 * 6)))  # 6 s of audio
-    await asyncio.sleep(1.5)  # warm-up: pacing before the flood is the baseline
+    play = asyncio.ensure_future(call.play(bytes(320 * 50 * 8)))  # 8 s of audio: warm-up, flood, margin
+    await asyncio.sleep(2.0)  # warm-up: pacing before the flood is the baseline
     flood = await asyncio.create_subprocess_exec(
         sys.executable, "-c", FLOODER, str(carrier.sip_addr[1]), "600", "3", stdout=subprocess.PIPE)
     out, _ = await asyncio.wait_for(flood.communicate(), 30)
@@ -155,6 +155,13 @@ async def test_a_flood_of_junk_does_not_disturb_the_media_clock(carrier, sipp, r
     during = sorted(abs(lt - baseline) for r, lt in zip(audio, late) if start + 0.1 < r.at < stop)
     assert len(during) >= 100  # about 145 packets in the window: the clock kept sending
     p99 = during[int(0.99 * (len(during) - 1))]
-    assert p99 < 5.0, f"RTP pacing p99 {p99:.1f} ms during the flood (median {during[len(during) // 2]:.2f} ms)"
+    # The guarantee is that the flood does not disturb the clock: its p99 within 5 ms, or,
+    # on a machine busy enough that the clock jitters that much already, within 3x the
+    # jitter measured before the flood in this same call (the machine's, not the flood's).
+    before = sorted(abs(lt - baseline) for r, lt in zip(audio, late) if audio[0].at + 0.3 < r.at < start)
+    before_p99 = before[int(0.99 * (len(before) - 1))]
+    allowed = max(5.0, 3 * before_p99)
+    assert p99 < allowed, (f"RTP pacing p99 {p99:.1f} ms during the flood (median {during[len(during) // 2]:.2f} ms;"
+                           f" before it p99 {before_p99:.1f} ms; allowed {allowed:.1f} ms)")
     ep = carrier.endpoint  # what the flood cost: a length check or a set lookup, mostly
     assert sent >= 1000 and ep.oversize >= sent // 4 and ep.foreign >= sent // 4 and ep.garbage > 0

@@ -33,7 +33,7 @@ class StuckTranscriber:
         self.release = threading.Event()
         self.started = threading.Event()
 
-    def transcribe(self, pcm):
+    def transcribe(self, pcm, language=None):
         self.started.set()
         self.release.wait(120)
         raise RuntimeError("released")

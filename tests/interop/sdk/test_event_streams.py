@@ -63,8 +63,15 @@ async def test_a_call_stream_gives_the_whole_call_then_end_and_resumes_exactly(a
             assert types.index(before) < types.index(after), types
         assert all(d["call_id"] == cid and d["id"] == i and d["type"] == e for e, i, d in log)
         assert not any("audio_ref" in d["data"] or "callee_ref" in d["data"] for _, _, d in log)  # public view
-        # The stored timeline says the same, event for event.
-        timeline = (await c.get(f"{api.url}/v1/voice/calls/{cid}/events", headers=_headers(api))).json()["data"]
+        # The stored timeline says the same, event for event, once the projector (which writes
+        # behind the log, and so behind the stream) has caught up.
+        async with asyncio.timeout(60):
+            while True:
+                timeline = (await c.get(f"{api.url}/v1/voice/calls/{cid}/events",
+                                        headers=_headers(api))).json()["data"]
+                if len(timeline) >= len(ids):
+                    break
+                await asyncio.sleep(0.2)
         assert [e["id"] for e in timeline] == ids
 
         # Resume after the fourth event: exactly the rest, then end.
