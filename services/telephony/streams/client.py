@@ -68,6 +68,7 @@ class MediaStream:
         # dtmf and mark echoes never are. One queue, so an echo never overtakes its audio.
         self._queue: deque[tuple[bool, bytes]] = deque()
         self._queued_media = 0
+        self._sending_since: float | None = None  # when the send in progress started (the watchdog's)
         self._wake = asyncio.Event()
         self._audio = asyncio.Event()  # the app's audio (or a mark) is waiting
         self._ws: Any = None
@@ -135,7 +136,7 @@ class MediaStream:
             try:
                 await asyncio.wait_for(self._goodbye(ws, was_open), CLOSE_TIMEOUT_S)
             except Exception:  # the app is slow or gone: the call does not wait for it
-                pass
+                ws.transport.abort()
         if self._playing:
             self.session.stop_playback()
         await self._finish("stream.stopped", reason if was_open else f"{reason} before the stream connected")
@@ -143,7 +144,7 @@ class MediaStream:
     async def _goodbye(self, ws: Any, was_open: bool) -> None:
         if was_open:
             await ws.send(self.out.stop(), text=True)
-        await ws.close()
+        await _close(ws)
 
     async def _finish(self, type: str, reason: str) -> None:
         if self._finished:
@@ -178,11 +179,12 @@ class MediaStream:
             return await self._finish("stream.failed", f"closed during start: {_describe(exc)}")
         self._open = True
         await self._report("stream.started", {**self._ids(), "parameters": self.parameters})
-        tasks = [asyncio.create_task(self._writer(ws)), asyncio.create_task(self._reader(ws))]
+        tasks = [asyncio.create_task(self._writer(ws)), asyncio.create_task(self._reader(ws)),
+                 asyncio.create_task(self._watchdog())]
         if self.bidirectional:
             tasks.append(asyncio.create_task(self._player()))
         try:
-            done, _ = await asyncio.wait(tasks[:2], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks[:3], return_when=asyncio.FIRST_COMPLETED)
             outcome = next(iter(done)).result()
         except asyncio.CancelledError:
             raise
@@ -193,15 +195,16 @@ class MediaStream:
                 t.cancel()
         if self._playing:
             self.session.stop_playback()
-        await ws.close()
-        await self._finish(*outcome)
+        await self._finish(*outcome)  # the timeline first: closing a stuck socket can take its time
+        await _close(ws)
 
     async def _connect(self) -> Any:
         host, port = check_ws_url(self.url)
         addrs = await resolve_checked(host, port)
         # To the vetted address (never re-resolved); TLS and Host still use the URL's name.
         # No proxy from the environment: it would do the resolving for us.
-        return await connect(self.url, host=addrs[0], port=port, open_timeout=None, proxy=None, compression=None,
+        return await connect(self.url, host=addrs[0], port=port, open_timeout=None, close_timeout=CLOSE_TIMEOUT_S, proxy=None,
+                             compression=None,
                              max_size=protocol.MAX_MESSAGE_BYTES, max_queue=64,
                              user_agent_header="CanaryVoice-MediaStreams/1.0")
 
@@ -213,19 +216,30 @@ class MediaStream:
             media, msg = self._queue.popleft()
             if media:
                 self._queued_media -= 1
+            # No timeout per send (a timer or a task for each of 50 messages a second is most
+            # of the edge's cost): the watchdog below fails a send that stays blocked.
+            self._sending_since = asyncio.get_running_loop().time()
             try:
-                await asyncio.wait_for(ws.send(msg, text=True), SEND_STALL_S)
-            except asyncio.TimeoutError:
-                return "stream.failed", f"app stopped reading for {SEND_STALL_S:g} s"
+                await ws.send(msg, text=True)
             except ConnectionClosed as exc:
                 return _closed(exc.rcvd)
+            self._sending_since = None
             if media:
                 self.sent += 1
+
+    async def _watchdog(self) -> tuple[str, str]:
+        """A send blocked for SEND_STALL_S: the app stopped reading without closing."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(1.0)
+            since = self._sending_since
+            if since is not None and loop.time() - since >= SEND_STALL_S:
+                return "stream.failed", f"app stopped reading for {SEND_STALL_S:g} s"
 
     async def _reader(self, ws: Any) -> tuple[str, str]:
         try:
             async for raw in ws:
-                self._on_message(protocol.parse(raw, self.sid))
+                self._on_message(protocol.parse(raw, self.sid, audio=self.bidirectional))
         except ConnectionClosed as exc:
             return _closed(exc.rcvd)
         return _closed(ws.protocol.close_rcvd)  # a normal close ends the iteration without raising
@@ -272,6 +286,14 @@ class MediaStream:
                     await self.session.play(item)
                 finally:
                     self._playing = False
+
+
+async def _close(ws: Any) -> None:
+    """The close handshake, bounded; a peer that does not answer loses the connection."""
+    try:
+        await asyncio.wait_for(ws.close(), CLOSE_TIMEOUT_S)
+    except Exception:
+        ws.transport.abort()
 
 
 def _closed(rcvd: Any) -> tuple[str, str]:

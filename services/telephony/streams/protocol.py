@@ -108,13 +108,14 @@ class Invalid:
 AppMessage = Media | Mark | Clear | Invalid
 
 
-def parse(raw: str | bytes, sid: str) -> AppMessage:
+def parse(raw: str | bytes, sid: str, audio: bool = True) -> AppMessage:
     """One message from the app. Never raises: what cannot be used is ``Invalid`` with why.
 
     Bad inputs: not JSON or not an object -> invalid; too large -> invalid; an unknown
     ``event`` -> invalid (ignored); a ``streamSid`` naming another stream -> invalid; a
     ``media`` without a base64 ``payload`` or with more than 10 s of audio -> invalid; a
     ``mark`` without a string ``name`` -> invalid. Binary frames are read as JSON text too.
+    ``audio=False`` (a one-way stream, whose app's audio is not played) skips decoding it.
     """
     if len(raw) > MAX_MESSAGE_BYTES:
         return Invalid(f"message too large ({len(raw)} bytes)")
@@ -138,7 +139,7 @@ def parse(raw: str | bytes, sid: str) -> AppMessage:
             return Invalid("media payload is not base64")
         if len(ulaw) > MAX_MEDIA_BYTES:
             return Invalid(f"media payload too long ({len(ulaw)} bytes, at most {MAX_MEDIA_BYTES})")
-        return Media(ulaw_decode(ulaw))
+        return Media(ulaw_decode(ulaw) if audio else b"")
     if event == "mark":
         name = (msg.get("mark") or {}).get("name") if isinstance(msg.get("mark"), dict) else None
         if not isinstance(name, str) or not name or len(name) > 256:

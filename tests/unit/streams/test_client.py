@@ -208,3 +208,30 @@ async def test_a_slow_app_loses_the_oldest_frames_never_the_call(monkeypatch):
     await s.close("call ended")
     assert reports[-1][1]["frames_dropped"] == s.dropped
     server.close()
+
+
+async def test_an_app_that_stops_reading_fails_the_stream(monkeypatch):
+    monkeypatch.setattr(sc, "SEND_STALL_S", 1.0)
+    stalled = asyncio.Event()
+
+    async def app(ws):
+        await ws.recv()
+        await ws.recv()
+        await stalled.wait()  # never reads again, never closes
+
+    server, url = await app_server(app)
+    reports = []
+    s = stream(url, reports=reports)
+    s.start()
+    await until(lambda: reports)
+    big = bytes(FRAME_BYTES)
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 20
+    while len(reports) < 2 and loop.time() < end:  # keep the call's frames coming until the socket is full
+        for _ in range(100):
+            s.on_inbound(big)
+        await asyncio.sleep(0.01)
+    assert reports[1][0] == "stream.failed" and reports[1][1]["reason"] == "app stopped reading for 1 s"
+    assert loop.time() < end - 10  # soon after the socket filled, not at the next close timeout
+    stalled.set()
+    server.close()

@@ -79,3 +79,14 @@ def test_parse_refuses_oversized_messages_and_payloads():
     big = base64.b64encode(bytes(p.MAX_MEDIA_BYTES + 8)).decode()
     assert p.parse(_media(big), SID).reason.startswith("media payload too long")
     assert p.parse(b" " * (p.MAX_MESSAGE_BYTES + 1), SID).reason.startswith("message too large")
+
+
+def test_ulaw_encode_matches_the_reference_table_for_every_sample():
+    import numpy as np
+
+    from services.common import audio
+
+    every = np.arange(-32768, 32768, dtype="<i2").tobytes()
+    reference = audio._ULAW_ENC[np.frombuffer(every, dtype="<i2").astype(np.int32) + 32768].tobytes()
+    assert audio.ulaw_encode(every) == reference
+    assert audio.ulaw_encode(every + b"\x01") == reference  # a trailing odd byte is dropped, as before
