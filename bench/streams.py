@@ -254,9 +254,9 @@ async def main_async(args) -> int:
                           f" (target {ADDED_P99_MS:g} ms): {h99 - b99 - ADDED_P99_MS:.2f} ms behind")
 
         open(stats_file, "w").close()
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         probes, reports = await run_streams(url, args.streams, args.seconds, frames, bidirectional=not args.one_way)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         await asyncio.sleep(0.5)  # the app writes its stats as each stream stops
         ends = [r for r in reports if r["type"] in ("stream.stopped", "stream.failed")]
         held = sum(1 for r in ends if r["type"] == "stream.stopped" and r["reason"] == "call ended")
@@ -267,7 +267,11 @@ async def main_async(args) -> int:
         hand = [x for pr in probes for x in pr.rtts(pr.back)] or [float("nan")]
         kind = "one-way" if args.one_way else "bidirectional (echoed)"
         print(f"{args.streams} {kind} streams for {args.seconds:g} s ({wall:.1f} s wall): held {held}/{args.streams},"
-              f" frames dropped {dropped}, shed {shed}")
+              f" frames dropped {dropped}, shed {shed}; the gateway side used {100 * cpu / wall:.0f} % of a core")
+        ticks = [abs(o - statistics.median(offs)) * 1000 for pr in probes
+                 for offs in [[t - k * 0.02 for k, t in sorted(pr.out.items())]] if len(offs) > 10 for o in offs]
+        print(f"  the carrier's frame clock (callee frame handed to the stream vs its slot): p50 {pct(ticks, 50):.2f} ms,"
+              f" p99 {pct(ticks, 99):.2f} ms")
         print(f"  app-side pacing (arrival vs its 20 ms slot): p50 {e50:.2f} ms, p99 {e99:.2f} ms"
               f" (target <= {PACING_P99_MS:g}; {e99 / PACING_P99_MS:.2f}x of it); {len(errs)} frames")
         print(f"  round trip back in the playout queue: p50 {pct(hand, 50):.2f} ms ({pct(hand, 50) / b50:.2f}x baseline),"
