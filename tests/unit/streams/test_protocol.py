@@ -90,3 +90,17 @@ def test_ulaw_encode_matches_the_reference_table_for_every_sample():
     reference = audio._ULAW_ENC[np.frombuffer(every, dtype="<i2").astype(np.int32) + 32768].tobytes()
     assert audio.ulaw_encode(every) == reference
     assert audio.ulaw_encode(every + b"\x01") == reference  # a trailing odd byte is dropped, as before
+
+
+def test_stream_events_are_webhooks_to_the_calls_url():
+    from events import new_envelope
+    from services.webhooks.payloads import Routes, payload
+
+    env = new_envelope("stream.failed", "call_1", "acct_1", {"stream_sid": SID, "url": "wss://bot.example.com/m",
+                                                             "track": "inbound", "bidirectional": True,
+                                                             "reason": "connect timed out after 5 s"})
+    body = payload(env)
+    assert body["type"] == "stream.failed" and body["reason"] == "connect timed out after 5 s"
+    assert body["stream_sid"] == SID and body["event_id"] == env.id and "step" not in body
+    assert Routes(webhook_url="https://app.example.com/status").url_for("stream.started") == \
+        "https://app.example.com/status"
