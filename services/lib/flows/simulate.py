@@ -42,6 +42,8 @@ def _hear(a: e.Action) -> str | None:
         return f"record ({a.channels}, up to {a.max_length}s)"
     if isinstance(a, e.CallWebhook):
         return f"webhook {a.url} (not called in a simulation)"
+    if isinstance(a, e.Stream):
+        return f"stream {a.url} ({a.track}{', bidirectional' if a.bidirectional else ''}; not opened in a simulation)"
     if isinstance(a, e.Hangup):
         return f"hang up ({a.reason})"
     return None
@@ -86,6 +88,8 @@ def simulate(flow: Mapping[str, Any], inputs: list[tuple[str, str]], *, max_entr
                 ev = e.GatherTimeout()
         elif state.waiting == "webhook":
             ev = e.WebhookFailed("not called in a simulation")
+        elif state.waiting == "stream":
+            ev = e.StreamEnded("not opened in a simulation")  # as if the bot hung up at once
         else:
             ev = e.PromptFinished()
         state, actions = e.on_input(flow, state, ev)

@@ -103,3 +103,11 @@ def test_flow_one_way_stream_step_goes_on_at_once():
     c(msg("tts.rendered", audio_ref="sha256:p.wav", step=c.state.flow.media.tag))
     d = c(msg("prompt.finished", step=c.state.flow.media.tag))
     assert types(d) == ["flow.step.entered", "stream.requested", "flow.step.entered", "tts.requested"]
+
+
+def test_simulating_a_flow_with_a_stream_step_goes_through_it():
+    from services.lib.flows.simulate import simulate
+
+    sim = simulate(FLOW, [])
+    assert sim.path == ["hello", "bot", "bye"]  # the bidirectional stream "ends at once" in a simulation
+    assert any("stream wss://bot.example.com/media" in h for x in sim.entries for h in x.says)
