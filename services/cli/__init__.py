@@ -81,6 +81,28 @@ def schemas_asyncapi() -> None:
     typer.echo(write())
 
 
+@app.command("migrate")
+def migrate(topics: bool = typer.Option(True, "--topics/--no-topics",
+                                        help="also create the service topics if missing")) -> None:
+    """Apply the Postgres migrations, create the live projection tables and (unless
+    --no-topics) the Kafka topics, against CANARY_DATABASE_URL / CANARY_KAFKA_BOOTSTRAP.
+    Idempotent: what `stack up` does after starting the local stack, for a deployment whose
+    Kafka and Postgres run elsewhere (run it before rolling out a release)."""
+    from services.common import db
+    from services.common.kafka import ensure_topics
+    from services.ops.stack import ensure_projections
+
+    try:
+        applied = asyncio.run(db.migrate())
+        typer.echo(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
+        typer.echo(f"projections: {asyncio.run(ensure_projections())}")
+        if topics:
+            created = asyncio.run(ensure_topics())
+            typer.echo(f"topics created: {', '.join(created)}" if created else "topics: present")
+    except Exception as exc:  # noqa: BLE001 - one line for the operator, exit 1 for the Job
+        _fail(exc)
+
+
 @app.command("projector")
 def projector() -> None:
     """Run the projector in the foreground."""

@@ -402,6 +402,9 @@ class Settings:
                                   "calls per second of an account without its own limit")
     health_port: int = var("CANARY_HEALTH_PORT", "0", _int,
                            "port of a service process's GET /healthz (0: none; give each process its own)")
+    health_host: str = var("CANARY_HEALTH_HOST", "127.0.0.1", str,
+                           "address the GET /healthz responder binds (a pod's own address or `0.0.0.0` where"
+                           " a prober outside the process's host, such as the kubelet, asks)")
     health_stall_s: float = var("CANARY_HEALTH_STALL_S", "5", _float,
                                 "a service whose main loop has not come round for this long reports degraded")
     sandbox_speed: float = var("CANARY_SANDBOX_SPEED", "1", _float, "sandbox carrier time acceleration (docs/sandbox.md)")

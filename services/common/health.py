@@ -9,7 +9,8 @@ health says so by turning ``ok`` again. 503 while degraded, so a load balancer o
 orchestrator's probe can act on it without parsing.
 
 Served only when ``CANARY_HEALTH_PORT`` is set (give each process its own port), by a
-minimal HTTP responder: one fixed route, no dependencies, nothing to configure.
+minimal HTTP responder: one fixed route, no dependencies. It binds ``CANARY_HEALTH_HOST``
+(loopback unless told: a pod sets its own address, so the kubelet's probes reach it).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ async def serve(svc: Service, log: Any, name: str, stats: Any = None) -> None:
 
     s = settings()
     HEALTH.stall_s = s.health_stall_s
-    server = await serve_health(s.health_port, name) if s.health_port else None
+    server = await serve_health(s.health_port, name, s.health_host) if s.health_port else None
     try:
         await svc.start()
         loop = asyncio.get_running_loop()
