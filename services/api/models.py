@@ -184,7 +184,8 @@ class Recording(_Doc):
     duration: int = Field(description="seconds")
     url: str
     transcription: Transcription | None = None
-    paused_spans: list[PausedSpan] = Field([], description="where the recording was paused: silence in the file")
+    paused_spans: list[PausedSpan] | None = Field(
+        None, description="where the recording was paused (silence in the file); only on a recording that was paused")
 
 
 class NumberCreate(_Doc):

@@ -401,8 +401,9 @@ async def call_recording(call_id: str, request: Request,
     tr = None
     if row["tr_text"] is not None:
         tr = {"text": row["tr_text"], "confidence": round(float(row["tr_confidence"]), 4)}
-    return json_response({"id": row["id"], "call_id": row["call_id"],
-                          "duration": round(row["duration_ms"] / 1000),
-                          "url": store.recording_url(row["id"], row["mp3_ref"]), "transcription": tr,
-                          "paused_spans": row["paused_spans"] or []})
+    body = {"id": row["id"], "call_id": row["call_id"], "duration": round(row["duration_ms"] / 1000),
+            "url": store.recording_url(row["id"], row["mp3_ref"]), "transcription": tr}
+    if row["paused_spans"]:  # only for a recording that was paused: otherwise exactly the docs' shape
+        body["paused_spans"] = row["paused_spans"]
+    return json_response(body)
 
