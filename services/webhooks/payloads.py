@@ -29,6 +29,10 @@ MEDIA_EVENTS = ("recording.completed", "transcription.completed")
 TRANSCRIPT_EVENTS = ("transcription.partial", "transcription.completed")  # live transcripts, when asked
 AMD_EVENTS = ("machine_detection.completed",)
 STREAM_EVENTS = ("stream.started", "stream.stopped", "stream.failed")  # Twilio's stream status callbacks
+# The documented fields of a stream webhook (schemas/webhooks/stream.*.json): only these,
+# whatever else the event may carry.
+_STREAM_FIELDS = ("stream_sid", "url", "track", "bidirectional", "step", "parameters", "reason", "frames_sent",
+                  "frames_received", "frames_dropped", "frames_shed")
 WEBHOOK_TYPES = (*STATUS_EVENTS, *GATHER_EVENTS, *MEDIA_EVENTS, "transcription.partial", *AMD_EVENTS, *STREAM_EVENTS)
 
 
@@ -115,8 +119,8 @@ def payload(env: Envelope) -> dict[str, Any] | None:
     if t == "machine_detection.completed":
         return _drop_none({**head, "answered_by": d.get("answered_by"), "mode": d.get("mode"),
                            "decision_ms": d.get("decision_ms"), "beep_ms": d.get("beep_ms"), **tail})
-    if t in STREAM_EVENTS:  # the stream's ids, url (without query), track, reason and frame counts as they are
-        return _drop_none({**head, **d, **tail})
+    if t in STREAM_EVENTS:  # the stream's ids, url (without query), track, reason and frame counts
+        return _drop_none({**head, **{k: d[k] for k in _STREAM_FIELDS if k in d}, **tail})
     if t == "transcription.completed":
         return _drop_none({**head, "recording_id": d.get("recording_id"), "text": d.get("text", ""),
                            "confidence": d.get("confidence"), "language": d.get("language"), **tail})
