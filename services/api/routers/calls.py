@@ -51,6 +51,15 @@ def created_response(call_id: str, data: dict[str, Any], created_at: str) -> dic
             "direction": "outbound", "created_at": created_at}
 
 
+def _idempotency_key(request: Request) -> str | None:
+    """The request's Idempotency-Key, or None; a 400 if it is not 1-255 printable ASCII characters."""
+    key = request.headers.get("idempotency-key")
+    if key is not None and not IDEM_RE.match(key):
+        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: 1-255 printable ASCII characters",
+                       "Idempotency-Key")
+    return key
+
+
 def _not_found(call_id: str) -> ApiError:
     return ApiError(404, "call_not_found", f"no call {call_id}", "id")
 
@@ -65,11 +74,8 @@ async def create_call(request: Request) -> Response:
     # takes the call-creation token, before the body is read or validated.
     account = await authenticate_request(request)
     rt = request.app.state.runtime
-    idempotency_key = request.headers.get("idempotency-key")
     body = await read_json(request, rt.max_body)
-    if idempotency_key is not None and not IDEM_RE.match(idempotency_key):
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: 1-255 printable ASCII characters",
-                       "Idempotency-Key")
+    idempotency_key = _idempotency_key(request)
     if isinstance(body, dict):
         for k in _SERVER_FIELDS:
             if k in body:
@@ -310,11 +316,8 @@ _UPDATE_BODY = {"security": [{"HTTPBearer": []}], "parameters": [
 async def update_call(call_id: str, request: Request,
                       account: Annotated[Account, Depends(current_account)]) -> Response:
     rt = request.app.state.runtime
-    idempotency_key = request.headers.get("idempotency-key")
     body = await read_json(request, rt.max_body)
-    if idempotency_key is not None and not IDEM_RE.match(idempotency_key):
-        raise ApiError(400, "invalid_idempotency_key", "Idempotency-Key: 1-255 printable ASCII characters",
-                       "Idempotency-Key")
+    idempotency_key = _idempotency_key(request)
     payload, errors = check_update_call(body)
     if errors:
         e = errors[0]
