@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -83,6 +84,7 @@ async def _app(port_file: str, stats_file: str) -> None:
             with open(stats_file, "a") as f:
                 f.write(json.dumps({"sid": sid, "arrivals": arrivals}) + "\n")
 
+    gc.freeze()
     async with serve(handler, "127.0.0.1", 0, compression=None, max_queue=None) as server:
         with open(port_file, "w") as f:
             f.write(str(server.sockets[0].getsockname()[1]))
@@ -234,6 +236,10 @@ async def main_async(args) -> int:
         url = f"ws://127.0.0.1:{open(port_file).read()}/media"
         frames = _ids(int(args.seconds * 50) + 50)
         behind: list[str] = []
+        from services.common.service import quiet_gc
+
+        import services.telephony.streams.client  # noqa: F401 - imported before the freeze, as a service is
+        quiet_gc()  # as the gateway does once started (services/common/service.py)
 
         base = await baseline(url, frames[:500])
         b50, b99 = pct(base, 50), pct(base, 99)

@@ -8,7 +8,6 @@ round trip (the call_requests insert) and one Kafka ack.
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
 import time
 from typing import Any
@@ -22,6 +21,7 @@ from services.common.accounts import Account, VerifiedNumbers
 from services.common.config import settings
 from services.common.kafka import make_producer
 from services.common.logging import get_logger
+from services.common.service import quiet_gc
 from services.common.signing import InsecureSecretError, check_service_secrets, secret_list, secret_problem
 from services.api.live_calls import LiveCallLimit
 from services.api.live_events import EventHub
@@ -159,10 +159,7 @@ class Runtime:
         self.live_calls = LiveCallLimit(self.db, self.settings.api.max_live_calls)
         await self.kafka(raise_on_error=False)
         await self._warm_up()
-        # Long-lived start-up objects leave the GC's generations, and young collections run
-        # less often: fewer pauses in the tail latency of a busy API process.
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 20)
+        quiet_gc()
 
     async def _warm_up(self) -> None:
         """Validate one example call before serving: the first validation imports the voice

@@ -103,6 +103,33 @@ async def test_order_media_mark_and_stop():
     assert reports[-1][1]["frames_sent"] == 5 and reports[-1][1]["frames_received"] == 1
 
 
+async def test_a_frame_leaves_on_its_tick_and_a_key_keeps_its_place():
+    """With the socket keeping up, the frame is on the wire when the carrier's tick returns (no
+    task wake-up in between); a key pressed between two frames still arrives between them."""
+    got: list[dict] = []
+
+    async def app(ws):
+        async for raw in ws:
+            got.append(orjson.loads(raw))
+
+    server, url = await app_server(app)
+    reports = []
+    s = stream(url, reports=reports)
+    s.start()
+    await until(lambda: reports)
+    s.on_inbound(bytes(FRAME_BYTES))
+    assert s.sent == 1 and not s._queue  # written during the tick itself
+    s.on_dtmf("5")
+    s.on_inbound(bytes(FRAME_BYTES))  # behind the key: it waits for the writer
+    assert s.sent == 1 and len(s._queue) == 2
+    await until(lambda: len(got) >= 5)
+    assert [m["event"] for m in got[2:5]] == ["media", "dtmf", "media"]
+    assert [m["media"]["chunk"] for m in got if m["event"] == "media"] == ["1", "2"]
+    await s.close("call ended")
+    assert reports[-1][1]["frames_sent"] == 2
+    server.close()
+
+
 async def test_clear_flushes_queued_audio_and_echoes_its_marks():
     got: list[dict] = []
 
