@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from functools import lru_cache
 
 TARGET_RATIO = 1.5  # the stream's plumbing may add at most half again the bot's own work
 REQUEST = "I would like to book a table for tonight."
@@ -35,9 +36,15 @@ CALLEE_VOICE = "en-US-Neural2-D"
 
 def _loud(frame: bytes) -> bool:
     from services.common.audio import rms_dbfs
+
+    return rms_dbfs(frame) > _threshold()
+
+
+@lru_cache(maxsize=1)
+def _threshold() -> float:
     from services.lib.speech import Endpointer
 
-    return rms_dbfs(frame) > Endpointer.threshold_db
+    return Endpointer().threshold_db
 
 
 def _frames(pcm: bytes) -> list[bytes]:
