@@ -22,6 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # development secrets: outside development the services refuse them. A test that wants
 # production sets CANARY_ENV itself.
 os.environ.setdefault("CANARY_ENV", "development")
+# Gateways built inside the test process would raise the whole test runner to real-time
+# scheduling; tests/unit/telephony/test_priority.py checks the priority itself.
+os.environ.setdefault("CANARY_MEDIA_PRIORITY", "normal")
 
 
 @pytest.fixture(scope="session")

@@ -348,6 +348,9 @@ class TelephonySettings:
                                      "RTP port range of the SIP carrier")
     sip_media_timeout_s: float = var("CANARY_SIP_MEDIA_TIMEOUT_S", "30", _float,
                                      "no RTP for this long after answer ends the call")
+    media_priority: str = var("CANARY_MEDIA_PRIORITY", "realtime", _choice("realtime", "high", "normal"),
+                              "CPU scheduling the gateway asks for its 20 ms media clock"
+                              " (realtime: SCHED_RR, falling back to high: nice -10; docs/operations.md)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from services.common.service import serve
 from services.telephony.amd import Detection, MachineDetector
 from services.telephony.carrier import Answered, CallSession, Carrier, DialRequest, DtmfReceived, Ended, Ringing
 from services.telephony.gather import Collector
+from services.telephony.priority import raise_priority
 from services.lib.speech import Endpointer
 from services.telephony.streaming import AudioStreamer
 from services.telephony.streams.client import MediaStream
@@ -431,6 +432,10 @@ class Gateway:
         from services.common.signing import check_service_secrets
 
         check_service_secrets(only=("CANARY_TRUNK_SECRET",))
+        priority = raise_priority(settings().telephony.media_priority)
+        if priority != settings().telephony.media_priority:
+            log.warning("media clock runs at a lower CPU priority than configured",
+                        wanted=settings().telephony.media_priority, got=priority)
         async def jsonb(conn):
             await conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads,
                                       schema="pg_catalog")
