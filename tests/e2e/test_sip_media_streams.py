@@ -12,7 +12,8 @@ from services.common.audio import ulaw_encode
 from services.lib import trunks
 from services.telephony.carrier import FRAME_BYTES
 from tests.e2e.conftest import CORE, _voice_stack
-from tests.interop.sip.conftest import lateness_ms, rtp_listener, sipp  # noqa: F401 (fixtures)
+from tests.interop.sip.conftest import (SCENARIOS, lateness_ms, rtp_listener, sipp,  # noqa: F401 (fixtures)
+                                        write_pcmu_pcap)
 from tests.streams_app import StreamApp, as_played, mark_msg, media_msg, tone
 
 pytestmark = pytest.mark.e2e
@@ -66,3 +67,44 @@ async def test_sip_call_plays_the_apps_audio_over_rtp(voice, kprod, sipp, rtp_li
     assert len(toned) == 50  # the whole second, as PCMU, to the far end
     late = lateness_ms(toned)
     assert max(abs(x) for x in late) < 40, late  # paced at real time, not sent in a burst
+
+
+async def test_the_callees_rtp_reaches_the_app_frame_for_frame(voice, kprod, sipp, tmp_path):
+    """SIPp (the callee) sends a second of noise as PCMU RTP; the app hears every one of its 50
+    frames, in order, byte for byte, on the inbound track with contiguous chunks."""
+    import random
+    from array import array
+
+    from services.common import audio
+
+    rng = random.Random(7)  # noise: no two frames alike, so a frame lost or doubled shows
+    hello = array("h", [rng.randint(-6000, 6000) for _ in range(8000)]).tobytes()
+    # A long quiet lead-in: the stream opens at answer, and frames before `start` are not the
+    # app's to hear (as with Twilio); SIPp starts its replay at our ACK.
+    write_pcmu_pcap(tmp_path / "hello.pcap", audio.silence(2000) + hello + audio.silence(600))
+    scenario = tmp_path / "uas_hello.xml"
+    scenario.write_text((SCENARIOS / "uas_dtmf.xml").read_text().replace("dtmf.pcap", "hello.pcap"))
+    uas = sipp(str(scenario))
+    await trunks.set_trunk(voice.db, voice.account, host="127.0.0.1", port=uas.port, password=None)
+    want = [as_played(hello[i:i + FRAME_BYTES]) for i in range(0, len(hello), FRAME_BYTES)]
+
+    async def app(conn):
+        # Hang up (close the stream) once the noise's last frame and a little silence arrived.
+        await conn.wait_for(lambda m: m["event"] == "media" and conn.media("inbound")[-1:] == want[-1:], timeout=30)
+        await asyncio.sleep(0.2)
+        await conn.ws.close(1000, "heard it")
+
+    async with StreamApp(app) as stream_app:
+        cid = await voice.place(kprod, carrier="sip", tts=None, stream={"url": stream_app.url, "bidirectional": True})
+        end = await voice.wait(cid, "terminal", timeout=60)
+    assert end.type == "call.completed", voice.types(cid)
+    assert uas.wait() == 0, uas.errors()
+    conn = stream_app.conns[0]
+    heard = conn.media("inbound")
+    first = heard.index(want[0])
+    assert heard[first:first + len(want)] == want  # every frame, in order, none doubled or lost
+    media = [m for _, m in conn.messages if m["event"] == "media"]
+    chunks = [int(m["media"]["chunk"]) for m in media]
+    assert chunks == list(range(1, len(media) + 1))
+    stamps = [int(m["media"]["timestamp"]) for m in media]
+    assert stamps == [20 * i for i in range(len(media))]
