@@ -9,7 +9,7 @@ transcribes it, renders its answer and streams it back into the call.
 Measured on the call's own frame clock: from the last frame of the callee's speech (louder
 than the endpointer's threshold) to the first audible frame of the bot's answer the call
 sends. The baseline, same run, same process kind: what the bot cannot avoid doing, timed
-directly on the same audio: the endpointer's end-of-speech hangover (silence it must hear
+directly on the same audio: the bot's endpointer's (Silero VAD) end-of-speech hangover (silence it must hear
 before it calls the utterance complete), the transcription of the utterance and the
 rendering of the answer, plus the quiet lead-in of the rendered answer. The ratio says what
 the stream (gateway, WebSocket, JSON, playout queue) and the bot's plumbing add to that.
@@ -57,9 +57,8 @@ def _frames(pcm: bytes) -> list[bytes]:
 def baseline(request_pcm: bytes) -> dict[str, float]:
     """The bot's unavoidable work on this utterance, timed in this process (seconds)."""
     from examples import voice_brain as brain
-    from services.lib.speech import Endpointer
 
-    ep = Endpointer()
+    ep = brain.utterances()
     frames = _frames(request_pcm) + [bytes(320)] * 100
     last_loud = max(i for i, f in enumerate(frames) if _loud(f))
     ended = next(i for i, f in enumerate(frames) if ep.feed(f) == "ended")

@@ -1,5 +1,6 @@
 """The IVR bot's ears, brain and voice, on the project's own engines: the speech endpointer
-(services/lib/speech.py), faster-whisper (services/transcription) and Piper (services/tts).
+(services/lib/speech.py: the Silero VAD unless CANARY_VAD=energy), faster-whisper
+(services/transcription) and Piper (services/tts).
 Shared by examples/ivr_bot.py and the pipecat interop test's processors."""
 
 from __future__ import annotations
@@ -7,7 +8,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from services.lib.speech import Endpointer
+from services.common.config import settings
+from services.lib.speech import Endpointer, SileroEndpointer, make_endpointer
 
 GREETING = "Hello, this is the Canary booking line. How can I help you?"
 GOODBYE = "Goodbye."
@@ -46,6 +48,10 @@ def answer(heard: str) -> str:
     return "Sorry, I can only take bookings. Goodbye."
 
 
-def utterances() -> Endpointer:
-    """A fresh endpointer: feed it 20 ms frames; 'ended' means an utterance is complete."""
-    return Endpointer()
+def utterances() -> Endpointer | SileroEndpointer:
+    """A fresh endpointer: feed it 20 ms frames; 'ended' means an utterance is complete.
+
+    The trained VAD by default, as speech gather and live transcription use: line noise does
+    not start an utterance (nor barge in on the bot), and a pause inside a sentence ends it
+    less often (bench/languages.py)."""
+    return make_endpointer(settings().transcription.vad)
