@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from services.api.metrics_middleware import RequestMetrics
 from services.api import errors, models
 from services.api.routers import calls, flows, meta, numbers, recordings, sandbox, streams, trunks, voices, webhooks
 from services.api.runtime import Runtime
@@ -68,6 +69,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     app = FastAPI(title="Canary Voice API", version=API_VERSION, description=DESCRIPTION,
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None, lifespan=lifespan)
     app.state.runtime = rt
+    app.add_middleware(RequestMetrics)
     errors.install(app)
     for r in ROUTERS:
         app.include_router(r)

@@ -159,6 +159,7 @@ class Runtime:
         self.live_calls = LiveCallLimit(self.db, self.settings.api.max_live_calls)
         await self.kafka(raise_on_error=False)
         await self._warm_up()
+        await self._serve_metrics()
         quiet_gc()
 
     async def _warm_up(self) -> None:
@@ -169,7 +170,24 @@ class Runtime:
 
         await check_place_call(dict(EXAMPLE_REQUEST), "acct_warmup", lambda account_id, number: True)
 
+    async def _serve_metrics(self) -> None:
+        """``/healthz`` and ``/metrics`` on CANARY_HEALTH_PORT, as every other service has them.
+        With several uvicorn workers they would all want the port: one worker per process
+        (as deploy/kubernetes runs it) is what gets metrics."""
+        s = settings()
+        self.health_server = None
+        if not s.health_port:
+            return
+        if s.api.workers > 1:
+            log.warning("metrics not served: CANARY_API_WORKERS > 1 (run one worker per process)")
+            return
+        from services.common.health import serve_health
+
+        self.health_server = await serve_health(s.health_port, "api", s.health_host)
+
     async def stop(self) -> None:
+        if getattr(self, "health_server", None) is not None:
+            self.health_server.close()
         await self.live.stop()
         if self.producer is not None:
             try:

@@ -31,6 +31,7 @@ positions themselves with :class:`KafkaTracking`).
 from __future__ import annotations
 
 import asyncio
+import time
 import contextlib
 import random
 import re
@@ -44,6 +45,7 @@ from aiokafka import errors as kafka_errors
 from pydantic import BaseModel
 
 from events import DecodeError, Envelope, decode, decode_payload, topics
+from services.common import metrics
 from services.common.health import HEALTH
 from services.common.kafka import dlq_key, dlq_record, make_consumer
 
@@ -595,7 +597,9 @@ class Processor:
             items = [i for i in items if i.offset >= self.positions.get(i.key, 0)]
             if not items:
                 return {}
+            t0 = time.perf_counter()
             await self._run(items)
+            metrics.BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - t0)
             return _upto(items)
 
     async def _run(self, items: list[Item]) -> None:
@@ -806,6 +810,7 @@ class Consumer:
         self.consumer.subscribe(list(self.processor.sources), listener=_SeekToStored(self))
         await self.consumer.start()
         self._commits = KafkaCommits(self.consumer, self.log)
+        metrics.watch_consumer(self)
 
     async def stop(self) -> None:
         if self._pending is not None:

@@ -1,4 +1,5 @@
-"""Each service's health, as its own loops see it, served on ``GET /healthz`` when asked.
+"""Each service's health, as its own loops see it, served on ``GET /healthz`` when asked
+(beside ``GET /metrics``, Prometheus' text format: services/common/metrics.py).
 
 A service is **degraded** when a dependency failed in the last `window` seconds and has
 not worked since (what :func:`services.common.consumer.retry_transient` and the
@@ -63,19 +64,26 @@ HEALTH = Health()
 
 
 async def serve_health(port: int, name: str, host: str = "127.0.0.1") -> asyncio.AbstractServer:
-    """``GET /healthz`` -> 200 ``{"status": "ok", ...}`` or 503 when degraded; anything else 404."""
+    """``GET /healthz`` -> 200 ``{"status": "ok", ...}`` or 503 when degraded; ``GET /metrics`` ->
+    the process's metrics; anything else 404."""
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             line = head.split(b"\r\n", 1)[0].split()
-            if len(line) >= 2 and line[0] == b"GET" and line[1].split(b"?")[0] == b"/healthz":
+            path = line[1].split(b"?")[0] if len(line) >= 2 and line[0] == b"GET" else b""
+            ctype = b"application/json"
+            if path == b"/healthz":
                 report = {"service": name, **HEALTH.report()}
                 status = b"200 OK" if report["status"] == "ok" else b"503 Service Unavailable"
                 body = orjson.dumps(report)
+            elif path == b"/metrics":
+                from services.common import metrics
+
+                status, body, ctype = b"200 OK", metrics.exposition(), metrics.CONTENT_TYPE.encode()
             else:
                 status, body = b"404 Not Found", b'{"error": "not found"}'
-            writer.write(b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-                         b"Connection: close\r\n\r\n%s" % (status, len(body), body))
+            writer.write(b"HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                         b"Connection: close\r\n\r\n%s" % (status, ctype, len(body), body))
             await writer.drain()
         except (asyncio.TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
             pass

@@ -28,7 +28,7 @@ import orjson
 
 from events import Envelope, derive_id, new_envelope, topics
 from events.envelope import utc_now
-from services.common import db
+from services.common import db, metrics
 from services.common.config import settings
 from services.common.consumer import (Batch, Consumer, KafkaDeadLetters, KafkaTracking, Processor, Source,
                                       retry_transient)
@@ -451,6 +451,7 @@ class Gateway:
         self.consumer = Consumer(self.processor, group_id=self.group, batch_max=500)
         await self.consumer.start()
         self.bg = [asyncio.create_task(self._lease_loop())]
+        metrics.gauge("canary_live_calls", "Calls this gateway carries now", lambda: len(self.calls))
         log.info("gateway started", gateway_id=self.id, carriers=list(self.carriers))
 
     def _sip(self) -> Carrier:

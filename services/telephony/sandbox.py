@@ -28,7 +28,7 @@ from typing import Any, Awaitable, Callable
 
 import structlog
 
-from services.common import audio
+from services.common import audio, metrics
 from services.common.media_store_spool import FrameRecorder, MemoryRecorder
 from services.lib.trunks import ANSWER_HANGUP, BUSY, FAILED, MAGIC_NUMBERS, NO_ANSWER
 from services.telephony.carrier import (FRAME_BYTES, Answered, CarrierEvent, DialRequest, DtmfReceived, Ended,
@@ -281,7 +281,9 @@ class FrameClock:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_at, owed = loop.time(), 0.0
+        lateness = metrics.MEDIA_TICK_LATENESS.labels("sandbox")
         while self.sessions:
+            lateness.observe(max(0.0, loop.time() - next_at))
             owed += self.speed
             frames, owed = int(owed), owed - int(owed)
             for s in list(self.sessions):

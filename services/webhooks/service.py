@@ -27,7 +27,7 @@ import asyncpg
 from aiokafka import TopicPartition
 
 from events import topics
-from services.common import config, db
+from services.common import config, db, metrics
 from services.common.consumer import KafkaCommits, Rejected, Skipped, Source, Stopped, retry_transient
 from services.common.health import HEALTH
 from services.common.kafka import dlq_record, make_consumer, make_producer, publish
@@ -255,6 +255,7 @@ class WebhookWorker:
                                            latency_ms=res.latency_ms, error=res.error, outcome=outcome,
                                            retry_in=retry_in)
             self.stats[{"delivered": "delivered", "retry": "retried", "failed": "failed"}[outcome]] += 1
+            metrics.WEBHOOK_SECONDS.labels(outcome).observe(res.latency_ms / 1000)
             log.info("webhook attempt", call_id=d.call_id, event_id=d.event_id, type=d.event_type, attempt=attempt,
                      status_code=res.status_code, latency_ms=res.latency_ms, outcome=outcome, error=res.error,
                      retry_in=None if retry_in is None else round(retry_in, 3))

@@ -23,6 +23,7 @@ from typing import Callable
 
 import structlog
 
+from services.common import metrics
 from services.common.media_store_spool import FrameRecorder, MemoryRecorder
 from services.telephony.carrier import FRAME_BYTES, FRAME_MS
 
@@ -68,12 +69,16 @@ class MediaClock:
         loop = asyncio.get_running_loop()
         t0 = loop.time()
         k = 0
+        lateness = metrics.MEDIA_TICK_LATENESS.labels("sip")
         while self._sessions:
             k += 1
             delay = t0 + k * FRAME_S - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif -delay > self.max_lag:
+                lateness.observe(max(0.0, loop.time() - (t0 + k * FRAME_S)))
+            else:
+                lateness.observe(-delay)
+            if -delay > self.max_lag:
                 missed = int(-delay / FRAME_S)
                 k += missed
                 self.skipped += missed

@@ -33,6 +33,7 @@ import websockets.protocol
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from services.common import metrics
 from services.common.ssrf import SsrfError, check_ws_url, resolve_checked
 from services.telephony.streams import protocol
 from services.telephony.streams.playout import Playout
@@ -177,6 +178,8 @@ class MediaStream:
             return
         self._finished = True
         self._open = False
+        for direction, n in (("sent", self.sent), ("received", self.received), ("dropped", self.dropped)):
+            metrics.STREAM_FRAMES.labels(direction).inc(n)
         await self._report(type, {**self._ids(), "reason": reason, "frames_sent": self.sent,
                                   "frames_received": self.received, "frames_dropped": self.dropped,
                                   "frames_shed": self.playout.shed})
