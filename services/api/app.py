@@ -8,14 +8,15 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from services.api import console, errors, models
 from services.api.metrics_middleware import RequestMetrics
-from services.api import errors, models
-from services.api.routers import calls, flows, meta, numbers, recordings, sandbox, streams, trunks, voices, webhooks
+from services.api.routers import (calls, flows, keys, meta, numbers, recordings, sandbox, streams, trunks, voices,
+                                  webhooks)
 from services.api.runtime import Runtime
 
 API_VERSION = "1.0.0"
 ROUTERS = (calls.router, numbers.router, voices.router, recordings.router, meta.router, trunks.router,
-           sandbox.router, webhooks.router, flows.router, streams.router)
+           sandbox.router, webhooks.router, flows.router, streams.router, keys.router)
 # Schemas of hand-parsed request bodies (referenced from openapi_extra).
 BODY_MODELS = (models.CallCreate, models.CallUpdate, models.NumberCreate, models.NumberVerify)
 
@@ -73,6 +74,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
     errors.install(app)
     for r in ROUTERS:
         app.include_router(r)
+    console.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -271,6 +271,11 @@ class Runtime:
             return hit[1]
         return None
 
+    def forget_key(self, key_id: str) -> None:
+        """Drop a revoked key from this process's cache at once (other API processes
+        still accept it for up to auth_ttl)."""
+        self._keys = {h: v for h, v in self._keys.items() if v[1].key_id != key_id}
+
     async def authenticate(self, key: str) -> Account | None:
         h = accounts.hash_key(key)
         now = time.monotonic()

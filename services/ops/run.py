@@ -53,6 +53,7 @@ def services_and_banner() -> tuple[list[Service], str]:
         "",
         "Canary Voice is running (Ctrl-C stops everything).",
         f"  API:       {url}   (docs: {url}/docs, OpenAPI: {url}/openapi.json)",
+        f"  console:   {url}/console/   (sign in with the dev key)",
         f"  dev key:   {key}   (account '{DEV_ACCOUNT}', sandbox carrier, caller ID {DEV_NUMBER} verified)",
         "  Kafka:     127.0.0.1:9092   Postgres: postgresql://canary:canary@127.0.0.1:5432/canary",
         "",

@@ -6,6 +6,9 @@
     GET    /v1/voice/flows/{id}/versions   the version numbers
     PUT    /v1/voice/flows/{id}            body: a flow document -> the next version
     DELETE /v1/voice/flows/{id}            204; versions are kept for calls that ran them
+    POST   /v1/voice/flows/validate        body: a flow document -> {"valid", "errors"} (nothing stored)
+    POST   /v1/voice/flows/simulate        body: {"flow" | "flow_id" [+ "version"], "inputs", "answered_by"}
+                                           -> the path a caller giving those inputs takes (no call placed)
 
 An invalid flow is refused with 422 and every error, each naming where it is:
 `{"error": {"code": "invalid_flow", "message": ..., "field": "steps.menu", "errors": [{"field": "steps.menu",
@@ -38,19 +41,89 @@ def _not_found(flow_id: str) -> ApiError:
     return ApiError(404, "not_found", f"no flow {flow_id}")
 
 
-async def _flow_body(request: Request) -> dict[str, Any]:
+async def _json_body(request: Request) -> Any:
     raw = await read_body(request, MAX_BODY)  # streamed, 413 at the first byte over (never buffered whole)
     try:
         doc = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not JSON: {exc}") from None
     refuse_nul(doc)
+    return doc
+
+
+def _check(doc: Any) -> dict[str, Any]:
+    """`doc` when it is a valid flow, else the 422 naming every error."""
     errors = validate_flow(doc)
     if errors:
         first = errors[0]
         raise ApiError(422, "invalid_flow", f"{first.field}: {first.message}", first.field,
                        errors=[e.to_dict() for e in errors])
     return doc
+
+
+async def _flow_body(request: Request) -> dict[str, Any]:
+    return _check(await _json_body(request))
+
+
+@router.post("/validate", summary="Check a flow without storing it")
+async def check_flow(request: Request, account: CurrentAccount):
+    """The same checks as a save, answered as data (200 either way) so an editor can show
+    every error on the step it concerns while the flow is still being written."""
+    errors = validate_flow(await _json_body(request))
+    return {"valid": not errors, "errors": [e.to_dict() for e in errors]}
+
+
+_INPUT_KINDS = ("press", "say")
+
+
+def _inputs(raw: Any) -> list[tuple[str, str]]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or len(raw) > 100:
+        raise ApiError(422, "invalid_field", "inputs: a list of up to 100 {\"press\": keys} or {\"say\": words}",
+                       "inputs")
+    out = []
+    for i, item in enumerate(raw):
+        if not (isinstance(item, dict) and len(item) == 1 and next(iter(item)) in _INPUT_KINDS
+                and isinstance(next(iter(item.values())), str) and len(next(iter(item.values()))) <= 1000):
+            raise ApiError(422, "invalid_field", "each input is {\"press\": \"12#\"} or {\"say\": \"billing\"}",
+                           f"inputs.{i}")
+        (kind, value), = item.items()
+        out.append((kind, value))
+    return out
+
+
+@router.post("/simulate", summary="Walk a flow with scripted caller input (no call is placed)")
+async def simulate_flow(request: Request, account: CurrentAccount):
+    """What `canary-voice flows simulate` prints, for an inline `flow` or a stored `flow_id`."""
+    from events.catalog import ANSWERED_BY
+    from services.lib.flows.simulate import simulate
+
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_field", "the body is an object: {\"flow\" | \"flow_id\", \"inputs\"}", None)
+    unknown = set(body) - {"flow", "flow_id", "version", "inputs", "answered_by"}
+    if unknown:
+        raise ApiError(422, "invalid_field", f"unknown field {sorted(unknown)[0]!r}", sorted(unknown)[0])
+    if ("flow" in body) == ("flow_id" in body):
+        raise ApiError(422, "conflicting_fields", "give exactly one of flow and flow_id", "flow")
+    answered_by = body.get("answered_by")
+    if answered_by is not None and answered_by not in ANSWERED_BY:
+        raise ApiError(422, "invalid_field", f"answered_by: one of {', '.join(ANSWERED_BY)}", "answered_by")
+    inputs = _inputs(body.get("inputs"))
+    if "flow" in body:
+        flow = _check(body["flow"])
+    else:
+        version = body.get("version")
+        if not isinstance(body["flow_id"], str) or (version is not None and (
+                not isinstance(version, int) or isinstance(version, bool) or version < 1)):
+            raise ApiError(422, "invalid_field", "flow_id is a string, version a positive integer", "flow_id")
+        async with (await request.app.state.runtime.db()).acquire() as conn:
+            stored = await store.get(conn, account.id, body["flow_id"], version)
+        if not stored:
+            raise ApiError(404, "flow_not_found", f"no flow {body['flow_id'][:64]}", "flow_id")
+        flow = stored["flow"]
+    return simulate(flow, inputs, answered_by=answered_by).to_dict()
 
 
 @router.post("", status_code=201, summary="Store a new flow (version 1)")
