@@ -15,6 +15,7 @@ test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 	cd sdk/python && ../../$(BIN)/python -m pytest -q -p no:cacheprovider tests
 	cd sdk/node && npm test
+	cd console && npm test
 
 unit: install
 	$(BIN)/python -m pytest -q tests/unit
@@ -26,7 +27,7 @@ integration: install
 install: $(STAMP)
 	@bash deploy/scripts/install-system-deps.sh
 
-$(STAMP): pyproject.toml sdk/python/pyproject.toml sdk/node/package-lock.json
+$(STAMP): pyproject.toml sdk/python/pyproject.toml sdk/node/package-lock.json console/package-lock.json
 	@bash deploy/scripts/install-system-deps.sh
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
@@ -35,6 +36,8 @@ $(STAMP): pyproject.toml sdk/python/pyproject.toml sdk/node/package-lock.json
 	# model with onnxruntime (services/lib/speech.py), so pip must not pull torch in.
 	$(BIN)/pip install -q --no-deps silero-vad==6.2.3
 	cd sdk/node && npm ci --no-audit --no-fund && npm run build
+	# The web console (served by the API at /console): built here, never committed.
+	cd console && npm ci --no-audit --no-fund && npm run build
 	@touch $(STAMP)
 
 stack-up: install

@@ -2,7 +2,8 @@
 # Debian packages the project needs; installs only what is missing (fast when all present).
 set -euo pipefail
 # MP3 and audio decoding come from Python wheels (lameenc, PyAV): no ffmpeg/lame/sox needed.
-PKGS=(postgresql postgresql-client default-jre-headless maven kcat espeak-ng sip-tester baresip)
+# chromium: the browser the console's end-to-end tests drive (Playwright, without its own download).
+PKGS=(postgresql postgresql-client default-jre-headless maven kcat espeak-ng sip-tester baresip chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
