@@ -165,7 +165,10 @@ function StepPanel({ name, flow, errors, onChange, onStart }: {
         </select>
       </label>
       {(step.kind === 'say' || step.kind === 'gather') && (
-        <label>Prompt<textarea rows={3} value={promptText(step)} onChange={(e) => onChange(withPrompt(step, e.target.value))} /></label>
+        <>
+          <label htmlFor="step-prompt">Prompt</label>
+          <textarea id="step-prompt" rows={3} value={promptText(step)} onChange={(e) => onChange(withPrompt(step, e.target.value))} />
+        </>
       )}
       {step.kind === 'play' && <label>Audio URL<input type="url" value={(step.url as string) ?? ''} onChange={(e) => set('url', e.target.value)} /></label>}
       {step.kind === 'gather' && (

@@ -88,7 +88,8 @@ export function PlaceCall() {
           <label className="inline"><input type="radio" name="message" value="audio" checked={f.message === 'audio'} onChange={set('message')} /> Audio URL</label>
           {f.message === 'tts' ? (
             <>
-              <label>Text<textarea value={f.text} onChange={set('text')} rows={3} required /></label>
+              <label htmlFor="tts-text">Text</label>
+              <textarea id="tts-text" value={f.text} onChange={set('text')} rows={3} required />
               <small className="hint">{help('tts')}</small>
               <label>Voice
                 <select value={f.voice} onChange={set('voice')}>

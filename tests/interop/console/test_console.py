@@ -1,0 +1,129 @@
+"""The console end to end in a real browser: a sandbox call watched live to `completed`,
+its recording played and its transcript shown; a 2-level menu built, fixed, saved and
+simulated in the IVR builder. Every check is against what the API itself says."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import pytest
+
+from tests.interop.console.conftest import screenshot, sign_in
+
+pytestmark = pytest.mark.interop
+
+
+def _final_transcript(events: list[dict]) -> str:
+    done = [e for e in events if e["type"] == "transcription.completed"]
+    assert done, "the call has no transcript"
+    data = done[-1]["data"]
+    parts = [s["text"].strip() for s in sorted(data.get("segments") or [], key=lambda s: s.get("start", 0))
+             if s.get("text", "").strip()]
+    return " ".join(" ".join(parts).split()) if parts else " ".join(data["text"].split())
+
+
+def test_place_a_sandbox_call_watch_it_complete_and_play_it(page, console, tmp_path):
+    from playwright.sync_api import expect
+
+    sign_in(page, console)
+    callee = "+1555777" + str(uuid.uuid4().int % 10000).zfill(4)
+    page.get_by_role("link", name="Sandbox").click()
+    form = page.get_by_role("form", name="Add a scripted callee")
+    form.get_by_label("Number").fill(callee)
+    form.get_by_label("Acts after answering (s)").fill("0.5")
+    form.get_by_label("Says").fill("I would like to pay my bill please")
+    form.get_by_role("button", name="Save callee").click()
+    expect(page.get_by_role("button", name=f"Remove callee {callee}")).to_be_visible()
+    with console.client() as api:
+        assert callee in {c["number"] for c in api.get("/v1/voice/sandbox/callees").json()["data"]}
+
+    page.get_by_role("link", name="Place a call").click()
+    page.get_by_label("To", exact=True).fill(callee)
+    page.get_by_label("Text", exact=True).fill("Hello from the Canary console. Tell me what you need.")
+    page.get_by_label("Record the call").check()
+    page.get_by_label("Transcribe it").check()
+    expect(page.get_by_role("tabpanel")).to_contain_text('"record":true')
+    page.get_by_role("button", name="Place call").click()
+    page.wait_for_url(re.compile(r"/console/calls/call_\w+$"))
+    call_id = page.url.rsplit("/", 1)[1]
+
+    # The list follows the account's event stream: the row turns `completed` without a reload.
+    page.get_by_role("link", name="Calls", exact=True).click()
+    row = page.locator(f'tr[data-call-id="{call_id}"]')
+    expect(row.get_by_test_id("call-status")).to_have_text("completed")
+    with console.client() as api:
+        assert api.get(f"/v1/voice/calls/{call_id}").json()["status"] == "completed"
+
+    row.get_by_role("link", name=call_id).click()
+    expect(page.get_by_role("heading", name=call_id)).to_be_visible()
+    expect(page.get_by_test_id("call-status")).to_have_text("completed")
+    audio = page.get_by_test_id("recording")
+    expect(audio).to_have_attribute("src", re.compile(r"^blob:"))
+    lines = page.get_by_test_id("transcript").locator(".text")
+    expect(lines.first).to_be_visible()
+    with console.client() as api:
+        want = _final_transcript(api.get(f"/v1/voice/calls/{call_id}/events").json()["data"])
+        recording = api.get(f"/v1/voice/calls/{call_id}/recording").json()
+    assert recording["transcription"] and want
+    assert " ".join(" ".join(lines.all_inner_texts()).split()) == want
+    # A transcript line seeks the recording and plays it.
+    page.get_by_test_id("transcript").get_by_role("button").first.click()
+    page.wait_for_function("el => !el.paused && el.currentTime > 0", arg=audio.element_handle(), timeout=60_000)
+    expect(page.locator(".timeline")).to_contain_text("call.completed")
+    page.evaluate("document.querySelector('[data-testid=recording]').pause()")
+    screenshot(page, tmp_path, "console-call")
+
+
+def test_build_a_two_level_menu_fix_it_save_and_simulate(page, console, tmp_path):
+    from playwright.sync_api import expect
+
+    sign_in(page, console)
+    page.get_by_role("link", name="IVR builder").click()
+    name = f"Menu {uuid.uuid4().hex[:6]}"
+    page.get_by_label("Flow name").fill(name)
+    node = lambda step: page.locator(f'.graph [data-step="{step}"]')  # noqa: E731
+    panel = page.locator("form.panel")
+
+    # The second level: a new step, not yet reachable: the API's validation marks its node.
+    page.get_by_role("button", name="Add step").click()
+    panel.get_by_label("Name", exact=True).fill("support")
+    panel.get_by_label("Name", exact=True).press("Tab")
+    expect(node("support")).to_be_visible()
+    panel.get_by_label("Kind").select_option("gather")
+    panel.get_by_label("Prompt").fill("Support. Press 1 to hear our hours.")
+    panel.get_by_label("New branch input").fill("1")
+    panel.get_by_role("button", name="Add branch").click()
+    panel.get_by_label("Input “1” goes to").select_option("sales")
+    expect(node("support")).to_have_class(re.compile(r"\binvalid\b"))
+    expect(page.locator('[data-error-step="support"]')).to_contain_text("cannot be reached")
+
+    # The fix: the first level's key 2 leads there.
+    node("menu").click()
+    panel.get_by_label("New branch input").fill("2")
+    panel.get_by_role("button", name="Add branch").click()
+    panel.get_by_label("Input “2” goes to").select_option("support")
+    expect(page.get_by_test_id("builder-status")).to_contain_text("Valid flow.")
+    expect(node("support")).not_to_have_class(re.compile(r"\binvalid\b"))
+
+    page.get_by_role("button", name="Save", exact=True).click()
+    saved = page.get_by_role("alert").filter(has_text="Saved")
+    expect(saved).to_contain_text("version 1")
+    flow_id = re.search(r"flow_\w+", saved.inner_text()).group(0)
+    with console.client() as api:
+        stored = api.get(f"/v1/voice/flows/{flow_id}").json()
+        assert stored["name"] == name
+        assert stored["flow"]["steps"]["menu"]["branches"] == {"1": "sales", "2": "support"}
+        assert stored["flow"]["steps"]["support"]["branches"] == {"1": "sales"}
+        want = api.post("/v1/voice/flows/simulate", json={"flow_id": flow_id, "inputs": [{"press": "2"}, {"press": "1"}]})
+        path = want.json()["path"]
+    assert path[:3] == ["menu", "support", "sales"]
+
+    page.get_by_role("button", name="Press 2").click()
+    page.get_by_role("button", name="Press 1").click()
+    expect(page.get_by_test_id("sim-path")).to_have_text("Path: " + " → ".join(path))
+    for a, b in zip(path, path[1:]):
+        expect(page.locator(f'[data-edge="{a}>{b}"]')).to_have_class(re.compile(r"\bwalked\b"))
+    for step in path:
+        expect(node(step)).to_have_class(re.compile(r"\bwalked\b"))
+    screenshot(page, tmp_path, "console-builder")
