@@ -136,3 +136,10 @@ export function freshName(flow: Flow, base = 'step'): string {
   if (!flow.steps[base]) return base;
   for (let i = 2; ; i++) if (!flow.steps[`${base}${i}`]) return `${base}${i}`;
 }
+
+/** JSON with object keys sorted (Postgres stores a flow's keys in its own order: a diff must not see that). */
+export function stableJson(v: unknown): string {
+  const sort = (x: unknown): unknown => Array.isArray(x) ? x.map(sort)
+    : x && typeof x === 'object' ? Object.fromEntries(Object.keys(x).sort().map((k) => [k, sort((x as Record<string, unknown>)[k])])) : x;
+  return JSON.stringify(sort(v), null, 2);
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseSSE } from './api';
-import { edges, errorsByStep, layout, lineDiff, pathEdges, starterFlow, withPrompt, promptText } from './flow';
+import { edges, errorsByStep, layout, lineDiff, pathEdges, stableJson, starterFlow, withPrompt, promptText } from './flow';
 import { curlSnippet, nodeSnippet, pythonSnippet } from './snippets';
 import { callBody, EMPTY_FORM } from './pages/PlaceCall';
 import { callsQuery } from './pages/Calls';
@@ -52,6 +52,9 @@ describe('lineDiff', () => {
     expect(lineDiff('a\nb\nc', 'a\nc\nd')).toEqual([
       { op: ' ', text: 'a' }, { op: '-', text: 'b' }, { op: ' ', text: 'c' }, { op: '+', text: 'd' },
     ]);
+  });
+  it('ignores the order of keys', () => {
+    expect(lineDiff(stableJson({ b: 1, a: { d: 2, c: 3 } }), stableJson({ a: { c: 3, d: 2 }, b: 1 })).every((d) => d.op === ' ')).toBe(true);
   });
 });
 

@@ -19,7 +19,7 @@ export function FlowGraph({ flow, selected, onSelect, errors, path }: Props) {
     <div className="graph" role="group" aria-label="Flow graph">
       <svg viewBox={`0 0 ${width} ${height}`} width={width} height={height} role="img" aria-label={`Flow with ${nodes.length} steps`}>
         <defs>
-          <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
+          <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="10" markerHeight="10" markerUnits="userSpaceOnUse" orient="auto-start-reverse">
             <path d="M0,0 L10,5 L0,10 z" fill="currentColor" />
           </marker>
         </defs>

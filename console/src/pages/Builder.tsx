@@ -1,7 +1,7 @@
 import { useEffect, useMemo, useRef, useState } from 'react';
 import { ApiError, FieldError, api } from '../api';
 import { FlowGraph } from '../components/FlowGraph';
-import { Flow, Step, errorsByStep, freshName, lineDiff, promptText, starterFlow, withPrompt } from '../flow';
+import { Flow, Step, errorsByStep, freshName, lineDiff, promptText, stableJson, starterFlow, withPrompt } from '../flow';
 import { useApi, useDebounced } from '../hooks';
 
 interface Stored { id: string; version: number; latest_version: number; name: string | null; flow: Flow }
@@ -248,7 +248,7 @@ function Versions({ stored, current }: { stored: Stored; current: Flow }) {
     api<Stored>(`/v1/voice/flows/${stored.id}?version=${a}`).then((s) => setOld(s.flow), () => setOld(null));
   }, [a, stored.id, stored.version]);
   const numbers = (versions.data?.data ?? []).map((v) => (typeof v === 'number' ? v : v.version));
-  const diff = old ? lineDiff(JSON.stringify(old, null, 2), JSON.stringify(current, null, 2)) : [];
+  const diff = old ? lineDiff(stableJson(old), stableJson(current)) : [];
   return (
     <section className="panel" aria-labelledby="ver-h">
       <h2 id="ver-h">Versions</h2>

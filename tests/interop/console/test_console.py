@@ -5,22 +5,31 @@ simulated in the IVR builder. Every check is against what the API itself says.""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 
 import pytest
 
-from tests.interop.console.conftest import screenshot, sign_in
+from tests.interop.console.conftest import TIMEOUT_MS, screenshot, sign_in
 
 pytestmark = pytest.mark.interop
 
 
-def _final_transcript(events: list[dict]) -> str:
-    done = [e for e in events if e["type"] == "transcription.completed"]
-    assert done, "the call has no transcript"
+def _transcript_lines(api, call_id: str) -> list[str]:
+    """The lines the call's transcript has, by the API: its segments in time order, else its
+    text (waiting for the transcript: it comes after the call and its recording)."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while True:
+        events = api.get(f"/v1/voice/calls/{call_id}/events").json()["data"]
+        done = [e for e in events if e["type"] == "transcription.completed"]
+        if done:
+            break
+        assert time.monotonic() < deadline, "the call has no transcript"
+        time.sleep(0.2)
     data = done[-1]["data"]
     parts = [s["text"].strip() for s in sorted(data.get("segments") or [], key=lambda s: s.get("start", 0))
              if s.get("text", "").strip()]
-    return " ".join(" ".join(parts).split()) if parts else " ".join(data["text"].split())
+    return parts or [data["text"].strip()]
 
 
 def test_place_a_sandbox_call_watch_it_complete_and_play_it(page, console, tmp_path):
@@ -60,13 +69,10 @@ def test_place_a_sandbox_call_watch_it_complete_and_play_it(page, console, tmp_p
     expect(page.get_by_test_id("call-status")).to_have_text("completed")
     audio = page.get_by_test_id("recording")
     expect(audio).to_have_attribute("src", re.compile(r"^blob:"))
-    lines = page.get_by_test_id("transcript").locator(".text")
-    expect(lines.first).to_be_visible()
     with console.client() as api:
-        want = _final_transcript(api.get(f"/v1/voice/calls/{call_id}/events").json()["data"])
-        recording = api.get(f"/v1/voice/calls/{call_id}/recording").json()
-    assert recording["transcription"] and want
-    assert " ".join(" ".join(lines.all_inner_texts()).split()) == want
+        want = _transcript_lines(api, call_id)
+        assert api.get(f"/v1/voice/calls/{call_id}/recording").json()["transcription"]
+    expect(page.get_by_test_id("transcript").locator(".text")).to_have_text(want)
     # A transcript line seeks the recording and plays it.
     page.get_by_test_id("transcript").get_by_role("button").first.click()
     page.wait_for_function("el => !el.paused && el.currentTime > 0", arg=audio.element_handle(), timeout=60_000)
