@@ -7,14 +7,13 @@ to make one instead of a bare 404.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 
-DIST = Path(os.environ.get("CANARY_CONSOLE_DIST") or Path(__file__).resolve().parents[2] / "console" / "dist")
+DIST = Path(__file__).resolve().parents[2] / "console" / "dist"
 
 # The console only talks to this API and plays recordings it fetched as blobs.
 _CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
