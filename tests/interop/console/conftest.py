@@ -48,8 +48,11 @@ def console() -> Iterator[Console]:
         pytest.skip(str(exc))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One chromium for this module's tests. Module scope, not session: Playwright's sync API
+    keeps an event loop running in this thread until it stops, and every asyncio test after
+    it would find that loop running."""
     chromium = shutil.which("chromium")
     if not chromium:
         pytest.skip("Debian's chromium is not installed (deploy/scripts/install-system-deps.sh installs it)")
