@@ -208,6 +208,59 @@ export class Flows {
   async delete(flowId: string, options?: RequestOptions): Promise<void> {
     await this.t.request({ method: 'DELETE', path: `/v1/voice/flows/${seg(flowId)}`, options });
   }
+
+  /** Check a flow without storing it: `{ valid, errors }`, each error naming its step. */
+  validate(flow: Record<string, unknown>, options?: RequestOptions): Promise<FlowValidation> {
+    return this.t.request<FlowValidation>({ method: 'POST', path: '/v1/voice/flows/validate', body: flow, options });
+  }
+
+  /** Walk an inline `flow` or a stored `flow_id` with scripted input (`[{ press: '2' }, { say: 'billing' }]`):
+   * the path a caller would take. No call is placed. */
+  simulate(params: FlowSimulateParams, options?: RequestOptions): Promise<Record<string, unknown>> {
+    return this.t.request({ method: 'POST', path: '/v1/voice/flows/simulate', body: params, options });
+  }
+}
+
+export interface FlowValidation {
+  valid: boolean;
+  errors: { field: string; message: string; [k: string]: unknown }[];
+}
+
+export interface FlowSimulateParams {
+  flow?: Record<string, unknown>;
+  flow_id?: string;
+  version?: number;
+  inputs?: ({ press: string } | { say: string })[];
+  answered_by?: string;
+}
+
+export interface ApiKey {
+  object: 'api_key';
+  id: string;
+  prefix: string;
+  mode: 'test' | 'live';
+  created_at: string;
+  revoked_at: string | null;
+  current: boolean;
+  /** Only in the response that created it. */
+  key?: string;
+}
+
+/** The account's API keys: listed by prefix, created (the key is shown once), revoked. */
+export class Keys {
+  constructor(private readonly t: Transport) {}
+
+  async list(options?: RequestOptions): Promise<ApiKey[]> {
+    return pageItems<ApiKey>(await this.t.request({ method: 'GET', path: '/v1/voice/keys', options }));
+  }
+
+  create(params: { mode?: 'test' | 'live' } = {}, options?: RequestOptions): Promise<ApiKey> {
+    return this.t.request<ApiKey>({ method: 'POST', path: '/v1/voice/keys', body: params, options });
+  }
+
+  async revoke(keyId: string, options?: RequestOptions): Promise<void> {
+    await this.t.request({ method: 'DELETE', path: `/v1/voice/keys/${seg(keyId)}`, options });
+  }
 }
 
 /** Scripted callees of sandbox numbers (`sk_test_` keys): who answers, what they press or say. */
@@ -269,6 +322,7 @@ export class VoiceResource {
   readonly voices: Voices;
   readonly numbers: Numbers;
   readonly flows: Flows;
+  readonly keys: Keys;
   readonly sandbox: Sandbox;
   readonly trunk: TrunkResource;
   readonly events: Events;
@@ -278,6 +332,7 @@ export class VoiceResource {
     this.voices = new Voices(t);
     this.numbers = new Numbers(t);
     this.flows = new Flows(t);
+    this.keys = new Keys(t);
     this.sandbox = new Sandbox(t);
     this.trunk = new TrunkResource(t);
     this.events = new Events(t);

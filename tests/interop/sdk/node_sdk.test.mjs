@@ -236,6 +236,32 @@ describe('@canary/node against the real API', { skip }, () => {
     await assert.rejects(canary.voice.flows.get(flow.id), errors.NotFoundError);
   });
 
+  test('flows validate and simulate', async () => {
+    const menu = { name: 'sdk node menu', start: 'menu', steps: {
+      menu: { kind: 'gather', num_digits: 1, prompt: { kind: 'say', text: 'Press 1 for sales.' },
+        branches: { 1: 'sales' }, default: 'bye', on_timeout: 'bye' },
+      sales: { kind: 'say', text: 'Sales.', next: 'bye' }, bye: { kind: 'hangup' } } };
+    const ok = await canary.voice.flows.validate(menu);
+    assert.equal(ok.valid, true);
+    const broken = await canary.voice.flows.validate({ ...menu, steps: { ...menu.steps,
+      menu: { ...menu.steps.menu, branches: { 1: 'nowhere' } } } });
+    assert.equal(broken.valid, false);
+    assert.ok(broken.errors.some((e) => e.message.includes('nowhere')));
+    const walked = await canary.voice.flows.simulate({ flow: menu, inputs: [{ press: '1' }] });
+    assert.deepEqual(walked.path.slice(0, 2), ['menu', 'sales']);
+  });
+
+  test('keys create, list, revoke', async () => {
+    const made = await canary.voice.keys.create();
+    assert.ok(made.key.startsWith('sk_test_'));
+    const listed = await canary.voice.keys.list();
+    const mine = listed.find((k) => k.id === made.id);
+    assert.ok(mine && mine.key === undefined);
+    await canary.voice.keys.revoke(made.id);
+    assert.ok((await canary.voice.keys.list()).find((k) => k.id === made.id).revoked_at);
+    await assert.rejects(canary.voice.keys.revoke(made.id), errors.NotFoundError);
+  });
+
   test('sandbox callees list', async () => {
     assert.ok(Array.isArray((await canary.voice.sandbox.callees.list()).data));
   });

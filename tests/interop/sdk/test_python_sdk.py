@@ -147,6 +147,36 @@ def test_flows_crud(client):
         client.voice.flows.get(flow.id)
 
 
+def test_flows_validate_and_simulate(client):
+    menu = {"name": "sdk menu", "start": "menu", "steps": {
+        "menu": {"kind": "gather", "num_digits": 1, "prompt": {"kind": "say", "text": "Press 1 for sales."},
+                 "branches": {"1": "sales"}, "default": "bye", "on_timeout": "bye"},
+        "sales": {"kind": "say", "text": "Sales.", "next": "bye"}, "bye": {"kind": "hangup"}}}
+    ok = client.voice.flows.validate(menu)
+    assert ok.valid is True and ok.errors == []
+    broken = client.voice.flows.validate({**menu, "steps": {**menu["steps"], "menu": {
+        **menu["steps"]["menu"], "branches": {"1": "nowhere"}}}})
+    assert broken.valid is False and any("nowhere" in e["message"] for e in broken.errors)
+    walked = client.voice.flows.simulate(menu, inputs=[{"press": "1"}])
+    assert walked.path[:2] == ["menu", "sales"]
+    stored = client.voice.flows.create(menu)
+    assert client.voice.flows.simulate(flow_id=stored.id, inputs=[{"press": "1"}]).path == walked.path
+    client.voice.flows.delete(stored.id)
+
+
+def test_keys_create_list_revoke(client):
+    from canary import NotFoundError
+
+    made = client.voice.keys.create()
+    assert made.key.startswith("sk_test_") and made.key.startswith(made.prefix)
+    listed = {k.id: k for k in client.voice.keys.list()}
+    assert made.id in listed and "key" not in listed[made.id]  # the key itself is shown once
+    client.voice.keys.revoke(made.id)
+    assert client.voice.keys.list() and next(k for k in client.voice.keys.list() if k.id == made.id).revoked_at
+    with pytest.raises(NotFoundError):
+        client.voice.keys.revoke(made.id)
+
+
 def test_sandbox_callees_list(client):
     assert isinstance(list(client.voice.sandbox.callees.list()), list)
 

@@ -148,6 +148,14 @@ def _flow_doc(flow: Optional[Mapping[str, Any]], fields: Mapping[str, Any]) -> D
     return {**dict(flow or {}), **fields}
 
 
+def _simulate_body(flow: Optional[Mapping[str, Any]], flow_id: Optional[str], version: Optional[int],
+                   inputs: Optional[List[Mapping[str, str]]], answered_by: Optional[str]) -> Dict[str, Any]:
+    body: Dict[str, Any] = {"flow": dict(flow)} if flow is not None else {}
+    return {**body, **clean_body({"flow_id": flow_id, "version": version,
+                                  "inputs": [dict(i) for i in inputs] if inputs is not None else None,
+                                  "answered_by": answered_by})}
+
+
 def _data(body: Any) -> List[Any]:
     return _items(body)
 
@@ -401,6 +409,35 @@ class Flows:
     def delete(self, flow_id: str) -> None:
         self._client.request("DELETE", f"/v1/voice/flows/{seg(flow_id)}")
 
+    def validate(self, flow: Optional[Mapping[str, Any]] = None, **fields: Any) -> Any:
+        """Check a flow without storing it: ``.valid`` and ``.errors`` (each naming its step)."""
+        return _wrap_any(self._client.request("POST", "/v1/voice/flows/validate", json=_flow_doc(flow, fields)))
+
+    def simulate(self, flow: Optional[Mapping[str, Any]] = None, *, flow_id: Optional[str] = None,
+                 version: Optional[int] = None, inputs: Optional[List[Mapping[str, str]]] = None,
+                 answered_by: Optional[str] = None) -> Any:
+        """Walk an inline ``flow`` or a stored ``flow_id`` with scripted input
+        (``[{"press": "2"}, {"say": "billing"}]``): the path a caller would take. No call is placed."""
+        return _wrap_any(self._client.request("POST", "/v1/voice/flows/simulate", json=_simulate_body(
+            flow, flow_id, version, inputs, answered_by)))
+
+
+class Keys:
+    """The account's API keys: listed by prefix, created (the key is shown once), revoked."""
+
+    def __init__(self, client: "SyncAPIClient") -> None:
+        self._client = client
+
+    def list(self) -> List[Any]:
+        return [_wrap_any(x) for x in _data(self._client.request("GET", "/v1/voice/keys"))]
+
+    def create(self, *, mode: Optional[str] = None) -> Any:
+        """A new key (``.key`` is in this response only)."""
+        return _wrap_any(self._client.request("POST", "/v1/voice/keys", json=clean_body({"mode": mode})))
+
+    def revoke(self, key_id: str) -> None:
+        self._client.request("DELETE", f"/v1/voice/keys/{seg(key_id)}")
+
 
 class SandboxCallees:
     """Scripted callees of sandbox numbers (``sk_test_`` keys): who answers, what they press or say."""
@@ -476,6 +513,7 @@ class VoiceResource:
         self.voices = Voices(client)
         self.numbers = Numbers(client)
         self.flows = Flows(client)
+        self.keys = Keys(client)
         self.sandbox = Sandbox(client)
         self.trunk = TrunkResource(client)
         self.events = Events(client)
@@ -694,6 +732,30 @@ class AsyncFlows:
     async def delete(self, flow_id: str) -> None:
         await self._client.request("DELETE", f"/v1/voice/flows/{seg(flow_id)}")
 
+    async def validate(self, flow: Optional[Mapping[str, Any]] = None, **fields: Any) -> Any:
+        return _wrap_any(await self._client.request("POST", "/v1/voice/flows/validate",
+                                                    json=_flow_doc(flow, fields)))
+
+    async def simulate(self, flow: Optional[Mapping[str, Any]] = None, *, flow_id: Optional[str] = None,
+                       version: Optional[int] = None, inputs: Optional[List[Mapping[str, str]]] = None,
+                       answered_by: Optional[str] = None) -> Any:
+        return _wrap_any(await self._client.request("POST", "/v1/voice/flows/simulate", json=_simulate_body(
+            flow, flow_id, version, inputs, answered_by)))
+
+
+class AsyncKeys:
+    def __init__(self, client: "AsyncAPIClient") -> None:
+        self._client = client
+
+    async def list(self) -> List[Any]:
+        return [_wrap_any(x) for x in _data(await self._client.request("GET", "/v1/voice/keys"))]
+
+    async def create(self, *, mode: Optional[str] = None) -> Any:
+        return _wrap_any(await self._client.request("POST", "/v1/voice/keys", json=clean_body({"mode": mode})))
+
+    async def revoke(self, key_id: str) -> None:
+        await self._client.request("DELETE", f"/v1/voice/keys/{seg(key_id)}")
+
 
 class AsyncSandboxCallees:
     def __init__(self, client: "AsyncAPIClient") -> None:
@@ -737,6 +799,7 @@ class AsyncVoiceResource:
         self.voices = AsyncVoices(client)
         self.numbers = AsyncNumbers(client)
         self.flows = AsyncFlows(client)
+        self.keys = AsyncKeys(client)
         self.sandbox = AsyncSandbox(client)
         self.trunk = AsyncTrunkResource(client)
         self.events = AsyncEvents(client)
