@@ -133,3 +133,26 @@ def test_build_a_two_level_menu_fix_it_save_and_simulate(page, console, tmp_path
     for step in path:
         expect(node(step)).to_have_class(re.compile(r"\bwalked\b"))
     screenshot(page, tmp_path, "console-builder")
+
+
+def test_at_phone_width_every_page_fits_and_the_menu_is_reachable_by_keyboard(console, browser, tmp_path):
+    """390 px wide (a phone held upright): no page scrolls sideways, and the navigation works
+    from the keyboard alone (Tab to a link, Enter follows it)."""
+    from playwright.sync_api import expect
+
+    ctx = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    ctx.set_default_timeout(TIMEOUT_MS)
+    page = ctx.new_page()
+    try:
+        sign_in(page, console)
+        nav = page.get_by_role("navigation", name="Console")
+        for name in ("Calls", "Place a call", "IVR builder", "Sandbox"):
+            link = nav.get_by_role("link", name=name, exact=True)
+            link.focus()
+            page.keyboard.press("Enter")
+            expect(link).to_have_attribute("aria-current", "page")
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"{name} is {overflow}px wider than the phone"
+        screenshot(page, tmp_path, "console-phone-sandbox")
+    finally:
+        ctx.close()
