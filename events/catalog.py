@@ -224,6 +224,25 @@ class CallQueued(_Event):
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
 
+@register("call.received", example={"to": "+15559876543", "from": "+15551230001", "carrier": "sip",
+                                    "voice_url": "https://example.com/voice",
+                                    "sip": {"call_id": "a84b4c76e66710@pc33.example.com", "source": "203.0.113.5"}})
+class CallReceived(_Event):
+    """A call came in to one of the account's numbers (the gateway took a SIP INVITE, or a sandbox
+    caller dialled); the orchestrator answers it with the number's flow."""
+
+    to: str = Field(description="the account's number that was dialled")
+    from_: str = Field(alias="from", description="the caller, as the network gave it")
+    carrier: str = "sip"
+    voice_url: str | None = Field(None, description="the number's app: asked for the call's steps")
+    flow_id: str | None = Field(None, description="the number's stored flow (its latest version is run)")
+    webhook_url: str | None = Field(None, description="the number's status webhooks")
+    caller: dict[str, Any] | None = Field(None, description="sandbox: what the scripted caller does "
+                                                             "(after, press, say, hangup_after)")
+    sip: dict[str, Any] | None = Field(None, description="SIP: the INVITE's Call-ID and source address")
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+
 @register("call.rejected", example={"errors": [{"code": "invalid_phone_number", "field": "to",
                                                 "message": "not a possible phone number"}]})
 class CallRejected(_Event):
@@ -302,6 +321,9 @@ class DialRequested(_Event):
     stream: StreamOptions | None = Field(None, description="open this media stream at the instant of answer")
     machine_detection: MachineDetectionOptions | None = Field(
         None, description="run answering machine detection on the callee's audio from answer")
+    direction: Literal["outbound", "inbound"] = Field(
+        "outbound", description="inbound: answer the call that came in (call.received) instead of dialling")
+    caller: dict[str, Any] | None = Field(None, description="inbound sandbox call: the scripted caller")
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
 

@@ -18,7 +18,8 @@ API_VERSION = "1.0.0"
 ROUTERS = (calls.router, numbers.router, voices.router, recordings.router, meta.router, trunks.router,
            sandbox.router, webhooks.router, flows.router, streams.router, keys.router)
 # Schemas of hand-parsed request bodies (referenced from openapi_extra).
-BODY_MODELS = (models.CallCreate, models.CallUpdate, models.NumberCreate, models.NumberVerify)
+BODY_MODELS = (models.CallCreate, models.CallUpdate, models.NumberCreate, models.NumberVerify,
+               models.NumberRouteUpdate, models.SandboxCallIn)
 
 DESCRIPTION = """Programmable voice: place outbound calls that speak text (TTS) or play audio, gather
 DTMF or speech, record and transcribe. `POST /v1/voice/calls` returns at once (`status: queued`);

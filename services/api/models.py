@@ -104,7 +104,7 @@ class CallCreated(_Doc):
     to: str
     from_: str = Field(alias="from")
     status: Literal["queued"] = "queued"
-    direction: Literal["outbound"] = "outbound"
+    direction: Literal["outbound", "inbound"] = "outbound"
     created_at: str = Field(examples=["2024-01-01T12:00:00Z"])
 
 
@@ -193,6 +193,20 @@ class NumberCreate(_Doc):
     number: str = Field(description="E.164 caller id to verify", examples=["+15559876543"])
 
 
+class SandboxCallIn(_Doc):
+    """A sandbox caller dialling one of the account's numbers (sk_test_ keys)."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: str = Field(description="the account's number (E.164) with a voice_url or flow_id")
+    from_: str = Field(alias="from", description="the caller's number (E.164)", examples=["+15551230001"])
+    after: float | str = Field(1.0, description="seconds after the answer before the caller acts (e.g. `2s`)")
+    press: str = Field("", description="keys the caller presses, in order (0-9 * # A-D, at most 64)")
+    say: str = Field("", description="a line the caller says (rendered by the TTS service)")
+    say_voice: str | None = None
+    hangup_after: float | str | None = Field(None, description="seconds after the answer the caller hangs up "
+                                                               "(null: stays until the flow ends the call)")
+
+
 class NumberVerify(_Doc):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(description="the 6-digit code the verification call spoke", examples=["123456"])
@@ -204,6 +218,18 @@ class Number(_Doc):
     verification: Literal["pending", "verified"] = Field(
         description="`verified`: this key's calls may use it as `from`; `pending`: a sk_live_ key's number "
                     "waiting for the code of its verification call (POST /v1/voice/numbers/{number}/verify)")
+    voice_url: str | None = Field(None, description="incoming calls: POSTed to (signed) when a call comes in; "
+                                                    "answers with the call's steps, as a flow webhook step does")
+    flow_id: str | None = Field(None, description="incoming calls: run this stored flow (its latest version)")
+    webhook_url: str | None = Field(None, description="status webhooks of the calls to this number")
+
+
+class NumberRouteUpdate(_Doc):
+    """How a number answers incoming calls; a field left out is unchanged, null clears it."""
+
+    voice_url: str | None = None
+    flow_id: str | None = None
+    webhook_url: str | None = None
 
 
 class NumberList(_Doc):

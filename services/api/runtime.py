@@ -19,7 +19,7 @@ from events import Envelope, encode
 from services.common import accounts, db
 from services.common.accounts import Account, VerifiedNumbers
 from services.common.config import settings
-from services.common.kafka import make_producer
+from services.common.kafka import make_producer, type_headers
 from services.common.logging import get_logger
 from services.common.service import quiet_gc
 from services.common.signing import InsecureSecretError, check_service_secrets, secret_list, secret_problem
@@ -248,14 +248,17 @@ class Runtime:
             self.producer = p
             return p
 
-    async def publish(self, topic: str, env: Envelope) -> None:
-        """Send and wait for the acks=all acknowledgement; ApiError 503 if it does not come."""
+    async def publish(self, topic: str, env: Envelope, *, command: bool = True) -> None:
+        """Send and wait for the acks=all acknowledgement; ApiError 503 if it does not come.
+
+        A command is signed for the orchestrator's intake; an event (``command=False``: a
+        sandbox caller's call.received) carries its type header as every event does."""
         producer = await self.kafka()
         try:
             async def _send() -> None:
                 value = encode(env)
-                fut = await producer.send(topic, value, key=env.call_id.encode(),
-                                          headers=accounts.sign_command(self.service_key, value))
+                headers = accounts.sign_command(self.service_key, value) if command else type_headers(env)
+                fut = await producer.send(topic, value, key=env.call_id.encode(), headers=headers)
                 await asyncio.shield(fut)
 
             await asyncio.wait_for(_send(), self.send_timeout + 1.0)

@@ -233,7 +233,7 @@ async def add_number(db: Any, account_id: str, number: str, verified_by: str = "
         raise AccountError("invalid_phone_number", str(exc)) from None
     row = await db.fetchrow(
         "INSERT INTO numbers (account_id, number, verified_by) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
-        " RETURNING number, created_at, verified_by", account_id, number, verified_by)
+        " RETURNING number, created_at, verified_by, voice_url, flow_id, webhook_url", account_id, number, verified_by)
     if row is None:
         raise AccountError("number_exists", f"{number} is already verified for this account")
     return dict(row)
@@ -247,7 +247,8 @@ async def ensure_number(db: Any, account_id: str, number: str) -> str:
 
 
 async def list_numbers(db: Any, account_id: str) -> list[dict[str, Any]]:
-    rows = await db.fetch("SELECT number, created_at, verified_by FROM numbers WHERE account_id = $1"
+    rows = await db.fetch("SELECT number, created_at, verified_by, voice_url, flow_id, webhook_url FROM numbers"
+                          " WHERE account_id = $1"
                           " ORDER BY number", account_id)
     return [dict(r) for r in rows]
 

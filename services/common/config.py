@@ -344,6 +344,10 @@ class TelephonySettings:
                          "seconds a gateway's lease on its calls lasts without renewal")
     sip_bind: str = var("CANARY_SIP_BIND", "127.0.0.1", str, "address the SIP carrier binds")
     sip_port: int = var("CANARY_SIP_PORT", "5060", _int, "SIP port of the SIP carrier")
+    sip_inbound: bool = var("CANARY_SIP_INBOUND", "false", _bool,
+                            "answer INVITEs from the accounts' trunks to their numbers (binds the SIP port at start)")
+    sip_inbound_refresh_s: float = var("CANARY_SIP_INBOUND_REFRESH_S", "1", _float,
+                                       "an INVITE the cached trunks and numbers refuse reloads them, at most this often")
     rtp_ports: tuple[int, int] = var("CANARY_RTP_PORTS", "20000-60000", _port_range,
                                      "RTP port range of the SIP carrier")
     sip_media_timeout_s: float = var("CANARY_SIP_MEDIA_TIMEOUT_S", "30", _float,

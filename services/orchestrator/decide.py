@@ -20,6 +20,7 @@ from typing import Callable, Mapping
 
 from events import Envelope
 from events.catalog import AMD_TIMEOUT_S, MAX_TIME_LIMIT_S, TERMINAL_EVENTS
+from services.lib.inbound import voice_url_flow
 from services.orchestrator import flow, updates
 from services.orchestrator.outputs import CancelTimer, Decision, Emit, NextDialSlot, Output, StartTimer
 from services.orchestrator.state import CallState, FlowRun, Phase, record_options
@@ -34,6 +35,7 @@ TIME_LIMIT = "time_limit"  # the reason (and end_reason) of a call ended by its 
 # The gateway decides within the call's machine_detection_timeout of audio; this is the safety
 # net above it (no audio reaching the gateway, the gateway gone), so a waiting prompt starts.
 DETECTION_GRACE_S = 5
+RING_TIMEOUT_INBOUND_S = 30  # an inbound call is answered at once; this bounds the gateway's answer
 TIMERS = ("pace", "ring_timeout", "max_duration", "hangup_grace", "flow_pause", "machine_detection")
 
 Step = tuple[CallState, tuple[Output, ...]]
@@ -117,10 +119,40 @@ def _place_call(s: CallState, msg: Envelope, ctx: Context) -> Step:
     return s, tuple(out)
 
 
+def _received(s: CallState, msg: Envelope, ctx: Context) -> Step:
+    """call.received: a call came in to a number; it is answered at once, with the number's flow."""
+    if s.phase is not Phase.NEW:
+        return s, _NOTHING  # a redelivery
+    d = msg.data
+    req: dict = {"to": d["to"], "from": d["from"], "carrier": d.get("carrier", "sip"), "direction": "inbound",
+                 "created_at": msg.occurred_at, "timeout": RING_TIMEOUT_INBOUND_S}
+    queued = {k: req[k] for k in ("to", "from", "carrier", "direction", "created_at")}
+    for name in ("webhook_url", "voice_url", "flow_id"):
+        if d.get(name):
+            queued[name] = d[name]
+    if d.get("webhook_url"):
+        req["webhook_url"] = d["webhook_url"]
+    if d.get("caller"):
+        req["caller"] = d["caller"]
+    run = None
+    if d.get("voice_url"):
+        run = FlowRun(voice_url_flow(d["voice_url"]))
+    elif ctx.flow_def:
+        run = FlowRun(ctx.flow_def["flow"])
+        queued["flow_version"] = ctx.flow_def["version"]
+    s = replace(s, phase=Phase.QUEUED, request=req, flow=run)
+    s, dial = _dial(s, msg, ctx.now)
+    return s, (Emit(msg.caused("call.queued", queued)), *dial)
+
+
 def _dial(s: CallState, cause: Envelope, now: datetime) -> Step:
     req = s.request
     timeout = int(req.get("timeout", 30))
     dial = {"to": req["to"], "from": req["from"], "timeout": timeout, "carrier": req.get("carrier", "sandbox")}
+    if req.get("direction") == "inbound":
+        dial["direction"] = "inbound"  # the gateway answers the call it holds instead of dialling
+        if req.get("caller"):
+            dial["caller"] = req["caller"]
     if req.get("record"):
         # The gateway starts recording at the instant of answer, not a Kafka round trip later.
         dial["record"] = record_options(req)
@@ -346,6 +378,7 @@ _C, _E = Source.COMMAND, Source.EVENT
 
 INPUTS: Mapping[str, Route] = {
     "PlaceCall": Route(_C, _place_call),
+    "call.received": Route(_E, _received),
     "HangupCall": Route(_C, _hangup_call),
     "UpdateCall": Route(_C, _update_call),
     "timer.fired": Route(_E, _timer_fired, flow.on_timer),

@@ -195,6 +195,10 @@ class Orchestrator:
                 errors = await validate_place_call(conn, env)
                 if not errors and env.data.get("flow_id"):
                     flow_defs[env.id], errors = await self._stored_flow(conn, env)
+            elif env.type == "call.received" and env.data.get("flow_id"):
+                # A number's stored flow, gone since the gateway routed the call: answered, then
+                # hung up (the caller hears nothing rather than ringing forever).
+                flow_defs[env.id], _ = await self._stored_flow(conn, env)
             elif env.type == "UpdateCall":
                 # The API's checks again (any producer may write the topic), then its stored flow.
                 _, errors = check_update_call(env.data)

@@ -425,6 +425,11 @@ class Gateway:
         self._carriers = carriers
         self._audio_cache: dict[str, bytes] = {}
         self._renders: dict[str, asyncio.Future[Envelope]] = {}  # sandbox.speech.requested id -> its answer
+        # Incoming SIP calls waiting for their answer instruction (the orchestrator's inbound
+        # dial.requested), by call id, with the call.received that announced each.
+        self.incoming: dict[str, tuple[Any, Envelope]] = {}
+        self.directory = None  # the cached routing of incoming INVITEs (CANARY_SIP_INBOUND)
+        self._incoming_tasks: set[asyncio.Task] = set()
 
     async def start(self) -> None:
         # The trunk secret unseals the trunk passwords: refuse to run on the development one
@@ -444,6 +449,8 @@ class Gateway:
         self.carriers = self._carriers or {"sandbox": self._sandbox(), "sip": self._sip()}
         self.producer = make_producer(linger_ms=1)
         await self.producer.start()
+        if self.directory is not None:  # incoming calls: the SIP socket listens from the start
+            await self.carriers["sip"].start()
         # Kafka's group offsets are the positions: what an instruction does is idempotent by
         # itself (dials are claimed in Postgres, the rest needs a live call on this gateway).
         self.processor = Processor("telephony", [Source(topics.events(), types=INSTRUCTIONS | ANSWERS)], self.handle,
@@ -461,9 +468,51 @@ class Gateway:
         from services.telephony.sip.policy import STRICT
 
         t = settings().telephony
+        inbound: dict[str, Any] = {}
+        if t.sip_inbound:
+            from services.telephony.inbound import DirectoryCache
+
+            self.directory = DirectoryCache(self.conn, refresh_s=t.sip_inbound_refresh_s)
+            inbound = {"router": self.directory.route, "on_incoming": self._incoming}
         # Each trunk's own policy (stored with it), strict when it has none.
         return SipCarrier(local_ip=t.sip_bind, sip_port=t.sip_port, rtp_port_range=t.rtp_ports,
-                          media_timeout_s=t.sip_media_timeout_s, trunk_policy=lambda trunk: trunk.policy or STRICT)
+                          media_timeout_s=t.sip_media_timeout_s, trunk_policy=lambda trunk: trunk.policy or STRICT,
+                          **inbound)
+
+    def _incoming(self, session: Any, route: Any, sip: dict) -> None:
+        """An INVITE the SIP carrier took: announce it (call.received) and hold it until its answer instruction."""
+        from services.lib.inbound import received_data
+
+        req = session.request
+        env = new_envelope("call.received", req.call_id, req.account_id,
+                           received_data(route, req.from_, "sip", sip=sip), id=derive_id(sip["call_id"], "received"))
+        self.incoming[req.call_id] = (session, env)
+        loop = asyncio.get_running_loop()
+        for coro in (self._announce(env), self._expire_incoming(req.call_id)):
+            task = loop.create_task(coro)
+            self._incoming_tasks.add(task)
+            task.add_done_callback(self._incoming_tasks.discard)
+
+    async def _announce(self, env: Envelope) -> None:
+        await retry_transient(lambda: publish_many(self.producer, topics.events(), [env]),
+                              what="telephony: publish", log=log, stopping=self.stopping)
+
+    async def _expire_incoming(self, call_id: str) -> None:
+        """An incoming call nobody told this gateway to answer (the orchestrator away, or the caller
+        gone meanwhile) is ended, and reported with the status it ended with."""
+        from services.lib.inbound import RING_TIMEOUT_S
+
+        await asyncio.sleep(RING_TIMEOUT_S)
+        held = self.incoming.pop(call_id, None)
+        if held is None:
+            return
+        session, received = held
+        if session.ended is None:
+            await session.hangup()
+        ended = session.ended
+        await self._announce(received.caused(f"call.{ended.status}", {
+            "reason": ended.reason or "not answered in time", "sip_code": ended.sip_code,
+            "hangup_by": ended.hangup_by}, step="expired"))
 
     def _sandbox(self) -> Carrier:
         from services.telephony.sandbox import SandboxCarrier
@@ -521,7 +570,7 @@ class Gateway:
         return pcm
 
     async def stop(self) -> None:
-        for t in self.bg:
+        for t in [*self.bg, *self._incoming_tasks]:
             t.cancel()
         for call in list(self.calls.values()):
             call.close()
@@ -607,6 +656,9 @@ class Gateway:
             return
         req = DialRequest(call_id=env.call_id, to=env.data["to"], from_=env.data["from"],
                           timeout_s=float(env.data.get("timeout", 30)), account_id=env.account_id)
+        if env.data.get("direction") == "inbound":
+            await self._answer_incoming(env, carrier, req)
+            return
         try:
             if env.data.get("carrier") == "sip":
                 from services.telephony.trunks import prepare_dial
@@ -619,6 +671,22 @@ class Gateway:
                 "reason": str(exc) or type(exc).__name__, "hangup_by": "system"})])
             await self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1", env.call_id)
             return
+        self.calls[env.call_id] = LiveCall(self, env, session)
+
+    async def _answer_incoming(self, env: Envelope, carrier: Carrier, req: DialRequest) -> None:
+        """An inbound dial.requested: answer the SIP call held here, or let the sandbox caller call in."""
+        if env.data.get("carrier") == "sip":
+            held = self.incoming.pop(env.call_id, None)
+            if held is None:
+                await publish_many(self.producer, topics.events(), [env.caused("call.failed", {
+                    "reason": "the incoming call is not held by this gateway", "hangup_by": "system"})])
+                await self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1", env.call_id)
+                return
+            session = held[0]
+            self.calls[env.call_id] = LiveCall(self, env, session)
+            await session.answer()  # a call the caller canceled meanwhile reports its end instead
+            return
+        session = await carrier.call_in(req, env.data.get("caller") or {})  # type: ignore[attr-defined]
         self.calls[env.call_id] = LiveCall(self, env, session)
 
     async def ended(self, call: LiveCall) -> None:

@@ -73,6 +73,7 @@ class SandboxSession:
     """One sandbox call leg. A frame clock moves our audio and the callee's in lockstep."""
 
     dtmf_method = "inband"
+    far_end = "callee"  # who the scripted party is: the callee we dialled, or an inbound call's caller
 
     def __init__(self, req: DialRequest, script: CalleeScript | None, speed: float,
                  speak: Callable[[DialRequest, str, str], Awaitable[bytes]] | None, clock: "FrameClock",
@@ -169,7 +170,7 @@ class SandboxSession:
 
     async def _hangup_later(self, seconds: float) -> None:
         await self._sleep(seconds)
-        self._emit(Ended("completed", "callee hung up", hangup_by="callee"))
+        self._emit(Ended("completed", f"{self.far_end} hung up", hangup_by=self.far_end))
 
     def tick(self, frames: int) -> None:
         """Move `frames` frames of call time each way (called by the carrier's shared clock)."""
@@ -316,6 +317,14 @@ class SandboxCarrier:
             raw = await self._lookup(request.to, request.account_id)
             script = CalleeScript.from_dict(raw) if raw else None
         return SandboxSession(request, script, self.speed, self._speak, self.clock, self._heard)
+
+    async def call_in(self, request: DialRequest, caller: dict[str, Any]) -> SandboxSession:
+        """An inbound sandbox call (POST /v1/voice/sandbox/calls-in): the scripted ``caller`` has
+        dialled ``request.to``; the call rings briefly, is answered, and the caller acts its script."""
+        session = SandboxSession(request, CalleeScript.from_dict({"ring": 0.2, **caller}), self.speed, self._speak,
+                                 self.clock, self._heard)
+        session.far_end = "caller"
+        return session
 
     async def close(self) -> None:
         pass

@@ -19,17 +19,22 @@ from services.api.body import read_object
 from services.api.errors import ApiError, json_response
 from services.common import accounts
 from services.common.accounts import LIVE_GRADE, Account, AccountError, iso
+from services.lib import inbound
 
 router = APIRouter(tags=["numbers"])
 
 _BODY = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/NumberCreate"}, "example": {"number": "+15559876543"}}}}}
+_ROUTE_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/NumberRouteUpdate"},
+    "example": {"voice_url": "https://example.com/voice", "webhook_url": "https://example.com/status"}}}}}
 _VERIFY_BODY = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"$ref": "#/components/schemas/NumberVerify"}, "example": {"code": "123456"}}}}}
 
 
 def _number(n: dict, verification: str) -> dict:
-    return {"number": n["number"], "created_at": iso(n["created_at"]), "verification": verification}
+    return {"number": n["number"], "created_at": iso(n["created_at"]), "verification": verification,
+            **inbound.public_route(n)}
 
 
 def _usable(account: Account, verified_by: str) -> bool:
@@ -123,3 +128,23 @@ async def delete_number(number: str, request: Request,
         raise ApiError(404, "number_not_found", f"{normalized} is not a verified number", "number")
     rt.numbers.invalidate(account.id)
     return Response(status_code=204)
+
+
+@router.patch("/v1/voice/numbers/{number}", response_model=None, openapi_extra=_ROUTE_BODY,
+              summary="How the number answers incoming calls: voice_url (its app returns the flow) or flow_id "
+                      "(a stored flow), and webhook_url for its calls' status webhooks; null clears one",
+              responses={200: {"model": models.Number}, **models.errors(400, 401, 404, 413, 415, 422, 503)})
+async def route_number(number: str, request: Request,
+                       account: Annotated[Account, Depends(current_account)]) -> Response:
+    rt = request.app.state.runtime
+    normalized = _path_number(number)
+    body = await read_object(request, 8192, set(inbound.ROUTE_FIELDS))
+    try:
+        changes = inbound.check_changes(body)
+        row = None if normalized is None else await inbound.set_route(await rt.db(), account.id, normalized, changes)
+    except inbound.RouteError as exc:
+        raise ApiError(422, exc.code, exc.message, exc.field) from None
+    if row is None:
+        raise ApiError(404, "number_not_found", f"{(normalized or number)[:32]!r} is not a number of this account",
+                       "number")
+    return json_response(_number(dict(row), "verified" if _usable(account, row["verified_by"]) else "pending"))

@@ -3,6 +3,7 @@
     GET    /v1/voice/sandbox/callees           the account's scripted sandbox callees
     POST   /v1/voice/sandbox/callees           attach one (201; replaces an existing one: 200)
     DELETE /v1/voice/sandbox/callees/{number}
+    POST   /v1/voice/sandbox/calls-in          a sandbox caller dials one of the account's numbers (201)
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from services.api import models
 from services.api.auth import current_account
 from services.api.body import read_object
 from services.api.errors import ApiError, json_response
-from services.common.accounts import Account, iso
+from events import new_envelope, topics
+from events.catalog import e164
+from events.envelope import utc_now
+from services.common.accounts import Account, iso, new_id
+from services.lib import inbound
 from services.lib import trunks as repo
 from services.lib.trunks import TrunkError
 
@@ -81,3 +86,45 @@ async def delete_callee(number: str, request: Request,
     if not await repo.remove_callee(await request.app.state.runtime.db(), number, account.id):
         raise ApiError(404, "callee_not_found", f"no scripted callee {number[:32]} on this account", "number")
     return Response(status_code=204)
+
+
+CALL_IN_FIELDS = {"to", "from", "after", "press", "say", "say_voice", "hangup_after"}
+_CALL_IN_BODY = {"requestBody": {"required": True, "content": {"application/json": {
+    "schema": {"$ref": "#/components/schemas/SandboxCallIn"},
+    "example": {"from": "+15551230001", "to": "+15559876543", "after": "1s", "press": "1"}}}}}
+
+
+@router.post("/v1/voice/sandbox/calls-in", status_code=201, response_model=None, openapi_extra=_CALL_IN_BODY,
+             summary="A sandbox caller dials one of the account's numbers: the call comes in as from a phone "
+                     "(direction inbound) and runs the number's voice_url or flow; the caller presses `press`",
+             responses={201: {"model": models.CallCreated}, **models.errors(400, 401, 403, 404, 413, 415, 422, 503)})
+async def call_in(request: Request, account: Annotated[Account, Depends(current_account)]) -> Response:
+    rt = request.app.state.runtime
+    b = await read_object(request, 16 * 1024, CALL_IN_FIELDS)
+    if account.mode != "test":
+        raise ApiError(403, "sandbox_only", "calls-in are for sk_test_ keys (sandbox); live numbers are called "
+                                            "through their SIP trunk")
+    numbers = {}
+    for name in ("to", "from"):
+        if b.get(name) is None:
+            raise ApiError(422, "missing_field", f"{name} is required", name)
+        try:
+            numbers[name] = e164(b[name]) if isinstance(b[name], str) else e164("")
+        except ValueError as exc:
+            raise ApiError(422, "invalid_phone_number", f"{name}: {exc}", name) from None
+    try:
+        caller = repo.callee_script(ring=0.2, **{k: b[k] for k in ("after", "press", "say", "say_voice",
+                                                                   "hangup_after") if b.get(k) is not None})
+    except repo.TrunkError as exc:
+        raise ApiError(422, exc.code, exc.message, exc.field) from None
+    found = await inbound.get_route(await rt.db(), account.id, numbers["to"])
+    if found is None:
+        raise ApiError(404, "number_not_found", f"{numbers['to']} is not a number of this account", "to")
+    if not found.routable:
+        raise ApiError(422, "number_not_routed", f"{numbers['to']} has neither voice_url nor flow_id "
+                                                 "(PATCH /v1/voice/numbers/{number})", "to")
+    call_id, created_at = new_id("call"), utc_now()
+    data = inbound.received_data(found, numbers["from"], "sandbox", caller=caller)
+    await rt.publish(topics.events(), new_envelope("call.received", call_id, account.id, data), command=False)
+    return json_response({"id": call_id, "to": numbers["to"], "from": numbers["from"], "status": "queued",
+                          "direction": "inbound", "created_at": created_at}, 201)

@@ -53,6 +53,7 @@ class SipCall:
         on_finished: Callable[[SipCall], None],
         user_agent: str = "canary-voice",
         policy: TrunkPolicy | None = None,
+        core: CallCore | None = None,
     ) -> None:
         self.call_id = request.call_id
         self.events: asyncio.Queue[CarrierEvent] = event_queue()  # bounded: offer() keeps the end
@@ -61,7 +62,8 @@ class SipCall:
         self.endpoint = endpoint
         self.media = media
         self.local_ip = local_ip
-        self.core = CallCore(
+        # An incoming call brings its own core (sip/uas.py); the shell is the same both ways.
+        self.core = core or CallCore(
             request, trunk, local_ip=local_ip, sip_port=endpoint.local_addr[1], media_port=media.local_port,
             timers=endpoint.timers, user_agent=user_agent, policy=policy,
         )
@@ -187,6 +189,14 @@ class SipCall:
         """End the call from our side: BYE after answer, CANCEL before (status canceled)."""
         self._run(self.core.hangup(self._loop.time()))
         await self._ended_evt.wait()
+
+    def receive(self) -> None:
+        """An incoming call: 100 Trying (its core is a ``uas.InboundCore``)."""
+        self._run(self.core.receive(self._loop.time()))  # type: ignore[attr-defined]
+
+    async def answer(self) -> None:
+        """An incoming call: 180 Ringing and the 200 OK; Answered comes with the caller's ACK."""
+        self._run(self.core.answer(self._loop.time()))  # type: ignore[attr-defined]
 
     async def wait_ended(self) -> Ended:
         await self._ended_evt.wait()

@@ -5,18 +5,28 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import socket
-from typing import Callable
+from typing import Awaitable, Callable
 
 import structlog
 
+from services.lib.inbound import RING_TIMEOUT_S, Accept, NumberRoute, Reject, dialed_number
 from services.telephony.carrier import DialRequest, TrunkConfig
 
 from .call import SipCall
 from .media import MediaClock, MediaSession, bind_rtp_pair
-from .message import SipMessage, make_response
+from .message import SipMessage, make_response, new_tag
 from .policy import TrunkPolicy, is_ip
 from .transaction import Timers
 from .transport import SipEndpoint
+from .uas import InboundCore
+
+RECENT_INVITES = 1024  # incoming INVITEs whose final response is kept for retransmissions
+
+
+def uri_user(uri: str) -> str:
+    """The user part of a SIP URI (``sip:+1555@host`` -> ``+1555``); empty when it has none."""
+    rest = uri.split(":", 1)[1] if ":" in uri else uri
+    return rest.split("@", 1)[0] if "@" in rest else ""
 
 log = structlog.get_logger(__name__)
 
@@ -57,6 +67,8 @@ class SipCarrier:
         rtcp_interval_s: float = 5.0,
         timers: Timers | None = None,
         trunk_policy: TrunkPolicy | Callable[[TrunkConfig], TrunkPolicy] | None = None,
+        router: Callable[[str, str | None], Awaitable[Accept | Reject]] | None = None,
+        on_incoming: Callable[[SipCall, NumberRoute, dict], None] | None = None,
     ) -> None:
         self.default_trunk = default_trunk
         self.trunk_policy = trunk_policy
@@ -69,6 +81,11 @@ class SipCarrier:
         self.clock = MediaClock()
         self.endpoint: SipEndpoint | None = None
         self._calls: dict[str, SipCall] = {}  # by SIP Call-ID
+        # Incoming calls: ``router(source_ip, number)`` decides, ``on_incoming`` gets each taken call.
+        self.router, self.on_incoming = router, on_incoming
+        self._routing: set[str] = set()  # Call-IDs of INVITEs being routed
+        self._recent: dict[str, SipMessage] = {}  # final responses of recent incoming INVITEs, by Call-ID
+        self._tasks: set[asyncio.Task] = set()
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -79,6 +96,7 @@ class SipCarrier:
                 self.endpoint = await SipEndpoint.create(
                     bind_ip, self.sip_port, on_request=self._on_request,
                     on_response=self._on_response, timers=self.timers, peer_filter=True,
+                    open_to_invites=self.router is not None,
                 )
                 log.info("sip.listening", addr=f"{bind_ip}:{self.endpoint.local_addr[1]}")
 
@@ -102,28 +120,96 @@ class SipCarrier:
             trunk = dataclasses.replace(trunk, address=infos[0][4][0])
         policy = self.trunk_policy(trunk) if callable(self.trunk_policy) else self.trunk_policy
         local_ip = self.local_ip or route_ip(trunk.address or trunk.host, trunk.port)
-        rtp, rtcp = await bind_rtp_pair(local_ip, self.rtp_port_range)
-        call: SipCall | None = None
-
-        def on_dtmf(digit: str, dur: int, method: str) -> None:
-            if call is not None:
-                call.on_media_dtmf(digit, dur, method)
-
-        def on_timeout() -> None:
-            if call is not None:
-                call.on_media_timeout()
-
-        media = MediaSession(
-            request.call_id, self.clock, rtp, rtcp, on_dtmf=on_dtmf, on_media_timeout=on_timeout,
-            media_timeout_s=self.media_timeout_s, rtcp_interval_s=self.rtcp_interval_s,
-        )
-        call = SipCall(request, trunk, self.endpoint, media, local_ip, on_finished=self._finished, policy=policy)
+        media, bind = await self._media(request.call_id, local_ip)
+        call = bind(SipCall(request, trunk, self.endpoint, media, local_ip, on_finished=self._finished, policy=policy))
         self._calls[call.sip_call_id] = call
         call.start()
         return call
 
+    async def _media(self, call_id: str, local_ip: str) -> tuple[MediaSession, Callable[[SipCall], SipCall]]:
+        """A call's RTP/RTCP session, and the function that hands its callbacks to the call made with it."""
+        rtp, rtcp = await bind_rtp_pair(local_ip, self.rtp_port_range)
+        holder: list[SipCall] = []
+
+        def on_dtmf(digit: str, dur: int, method: str) -> None:
+            if holder:
+                holder[0].on_media_dtmf(digit, dur, method)
+
+        def on_timeout() -> None:
+            if holder:
+                holder[0].on_media_timeout()
+
+        media = MediaSession(
+            call_id, self.clock, rtp, rtcp, on_dtmf=on_dtmf, on_media_timeout=on_timeout,
+            media_timeout_s=self.media_timeout_s, rtcp_interval_s=self.rtcp_interval_s,
+        )
+
+        def bind(call: SipCall) -> SipCall:
+            holder.append(call)
+            return call
+
+        return media, bind
+
     def _finished(self, call: SipCall) -> None:
         self._calls.pop(call.sip_call_id, None)
+        final = getattr(call.core, "final_response", None)
+        if final is not None:
+            self._remember(call.sip_call_id, final)
+
+    def _remember(self, sip_call_id: str, final: SipMessage) -> None:
+        """An incoming INVITE's final response, for its late retransmissions (never a second call)."""
+        self._recent[sip_call_id] = final
+        while len(self._recent) > RECENT_INVITES:
+            self._recent.pop(next(iter(self._recent)))
+
+    # --- incoming calls ------------------------------------------------------------------------
+    def _incoming(self, req: SipMessage, addr: tuple[str, int]) -> None:
+        """An INVITE outside any call: routed (cheaply, from the router's cache) in a task of its own."""
+        final = self._recent.get(req.call_id)
+        if final is not None:
+            self.endpoint.send(final, addr)  # type: ignore[union-attr]
+            return
+        if req.call_id in self._routing:
+            return  # a retransmission while the first copy is being routed
+        self._routing.add(req.call_id)
+        task = asyncio.get_running_loop().create_task(self._route(req, addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _route(self, req: SipMessage, addr: tuple[str, int]) -> None:
+        assert self.endpoint is not None and self.router is not None
+        try:
+            number = dialed_number(uri_user(req.uri or ""))
+            decision = await self.router(addr[0], number)
+            if isinstance(decision, Reject):
+                resp = make_response(req, decision.code, decision.reason, to_tag=new_tag())
+                self._remember(req.call_id, resp)
+                self.endpoint.send(resp, addr)
+                log.info("sip.inbound_refused", code=decision.code, peer=addr[0], to=number)
+                return
+            await self._take(req, addr, decision.route)
+        except Exception:  # noqa: BLE001 - one bad INVITE must not stop the carrier
+            log.exception("sip.inbound_failed", peer=addr[0])
+            self.endpoint.send(make_response(req, 500, "Server Internal Error", to_tag=new_tag()), addr)
+        finally:
+            self._routing.discard(req.call_id)
+
+    async def _take(self, req: SipMessage, addr: tuple[str, int], route: NumberRoute) -> None:
+        assert self.endpoint is not None and self.on_incoming is not None
+        from services.common.accounts import new_id
+
+        caller = uri_user(req.from_.uri)
+        dial = DialRequest(call_id=new_id("call"), to=route.number, from_=dialed_number(caller) or caller or "anonymous",
+                           timeout_s=RING_TIMEOUT_S, account_id=route.account_id)
+        local_ip = self.local_ip or route_ip(*addr)
+        media, bind = await self._media(dial.call_id, local_ip)
+        core = InboundCore(req, addr, dial, local_ip=local_ip, sip_port=self.endpoint.local_addr[1],
+                           media_port=media.local_port, timers=self.timers)
+        call = bind(SipCall(dial, core.trunk, self.endpoint, media, local_ip, on_finished=self._finished, core=core))
+        self._calls[call.sip_call_id] = call
+        call.receive()
+        if call.ended is None:
+            self.on_incoming(call, route, {"call_id": req.call_id, "source": addr[0]})
 
     def _on_request(self, req: SipMessage, addr: tuple[str, int]) -> None:
         assert self.endpoint is not None
@@ -132,8 +218,10 @@ class SipCarrier:
             call.handle_request(req, addr)
         elif req.method == "OPTIONS":
             self.endpoint.send(make_response(req, 200, "OK"), addr)  # trunk keep-alive pings
+        elif req.method == "INVITE" and self.router is not None:
+            self._incoming(req, addr)
         elif req.method == "INVITE":
-            # Inbound calls are not part of this carrier (outbound API only).
+            # Incoming calls are off (CANARY_SIP_INBOUND): this carrier only places calls.
             self.endpoint.send(make_response(req, 403, "Inbound Calls Not Supported", to_tag="canary"), addr)
         elif req.method != "ACK":
             self.endpoint.send(make_response(req, 481, "Call/Transaction Does Not Exist"), addr)
@@ -161,6 +249,8 @@ class SipCarrier:
                     pass
             call.abort()
         self._calls.clear()
+        for task in list(self._tasks):
+            task.cancel()
         await self.clock.close()
         if self.endpoint is not None:
             self.endpoint.close()

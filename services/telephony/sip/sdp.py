@@ -29,11 +29,12 @@ def build_offer(
     session_id: int,
     version: int = 1,
     payloads: tuple[int, ...] = (PCMU, PCMA),
-    dtmf_pt: int = DEFAULT_DTMF_PT,
+    dtmf_pt: int | None = DEFAULT_DTMF_PT,
     ptime: int = 20,
 ) -> str:
-    """Return an SDP offer: the G.711 payloads we accept plus telephone-event/8000."""
-    fmts = " ".join(str(p) for p in (*payloads, dtmf_pt))
+    """Return an SDP offer: the G.711 payloads we accept plus telephone-event/8000 (unless
+    ``dtmf_pt`` is None: an answer to an offer without it)."""
+    fmts = " ".join(str(p) for p in (*payloads, *(() if dtmf_pt is None else (dtmf_pt,))))
     lines = [
         "v=0",
         f"o=canary {session_id} {version} IN IP4 {ip}",
@@ -42,8 +43,9 @@ def build_offer(
         "t=0 0",
         f"m=audio {port} RTP/AVP {fmts}",
     ]
-    lines += [f"a=rtpmap:{p} {_STATIC_NAMES[p]}/8000" for p in payloads]
-    lines += [f"a=rtpmap:{dtmf_pt} telephone-event/8000", f"a=fmtp:{dtmf_pt} 0-16"]
+    lines += [f"a=rtpmap:{p} {_STATIC_NAMES.get(p, 'PCMU')}/8000" for p in payloads]
+    if dtmf_pt is not None:
+        lines += [f"a=rtpmap:{dtmf_pt} telephone-event/8000", f"a=fmtp:{dtmf_pt} 0-16"]
     lines += [f"a=ptime:{ptime}", "a=sendrecv"]
     return "\r\n".join(lines) + "\r\n"
 
@@ -126,3 +128,12 @@ def parse_sdp(text: str) -> SdpAnswer:
         None,
     )
     return SdpAnswer(ip, port, payloads, rtpmap, dtmf, ptime, direction)
+
+
+def build_answer(offer: SdpAnswer, ip: str, port: int, *, session_id: int, version: int = 1) -> str:
+    """Our SDP answer to ``offer`` (RFC 3264): the first offered codec we support (PCMU or
+    PCMA, in the offerer's order) and telephone-event with the offerer's payload type if it
+    offered one. SdpError when it offered neither G.711 codec (488 Not Acceptable Here)."""
+    codec = offer.codec  # raises SdpError: no common codec
+    return build_offer(ip, port, session_id=session_id, version=version, payloads=(codec,), dtmf_pt=offer.dtmf_pt,
+                       ptime=offer.ptime or 20)

@@ -37,6 +37,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         on_response: Callable[[SipMessage, tuple[str, int]], None],
         timers: Timers | None = None,
         peer_filter: bool = False,
+        open_to_invites: bool = False,
     ) -> None:
         self.on_request = on_request
         self.on_response = on_response
@@ -44,6 +45,9 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self._transactions: dict[tuple[str, str], ClientTransaction] = {}
         self.peer_filter = peer_filter
+        # Incoming calls on: an INVITE from anywhere is parsed, so that its sender gets its 403
+        # (or its call); anything else from an unknown address is still dropped unread.
+        self.open_to_invites = open_to_invites
         self._peers: dict[str, int] = {}  # accepted source IPs, reference-counted
         self.garbage = 0
         self.oversize = 0
@@ -109,7 +113,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
             self.oversize += 1
             self._dropped("oversize", self.oversize, addr, len(data))
             return
-        if self.peer_filter and addr[0] not in self._peers:
+        if self.peer_filter and addr[0] not in self._peers and not (
+                self.open_to_invites and data.startswith(b"INVITE ")):
             self.foreign += 1
             self._dropped("foreign", self.foreign, addr, len(data))
             return
