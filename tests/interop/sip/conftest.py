@@ -45,19 +45,23 @@ def free_udp_port(even: bool = False) -> int:
 
 
 class SippProcess:
-    """A SIPp UAS running one scenario for exactly one call."""
+    """A SIPp UAS running one scenario for exactly one call; with ``call`` (``(host:port, user)``)
+    a UAC calling that user there instead, from ``ip``."""
 
-    def __init__(self, scenario: str, workdir: Path, *, sets: dict[str, str] | None = None) -> None:
+    def __init__(self, scenario: str, workdir: Path, *, sets: dict[str, str] | None = None,
+                 call: tuple[str, str] | None = None, ip: str = LOOPBACK) -> None:
         self.port = free_udp_port()
         self.media_port = free_udp_port(even=True)
         self.workdir = workdir
         args = [
-            "sipp", "-sf", str(SCENARIOS / scenario), "-i", LOOPBACK, "-p", str(self.port),
-            "-mi", LOOPBACK, "-mp", str(self.media_port), "-m", "1", "-nostdin",
+            "sipp", "-sf", str(SCENARIOS / scenario), "-i", ip, "-p", str(self.port),
+            "-mi", ip, "-mp", str(self.media_port), "-m", "1", "-nostdin",
             "-trace_err", "-timeout", "60s", "-timeout_error",
         ]
         for k, v in (sets or {}).items():
             args += ["-set", k, v]
+        if call is not None:
+            args += ["-s", call[1], call[0]]
         self.log = open(workdir / f"{scenario}.out", "wb")
         self.proc = subprocess.Popen(args, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT)
         time.sleep(0.3)  # let it bind; our INVITE retransmissions cover a slower start

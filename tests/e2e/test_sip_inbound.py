@@ -1,0 +1,130 @@
+"""Incoming SIP calls on the real stack: SIPp is the caller (a UAC), the gateway the UAS of
+the account's trunk; orchestrator, gateway, TTS and projector as processes, a stored flow
+on the number. Asserted: what SIPp saw (its scenario passes only with the expected SIP
+responses), the events on the topic, the projected row in Postgres."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from services.lib import inbound, trunks
+from services.lib.flows import store as flows
+from tests.e2e.conftest import CORE, _voice_stack
+from tests.interop.sip.conftest import SCENARIOS, free_udp_port, sipp, write_dtmf_pcap  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.e2e
+
+MENU = {"start": "menu", "steps": {
+    "menu": {"kind": "gather", "prompt": {"kind": "say", "text": "Press one for sales."}, "num_digits": 1, "finish_on_key": "", "timeout": 20,
+             "branches": {"1": "sales"}, "default": "bye"},
+    "sales": {"kind": "pause", "seconds": 30},  # the caller hangs up meanwhile
+    "bye": {"kind": "hangup"}}}
+
+
+@pytest.fixture(scope="module")
+async def voice(request, stack, tmp_path_factory):
+    port = free_udp_port()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CANARY_SIP_INBOUND", "1")
+        mp.setenv("CANARY_SIP_PORT", str(port))  # known, so SIPp can call it
+        mp.setenv("CANARY_SIP_BIND", "127.0.0.1")
+        mp.setenv("CANARY_ALLOW_PRIVATE_URLS", "1")
+        async for vs in _voice_stack(request, stack, tmp_path_factory, CORE):
+            vs.sip_addr = f"127.0.0.1:{port}"
+            # The trunk's address is the source of its INVITEs (SIPp on loopback).
+            await trunks.set_trunk(vs.db, vs.account, host="127.0.0.1", port=5090, password=None)
+            yield vs
+
+
+async def routed_number(voice, flow: dict | None = MENU) -> str:
+    number = f"+1555{random.randrange(10**6, 10**7)}"
+    await voice.db.execute("INSERT INTO numbers (account_id, number) VALUES ($1, $2)", voice.account, number)
+    if flow is not None:
+        created = await flows.create(voice.db, voice.account, flow)
+        await inbound.set_route(voice.db, voice.account, number, inbound.check_changes({"flow_id": created["id"]}))
+    return number
+
+
+async def received(voice, number: str, timeout: float = 60.0) -> str:
+    """The id of the call that came in to `number` (its call.received on the topic)."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        for cid, evs in list(voice.events.items()):
+            if any(e.type == "call.received" and e.data.get("to") == number for e in evs):
+                return cid
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"no call.received for {number}")
+
+
+async def projected(voice, call_id: str, status: str, timeout: float = 60.0):
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    row = None
+    while asyncio.get_running_loop().time() < deadline:
+        row = await voice.db.fetchrow(f"SELECT * FROM {voice.schema}.calls WHERE id = $1", call_id)
+        if row is not None and row["status"] == status:
+            return row
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"{call_id}: projected row {dict(row) if row else None}, not {status}")
+
+
+async def test_caller_presses_1_in_the_numbers_flow_then_hangs_up(voice, sipp, tmp_path):
+    number = await routed_number(voice)
+    write_dtmf_pcap(tmp_path / "dtmf.pcap", "1")
+    scenario = tmp_path / "uac_inbound.xml"
+    scenario.write_text((SCENARIOS / "uac_inbound.xml").read_text())
+    uac = sipp(str(scenario), call=(voice.sip_addr, number))
+    cid = await received(voice, number)
+    end = await voice.wait(cid, "terminal", timeout=90)
+    assert uac.wait(60) == 0, uac.errors()  # 100/180/200 with PCMA + telephone-event, our 200 to its BYE
+    assert end.type == "call.completed" and end.data["hangup_by"] == "caller", voice.types(cid)
+    queued = await voice.wait(cid, "call.queued")
+    assert queued.data["direction"] == "inbound" and queued.data["to"] == number
+    assert queued.data["from"] == "+15551230001"
+    types = voice.types(cid)
+    assert "gather.completed" in types, " ".join(types)
+    assert types.index("call.ringing") < types.index("call.answered") < types.index("gather.completed")
+    gather = await voice.wait(cid, "gather.completed")
+    assert gather.data["digits"] == "1"
+    assert (await voice.wait(cid, "dtmf.received")).data["method"] == "rfc4733"
+    steps = [e.data["step"] for e in voice.events[cid] if e.type == "flow.step.entered"]
+    assert steps == ["menu", "sales"], " ".join(f"{e.type}@{e.occurred_at[14:23]}:{e.data}" for e in voice.events[cid][-4:])
+    row = await projected(voice, cid, "completed")
+    assert row["direction"] == "inbound" and row["hangup_by"] == "caller" and row["to_number"] == number
+
+
+async def test_cancel_before_the_answer_ends_the_call_canceled(voice, sipp):
+    number = await routed_number(voice)
+    uac = sipp("uac_cancel.xml", call=(voice.sip_addr, number))
+    assert uac.wait(60) == 0, uac.errors()  # 200 to its CANCEL, 487 to its INVITE
+    cid = await received(voice, number)
+    end = await voice.wait(cid, "terminal", timeout=90)
+    assert end.type == "call.canceled" and end.data["hangup_by"] == "caller", voice.types(cid)
+    assert "call.answered" not in voice.types(cid)
+    row = await projected(voice, cid, "canceled")
+    assert row["direction"] == "inbound"
+
+
+async def test_a_number_without_a_route_is_404_and_no_call_exists(voice, sipp):
+    number = await routed_number(voice, flow=None)  # the account's caller id, answering nothing
+    uac = sipp("uac_refused.xml", call=(voice.sip_addr, number))
+    assert uac.wait(60) == 0, uac.errors()
+    unknown = sipp("uac_refused.xml", call=(voice.sip_addr, "+15550000000"))
+    assert unknown.wait(60) == 0, unknown.errors()
+    assert not any(e.type == "call.received" and e.data.get("to") in (number, "+15550000000")
+                   for evs in voice.events.values() for e in evs)
+
+
+async def test_an_invite_from_an_address_no_trunk_has_is_403(voice, sipp, tmp_path):
+    number = await routed_number(voice)
+    scenario = tmp_path / "uac_forbidden.xml"
+    scenario.write_text((SCENARIOS / "uac_refused.xml").read_text().replace('response="404"', 'response="403"'))
+    uac = sipp(str(scenario), call=(voice.sip_addr, number), ip="127.0.0.2")  # loopback, but no trunk's
+    assert uac.wait(60) == 0, uac.errors()
+    assert not any(e.type == "call.received" and e.data.get("to") == number
+                   for evs in voice.events.values() for e in evs)
