@@ -6,13 +6,14 @@
     canary-voice keys create --account NAME --test|--live      (prints the key once)
     canary-voice numbers add --account NAME +E164
     canary-voice numbers list --account NAME
+    canary-voice numbers route +E164 --account NAME [--voice-url URL | --flow-id ID] [--webhook-url URL] [--clear]
     canary-voice dev-setup                                       (what `make run` calls)
     canary-voice api                                             (serve the HTTP API)
 """
 
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Optional
 
 import typer
 
@@ -118,6 +119,35 @@ def register(app: typer.Typer) -> None:
 
         for n in _with_db(go):
             typer.echo(n["number"])
+
+    @numbers_app.command("route")
+    def numbers_route(number: str, account: str = typer.Option(..., "--account", help="account name"),
+                      voice_url: Optional[str] = typer.Option(None, "--voice-url",
+                                                              help="the app asked for an incoming call's steps"),
+                      flow_id: Optional[str] = typer.Option(None, "--flow-id", help="a stored flow to run"),
+                      webhook_url: Optional[str] = typer.Option(None, "--webhook-url",
+                                                                help="status webhooks of its calls"),
+                      clear: bool = typer.Option(False, "--clear", help="answer no calls (a caller id only)")) -> None:
+        """How the number answers incoming calls (the API's PATCH /v1/voice/numbers/{number})."""
+        from events.catalog import e164
+        from services.lib import inbound
+
+        given = {k: v for k, v in (("voice_url", voice_url), ("flow_id", flow_id), ("webhook_url", webhook_url))
+                 if v is not None}
+        if clear:
+            given = {"voice_url": None, "flow_id": None, "webhook_url": None}
+
+        async def go(c: Any) -> dict | None:
+            changes = inbound.check_changes(given)
+            return await inbound.set_route(c, (await _account(c, account))["id"], e164(number), changes)
+
+        try:
+            row = _with_db(go)
+        except (inbound.RouteError, ValueError) as exc:
+            _fail(f"{getattr(exc, 'field', None) or 'number'}: {exc}")
+        if row is None:
+            _fail(f"{number} is not a number of {account}")
+        typer.echo(" ".join(f"{k}={row[k]}" for k in inbound.ROUTE_FIELDS if row[k]) or f"{row['number']}: no route")
 
     @numbers_app.command("remove")
     def numbers_remove(number: str, account: str = typer.Option(..., "--account", help="account name")) -> None:

@@ -139,6 +139,29 @@ def received_data(route: NumberRoute, from_: str, carrier: str, *, caller: Mappi
     return data
 
 
+async def sandbox_call(db: Any, account_id: str, to: Any, from_: Any, script: Mapping[str, Any]):
+    """The `call.received` envelope of a sandbox caller (a checked ``trunks.callee_script``)
+    dialling the account's number ``to``; RouteError when either number or the route is wrong."""
+    from events import new_envelope
+    from events.catalog import e164
+    from services.common.accounts import new_id
+
+    numbers = {}
+    for name, value in (("to", to), ("from", from_)):
+        try:
+            numbers[name] = e164(value) if isinstance(value, str) else e164("")
+        except ValueError as exc:
+            raise RouteError("invalid_phone_number", f"{name}: {exc}", name) from None
+    found = await get_route(db, account_id, numbers["to"])
+    if found is None:
+        raise RouteError("number_not_found", f"{numbers['to']} is not a number of this account", "to")
+    if not found.routable:
+        raise RouteError("number_not_routed", f"{numbers['to']} has neither voice_url nor flow_id "
+                                              "(PATCH /v1/voice/numbers/{number})", "to")
+    return new_envelope("call.received", new_id("call"), account_id,
+                        received_data(found, numbers["from"], "sandbox", caller=script))
+
+
 # --- routing an INVITE --------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@
     canary-voice sandbox callee list [--account NAME]
     canary-voice sandbox callee remove NUMBER [--account NAME]
     canary-voice sandbox numbers
+    canary-voice sandbox call-in --from +E164 --to NUMBER [--account NAME] [--press 1] [--after 1s]
+                                 [--say "text"] [--hangup-after 20s]
 
 A trunk password is only ever read from stdin (never an argument: it would land in the
 shell history and the process list) and is never printed.
@@ -171,6 +173,38 @@ def register(app: typer.Typer) -> None:
 
         row, created = _with_db(go)
         typer.echo(f"{'added' if created else 'replaced'} {row['number']} ({account or 'every account'})")
+
+    @sandbox_app.command("call-in")
+    def call_in(
+        from_: str = typer.Option(..., "--from", help="the caller's number (E.164)"),
+        to: str = typer.Option(..., "--to", help="the account's number it dials (with a voice_url or flow_id)"),
+        account: str = typer.Option("dev", "--account", help="account name"),
+        press: str = typer.Option("", "--press", help="DTMF keys the caller presses after the answer, e.g. 1"),
+        after: str = typer.Option("1s", "--after", help="wait this long after the answer, then press/say"),
+        say: str = typer.Option("", "--say", help="words the caller says (for speech gather)"),
+        hangup_after: Optional[str] = typer.Option(None, "--hangup-after", help="hang up this long after the answer"),
+    ) -> None:
+        """A sandbox caller dials one of the account's numbers: the call comes in (direction inbound) and runs
+        the number's flow; prints the call id (`canary-voice calls history CALL_ID` shows what happened)."""
+        from events import topics
+        from services.common.kafka import make_producer, publish
+        from services.lib import inbound
+
+        async def go(c: Any) -> str:
+            script = repo.callee_script(ring=0.2, after=after, press=press, say=say, hangup_after=hangup_after)
+            try:
+                env = await inbound.sandbox_call(c, await _account_id(c, account), to, from_, script)
+            except inbound.RouteError as exc:
+                _fail(f"{exc.field}: {exc.message}" if exc.field else exc.message)
+            producer = make_producer()
+            await producer.start()
+            try:
+                await publish(producer, topics.events(), env)
+            finally:
+                await producer.stop()
+            return env.call_id
+
+        typer.echo(_with_db(go))
 
     @callee_app.command("list")
     def callee_list(account: Optional[str] = typer.Option(None, "--account", help="only this account's callees")

@@ -128,3 +128,19 @@ async def test_an_invite_from_an_address_no_trunk_has_is_403(voice, sipp, tmp_pa
     assert uac.wait(60) == 0, uac.errors()
     assert not any(e.type == "call.received" and e.data.get("to") == number
                    for evs in voice.events.values() for e in evs)
+
+
+async def test_a_sandbox_caller_presses_1_through_the_same_flow(voice, kprod):
+    from events import topics  # noqa: F401 - the stack's prefix is the VoiceStack's
+    from services.common.kafka import publish
+
+    number = await routed_number(voice)
+    script = trunks.callee_script(ring=0.2, after=1.0, press="1", hangup_after=8.0)
+    env = await inbound.sandbox_call(voice.db, voice.account, number, "+15551230009", script)
+    await publish(kprod, voice.prefix + "voice.call.events", env)
+    end = await voice.wait(env.call_id, "terminal", timeout=90)
+    assert end.type == "call.completed" and end.data["hangup_by"] == "caller", voice.types(env.call_id)
+    assert (await voice.wait(env.call_id, "gather.completed")).data["digits"] == "1"
+    assert (await voice.wait(env.call_id, "call.queued")).data["direction"] == "inbound"
+    row = await projected(voice, env.call_id, "completed")
+    assert row["direction"] == "inbound" and row["from_number"] == "+15551230009"

@@ -166,6 +166,12 @@ export class Numbers {
     });
   }
 
+  /** How the number answers incoming calls: `voice_url` or `flow_id`, and `webhook_url`; `null` clears one. */
+  update(number: string, route: { voice_url?: string | null; flow_id?: string | null; webhook_url?: string | null },
+         options?: RequestOptions): Promise<PhoneNumber> {
+    return this.t.request<PhoneNumber>({ method: 'PATCH', path: `/v1/voice/numbers/${seg(number)}`, body: route, options });
+  }
+
   async delete(number: string, options?: RequestOptions): Promise<void> {
     await this.t.request({ method: 'DELETE', path: `/v1/voice/numbers/${seg(number)}`, options });
   }
@@ -283,8 +289,14 @@ export class SandboxCallees {
 export class Sandbox {
   readonly callees: SandboxCallees;
 
-  constructor(t: Transport) {
+  constructor(private readonly t: Transport) {
     this.callees = new SandboxCallees(t);
+  }
+
+  /** A sandbox caller dials one of your numbers (`sk_test_` keys), e.g. `{ to, from, press: '1' }`. */
+  callIn(body: { to: string; from: string; after?: number | string; press?: string; say?: string;
+                 hangup_after?: number | string | null }, options?: RequestOptions): Promise<Call> {
+    return this.t.request<Call>({ method: 'POST', path: '/v1/voice/sandbox/calls-in', body, options });
   }
 }
 

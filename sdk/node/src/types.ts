@@ -226,6 +226,10 @@ export interface PhoneNumber {
   created_at: string;
   /** `verified`, or `pending`: a sk_live_ key's number awaiting its verification call's code */
   verification: 'pending' | 'verified';
+  /** incoming calls: the app asked for the call's steps, or the stored flow run */
+  voice_url?: string | null;
+  flow_id?: string | null;
+  webhook_url?: string | null;
   [key: string]: unknown;
 }
 

@@ -17,10 +17,8 @@ from services.api import models
 from services.api.auth import current_account
 from services.api.body import read_object
 from services.api.errors import ApiError, json_response
-from events import new_envelope, topics
-from events.catalog import e164
-from events.envelope import utc_now
-from services.common.accounts import Account, iso, new_id
+from events import topics
+from services.common.accounts import Account, iso
 from services.lib import inbound
 from services.lib import trunks as repo
 from services.lib.trunks import TrunkError
@@ -104,27 +102,18 @@ async def call_in(request: Request, account: Annotated[Account, Depends(current_
     if account.mode != "test":
         raise ApiError(403, "sandbox_only", "calls-in are for sk_test_ keys (sandbox); live numbers are called "
                                             "through their SIP trunk")
-    numbers = {}
     for name in ("to", "from"):
         if b.get(name) is None:
             raise ApiError(422, "missing_field", f"{name} is required", name)
-        try:
-            numbers[name] = e164(b[name]) if isinstance(b[name], str) else e164("")
-        except ValueError as exc:
-            raise ApiError(422, "invalid_phone_number", f"{name}: {exc}", name) from None
     try:
         caller = repo.callee_script(ring=0.2, **{k: b[k] for k in ("after", "press", "say", "say_voice",
                                                                    "hangup_after") if b.get(k) is not None})
+        env = await inbound.sandbox_call(await rt.db(), account.id, b["to"], b["from"], caller)
     except repo.TrunkError as exc:
         raise ApiError(422, exc.code, exc.message, exc.field) from None
-    found = await inbound.get_route(await rt.db(), account.id, numbers["to"])
-    if found is None:
-        raise ApiError(404, "number_not_found", f"{numbers['to']} is not a number of this account", "to")
-    if not found.routable:
-        raise ApiError(422, "number_not_routed", f"{numbers['to']} has neither voice_url nor flow_id "
-                                                 "(PATCH /v1/voice/numbers/{number})", "to")
-    call_id, created_at = new_id("call"), utc_now()
-    data = inbound.received_data(found, numbers["from"], "sandbox", caller=caller)
-    await rt.publish(topics.events(), new_envelope("call.received", call_id, account.id, data), command=False)
-    return json_response({"id": call_id, "to": numbers["to"], "from": numbers["from"], "status": "queued",
-                          "direction": "inbound", "created_at": created_at}, 201)
+    except inbound.RouteError as exc:
+        raise ApiError(404 if exc.code == "number_not_found" else 422, exc.code, exc.message, exc.field) from None
+    await rt.publish(topics.events(), env, command=False)
+    d = env.data
+    return json_response({"id": env.call_id, "to": d["to"], "from": d["from"], "status": "queued",
+                          "direction": "inbound", "created_at": env.occurred_at}, 201)

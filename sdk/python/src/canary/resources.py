@@ -369,6 +369,11 @@ class Numbers:
         return PhoneNumber(self._client.request("POST", f"/v1/voice/numbers/{seg(number)}/verify",
                                                 json={"code": code}))
 
+    def update(self, number: str, **route: Any) -> PhoneNumber:
+        """How the number answers incoming calls: ``voice_url=`` (its app returns the steps) or
+        ``flow_id=``, and ``webhook_url=`` for status webhooks; ``None`` clears one."""
+        return PhoneNumber(self._client.request("PATCH", f"/v1/voice/numbers/{seg(number)}", json=route))
+
     def delete(self, number: str) -> None:
         self._client.request("DELETE", f"/v1/voice/numbers/{seg(number)}")
 
@@ -461,7 +466,13 @@ class SandboxCallees:
 
 class Sandbox:
     def __init__(self, client: "SyncAPIClient") -> None:
+        self._client = client
         self.callees = SandboxCallees(client)
+
+    def call_in(self, to: str, from_: str, **script: Any) -> Call:
+        """A sandbox caller dials one of your numbers, e.g. ``call_in("+15559876543", "+15551230001", press="1")``."""
+        return Call(self._client.request("POST", "/v1/voice/sandbox/calls-in", json={"to": to, "from": from_,
+                                                                                     **script}))
 
 
 class TrunkResource:
@@ -697,6 +708,9 @@ class AsyncNumbers:
         return PhoneNumber(await self._client.request("POST", f"/v1/voice/numbers/{seg(number)}/verify",
                                                       json={"code": code}))
 
+    async def update(self, number: str, **route: Any) -> PhoneNumber:
+        return PhoneNumber(await self._client.request("PATCH", f"/v1/voice/numbers/{seg(number)}", json=route))
+
     async def delete(self, number: str) -> None:
         await self._client.request("DELETE", f"/v1/voice/numbers/{seg(number)}")
 
@@ -776,7 +790,12 @@ class AsyncSandboxCallees:
 
 class AsyncSandbox:
     def __init__(self, client: "AsyncAPIClient") -> None:
+        self._client = client
         self.callees = AsyncSandboxCallees(client)
+
+    async def call_in(self, to: str, from_: str, **script: Any) -> Call:
+        return Call(await self._client.request("POST", "/v1/voice/sandbox/calls-in",
+                                               json={"to": to, "from": from_, **script}))
 
 
 class AsyncTrunkResource:
