@@ -44,7 +44,7 @@ GATHER_REQ = {**REQ, "gather": {"num_digits": 1, "timeout": 5}}
 
 def test_one_table_lists_every_input():
     assert COMMAND_INPUTS == {"PlaceCall", "HangupCall", "UpdateCall"}
-    assert EVENT_INPUTS == {"timer.fired", "call.ringing", "call.answered", "tts.rendered", "audio.fetched",
+    assert EVENT_INPUTS == {"call.received", "timer.fired", "call.ringing", "call.answered", "tts.rendered", "audio.fetched",
                             "tts.failed", "audio.failed", "prompt.finished", "gather.completed", "gather.timeout",
                             "flow.webhook.answered", "flow.webhook.failed", "stream.stopped", "stream.failed",
                             "machine_detection.completed",
