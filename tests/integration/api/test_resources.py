@@ -17,7 +17,8 @@ async def test_numbers_crud(client, acct):
     assert [n["number"] for n in lst["data"]] == ["+15559876543"]
     r = await client.post("/v1/voice/numbers", headers=h, json={"number": "+1 (555) 000-1234"})
     assert r.status_code == 201 and r.json()["number"] == "+15550001234"
-    assert set(r.json()) == {"number", "created_at", "verification"} and r.json()["verification"] == "verified"
+    assert set(r.json()) == {"number", "created_at", "verification", "voice_url", "flow_id", "webhook_url"}
+    assert r.json()["verification"] == "verified"
     assert (await client.post("/v1/voice/numbers", headers=h, json={"number": "+15550001234"})).status_code == 409
     for bad, code in (({"number": "abc"}, "invalid_phone_number"), ({}, "missing_field"),
                       ({"number": "+15550001234", "x": 1}, "unknown_field")):
