@@ -216,6 +216,9 @@ class PhoneNumber(CanaryObject):
     number: str
     created_at: Optional[str]
     verification: Optional[str]  # "verified", or "pending": a sk_live_ key's number awaiting its call's code
+    voice_url: Optional[str]  # incoming calls: the app asked for the call's steps
+    flow_id: Optional[str]  # incoming calls: the stored flow run
+    webhook_url: Optional[str]  # status webhooks of its incoming calls
 
 
 class Flow(CanaryObject):
