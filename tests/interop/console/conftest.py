@@ -23,7 +23,8 @@ from tests.interop.api_stack import ROOT, ApiDidNotStart, own_api
 
 DIST = ROOT / "console" / "dist" / "index.html"
 # Who transcribes recordings and delivers webhooks, besides the SDK tests' pipeline.
-CONSOLE_MODULES = ("services.transcription.worker", "services.webhooks")
+# The live transcript of a call in progress comes from the real-time worker.
+CONSOLE_MODULES = ("services.transcription.worker", "services.transcription.live", "services.webhooks")
 TIMEOUT_MS = 180_000  # bounds a hang only: every wait is for a real outcome, however long a loaded machine takes
 
 

@@ -156,3 +156,36 @@ def test_at_phone_width_every_page_fits_and_the_menu_is_reachable_by_keyboard(co
         screenshot(page, tmp_path, "console-phone-sandbox")
     finally:
         ctx.close()
+
+
+def test_a_live_call_shows_its_live_transcript_and_hangs_up_from_the_page(page, console, tmp_path):
+    """While the call runs (its gather waits for keys nobody presses), the call page shows
+    what the callee says as the real-time worker hears it; `Hang up` ends the call."""
+    from playwright.sync_api import expect
+
+    callee = "+1555778" + str(uuid.uuid4().int % 10000).zfill(4)
+    with console.client() as api:
+        api.post("/v1/voice/sandbox/callees", json={
+            "number": callee, "ring": 0.5, "after": 0.5,
+            "say": "I would like to check the balance of my savings account please"}).raise_for_status()
+        r = api.post("/v1/voice/calls", json={
+            "to": callee, "from": "+15559876543", "tts": {"text": "Hello."}, "record": True, "transcribe": True,
+            "gather": {"type": "dtmf", "timeout": 120}})  # the longest a gather may wait
+        assert r.status_code in (200, 201), r.text
+        call_id = r.json()["id"]
+    sign_in(page, console)
+    page.goto(f"{console.url}/console/calls/{call_id}")
+    expect(page.get_by_role("heading", name=call_id)).to_be_visible()
+    live = page.locator(".transcript.live")
+    expect(live).to_contain_text(re.compile(r"balance|savings|account", re.I))
+    page.get_by_role("button", name="Hang up").click()
+    expect(page.get_by_test_id("call-status")).to_have_text("completed")
+    with console.client() as api:
+        call = api.get(f"/v1/voice/calls/{call_id}").json()
+        assert call["status"] == "completed", call
+        types = [e["type"] for e in api.get(f"/v1/voice/calls/{call_id}/events").json()["data"]]
+        # The button ended it, not the gather: the hang-up comes first (the open gather is
+        # closed as the call ends).
+        hung = types.index("hangup.requested")
+        assert all(i > hung for i, t in enumerate(types) if t in ("gather.timeout", "gather.completed")), types
+    screenshot(page, tmp_path, "console-live-call")
