@@ -16,6 +16,30 @@ from events.envelope import utc_now
 from services.common.config import settings
 
 
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition the producers' default partitioner sends `key` to (murmur2, as Kafka's Java client)."""
+    from aiokafka.partitioner import murmur2
+
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def key_on(mint: Any, owned: set[int] | frozenset[int], partitions: int, tries: int = 256) -> str:
+    """A key from `mint()` that lands on one of the `owned` partitions (of `partitions`).
+
+    A consumer that must receive the messages about something it creates (a gateway holding an
+    incoming SIP call until its answer instruction) names it so; with nothing owned (not yet
+    assigned) or out of tries, any key `mint()` gives. Expected tries: partitions / len(owned).
+    """
+    key = mint()
+    if not owned or partitions <= 0:
+        return key
+    for _ in range(tries):
+        if partition_of(key.encode(), partitions) in owned:
+            return key
+        key = mint()
+    return key
+
+
 def make_producer(bootstrap: str | None = None, **overrides: Any) -> AIOKafkaProducer:
     """Producer: acks=all, small linger for batching, order kept per partition.
 

@@ -473,11 +473,35 @@ class Gateway:
             from services.telephony.inbound import DirectoryCache
 
             self.directory = DirectoryCache(self.conn, refresh_s=t.sip_inbound_refresh_s)
-            inbound = {"router": self.directory.route, "on_incoming": self._incoming}
+            inbound = {"router": self.directory.route, "on_incoming": self._incoming,
+                       "mint_call_id": self.mint_inbound_id}
         # Each trunk's own policy (stored with it), strict when it has none.
         return SipCarrier(local_ip=t.sip_bind, sip_port=t.sip_port, rtp_port_range=t.rtp_ports,
                           media_timeout_s=t.sip_media_timeout_s, trunk_policy=lambda trunk: trunk.policy or STRICT,
                           **inbound)
+
+    def mint_inbound_id(self) -> str:
+        """An incoming call's id, on a partition of the events topic this gateway consumes.
+
+        The orchestrator's answer instruction (dial.requested) is keyed by the call id, so it
+        comes to the gateway that owns the id's partition: naming the call for one of ours makes
+        that the gateway holding the INVITE, however many gateways share the SIP load. (Should
+        the group rebalance between the INVITE and the answer, the call fails as before: "not
+        held by this gateway".)"""
+        from services.common.accounts import new_id
+        from services.common.kafka import key_on
+
+        owned: set[int] = set()
+        partitions = 0
+        consumer = getattr(getattr(self, "consumer", None), "consumer", None)
+        if consumer is not None:
+            topic = topics.events()
+            try:
+                owned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+                partitions = len(consumer._client.cluster.partitions_for_topic(topic) or ())
+            except Exception:  # noqa: BLE001 - stopped or between assignments: any id
+                owned, partitions = set(), 0
+        return key_on(lambda: new_id("call"), owned, partitions)
 
     def _incoming(self, session: Any, route: Any, sip: dict) -> None:
         """An INVITE the SIP carrier took: announce it (call.received) and hold it until its answer instruction."""

@@ -69,6 +69,7 @@ class SipCarrier:
         trunk_policy: TrunkPolicy | Callable[[TrunkConfig], TrunkPolicy] | None = None,
         router: Callable[[str, str | None], Awaitable[Accept | Reject]] | None = None,
         on_incoming: Callable[[SipCall, NumberRoute, dict], None] | None = None,
+        mint_call_id: Callable[[], str] | None = None,
     ) -> None:
         self.default_trunk = default_trunk
         self.trunk_policy = trunk_policy
@@ -83,6 +84,8 @@ class SipCarrier:
         self._calls: dict[str, SipCall] = {}  # by SIP Call-ID
         # Incoming calls: ``router(source_ip, number)`` decides, ``on_incoming`` gets each taken call.
         self.router, self.on_incoming = router, on_incoming
+        # The id of an incoming call: the gateway picks one its answer instruction comes back to.
+        self.mint_call_id = mint_call_id
         self._routing: set[str] = set()  # Call-IDs of INVITEs being routed
         self._recent: dict[str, SipMessage] = {}  # final responses of recent incoming INVITEs, by Call-ID
         self._tasks: set[asyncio.Task] = set()
@@ -199,7 +202,8 @@ class SipCarrier:
         from services.common.accounts import new_id
 
         caller = uri_user(req.from_.uri)
-        dial = DialRequest(call_id=new_id("call"), to=route.number, from_=dialed_number(caller) or caller or "anonymous",
+        call_id = self.mint_call_id() if self.mint_call_id is not None else new_id("call")
+        dial = DialRequest(call_id=call_id, to=route.number, from_=dialed_number(caller) or caller or "anonymous",
                            timeout_s=RING_TIMEOUT_S, account_id=route.account_id)
         local_ip = self.local_ip or route_ip(*addr)
         media, bind = await self._media(dial.call_id, local_ip)
