@@ -197,6 +197,7 @@ def baseline_latency(work: Path, n: int, cps: float) -> tuple[int, list[float]]:
 
 
 async def start_stack(sip_port: int, logdir: Path):
+    os.environ.setdefault("CANARY_ALLOW_PRIVATE_URLS", "1")  # the trunk (SIPp) is on loopback
     from services.common import db
     from services.common.kafka import ensure_topics
     from services.lib import inbound, trunks
