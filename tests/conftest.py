@@ -139,10 +139,10 @@ def _note_prefixes() -> None:
     if getattr(real, "notes_prefixes", False):
         return
 
-    async def ensure_topics(bootstrap=None, partitions=None, prefix=None):
+    async def ensure_topics(bootstrap=None, partitions=None, prefix=None, **kw):
         if prefix:
             _OUR_PREFIXES.add(prefix)
-        return await real(bootstrap, partitions, prefix)
+        return await real(bootstrap, partitions, prefix, **kw)
 
     ensure_topics.notes_prefixes = True  # type: ignore[attr-defined]
     ensure_topics.__doc__ = real.__doc__

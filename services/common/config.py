@@ -372,6 +372,12 @@ class Settings:
     database_url: str = var("CANARY_DATABASE_URL", "postgresql://canary:canary@127.0.0.1:5432/canary?sslmode=disable",
                             str, "Postgres", secret=True)
     partitions: int = var("CANARY_PARTITIONS", "6", _int, "partitions of the topics `stack up` creates")
+    kafka_replication: int = var("CANARY_KAFKA_REPLICATION", "1", _int,
+                                 "replication factor of the topics `stack up` creates (3 on the 3-broker cluster,"
+                                 " `stack up --brokers 3`)")
+    kafka_min_insync: int | None = var("CANARY_KAFKA_MIN_INSYNC", None, _int,
+                                       "`min.insync.replicas` of those topics (with the producers' acks=all, how many"
+                                       " copies a write needs)", shown="replication - 1, at least 1 (2 of 3)")
     projection_schema: str = var("CANARY_PROJECTION_SCHEMA", "projection", _schema_name,
                                  "Postgres schema of the projections")
     public_url: str = var("CANARY_PUBLIC_URL", "http://127.0.0.1:8080", str,

@@ -143,16 +143,30 @@ def dlq_key(topic: str, partition: int | None, offset: int | None) -> bytes:
     return f"{topic}:{partition}:{offset}".encode()
 
 
+def min_insync_for(replication: int) -> int:
+    """min.insync.replicas for a replication factor: one copy may be down (2 of 3), at least 1."""
+    return max(1, replication - 1)
+
+
 async def ensure_topics(bootstrap: str | None = None, partitions: int | None = None,
-                        prefix: str | None = None) -> list[str]:
-    """Create the service topics if missing (explicit settings); returns those created."""
+                        prefix: str | None = None, replication: int | None = None,
+                        min_insync: int | None = None) -> list[str]:
+    """Create the service topics if missing (explicit settings); returns those created.
+
+    Replication comes from CANARY_KAFKA_REPLICATION (1: the single local broker) unless
+    given; with more than one copy each topic gets `min.insync.replicas` (default
+    replication - 1), so an acks=all write survives one broker down but never lands on
+    one copy only."""
     s = settings()
+    rf = replication or s.kafka_replication
+    isr = min_insync or s.kafka_min_insync or min_insync_for(rf)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap or s.kafka_bootstrap, request_timeout_ms=10_000)
     await admin.start()
     created = []
     try:
         existing = set(await admin.list_topics())
-        wanted = [NewTopic(t.name, partitions or s.partitions, 1, topic_configs=t.config)
+        extra = {"min.insync.replicas": str(isr)} if rf > 1 else {}
+        wanted = [NewTopic(t.name, partitions or s.partitions, rf, topic_configs={**t.config, **extra})
                   for t in topics.topic_specs(prefix) if t.name not in existing]
         if wanted:
             try:

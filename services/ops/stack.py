@@ -125,6 +125,180 @@ def kafka_down() -> None:
     _say("kafka stopped")
 
 
+# --- the 3-broker cluster -----------------------------------------------------------------
+#
+# Beside the single broker, never instead of it: ports and data of its own.
+
+CLUSTER_PORT = 9192        # node n (1-based) serves clients on CLUSTER_PORT + n - 1
+CLUSTER_CONTROLLER_PORT = 9292
+CLUSTER_JVM_HEAP = ["-Xms128m", "-Xmx384m"]
+
+
+def cluster_dir() -> Path:
+    return settings().local_dir / "kafka-cluster"
+
+
+def cluster_bootstrap(brokers: int = 3) -> str:
+    return ",".join(f"127.0.0.1:{CLUSTER_PORT + i}" for i in range(brokers))
+
+
+def _node_pid_file(n: int) -> Path:
+    return cluster_dir() / str(n) / "kafka.pid"
+
+
+# Nodes this process started: an exited child stays a zombie (and looks alive to kill(pid, 0))
+# until it is reaped, so those are polled.
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def _node_alive(n: int) -> int | None:
+    pid = _pid_alive(_node_pid_file(n))
+    child = _CHILDREN.get(pid) if pid else None
+    if child is not None and child.poll() is not None:
+        del _CHILDREN[pid]
+        return None
+    return pid
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _cluster_ready(brokers: int, timeout: float = 3.0) -> bool:
+    """Every broker answers a metadata request by itself and the cluster lists all of them."""
+    import logging
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from services.common.kafka import broker_ready
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+    async def check() -> bool:
+        for i in range(brokers):
+            if not await broker_ready(f"127.0.0.1:{CLUSTER_PORT + i}", timeout=timeout):
+                return False
+        admin = AIOKafkaAdminClient(bootstrap_servers=cluster_bootstrap(brokers),
+                                    request_timeout_ms=int(timeout * 1000))
+        try:
+            await asyncio.wait_for(admin.start(), timeout)
+            info = await asyncio.wait_for(admin.describe_cluster(), timeout)
+            return len(info.get("brokers", [])) >= brokers
+        except Exception:
+            return False
+        finally:
+            try:
+                await admin.close()
+            except Exception:
+                pass
+
+    return asyncio.run(check())
+
+
+def _console_tail(n: int) -> str:
+    log = cluster_dir() / str(n) / "logs" / "console.log"
+    return log.read_text(errors="replace")[-2000:] if log.exists() else "(no console log)"
+
+
+def cluster_up(brokers: int = 3, wait_s: float = 150.0) -> str:
+    """Start a `brokers`-node KRaft cluster (combined roles, static quorum) on loopback;
+    idempotent. Returns its bootstrap servers. Fails at once, naming the port, when a port
+    it needs is held by something else."""
+    if brokers < 1:
+        raise ValueError(f"--brokers must be at least 1, not {brokers}")
+    if shutil.which("java") is None:
+        raise RuntimeError("java (17+) is required for the Kafka brokers")
+    root = cluster_dir()
+    bootstrap = cluster_bootstrap(brokers)
+    if _cluster_ready(brokers, timeout=2.0):
+        _say(f"kafka cluster already up on {bootstrap}")
+        return bootstrap
+    template = (KAFKA_DEPLOY / "cluster.properties").read_text()
+    voters = ",".join(f"{i + 1}@127.0.0.1:{CLUSTER_CONTROLLER_PORT + i}" for i in range(brokers))
+    id_file = root / "cluster.id"
+    root.mkdir(parents=True, exist_ok=True)
+    if not id_file.exists():
+        id_file.write_text(subprocess.run(
+            _java("kafka.tools.StorageTool", "random-uuid", log_dir=root), capture_output=True, text=True,
+            check=True).stdout.strip().splitlines()[-1])
+    cluster_id = id_file.read_text().strip()
+    for i in range(brokers):
+        n = i + 1
+        nd = root / str(n)
+        data, logs, conf = nd / "data", nd / "logs", nd / "server.properties"
+        for d in (data, logs):
+            d.mkdir(parents=True, exist_ok=True)
+        if _node_alive(n):
+            continue
+        for port in (CLUSTER_PORT + i, CLUSTER_CONTROLLER_PORT + i):
+            if not _port_free(port):
+                raise RuntimeError(f"kafka cluster node {n}: port 127.0.0.1:{port} is taken by another process")
+        conf.write_text(template.replace("${NODE_ID}", str(n)).replace("${VOTERS}", voters)
+                        .replace("${PORT}", str(CLUSTER_PORT + i))
+                        .replace("${CONTROLLER_PORT}", str(CLUSTER_CONTROLLER_PORT + i))
+                        .replace("${DATA_DIR}", str(data)))
+        if not (data / "meta.properties").exists():
+            subprocess.run(_java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(conf),
+                                 "-g", log_dir=logs), check=True, stdout=subprocess.DEVNULL)
+        cmd = _java("kafka.Kafka", str(conf), log_dir=logs)
+        cmd = [c for c in cmd if not c.startswith(("-Xms", "-Xmx"))]
+        cmd[1:1] = CLUSTER_JVM_HEAP
+        out = open(logs / "console.log", "ab")
+        proc = subprocess.Popen(cmd, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True)
+        _node_pid_file(n).write_text(str(proc.pid))
+        _CHILDREN[proc.pid] = proc
+        _say(f"kafka cluster node {n} starting (pid {proc.pid}, 127.0.0.1:{CLUSTER_PORT + i})")
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if _cluster_ready(brokers, timeout=2.0):
+            _say(f"kafka cluster up on {bootstrap}")
+            return bootstrap
+        for n in range(1, brokers + 1):
+            if not _node_alive(n):
+                raise RuntimeError(f"kafka cluster node {n} exited during start-up:\n{_console_tail(n)}")
+        time.sleep(1.0)
+    raise RuntimeError(f"kafka cluster did not answer on {bootstrap} within {wait_s:.0f}s")
+
+
+def cluster_node_down(n: int) -> bool:
+    """Stop node `n` (1-based) of the cluster with SIGTERM (a controlled shutdown); False
+    when it was not running."""
+    pid = _node_alive(n)
+    if not pid:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    for _ in range(240):
+        if not _node_alive(n):
+            break
+        time.sleep(0.25)
+    else:
+        os.kill(pid, signal.SIGKILL)
+    return True
+
+
+def cluster_down() -> None:
+    """Stop every node of the cluster (the single broker is not touched)."""
+    root = cluster_dir()
+    nodes = sorted(int(p.name) for p in root.iterdir() if p.name.isdigit()) if root.exists() else []
+    running = [n for n in nodes if _node_alive(n)]
+    # SIGTERM to all first: the controlled shutdowns then overlap.
+    for n in running:
+        pid = _node_alive(n)
+        if pid:
+            os.kill(pid, signal.SIGTERM)
+    for n in running:
+        cluster_node_down(n)
+    _say(f"kafka cluster stopped (nodes {', '.join(map(str, running))})" if running else "kafka cluster not running")
+
+
 # --- PostgreSQL ------------------------------------------------------------------------
 
 def _pg_version() -> str:
@@ -184,20 +358,25 @@ def pg_down() -> None:
 
 # --- the whole stack ---------------------------------------------------------------------
 
-def up() -> None:
+def up(brokers: int = 1) -> None:
     """Bring Postgres and Kafka up, apply migrations, create the projection tables and the
-    topics. Idempotent."""
+    topics. Idempotent. `brokers` > 1: the local cluster instead of the single broker, its
+    topics replicated `brokers` times (at most 3)."""
     if shutil.which("java") is None:
         raise RuntimeError("java (17+) is required for the Kafka broker")
     pg_up()
-    kafka_up()
+    bootstrap, replication = None, None
+    if brokers > 1:
+        bootstrap, replication = cluster_up(brokers), min(brokers, 3)
+    else:
+        kafka_up()
     from services.common import db
     from services.common.kafka import ensure_topics
 
     applied = asyncio.run(db.migrate())
     _say(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
     _say(f"projections: {asyncio.run(ensure_projections())}")
-    created = asyncio.run(ensure_topics())
+    created = asyncio.run(ensure_topics(bootstrap, replication=replication))
     _say(f"topics created: {', '.join(created)}" if created else "topics: present")
 
 
