@@ -23,22 +23,39 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(1)
 
 
+_BROKERS_HELP = ("1: the single broker on 127.0.0.1:9092; 3: the local KRaft cluster on 127.0.0.1:9192-9194"
+                 " (replication 3, min.insync.replicas 2), beside the single broker")
+
+
+def _check_brokers(brokers: int) -> None:
+    if brokers not in (1, 3):
+        _fail(ValueError(f"--brokers {brokers}: use 1 (the single broker) or 3 (the local cluster)"))
+
+
 @stack_app.command("up")
-def stack_up() -> None:
+def stack_up(brokers: int = typer.Option(1, "--brokers", help=_BROKERS_HELP)) -> None:
     """Start Kafka and Postgres (idempotent), apply migrations, create topics."""
     from services.ops import stack
 
+    _check_brokers(brokers)
     try:
-        stack.up()
+        stack.up(brokers)
     except Exception as exc:
         _fail(exc)
+    if brokers > 1:
+        typer.echo(f"services use it with CANARY_KAFKA_BOOTSTRAP={stack.cluster_bootstrap(brokers)}"
+                   f" CANARY_KAFKA_REPLICATION={brokers}")
 
 
 @stack_app.command("down")
-def stack_down() -> None:
-    """Stop Kafka and Postgres."""
+def stack_down(brokers: int = typer.Option(1, "--brokers", help="3: stop only the local cluster")) -> None:
+    """Stop Kafka and Postgres (with --brokers 3: only the local cluster, nothing else)."""
     from services.ops import stack
 
+    _check_brokers(brokers)
+    if brokers > 1:
+        stack.cluster_down()
+        return
     stack.down()
 
 
@@ -112,13 +129,24 @@ def projector() -> None:
 
 
 @app.command("run")
-def run() -> None:
+def run(replicas: str = typer.Option("", "--replicas", help="instances per service, e.g. api=2,orchestrator=2"
+                                     " (others run once; API instance k listens on CANARY_API_PORT + k - 1)"),
+        brokers: int = typer.Option(1, "--brokers", help=_BROKERS_HELP)) -> None:
     """Bring the stack up and run every service in one supervised process group."""
     from services.ops import stack
-    from services.ops.run import services_and_banner
+    from services.ops.run import ReplicasError, parse_replicas, services_and_banner
     from services.ops.supervisor import supervise
 
     import os
+
+    _check_brokers(brokers)
+    try:
+        counts = parse_replicas(replicas)
+    except ReplicasError as exc:
+        _fail(exc)
+    if brokers > 1:
+        os.environ["CANARY_KAFKA_BOOTSTRAP"] = stack.cluster_bootstrap(brokers)
+        os.environ["CANARY_KAFKA_REPLICATION"] = str(brokers)
 
     # Development mode: a developer receives webhooks (and serves audio_url files) on
     # their own machine, so loopback targets are allowed; production never sets this.
@@ -127,10 +155,10 @@ def run() -> None:
     os.environ.setdefault("CANARY_ALLOW_PRIVATE_URLS", "1")
     os.environ.setdefault("CANARY_LOG_FORMAT", "console")  # humans read these logs
     try:
-        stack.up()
+        stack.up(brokers)
     except Exception as exc:
         _fail(exc)
-    svcs, banner = services_and_banner()
+    svcs, banner = services_and_banner(counts)
     asyncio.run(supervise(svcs, banner))
 
 

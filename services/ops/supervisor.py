@@ -19,6 +19,7 @@ COLORS = ["36", "32", "33", "35", "34", "31", "96", "92", "93"]
 class Service:
     name: str
     module: str  # python -m <module>
+    env: tuple[tuple[str, str], ...] = ()  # settings of this instance only (e.g. its port)
 
 
 async def _pump(name: str, color: str, stream: asyncio.StreamReader) -> None:
@@ -36,7 +37,8 @@ async def _run_one(svc: Service, color: str, stopping: asyncio.Event, procs: dic
         # the supervisor's own output is a terminal, since the child's stderr is a pipe.
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", svc.module, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            env={"CANARY_LOG_COLORS": "1" if sys.stdout.isatty() else "0", **os.environ, "PYTHONUNBUFFERED": "1"})
+            env={"CANARY_LOG_COLORS": "1" if sys.stdout.isatty() else "0", **os.environ, **dict(svc.env),
+                 "PYTHONUNBUFFERED": "1"})
         procs[svc.name] = proc
         await asyncio.gather(_pump(svc.name, color, proc.stdout), proc.wait())
         if stopping.is_set():

@@ -29,6 +29,8 @@ ALLOWED = {
     ("services/cli/__init__.py", "CANARY_ALLOW_PRIVATE_URLS"): "`run` writes a development default for its services",
     ("services/cli/__init__.py", "CANARY_LOG_FORMAT"): "`run` writes a development default for its services",
     ("services/cli/__init__.py", "CANARY_ENV"): "`run` writes a development default for its services",
+    ("services/cli/__init__.py", "CANARY_KAFKA_BOOTSTRAP"): "`run --brokers 3` writes the cluster's address for its services",
+    ("services/cli/__init__.py", "CANARY_KAFKA_REPLICATION"): "`run --brokers 3` writes the cluster's replication for its services",
     ("services/transcription/engine.py", "HF_HUB_OFFLINE"): "set for huggingface_hub, not read",
     ("services/common/media_store_s3.py", "AWS_REGION"): "the AWS SDK's own variable, the S3 region's fallback",
     ("services/common/media_store_s3.py", "AWS_DEFAULT_REGION"): "the AWS SDK's own variable, the S3 region's fallback",
