@@ -179,14 +179,14 @@ async def ensure_topics(bootstrap: str | None = None, partitions: int | None = N
     return created
 
 
-async def broker_ready(bootstrap: str | None = None, timeout: float = 3.0) -> bool:
-    """True when the broker answers a real metadata request."""
+async def broker_ready(bootstrap: str | None = None, timeout: float = 3.0, brokers: int = 1) -> bool:
+    """True when the cluster answers a real metadata request naming at least `brokers` brokers."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap or settings().kafka_bootstrap,
                                 request_timeout_ms=int(timeout * 1000))
     try:
         await asyncio.wait_for(admin.start(), timeout)
-        await asyncio.wait_for(admin.describe_cluster(), timeout)
-        return True
+        info = await asyncio.wait_for(admin.describe_cluster(), timeout)
+        return len(info.get("brokers", [])) >= brokers
     except Exception:
         return False
     finally:

@@ -176,8 +176,6 @@ def _cluster_ready(brokers: int, timeout: float = 3.0) -> bool:
     """Every broker answers a metadata request by itself and the cluster lists all of them."""
     import logging
 
-    from aiokafka.admin import AIOKafkaAdminClient
-
     from services.common.kafka import broker_ready
 
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -186,19 +184,7 @@ def _cluster_ready(brokers: int, timeout: float = 3.0) -> bool:
         for i in range(brokers):
             if not await broker_ready(f"127.0.0.1:{CLUSTER_PORT + i}", timeout=timeout):
                 return False
-        admin = AIOKafkaAdminClient(bootstrap_servers=cluster_bootstrap(brokers),
-                                    request_timeout_ms=int(timeout * 1000))
-        try:
-            await asyncio.wait_for(admin.start(), timeout)
-            info = await asyncio.wait_for(admin.describe_cluster(), timeout)
-            return len(info.get("brokers", [])) >= brokers
-        except Exception:
-            return False
-        finally:
-            try:
-                await admin.close()
-            except Exception:
-                pass
+        return await broker_ready(cluster_bootstrap(brokers), timeout=timeout, brokers=brokers)
 
     return asyncio.run(check())
 
