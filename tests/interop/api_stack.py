@@ -14,7 +14,7 @@ from typing import Iterator
 
 import httpx
 
-from tests.conftest import free_port
+from tests.conftest import die_with_parent, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE = ("services.orchestrator.service", "services.telephony.gateway", "services.tts.worker",
@@ -55,9 +55,11 @@ def own_api(label: str, extra_modules: tuple[str, ...] = (), env: dict[str, str]
                     PYTHONUNBUFFERED="1", **(env or {}))
     log = open(ROOT / ".local" / f"{label}-interop-api-{port}.log", "wb") if (ROOT / ".local").is_dir() else None
     out = log or subprocess.DEVNULL
+    # die_with_parent: a test run killed from outside must not leave this stack running.
     procs = [subprocess.Popen([sys.executable, "-m", "services.api"], cwd=ROOT, env=full_env, stdout=out,
-                              stderr=subprocess.STDOUT)]
-    procs += [subprocess.Popen([sys.executable, "-m", m], cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+                              stderr=subprocess.STDOUT, preexec_fn=die_with_parent)]
+    procs += [subprocess.Popen([sys.executable, "-m", m], cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                               preexec_fn=die_with_parent)
               for m in (*PIPELINE, *extra_modules)]
     try:
         deadline = time.monotonic() + 120  # only bounds a hang: a loaded machine starts it slowly

@@ -101,7 +101,10 @@ async def test_a_live_number_becomes_usable_with_the_code_its_call_spoke(voice, 
     r = await http.post("/v1/voice/numbers", headers=live, json={"number": number})
     assert r.status_code == 201, r.text
     assert r.json()["number"] == number and r.json()["verification"] == "pending"
-    assert set(r.json()) == {"number", "created_at", "verification"}
+    # Never the code the verification call speaks: only the number's own fields (its
+    # inbound routes, unset yet, among them).
+    assert set(r.json()) == {"number", "created_at", "verification", "voice_url", "flow_id", "webhook_url"}
+    assert (r.json()["voice_url"], r.json()["flow_id"], r.json()["webhook_url"]) == (None, None, None)
     listed = (await http.get("/v1/voice/numbers", headers=live)).json()["data"]
     assert [(n["number"], n["verification"]) for n in listed] == [(number, "pending")]
 
