@@ -29,6 +29,8 @@ import sys
 import time
 from functools import lru_cache
 
+from bench._report import run_reporting
+
 TARGET_RATIO = 1.5  # the stream's plumbing may add at most half again the bot's own work
 REQUEST = "I would like to book a table for tonight."
 CALLEE_VOICE = "en-US-Neural2-D"
@@ -47,19 +49,13 @@ def _threshold() -> float:
     return Endpointer().threshold_db
 
 
-def _frames(pcm: bytes) -> list[bytes]:
-    from services.telephony.carrier import FRAME_BYTES
-
-    pcm += bytes((-len(pcm)) % FRAME_BYTES)
-    return [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
-
-
 def baseline(request_pcm: bytes) -> dict[str, float]:
     """The bot's unavoidable work on this utterance, timed in this process (seconds)."""
     from examples import voice_brain as brain
+    from services.telephony.carrier import split_frames
 
     ep = brain.utterances()
-    frames = _frames(request_pcm) + [bytes(320)] * 100
+    frames = split_frames(request_pcm) + [bytes(320)] * 100
     last_loud = max(i for i, f in enumerate(frames) if _loud(f))
     ended = next(i for i, f in enumerate(frames) if ep.feed(f) == "ended")
     t0 = time.perf_counter()
@@ -67,7 +63,7 @@ def baseline(request_pcm: bytes) -> dict[str, float]:
     t1 = time.perf_counter()
     reply = brain.speak(brain.answer(heard))
     t2 = time.perf_counter()
-    lead = next(i for i, f in enumerate(_frames(reply)) if _loud(f))
+    lead = next(i for i, f in enumerate(split_frames(reply)) if _loud(f))
     return {"hangover": (ended - last_loud) * 0.02, "stt": t1 - t0, "tts": t2 - t1, "lead": lead * 0.02,
             "heard": heard}
 
@@ -184,12 +180,7 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=3)
     ap.add_argument("--port", type=int, default=8767)
     args = ap.parse_args()
-    try:
-        code = asyncio.run(main_async(args))
-    except Exception as exc:  # a bench reports, it does not crash
-        print(f"BEHIND: the bench could not run: {type(exc).__name__}: {exc}")
-        code = 2
-    sys.exit(code)
+    run_reporting(main_async(args))
 
 
 if __name__ == "__main__":

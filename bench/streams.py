@@ -36,6 +36,8 @@ import sys
 import tempfile
 import time
 
+from bench._report import run_reporting
+
 PACING_P99_MS = 5.0
 ADDED_P99_MS = 5.0
 
@@ -359,12 +361,7 @@ def main() -> None:
         except KeyboardInterrupt:
             pass
         return
-    try:
-        code = asyncio.run(main_async(args))
-    except Exception as exc:  # a bench reports, it does not crash
-        print(f"BEHIND: the bench could not run: {type(exc).__name__}: {exc}")
-        code = 2
-    sys.exit(code)
+    run_reporting(main_async(args))
 
 
 if __name__ == "__main__":

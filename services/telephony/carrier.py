@@ -20,6 +20,12 @@ FRAME_MS = 20
 FRAME_BYTES = SAMPLE_RATE * FRAME_MS // 1000 * 2  # 320 bytes of s16le
 
 
+def split_frames(pcm: bytes) -> list[bytes]:
+    """`pcm` as whole 20 ms frames, the last one padded with silence."""
+    pcm = pcm + bytes((-len(pcm)) % FRAME_BYTES)
+    return [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
+
+
 @dataclass(frozen=True, slots=True)
 class TrunkConfig:
     """Where and how to send SIP for one account (secrets never logged: see __repr__)."""

@@ -437,10 +437,10 @@ class Gateway:
         from services.common.signing import check_service_secrets
 
         check_service_secrets(only=("CANARY_TRUNK_SECRET",))
-        priority = raise_priority(settings().telephony.media_priority)
-        if priority != settings().telephony.media_priority:
-            log.warning("media clock runs at a lower CPU priority than configured",
-                        wanted=settings().telephony.media_priority, got=priority)
+        wanted = settings().telephony.media_priority
+        got = raise_priority(wanted)
+        if got != wanted:
+            log.warning("media clock runs at a lower CPU priority than configured", wanted=wanted, got=got)
         async def jsonb(conn):
             await conn.set_type_codec("jsonb", encoder=lambda v: orjson.dumps(v).decode(), decoder=orjson.loads,
                                       schema="pg_catalog")

@@ -31,7 +31,7 @@ import structlog
 from services.common import audio, metrics
 from services.common.media_store_spool import FrameRecorder, MemoryRecorder
 from services.lib.trunks import ANSWER_HANGUP, BUSY, FAILED, MAGIC_NUMBERS, NO_ANSWER
-from services.telephony.carrier import (FRAME_BYTES, Answered, CarrierEvent, DialRequest, DtmfReceived, Ended,
+from services.telephony.carrier import (FRAME_BYTES, split_frames, Answered, CarrierEvent, DialRequest, DtmfReceived, Ended,
                                         Ringing, event_queue, offer)
 from services.telephony.sip.dtmf import GoertzelDetector, tone
 
@@ -62,11 +62,6 @@ class CalleeScript:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "CalleeScript":
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
-def _frames(pcm: bytes) -> list[bytes]:
-    pcm = pcm + bytes((-len(pcm)) % FRAME_BYTES)
-    return [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
 
 
 class SandboxSession:
@@ -166,7 +161,7 @@ class SandboxSession:
             pcm = await line
             if s.voicemail and s.beep:
                 pcm += audio.silence(BEEP_GAP_MS) + audio.tone(BEEP_HZ, BEEP_MS, amplitude=0.3)
-            self._callee_audio.extend(_frames(pcm))
+            self._callee_audio.extend(split_frames(pcm))
 
     async def _hangup_later(self, seconds: float) -> None:
         await self._sleep(seconds)
@@ -208,7 +203,7 @@ class SandboxSession:
         if self._ended:
             return False
         self._finish_play(False)
-        self._play = deque(_frames(pcm))
+        self._play = deque(split_frames(pcm))
         self._play_done = asyncio.get_running_loop().create_future()
         return await self._play_done
 
@@ -221,7 +216,7 @@ class SandboxSession:
         if self._ended or not self._answered.is_set():
             return
         gap = SILENCE * (GAP_MS // 20)
-        self._tones.extend(_frames(b"".join(tone(d, TONE_MS) + gap for d in digits)))
+        self._tones.extend(split_frames(b"".join(tone(d, TONE_MS) + gap for d in digits)))
         if self._tones_done is None or self._tones_done.done():
             self._detector, self._heard = GoertzelDetector(), ""
             self._tones_done = asyncio.get_running_loop().create_future()
