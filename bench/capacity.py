@@ -121,6 +121,9 @@ async def main(a: argparse.Namespace) -> int:
                 sent = posted.sent
                 lat = [s.ringing[c] - t for c, t in sent.items() if c in s.ringing]
                 spans = [(s.ringing[c], s.ended_at[c]) for c in sent if c in s.ringing and c in s.ended_at]
+                st = [s.stages[c] for c in sent if len(s.stages.get(c, {})) == 3]
+                queued = [x["call.queued"][0] - sent[c] for c, x in zip([c for c in sent if len(s.stages.get(c, {})) == 3], st)]
+                gw = [x["call.ringing"][0] - x["dial.requested"][1] for x in st]
                 ok_end = sum(1 for c in sent if s.ended_type.get(c) == "call.completed")
                 step = dict(rate=rate, n=n, accepted=len(sent), failures=posted.failures, left=left,
                             achieved=posted.achieved, p50=pct(lat, .5), p99=pct(lat, .99),
@@ -139,6 +142,7 @@ async def main(a: argparse.Namespace) -> int:
                 print(f"  {rate:6.0f} calls/s x {a.step_seconds:.0f} s: {len(sent)}/{n} accepted "
                       f"({posted.achieved:.1f}/s), {len(sent) - left} ended ({ok_end} completed), "
                       f"at most {step['alive']} alive; dial p50 {step['p50']:.0f} ms p99 {step['p99']:.0f} ms; "
+                      f"(POST -> queued p50 {pct(queued, .5):.0f}, dial.requested -> ringing p50 {pct(gw, .5):.0f}); "
                       f"CPU {step['cpu_ms']:.1f} ms/call" + (f"  -> did not hold: {'; '.join(why)}" if why else ""),
                       flush=True)
                 if why:

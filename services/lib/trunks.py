@@ -36,7 +36,7 @@ from services.common.signing import InsecureSecretError, check_service_secrets, 
 from services.common.ssrf import is_forbidden_ip, private_urls_allowed
 
 NO_TRUNK = "no SIP trunk configured for this account"
-TRANSPORTS = ("udp",)  # what the SIP carrier speaks today (the table also admits tcp/tls)
+TRANSPORTS = ("udp", "tcp", "tls")  # chosen per trunk (services/telephony/sip/stream.py for tcp/tls)
 KEEP = object()  # "leave the stored password as it is"
 
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

@@ -1,6 +1,6 @@
 """CLI commands of the telephony service (registered by services.cli).
 
-    canary-voice trunks set --account NAME --host H [--port 5060] [--transport udp]
+    canary-voice trunks set --account NAME --host H [--port 5060] [--transport udp|tcp|tls]
                             [--username U] [--password-stdin | --clear-password]
                             [--caller-id +E164] [--allow-from +PREFIX ...] [--digest-realm R]
                             [--allow-legacy-digest] [--allow-foreign-hops]
@@ -90,7 +90,7 @@ def register(app: typer.Typer) -> None:
         account: str = typer.Option(..., "--account", help="account name"),
         host: str = typer.Option(..., "--host", help="trunk hostname or IP address"),
         port: int = typer.Option(5060, "--port", help="trunk SIP port"),
-        transport: str = typer.Option("udp", "--transport", help="SIP transport (udp)"),
+        transport: str = typer.Option("udp", "--transport", help="SIP transport (udp, tcp or tls)"),
         username: Optional[str] = typer.Option(None, "--username", help="digest auth user name"),
         password_stdin: bool = typer.Option(False, "--password-stdin",
                                             help="read the digest password from stdin (first line)"),

@@ -167,3 +167,15 @@ async def test_speech_gather_over_sip(voice, kprod, sipp, tmp_path):
     assert heard.data["gather_id"] == g.causation_id
     assert (await voice.wait(cid, "terminal")).type == "call.completed"
     assert uas.wait() == 0, uas.errors()
+
+
+async def test_a_trunk_over_tcp_carries_the_whole_call(voice, kprod, sipp, rtp_listener):
+    """The account's trunk says tcp: the stored transport reaches the carrier, SIPp (over one
+    TCP connection) sees the whole dialog, the prompt arrives over RTP."""
+    uas = sipp("uas_answer.xml", transport="tcp", sets={"rtp_port": str(rtp_listener.port)})
+    await trunk_to(voice, uas, transport="tcp")
+    cid = await voice.place(kprod, carrier="sip", tts={"text": "Hello over TCP."})
+    end = await voice.wait(cid, "terminal", timeout=60)
+    assert end.type == "call.completed", voice.types(cid)
+    assert uas.wait() == 0, uas.errors()
+    assert len([r for r in rtp_listener.packets if r.pkt.payload_type == 0]) >= 25

@@ -102,6 +102,10 @@ class SipCall:
     def on_media_dtmf(self, digit: str, duration_ms: int, method: str) -> None:
         self._run(self.core.media_dtmf(digit, duration_ms, method))
 
+    def transport_failed(self, reason: str) -> None:
+        """The TCP/TLS connection this call's SIP used could not be made or broke."""
+        self._run(self.core.transport_failed(reason, self._loop.time()))
+
     def on_media_timeout(self) -> None:
         out = self.core.media_timeout(self._loop.time())
         if out:

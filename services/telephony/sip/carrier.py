@@ -1,4 +1,4 @@
-"""SipCarrier: the Carrier contract over SIP/UDP + RTP (live keys, SIP trunks)."""
+"""SipCarrier: the Carrier contract over SIP (UDP, TCP or TLS, per trunk) + RTP (live keys, SIP trunks)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .call import SipCall
 from .media import MediaClock, MediaSession, bind_rtp_pair
 from .message import SipMessage, make_response, new_tag
 from .policy import TrunkPolicy, is_ip
+from .stream import SipStreamEndpoint, tls_context
 from .transaction import Timers
 from .transport import SipEndpoint
 from .uas import InboundCore
@@ -70,8 +71,10 @@ class SipCarrier:
         router: Callable[[str, str | None], Awaitable[Accept | Reject]] | None = None,
         on_incoming: Callable[[SipCall, NumberRoute, dict], None] | None = None,
         mint_call_id: Callable[[], str] | None = None,
+        tls_ca_file: str | None = None,
     ) -> None:
         self.default_trunk = default_trunk
+        self.tls_ca_file = tls_ca_file
         self.trunk_policy = trunk_policy
         self.local_ip = local_ip
         self.sip_port = sip_port
@@ -81,6 +84,7 @@ class SipCarrier:
         self.timers = timers or Timers()
         self.clock = MediaClock()
         self.endpoint: SipEndpoint | None = None
+        self.streams: dict[str, SipStreamEndpoint] = {}  # "tcp", "tls": opened by the first call over each
         self._calls: dict[str, SipCall] = {}  # by SIP Call-ID
         # Incoming calls: ``router(source_ip, number)`` decides, ``on_incoming`` gets each taken call.
         self.router, self.on_incoming = router, on_incoming
@@ -103,6 +107,34 @@ class SipCarrier:
                 )
                 log.info("sip.listening", addr=f"{bind_ip}:{self.endpoint.local_addr[1]}")
 
+    async def _stream(self, transport: str) -> SipStreamEndpoint:
+        """The TCP or TLS endpoint, listening on the SIP port's number (or a free one with port 0)."""
+        async with self._lock:
+            ep = self.streams.get(transport)
+            if ep is None:
+                bind_ip = self.local_ip or "0.0.0.0"
+                holder: list[SipStreamEndpoint] = []
+
+                def on_request(req: SipMessage, addr: tuple[str, int]) -> None:
+                    self._on_request(req, addr, holder[0])
+
+                port = self.sip_port if self.sip_port == 0 or transport == "tcp" else self.sip_port + 1
+                ep = await SipStreamEndpoint.create(
+                    bind_ip, port, on_request=on_request, on_response=self._on_response, timers=self.timers,
+                    peer_filter=True, transport_name=transport,
+                    ssl_context=tls_context(self.tls_ca_file) if transport == "tls" else None,
+                    on_transport_error=lambda addr, why: self._transport_failed(transport, addr, why))
+                holder.append(ep)
+                self.streams[transport] = ep
+                log.info("sip.listening", transport=transport, addr=f"{bind_ip}:{ep.local_addr[1]}")
+            return ep
+
+    def _transport_failed(self, transport: str, addr: tuple[str, int], reason: str) -> None:
+        """Fail at once the calls whose SIP went over a connection that could not be made or broke."""
+        for call in list(self._calls.values()):
+            if call.core.transport == transport and call.core.dest == addr:
+                call.transport_failed(reason)
+
     @property
     def sip_addr(self) -> tuple[str, int]:
         assert self.endpoint is not None
@@ -113,8 +145,10 @@ class SipCarrier:
         trunk = request.trunk or self.default_trunk
         if trunk is None:
             raise ValueError("no SIP trunk configured for this call")
+        transport = (trunk.transport or "udp").lower()
         await self.start()
         assert self.endpoint is not None
+        endpoint: SipEndpoint = self.endpoint if transport == "udp" else await self._stream(transport)
         if trunk.address is None and not is_ip(trunk.host):
             # An operator's default trunk by name: resolved once, here, so the call's
             # SIP (and the addresses it accepts) stay on one address.
@@ -123,8 +157,10 @@ class SipCarrier:
             trunk = dataclasses.replace(trunk, address=infos[0][4][0])
         policy = self.trunk_policy(trunk) if callable(self.trunk_policy) else self.trunk_policy
         local_ip = self.local_ip or route_ip(trunk.address or trunk.host, trunk.port)
+        if isinstance(endpoint, SipStreamEndpoint):
+            endpoint.expect_name((trunk.address or trunk.host, trunk.port), trunk.host)
         media, bind = await self._media(request.call_id, local_ip)
-        call = bind(SipCall(request, trunk, self.endpoint, media, local_ip, on_finished=self._finished, policy=policy))
+        call = bind(SipCall(request, trunk, endpoint, media, local_ip, on_finished=self._finished, policy=policy))
         self._calls[call.sip_call_id] = call
         call.start()
         return call
@@ -215,20 +251,22 @@ class SipCarrier:
         if call.ended is None:
             self.on_incoming(call, route, {"call_id": req.call_id, "source": addr[0]})
 
-    def _on_request(self, req: SipMessage, addr: tuple[str, int]) -> None:
-        assert self.endpoint is not None
+    def _on_request(self, req: SipMessage, addr: tuple[str, int], via: SipEndpoint | None = None) -> None:
+        """A request from ``addr``, on the UDP endpoint or ``via`` a TCP/TLS one (answered on it)."""
+        endpoint = via or self.endpoint
+        assert endpoint is not None
         call = self._calls.get(req.call_id)
         if call is not None:
             call.handle_request(req, addr)
         elif req.method == "OPTIONS":
-            self.endpoint.send(make_response(req, 200, "OK"), addr)  # trunk keep-alive pings
-        elif req.method == "INVITE" and self.router is not None:
+            endpoint.send(make_response(req, 200, "OK"), addr)  # trunk keep-alive pings
+        elif req.method == "INVITE" and self.router is not None and via is None:
             self._incoming(req, addr)
         elif req.method == "INVITE":
-            # Incoming calls are off (CANARY_SIP_INBOUND): this carrier only places calls.
-            self.endpoint.send(make_response(req, 403, "Inbound Calls Not Supported", to_tag="canary"), addr)
+            # Incoming calls are off (CANARY_SIP_INBOUND), or came over TCP/TLS (taken over UDP only).
+            endpoint.send(make_response(req, 403, "Inbound Calls Not Supported", to_tag="canary"), addr)
         elif req.method != "ACK":
-            self.endpoint.send(make_response(req, 481, "Call/Transaction Does Not Exist"), addr)
+            endpoint.send(make_response(req, 481, "Call/Transaction Does Not Exist"), addr)
 
     def _on_response(self, resp: SipMessage, addr: tuple[str, int]) -> None:
         # A call's transactions live in its core: route by Call-ID, the core matches
@@ -259,3 +297,6 @@ class SipCarrier:
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None
+        for ep in self.streams.values():
+            ep.close()
+        self.streams.clear()

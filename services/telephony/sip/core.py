@@ -95,13 +95,18 @@ Output = Send | ArmTimer | CancelTimer | SetRemoteMedia | StartMedia | CloseMedi
     DtmfReceived | Ended | Finished
 
 
-def sip_uri(number: str, host: str, port: int) -> str:
-    """``+15551234567`` -> ``sip:+15551234567@host:port``; full SIP URIs pass through."""
+STREAM_TRANSPORTS = ("tcp", "tls")  # reliable: no retransmissions (RFC 3261 17.1)
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+
+
+def sip_uri(number: str, host: str, port: int, transport: str = "udp") -> str:
+    """``+15551234567`` -> ``sip:+15551234567@host:port``; full SIP URIs pass through. Over
+    TCP or TLS the URI says so (``;transport=tcp``), so every hop keeps the transport."""
     if number.startswith(("sip:", "sips:")):
         return number
     user = "".join(ch for ch in number if ch.isalnum() or ch in "+*#-._")
-    hostport = host if port == 5060 else f"{host}:{port}"
-    return f"sip:{user}@{hostport}"
+    hostport = host if port == DEFAULT_PORTS.get(transport, 5060) else f"{host}:{port}"
+    return f"sip:{user}@{hostport}" + (f";transport={transport}" if transport != "udp" else "")
 
 
 @dataclass(slots=True)
@@ -162,11 +167,14 @@ class CallCore:
         self.state = "init"
         self.ended: Ended | None = None
         self.finished = False
-        self.request_uri = sip_uri(request.to, trunk.host, trunk.port)
+        self.transport = (trunk.transport or "udp").lower()
+        self.reliable = self.transport in STREAM_TRANSPORTS
+        self.request_uri = sip_uri(request.to, trunk.host, trunk.port, self.transport)
         caller = trunk.caller_id or request.from_
         self.from_hdr = f"<{sip_uri(caller, trunk.host, trunk.port)}>;tag={self.local_tag}"
         self.to_hdr = f"<{self.request_uri}>"
-        self.contact = f"<sip:canary@{local_ip}:{sip_port}>"
+        self.contact = f"<sip:canary@{local_ip}:{sip_port}" + (
+            f";transport={self.transport}>" if self.reliable else ">")
         self._via_host = f"{local_ip}:{sip_port}"
         # What the media was last told (MediaSession's defaults until an answer).
         self.codec_pt = 0
@@ -189,7 +197,7 @@ class CallCore:
         """Send the INVITE and arm the ring timeout."""
         if self.state != "init" or self.ended is not None:
             return []
-        if self.trunk.transport.lower() != "udp":
+        if self.transport not in ("udp", *STREAM_TRANSPORTS):
             self._end(Ended("failed", f"unsupported SIP transport {self.trunk.transport}", None, "system"))
             return self._flush()
         self.state = "calling"
@@ -267,6 +275,16 @@ class CallCore:
             self._out.append(DtmfReceived(digit, duration_ms, method))
         return self._flush()
 
+    def transport_failed(self, reason: str, now: float) -> list[Output]:
+        """The TCP/TLS connection to the trunk could not be made or broke: RFC 3261 17.1.1.2
+        tells the transaction user at once (no Timer B wait); the call fails with the reason."""
+        for pending in list(self._txs.values()):
+            self._out.extend(pending.tx.abort())
+        self._txs.clear()
+        if self.ended is None:
+            self._end(Ended("failed", reason, None, "system"))
+        return self._flush()
+
     def abort(self, now: float) -> list[Output]:
         """Carrier shutdown: stop every transaction now."""
         for pending in list(self._txs.values()):
@@ -290,13 +308,13 @@ class CallCore:
         )
 
     def _new_via(self) -> str:
-        return f"SIP/2.0/UDP {self._via_host};branch={new_branch()};rport"
+        return f"SIP/2.0/{self.transport.upper()} {self._via_host};branch={new_branch()};rport"
 
     def _start_tx(self, msg: SipMessage, dest: tuple[str, int], now: float, *,
                   on_response: Callable[[SipMessage, float], None] | None = None,
                   on_timeout: Callable[[float], None] | None = None) -> None:
         """The one way a request of this call goes out (INVITE, CANCEL, BYE and their retries)."""
-        tx = ClientTx(msg, dest, self.timers)
+        tx = ClientTx(msg, dest, self.timers, reliable=self.reliable)
         self._txs[tx.key] = _Pending(tx, on_response, on_timeout)
         self._out.extend(tx.start(now))
 

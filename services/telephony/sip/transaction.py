@@ -1,10 +1,12 @@
-"""SIP client transactions over UDP (RFC 3261 17.1) with their retransmission timers.
+"""SIP client transactions (RFC 3261 17.1) with their retransmission timers.
 
 INVITE (17.1.1): Timer A retransmits from T1, doubling; Timer B gives up after 64*T1
 without any response; a non-2xx final is ACKed here (same branch) and Timer D absorbs
 its retransmissions. A 2xx ends the transaction and goes to the dialog, which ACKs it.
 Non-INVITE (17.1.2): Timer E retransmits from T1, doubling up to T2 (T2 at once after a
 provisional); Timer F gives up after 64*T1; Timer K absorbs retransmitted finals.
+Over a reliable transport (TCP, TLS) nothing is retransmitted and nothing lingers: Timers
+A and E are never armed, D and K are zero; B and F still give up on a silent peer.
 
 :class:`ClientTx` is that state machine with no I/O: it takes responses and timer
 ticks and returns what to do (:class:`Send`, :class:`ArmTimer`, :class:`CancelTimer`).
@@ -74,8 +76,9 @@ class ClientTx:
     see); ``fire`` reports True when the transaction timed out (Timer B/F).
     """
 
-    def __init__(self, request: SipMessage, dest: tuple[str, int], timers: Timers) -> None:
+    def __init__(self, request: SipMessage, dest: tuple[str, int], timers: Timers, *, reliable: bool = False) -> None:
         self.request = request
+        self.reliable = reliable
         self.dest = dest
         self.timers = timers
         self.method = request.method or ""
@@ -99,7 +102,8 @@ class ClientTx:
     def start(self, now: float) -> list[Action]:
         """Send the request and arm the retransmit (A/E) and timeout (B/F) timers."""
         out: list[Action] = [Send(self.request, self.dest)]
-        self._arm(out, self._retransmit, now + self._interval)
+        if not self.reliable:
+            self._arm(out, self._retransmit, now + self._interval)
         self._arm(out, self._timeout, now + 64 * self.timers.t1)
         return out
 
@@ -129,9 +133,9 @@ class ClientTx:
         elif self.invite:
             self._ack = self._build_ack(resp)
             out.append(Send(self._ack, self.dest))
-            self._complete(out, now + TIMER_D)
+            self._complete(out, now + (0 if self.reliable else TIMER_D))
         else:
-            self._complete(out, now + self.timers.t4)  # Timer K
+            self._complete(out, now + (0 if self.reliable else self.timers.t4))  # Timer K
         return out, True
 
     def fire(self, name: str, now: float) -> tuple[list[Action], bool]:

@@ -109,6 +109,10 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self.send_raw(msg.encode(), addr)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:  # type: ignore[override]
+        self.dispatch(data, addr)
+
+    def dispatch(self, data: bytes, addr: tuple[str, int]) -> None:
+        """One whole SIP message from ``addr`` (a datagram, or one framed off a stream)."""
         if len(data) > MAX_DATAGRAM:
             self.oversize += 1
             self._dropped("oversize", self.oversize, addr, len(data))

@@ -63,7 +63,7 @@ async def test_cli_trunk_lifecycle_never_shows_the_password(account, pg):
     assert "has_password:          no" in r.stdout
 
     for bad, msg in ((["--host", "bad host"], "not a hostname"), (["--host", "h", "--port", "70000"], "port"),
-                     (["--host", "h", "--transport", "tcp"], "transport"),
+                     (["--host", "h", "--transport", "sctp"], "transport"),
                      (["--host", "h", "--caller-id", "12"], "caller_id"),
                      (["--host", "h", "--allow-from", "44"], "allowed_from_prefixes")):
         r = cli("trunks", "set", "--account", name, *bad)

@@ -44,13 +44,22 @@ def free_udp_port(even: bool = False) -> int:
     raise RuntimeError("no free port")
 
 
+def free_tcp_port() -> int:
+    """A currently free loopback TCP port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
 class SippProcess:
     """A SIPp UAS running one scenario for exactly one call; with ``call`` (``(host:port, user)``)
     a UAC calling that user there instead, from ``ip``."""
 
     def __init__(self, scenario: str, workdir: Path, *, sets: dict[str, str] | None = None,
-                 call: tuple[str, str] | None = None, ip: str = LOOPBACK) -> None:
-        self.port = free_udp_port()
+                 call: tuple[str, str] | None = None, ip: str = LOOPBACK, transport: str = "udp",
+                 extra: list[str] | None = None) -> None:
+        self.transport = transport
+        self.port = free_udp_port() if transport == "udp" else free_tcp_port()
         self.media_port = free_udp_port(even=True)
         self.workdir = workdir
         args = [
@@ -58,6 +67,9 @@ class SippProcess:
             "-mi", ip, "-mp", str(self.media_port), "-m", "1", "-nostdin",
             "-trace_err", "-timeout", "60s", "-timeout_error",
         ]
+        if transport == "tcp":
+            args += ["-t", "t1"]  # SIP over one TCP connection
+        args += extra or []
         for k, v in (sets or {}).items():
             args += ["-set", k, v]
         if call is not None:
@@ -68,7 +80,7 @@ class SippProcess:
 
     @property
     def trunk(self) -> TrunkConfig:
-        return TrunkConfig(host=LOOPBACK, port=self.port)
+        return TrunkConfig(host=LOOPBACK, port=self.port, transport=self.transport)
 
     def wait(self, timeout: float = 15.0) -> int:
         """Exit code: 0 when SIPp's scenario completed successfully."""

@@ -319,7 +319,7 @@ def test_bye_challenged_is_retried_with_credentials():
 
 
 def test_unsupported_transport_and_hangup_before_invite():
-    far = Far(trunk=TrunkConfig(*TRUNK, transport="tcp"))
+    far = Far(trunk=TrunkConfig(*TRUNK, transport="sctp"))
     far.feed(far.core.invite(0))
     assert far.sent == [] and far.ended()[0].status == "failed" and far.events[-1] == Finished()
     far = Far()
