@@ -350,6 +350,8 @@ class TelephonySettings:
                                        "an INVITE the cached trunks and numbers refuse reloads them, at most this often")
     rtp_ports: tuple[int, int] = var("CANARY_RTP_PORTS", "20000-60000", _port_range,
                                      "RTP port range of the SIP carrier")
+    sip_tls_ca: str = var("CANARY_SIP_TLS_CA", "", str,
+                          "PEM file of the CAs a TLS trunk's certificate must chain to (empty: the system's)")
     sip_media_timeout_s: float = var("CANARY_SIP_MEDIA_TIMEOUT_S", "30", _float,
                                      "no RTP for this long after answer ends the call")
     media_priority: str = var("CANARY_MEDIA_PRIORITY", "realtime", _choice("realtime", "high", "normal"),

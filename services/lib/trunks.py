@@ -169,6 +169,11 @@ def valid_port(port: Any) -> int:
     return p
 
 
+def default_port(transport: Any) -> int:
+    """The port a trunk listens on unless it says otherwise: 5061 for TLS, else 5060 (RFC 3261 19.1.2)."""
+    return 5061 if isinstance(transport, str) and transport.strip().lower() == "tls" else 5060
+
+
 def valid_transport(transport: Any) -> str:
     t = transport.strip().lower() if isinstance(transport, str) else transport
     if t not in TRANSPORTS:

@@ -32,7 +32,8 @@ TRUNK_FIELDS = {"host", "port", "transport", "username", "password", "caller_id"
 _TRUNK_BODY = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"type": "object", "required": ["host"], "additionalProperties": False, "properties": {
         "host": {"type": "string", "description": "trunk hostname or IP address"},
-        "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 5060},
+        "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 5060,
+                 "description": "5060 unless given; 5061 for tls"},
         "transport": {"type": "string", "enum": list(repo.TRANSPORTS), "default": "udp"},
         "username": {"type": ["string", "null"], "description": "digest auth user name"},
         "password": {"type": ["string", "null"], "writeOnly": True,
@@ -88,7 +89,7 @@ async def put_trunk(request: Request, account: Annotated[Account, Depends(curren
         raise ApiError(422, "missing_field", "host is required", "host")
     try:
         t = await repo.set_trunk(
-            await request.app.state.runtime.db(), account.id, host=b["host"], port=b.get("port", 5060),
+            await request.app.state.runtime.db(), account.id, host=b["host"], port=b.get("port", repo.default_port(b.get("transport"))),
             transport=b.get("transport", "udp"), username=b.get("username"),
             password=b["password"] if "password" in b else repo.KEEP, caller_id=b.get("caller_id"),
             allowed_from_prefixes=b.get("allowed_from_prefixes"), digest_realm=b.get("digest_realm"),

@@ -141,7 +141,7 @@ async def test_api_trunk(api, account, pg):
 
     for bad, code, field in (({"host": "a b"}, "invalid_host", "host"), ({"port": 5060}, "missing_field", "host"),
                              ({"host": "h", "port": 0}, "invalid_port", "port"),
-                             ({"host": "h", "transport": "tls"}, "invalid_transport", "transport"),
+                             ({"host": "h", "transport": "ws"}, "invalid_transport", "transport"),
                              ({"host": "h", "nope": 1}, "unknown_field", "nope"),
                              ({"host": "h", "allowed_from_prefixes": ["44"]}, "invalid_allowed_from_prefixes",
                               "allowed_from_prefixes"),

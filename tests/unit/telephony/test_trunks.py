@@ -50,8 +50,8 @@ def test_port_and_transport():
     for bad in (0, 65536, "x", True, None, 1.5):
         with pytest.raises(TrunkError):
             trunks.valid_port(bad)
-    assert trunks.valid_transport("UDP") == "udp"
-    for bad in ("tcp", "tls", "", None, "sctp"):
+    assert [trunks.valid_transport(t) for t in ("UDP", "tcp", " TLS ")] == ["udp", "tcp", "tls"]
+    for bad in ("ws", "", None, "sctp", "udp;x"):
         with pytest.raises(TrunkError) as e:
             trunks.valid_transport(bad)
         assert e.value.field == "transport"
@@ -177,3 +177,7 @@ def test_callee_number():
     with pytest.raises(TrunkError) as e:
         trunks.valid_callee_number("15557770001")
     assert e.value.code == "invalid_phone_number"
+
+
+def test_default_port_follows_the_transport():
+    assert [trunks.default_port(t) for t in ("udp", "tcp", "tls", "TLS", None)] == [5060, 5060, 5061, 5061, 5060]
