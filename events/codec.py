@@ -70,7 +70,11 @@ def decode(raw: bytes | None) -> Envelope | DecodeError:
         while version < latest:  # old payloads are upcast on read, never rewritten in the log
             data = UPCASTERS[(t, version)](data)
             version += 1
-    return Envelope(t, cid, acct, data, version, eid, at, obj.get("causation_id"), obj.get("correlation_id"))
+    # An optional traceparent that is not a string is ignored (a malformed string too, when it
+    # is read: events/trace.py `of`); a trace never makes a record unreadable.
+    tp = obj.get("traceparent")
+    return Envelope(t, cid, acct, data, version, eid, at, obj.get("causation_id"), obj.get("correlation_id"),
+                    tp if type(tp) is str else None)
 
 
 def decode_payload(env: Envelope) -> BaseModel | DecodeError:

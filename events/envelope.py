@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from events import trace
+
 # Namespace for ids derived from other ids; fixed forever, or replays would diverge.
 _DERIVE_NS = uuid.UUID("6b1f7f0e-2f1c-4c8e-9f5a-0c1a2b3c4d5e")
 
@@ -38,9 +40,11 @@ class Envelope:
     occurred_at: str = field(default_factory=utc_now)
     causation_id: str | None = None
     correlation_id: str | None = None
+    # W3C traceparent of the call's trace (events/trace.py); optional: older records have none.
+    traceparent: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d = {
             "id": self.id,
             "type": self.type,
             "version": self.version,
@@ -51,10 +55,14 @@ class Envelope:
             "correlation_id": self.correlation_id,
             "data": self.data,
         }
+        if self.traceparent is not None:  # absent rather than null: untraced records keep their bytes
+            d["traceparent"] = self.traceparent
+        return d
 
     def caused(self, type: str, data: dict[str, Any] | None = None, *, step: str | None = None,
                occurred_at: str | None = None, version: int | None = None) -> "Envelope":
-        """A follow-up message caused by this one, with a deterministic id per step."""
+        """A follow-up message caused by this one, with a deterministic id per step, in the
+        same trace (its parent span: this process handling this message, events/trace.py)."""
         from events.registry import latest_version
 
         return Envelope(
@@ -67,6 +75,7 @@ class Envelope:
             occurred_at=occurred_at or utc_now(),
             causation_id=self.id,
             correlation_id=self.correlation_id or self.id,
+            traceparent=trace.handled(self).header,
         )
 
     def with_data(self, **changes: Any) -> "Envelope":

@@ -10,6 +10,7 @@ from fastapi.openapi.utils import get_openapi
 
 from services.api import console, errors, models
 from services.api.metrics_middleware import RequestMetrics
+from services.api.trace_middleware import RequestTrace
 from services.api.routers import (calls, flows, keys, meta, numbers, recordings, sandbox, streams, trunks, voices,
                                   webhooks)
 from services.api.runtime import Runtime
@@ -72,6 +73,7 @@ def create_app(runtime: Runtime | None = None) -> FastAPI:
                   openapi_url="/openapi.json", docs_url="/docs", redoc_url=None, lifespan=lifespan)
     app.state.runtime = rt
     app.add_middleware(RequestMetrics)
+    app.add_middleware(RequestTrace)  # outermost: the trace covers the whole request
     errors.install(app)
     for r in ROUTERS:
         app.include_router(r)

@@ -8,6 +8,7 @@ round trip (the call_requests insert) and one Kafka ack.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from typing import Any
@@ -16,13 +17,14 @@ import asyncpg
 from aiokafka import AIOKafkaProducer
 
 from events import Envelope, encode
-from services.common import accounts, db
+from services.common import accounts, db, tracing
 from services.common.accounts import Account, VerifiedNumbers
 from services.common.config import settings
 from services.common.kafka import make_producer, type_headers
 from services.common.logging import get_logger
 from services.common.service import quiet_gc
 from services.common.signing import InsecureSecretError, check_service_secrets, secret_list, secret_problem
+from services.api import trace_middleware
 from services.api.live_calls import LiveCallLimit
 from services.api.live_events import EventHub
 from services.api.errors import ApiError, unavailable
@@ -143,6 +145,7 @@ class Runtime:
         # Whatever serves the app (`python -m services.api`, a uvicorn of its own) refuses
         # the development secrets outside development (services/common/signing.py).
         check_service_secrets(self.settings)
+        tracing.setup("api", log)  # span export, when CANARY_OTEL_EXPORTER asks for it
         if self.settings.kafka_intake_auth == "signed" and self.settings.environment != "development":
             problem = secret_problem("CANARY_KAFKA_SERVICE_KEY", self.settings.kafka_service_key)
             if problem:
@@ -186,6 +189,7 @@ class Runtime:
         self.health_server = await serve_health(s.health_port, "api", s.health_host)
 
     async def stop(self) -> None:
+        tracing.shutdown()
         if getattr(self, "health_server", None) is not None:
             self.health_server.close()
         await self.live.stop()
@@ -254,6 +258,9 @@ class Runtime:
         A command is signed for the orchestrator's intake; an event (``command=False``: a
         sandbox caller's call.received) carries its type header as every event does."""
         producer = await self.kafka()
+        ctx = trace_middleware.current()
+        if env.traceparent is None and ctx is not None:  # the request's trace goes with what it produces
+            env = dataclasses.replace(env, traceparent=ctx.header)
         try:
             async def _send() -> None:
                 value = encode(env)

@@ -156,6 +156,37 @@ class LogSettings:
                               shown="when stderr is a terminal")
 
 
+_EXPORTERS = ("console", "otlp", "none")
+
+
+def _exporters(raw: str) -> tuple[str, ...]:
+    """A comma-separated list of span exporters (OpenTelemetry's form); `none` or empty: off."""
+    names = tuple(dict.fromkeys(n.strip().lower() for n in raw.split(",") if n.strip()))
+    for n in names:
+        if n not in _EXPORTERS:
+            raise ValueError("expected a comma-separated list of " + ", ".join(repr(a) for a in _EXPORTERS))
+    return tuple(n for n in names if n != "none")
+
+
+@dataclass(frozen=True, slots=True)
+class TraceSettings:
+    exporter: tuple[str, ...] | None = var(
+        "CANARY_OTEL_EXPORTER", None, _exporters,
+        "OpenTelemetry span export: `console` (one JSON span a line on stdout), `otlp` (needs the"
+        " `opentelemetry-exporter-otlp` package; its standard `OTEL_EXPORTER_OTLP_*` variables apply), both"
+        " comma-separated, or `none`; unset: `OTEL_TRACES_EXPORTER` decides. Off records no span at all;"
+        " the trace context travels in the envelope either way", shown="off")
+    otel_exporter: tuple[str, ...] | None = var(
+        "OTEL_TRACES_EXPORTER", None, _exporters,
+        "OpenTelemetry's standard variable, read when `CANARY_OTEL_EXPORTER` is unset (same values)", shown="off")
+
+    @property
+    def exporters(self) -> tuple[str, ...]:
+        """The span exporters to run (empty: no spans)."""
+        chosen = self.exporter if self.exporter is not None else self.otel_exporter
+        return chosen or ()
+
+
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
     host: str = var("CANARY_API_HOST", "127.0.0.1", str, "address the API listens on")
@@ -427,6 +458,7 @@ class Settings:
                                "most records the projector applies in one transaction")
 
     log: LogSettings = section(LogSettings)
+    trace: TraceSettings = section(TraceSettings)
     api: ApiSettings = section(ApiSettings)
     webhooks: WebhookSettings = section(WebhookSettings)
     media: MediaSettings = section(MediaSettings)

@@ -28,6 +28,7 @@ from services.common.consumer import (Backoff, KafkaCommits, KafkaDeadLetters, R
                                       is_transient, rejection, retry_transient)
 from services.common.health import HEALTH
 from services.common.kafka import make_consumer, make_producer, publish, type_headers
+from services.common import tracing
 from services.common.service import serve as run_service
 
 Handler = Callable[[Envelope], Awaitable[list[Envelope]]]
@@ -104,6 +105,10 @@ class EventWorker:
         limit = fn(env) if fn is not None else None
         return self.handler_timeout_s if limit is None else float(limit)
 
+    @property
+    def trace_name(self) -> str:
+        return self.name
+
     async def _run_handler(self, env: Envelope) -> list[Envelope]:
         limit_s = self._timeout_for(env)
         try:
@@ -122,6 +127,10 @@ class EventWorker:
             await self._reject(item)
             return []
         assert type(item) is Record
+        with tracing.handling(item.env, f"{self.name} handle"):  # its log lines carry the trace
+            return await self._handle_record(item)
+
+    async def _handle_record(self, item: Record) -> list[Envelope]:
         try:
             return await retry_transient(lambda: self._run_handler(item.env), what=f"{self.name}: handler",
                                          log=self.log, backoff=self.backoff, stopping=self.stopping)

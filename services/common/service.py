@@ -31,10 +31,13 @@ async def serve(svc: Service, log: Any, name: str, stats: Any = None) -> None:
 
     With ``CANARY_HEALTH_PORT`` set, ``GET /healthz`` on it reports the service's health
     (services/common/health.py) from before it starts until it stops."""
+    from services.common import tracing
     from services.common.config import settings
     from services.common.health import HEALTH, serve_health
 
     s = settings()
+    # Derived span ids and exported spans name the service (an event worker: its group).
+    tracing.setup(getattr(svc, "trace_name", None) or name, log)
     HEALTH.stall_s = s.health_stall_s
     server = await serve_health(s.health_port, name, s.health_host) if s.health_port else None
     try:
@@ -49,5 +52,6 @@ async def serve(svc: Service, log: Any, name: str, stats: Any = None) -> None:
             await svc.stop()
             log.info(f"{name} stopped", **(stats() if stats else {}))
     finally:
+        tracing.shutdown()
         if server is not None:
             server.close()

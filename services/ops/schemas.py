@@ -28,6 +28,10 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
         "occurred_at": {"type": "string", "format": "date-time"},
         "causation_id": {"type": ["string", "null"], "format": "uuid"},
         "correlation_id": {"type": ["string", "null"], "format": "uuid"},
+        "traceparent": {"type": "string", "pattern": "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}",
+                        "description": "W3C Trace Context of the call's trace (version-traceid-parentid-flags);"
+                                       " optional, absent on records written before it existed. A consumer"
+                                       " ignores one it cannot parse (docs/architecture.md, 'Following a call')"},
         "data": {"type": "object"},
     },
     "additionalProperties": False,

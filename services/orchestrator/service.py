@@ -14,13 +14,15 @@ read, that `decide` fails on or that Postgres refuses is dead-lettered on its ow
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timezone
 
 import asyncpg
 import orjson
 
 from events import DecodeError, Envelope, derive_id, encode, topics
-from services.common import db
+from events import trace
+from services.common import db, tracing
 from services.common.config import settings
 from services.common.consumer import Batch, Consumer, KafkaDeadLetters, PostgresTracking, Processor, Source
 from services.common.kafka import make_producer, publish_many, type_headers
@@ -235,10 +237,17 @@ class Orchestrator:
         emits: list[Envelope] = []
         now = _now()
         for env, errors in inputs:
-            dec = decide(states.get(env.call_id), env, now, pacing_slot=pacing.get(env.account_id),
-                         cps=await self._cps(conn, env.account_id) if env.type == "PlaceCall" else 10.0,
-                         validation_errors=errors, flow_def=flow_defs.get(env.id))
-            states[env.call_id] = dec.state
+            before = states.get(env.call_id)
+            if env.traceparent is None and before is not None and before.traceparent is not None:
+                env = dataclasses.replace(env, traceparent=before.traceparent)  # a timer: the call's trace
+            cps = await self._cps(conn, env.account_id) if env.type == "PlaceCall" else 10.0
+            with tracing.handling(env, "orchestrator decide"):
+                dec = decide(before, env, now, pacing_slot=pacing.get(env.account_id), cps=cps,
+                             validation_errors=errors, flow_def=flow_defs.get(env.id))
+            state = dec.state
+            if state.traceparent is None and trace.parse(env.traceparent) is not None:
+                state = dataclasses.replace(state, traceparent=env.traceparent)
+            states[env.call_id] = state
             touched[env.call_id] = env.account_id
             for o in dec.outputs:
                 if type(o) is Emit:

@@ -233,6 +233,9 @@ class CallState:
     stream_done: bool = False  # the call's own media stream stopped or failed (a bot's call then ends)
     answered_by: str | None = None  # machine detection's result (machine_detection.completed)
     updates: Updates = NO_UPDATES
+    # The call's trace (W3C traceparent of its first traced input): what a timer's input,
+    # which carries none, continues (docs/architecture.md, "Following a call").
+    traceparent: str | None = None
 
     @classmethod
     def new(cls, call_id: str, account_id: str) -> "CallState":
@@ -286,6 +289,8 @@ class CallState:
                 d["flow_seq"] = self.flow.seq
         if self.updates != NO_UPDATES:
             d["updates"] = self.updates.to_json()
+        if self.traceparent is not None:
+            d["traceparent"] = self.traceparent
         return d
 
     @classmethod
@@ -295,4 +300,4 @@ class CallState:
                    d.get("media_failed"), bool(d.get("hangup_sent")), bool(d.get("recording")), d.get("seen", 0),
                    FlowRun.from_json(flow, d.get("flow_seq", 0)) if flow is not None else None,
                    bool(d.get("stream_done")), d.get("answered_by"),
-                   Updates.from_json(d["updates"]) if d.get("updates") else NO_UPDATES)
+                   Updates.from_json(d["updates"]) if d.get("updates") else NO_UPDATES, d.get("traceparent"))

@@ -28,7 +28,7 @@ import orjson
 
 from events import Envelope, derive_id, new_envelope, topics
 from events.envelope import utc_now
-from services.common import db, metrics
+from services.common import db, metrics, tracing
 from services.common.config import settings
 from services.common.consumer import (Batch, Consumer, KafkaDeadLetters, KafkaTracking, Processor, Source,
                                       retry_transient)
@@ -659,6 +659,11 @@ class Gateway:
             fut.set_result(env)
 
     async def _dial(self, env: Envelope) -> None:
+        # The call's tasks start inside: their log lines carry its trace too.
+        with tracing.handling(env, "gateway dial", **{"canary.carrier": env.data.get("carrier", "sandbox")}):
+            await self._place(env)
+
+    async def _place(self, env: Envelope) -> None:
         # A dial instruction found late (a new consumer group reading old history) is not
         # placed: the caller gave up long ago and the orchestrator has ended the call.
         age = (datetime.now(timezone.utc) - datetime.fromisoformat(env.occurred_at)).total_seconds()

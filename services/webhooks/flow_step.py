@@ -14,7 +14,7 @@ import time
 import httpx
 import orjson
 
-from events import Envelope
+from events import Envelope, trace
 from services.common.text import nul_path
 from services.common.ssrf import SsrfError, check_url
 from services.webhooks import sender
@@ -31,7 +31,9 @@ async def ask_app(client: httpx.AsyncClient, secret: str | None, req: Envelope) 
                          "timestamp": int(time.time())})
     # The answer is read as it streams in, at most MAX_BODY bytes: a larger (or endless) one
     # fails the step without being received. Uncompressed, so its size on the wire is its size.
-    headers = {**sender.headers_for(secret or "", body, req.id, "flow.webhook", 1), "Accept-Encoding": "identity"}
+    # The call's trace, its parent this request (the span `handling` records around it).
+    headers = {**sender.headers_for(secret or "", body, req.id, "flow.webhook", 1,
+                                    traceparent=trace.handled(req).header), "Accept-Encoding": "identity"}
     try:
         check_url(req.data["url"])
         async with asyncio.timeout(TIMEOUT_S):

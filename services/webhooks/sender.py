@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from events import trace
+from events.trace import TraceContext
 from services.common import signing
 from services.common.ssrf import SsrfError, check_url, guarded_async_client
 from services.webhooks.policy import is_success
@@ -35,9 +37,10 @@ class AttemptResult:
 
 
 def headers_for(secret: str, body: bytes, event_id: str, event_type: str, attempt: int,
-                timestamp: int | None = None) -> dict[str, str]:
-    """Every delivery carries its signature, the event id twice (idempotency) and the attempt number."""
-    return {
+                timestamp: int | None = None, traceparent: str | None = None) -> dict[str, str]:
+    """Every delivery carries its signature, the event id twice (idempotency), the attempt number
+    and, when known, the call's trace (W3C `traceparent`, its parent this attempt's span)."""
+    headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         signing.HEADER: signing.sign(secret, body, timestamp),
@@ -46,6 +49,14 @@ def headers_for(secret: str, body: bytes, event_id: str, event_type: str, attemp
         "Canary-Event-Type": event_type,
         "Canary-Delivery-Attempt": str(attempt),
     }
+    if traceparent is not None:
+        headers["traceparent"] = traceparent
+    return headers
+
+
+def attempt_trace(parent: TraceContext, event_id: str, attempt: int) -> TraceContext:
+    """The span of one delivery attempt (derived: a repeated attempt number is the same span)."""
+    return parent.child(trace.derive_span_id(f"webhooks/{event_id}/{attempt}"))
 
 
 def make_client(max_connections: int) -> httpx.AsyncClient:

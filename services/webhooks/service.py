@@ -24,10 +24,12 @@ import bisect
 import time
 
 import asyncpg
+import structlog
 from aiokafka import TopicPartition
 
 from events import topics
-from services.common import config, db, metrics
+from events import trace
+from services.common import config, db, metrics, tracing
 from services.common.consumer import KafkaCommits, Rejected, Skipped, Source, Stopped, retry_transient
 from services.common.health import HEALTH
 from services.common.kafka import dlq_record, make_consumer, make_producer, publish
@@ -145,9 +147,10 @@ class WebhookWorker:
         from services.webhooks.flow_step import ask_app
 
         try:
-            secret = await retry_transient(lambda: self._secret(env.account_id), what="webhooks: signing secret",
-                                           log=log, stopping=self.stopping)
-            out = await ask_app(self.client, secret, env)
+            with tracing.handling(env, "webhook flow step", kind="client"):
+                secret = await retry_transient(lambda: self._secret(env.account_id), what="webhooks: signing secret",
+                                               log=log, stopping=self.stopping)
+                out = await ask_app(self.client, secret, env)
             await retry_transient(lambda: publish(self.producer, self.topic, out), what="webhooks: flow answer",
                                   log=log, stopping=self.stopping)
         except Stopped:  # stopping before the answer is out: it stays unanswered, the next owner asks again
@@ -233,14 +236,31 @@ class WebhookWorker:
 
     async def _deliver(self, d: store.Delivery) -> None:
         attempt = d.attempts + 1
+        parent = trace.parse(d.traceparent)
+        if parent is None:  # enqueued before deliveries kept their trace: logged and sent without one
+            await self._attempt(d, attempt, None)
+            return
+        ctx = sender.attempt_trace(parent, d.event_id, attempt)
+        with structlog.contextvars.bound_contextvars(trace_id=ctx.trace_id, call_id=d.call_id), \
+                tracing.span("webhook delivery", ctx, parent, kind="client", **{
+                    "canary.call_id": d.call_id, "canary.event_id": d.event_id, "canary.event_type": d.event_type,
+                    "canary.delivery_attempt": attempt}) as span:
+            status = await self._attempt(d, attempt, ctx)
+            if span is not None and status is not None:
+                span.set_attribute("http.response.status_code", status)
+
+    async def _attempt(self, d: store.Delivery, attempt: int, ctx: trace.TraceContext | None) -> int | None:
+        """One attempt, recorded; returns the receiver's status code (None: none came)."""
         started = store.utcnow()
         latency: int | None = None
+        res = None
         try:
             secret = await self._secret(d.account_id)
             if not secret:
                 res = sender.AttemptResult(None, 0, f"account {d.account_id} has no signing secret", permanent=True)
             else:
-                headers = sender.headers_for(secret, d.body, d.event_id, d.event_type, attempt)
+                headers = sender.headers_for(secret, d.body, d.event_id, d.event_type, attempt,
+                                             traceparent=ctx.header if ctx is not None else None)
                 res = await sender.post(self.client, d.url, d.body, headers, self.s.timeout)
                 latency = res.latency_ms
             if res.ok:
@@ -266,6 +286,7 @@ class WebhookWorker:
         finally:
             self.lanes.release(d, latency)
             self.wake.set()
+        return res.status_code if res is not None else None
 
     async def _dead_letter(self, d: store.Delivery, attempts: int, res: sender.AttemptResult) -> None:
         """voice.dlq first, then the table: a crash in between re-sends the DLQ record (keyed by event id)."""

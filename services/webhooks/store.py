@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 
 import asyncpg
 
-from events import Envelope
+from events import Envelope, trace
 from services.webhooks.payloads import Routes, body_bytes, payload
 
 
@@ -27,6 +27,7 @@ class Delivery:
     body: bytes
     attempts: int
     max_attempts: int
+    traceparent: str | None = None  # the event's trace context (None: enqueued before it was kept)
 
 
 class RouteCache:
@@ -80,7 +81,7 @@ async def enqueue(conn: asyncpg.Connection, source_topic: str, events: Iterable[
             if not url:
                 continue
             rows.append((env.id, source_topic, env.call_id, env.account_id, env.type, url, body_bytes(body),
-                         max_attempts))
+                         max_attempts, trace.of(env).header))
         if not rows:
             return 0
         # One statement per batch; WITH ORDINALITY keeps Kafka order = seq order.
@@ -92,9 +93,10 @@ async def _insert_ordered(conn: asyncpg.Connection, rows: list[tuple[Any, ...]])
     cols = [list(c) for c in zip(*rows)]
     return await conn.fetch(
         "INSERT INTO webhook_deliveries (event_id, source_topic, call_id, account_id, event_type, url, body,"
-        " max_attempts)"
-        " SELECT a, b, c, d, e, f, g, h FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-        " $6::text[], $7::bytea[], $8::int[]) WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, n) ORDER BY n"
+        " max_attempts, traceparent)"
+        " SELECT a, b, c, d, e, f, g, h, i FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
+        " $6::text[], $7::bytea[], $8::int[], $9::text[]) WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, n)"
+        " ORDER BY n"
         " ON CONFLICT (event_id) DO NOTHING RETURNING event_id", *cols)
 
 
@@ -108,7 +110,8 @@ WITH heads AS (
     WHERE status = 'pending' AND source_topic = $1
     ORDER BY call_id, seq
 )
-SELECT d.event_id, d.call_id, d.account_id, d.event_type, d.url, d.body, d.attempts, d.max_attempts
+SELECT d.event_id, d.call_id, d.account_id, d.event_type, d.url, d.body, d.attempts, d.max_attempts,
+       d.traceparent
 FROM webhook_deliveries d
 WHERE d.event_id IN (SELECT h.event_id FROM heads h
                      WHERE h.next_attempt_at <= now() AND (h.leased_until IS NULL OR h.leased_until < now())
@@ -130,7 +133,7 @@ async def claim(conn: asyncpg.Connection, source_topic: str, limit: int, lease_s
     async with conn.transaction():
         rows = await conn.fetch(CLAIM_SQL, source_topic, limit)
         cands = [Delivery(r["event_id"], r["call_id"], r["account_id"], r["event_type"], r["url"], bytes(r["body"]),
-                          r["attempts"], r["max_attempts"]) for r in rows]
+                          r["attempts"], r["max_attempts"], r["traceparent"]) for r in rows]
         chosen = choose(cands)
         if chosen:
             await conn.execute(

@@ -1,0 +1,141 @@
+"""W3C Trace Context (https://www.w3.org/TR/trace-context/) as it travels in the envelope.
+
+A call's trace is its ``traceparent``: ``00-<trace-id>-<parent-id>-<flags>``. The API starts
+it (or continues a client's), and every message of the call carries it in the envelope's
+optional ``traceparent`` field. A service handling a message continues the trace: same
+trace id, and as the parent of what it emits its own span id, derived from its name and the
+input's id (:func:`handled`), so re-handling an input after a crash re-emits byte-identical
+outputs, exactly as the outputs' ids are derived (``derive_id``).
+
+A message without a usable ``traceparent`` (written before this field existed, by another
+producer, or malformed) is never refused: its trace id is derived from its correlation id
+(the call's first message), so the calls of before still have one trace id each.
+
+Pure and cheap: no I/O, no OpenTelemetry (services/common/tracing.py exports spans).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+HEADER = "traceparent"
+VERSION = "00"
+SAMPLED = 0x01
+
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+# version - trace-id - parent-id - trace-flags, lowercase hex only; a later version may add
+# fields after a dash (kept unread, as the spec asks).
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\s]*)?")
+_MAX_LEN = 512  # a header longer than any sane future version is not parsed at all
+
+_service = "canary"  # this process's name in derived span ids (set_service)
+
+
+@dataclass(frozen=True, slots=True)
+class TraceContext:
+    """One position in a trace: the trace, the span that is the parent of what comes next, flags."""
+
+    trace_id: str  # 32 lowercase hex digits, not all zero
+    span_id: str  # 16 lowercase hex digits, not all zero
+    flags: int = SAMPLED
+
+    @property
+    def sampled(self) -> bool:
+        return bool(self.flags & SAMPLED)
+
+    @property
+    def header(self) -> str:
+        """The ``traceparent`` value (always version 00)."""
+        return f"{VERSION}-{self.trace_id}-{self.span_id}-{self.flags:02x}"
+
+    def child(self, span_id: str) -> "TraceContext":
+        """The same trace with ``span_id`` as the parent of what follows."""
+        return TraceContext(self.trace_id, span_id, self.flags)
+
+
+def parse(value: Any) -> TraceContext | None:
+    """A ``traceparent`` value -> TraceContext, or None when it is not a valid one.
+
+    Follows the spec's rules for a receiver: surrounding spaces and tabs are allowed; the
+    version is two hex digits but not ``ff``; version 00 is exactly 55 characters; a later
+    version is read for its first four fields (anything after must start with a dash);
+    neither id may be all zeros; upper case hex is invalid. Only the sampled flag is kept
+    (other bits are not ours to propagate as set). Never raises.
+    """
+    if type(value) is bytes:
+        try:
+            value = value.decode("ascii")
+        except UnicodeDecodeError:
+            return None
+    if type(value) is not str or len(value) > _MAX_LEN:
+        return None
+    m = _TRACEPARENT.fullmatch(value.strip(" \t"))
+    if m is None:
+        return None
+    version, trace_id, span_id, flags, rest = m.groups()
+    if version == "ff" or (version == VERSION and rest is not None):
+        return None
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    return TraceContext(trace_id, span_id, int(flags, 16) & SAMPLED)
+
+
+def random_span_id() -> str:
+    while True:
+        s = os.urandom(8).hex()
+        if s != _ZERO_SPAN:
+            return s
+
+
+def new_trace(sampled: bool = True) -> TraceContext:
+    """A fresh trace (random ids, as the spec recommends), its first span id included."""
+    while True:
+        t = os.urandom(16).hex()
+        if t != _ZERO_TRACE:
+            return TraceContext(t, random_span_id(), SAMPLED if sampled else 0)
+
+
+def derive_span_id(seed: str) -> str:
+    """A deterministic span id for ``seed`` (never all zeros)."""
+    s = hashlib.sha256(seed.encode()).hexdigest()[:16]
+    return s if s != _ZERO_SPAN else "0" * 15 + "1"
+
+
+def trace_id_for(key: str) -> str:
+    """A deterministic trace id for a message that carries none: the hex of its correlation id
+    (a UUID) when it is one, else a hash of it."""
+    h = key.replace("-", "").lower()
+    if len(h) == 32 and h != _ZERO_TRACE and all(c in "0123456789abcdef" for c in h):
+        return h
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def set_service(name: str) -> None:
+    """Name this process in the span ids it derives (each service process calls it once)."""
+    global _service
+    _service = name
+
+
+def service() -> str:
+    return _service
+
+
+def of(env: Any) -> TraceContext:
+    """The trace context a message carries: its ``traceparent``, or one derived from its
+    correlation id (or its own id) and its id when it has none or an invalid one."""
+    ctx = parse(env.traceparent) if env.traceparent is not None else None
+    if ctx is not None:
+        return ctx
+    return TraceContext(trace_id_for(env.correlation_id or env.id), derive_span_id(env.id), SAMPLED)
+
+
+def handled(env: Any, by: str | None = None) -> TraceContext:
+    """The span of handling ``env`` in service ``by`` (default: this process's): same trace,
+    its own derived span id. It is the parent of everything the handling emits."""
+    parent = of(env)
+    return parent.child(derive_span_id(f"{by or _service}/{env.id}"))
