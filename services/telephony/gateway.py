@@ -701,6 +701,7 @@ class Gateway:
             await self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1", env.call_id)
             return
         self.calls[env.call_id] = LiveCall(self, env, session)
+        log.info("call dialed", call_id=env.call_id, carrier=env.data.get("carrier", "sandbox"))
 
     async def _answer_incoming(self, env: Envelope, carrier: Carrier, req: DialRequest) -> None:
         """An inbound dial.requested: answer the SIP call held here, or let the sandbox caller call in."""

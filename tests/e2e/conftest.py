@@ -24,10 +24,11 @@ SPEECH = "services.transcription.speech_gather"  # recognises speech gathers (th
 class VoiceStack:
     """Real services as processes on their own topics; place calls and watch their events."""
 
-    def __init__(self, prefix: str, schema: str, logdir: Path, modules: list[str], speed: float):
+    def __init__(self, prefix: str, schema: str, logdir: Path, modules: list[str], speed: float,
+                 env: dict[str, str] | None = None):
         self.prefix, self.schema, self.logdir = prefix, schema, logdir
         self.env = service_env(prefix, CANARY_PROJECTION_SCHEMA=schema, CANARY_SANDBOX_SPEED=str(speed),
-                               CANARY_ALLOW_PRIVATE_URLS="1")
+                               CANARY_ALLOW_PRIVATE_URLS="1", **(env or {}))
         self.modules = modules
         self.procs: dict[str, object] = {}
         self.events: dict[str, list[Envelope]] = defaultdict(list)
@@ -153,12 +154,12 @@ async def _warm_up(vs: VoiceStack, timeout: float = 120.0) -> None:
         await asyncio.sleep(0.1)
 
 
-async def _voice_stack(request, stack, tmp_path_factory, modules, speed=4.0):
+async def _voice_stack(request, stack, tmp_path_factory, modules, speed=4.0, env=None):
     from services.common import db
 
     prefix = f"e2e{uuid.uuid4().hex[:8]}."
     await ensure_topics(partitions=2, prefix=prefix)
-    vs = VoiceStack(prefix, "p_" + uuid.uuid4().hex[:10], tmp_path_factory.mktemp("logs"), modules, speed)
+    vs = VoiceStack(prefix, "p_" + uuid.uuid4().hex[:10], tmp_path_factory.mktemp("logs"), modules, speed, env)
     conn = await db.connect()
     await conn.execute("INSERT INTO accounts (id, name, signing_secret) VALUES ($1, $1, 'whsec_test')", vs.account)
     await conn.execute("INSERT INTO numbers (account_id, number) VALUES ($1, '+15559876543')", vs.account)
