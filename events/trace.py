@@ -134,6 +134,13 @@ def of(env: Any) -> TraceContext:
     return TraceContext(trace_id_for(env.correlation_id or env.id), derive_span_id(env.id), SAMPLED)
 
 
+def continued(traceparent: str | bytes | None, key: str) -> str | None:
+    """The ``traceparent`` of what this process emits about ``key`` in the trace ``traceparent``
+    names (a Kafka header on the live audio, not an envelope); None when it names none."""
+    ctx = parse(traceparent) if traceparent is not None else None
+    return ctx.child(derive_span_id(f"{_service}/{key}")).header if ctx is not None else None
+
+
 def handled(env: Any, by: str | None = None) -> TraceContext:
     """The span of handling ``env`` in service ``by`` (default: this process's): same trace,
     its own derived span id. It is the parent of everything the handling emits."""

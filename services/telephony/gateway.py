@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from events import Envelope, derive_id, new_envelope, topics
+from events import Envelope, derive_id, new_envelope, topics, trace
 from events.envelope import utc_now
 from services.common import db, metrics, tracing
 from services.common.config import settings
@@ -173,7 +173,8 @@ class LiveCall:
 
     def _stream(self) -> AudioStreamer:
         if self.streamer is None:
-            self.streamer = AudioStreamer(self.gw.producer, self.dial.call_id, self.dial.account_id)
+            self.streamer = AudioStreamer(self.gw.producer, self.dial.call_id, self.dial.account_id,
+                                          traceparent=trace.handled(self.dial).header)
         return self.streamer
 
     async def _finish_gather(self, speech: dict | None = None) -> None:

@@ -62,7 +62,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Iterable
 
-from events import Envelope, derive_id, new_envelope
+from events import Envelope, derive_id, new_envelope, trace
 from services.common import audio
 from services.common.config import settings
 from services.lib.speech import FRAME_MS, Endpointer, SileroEndpointer, make_endpointer
@@ -135,6 +135,7 @@ class CallStream:
     channel: str
     cfg: LiveConfig = field(default_factory=LiveConfig)
     language: str | None = None  # the call's transcribe_language (BCP-47, 'auto'; None: English)
+    traceparent: str | None = None  # the call's trace (the chunks' header)
     last_seq: int = -1
     last_seen: float = 0.0  # monotonic time of the last chunk
     utterance: int = 0
@@ -262,7 +263,8 @@ class LiveTranscription(MediaCore):
         final = header(headers, "final") == "1"
         k = (call_id, channel)
         s = self.calls.get(k) or CallStream(call_id, account_id, channel, self.cfg,
-                                            language=header(headers, "language") or self.cfg.language)
+                                            language=header(headers, "language") or self.cfg.language,
+                                            traceparent=header(headers, "traceparent"))
         touch(self.calls, k, s, now)
         self.stats["chunks"] += 1
         jobs = s.feed(value or b"", offset_ms, seq)
@@ -354,7 +356,7 @@ class LiveTranscription(MediaCore):
         return new_envelope(EVENT_TYPE, s.call_id, s.account_id, {
             "text": text, "offset_ms": job.offset_ms, "channel": s.channel, "final": job.final,
             "utterance": job.utterance, "duration_ms": len(job.pcm) // 16,
-        }, id=job.event_id())
+        }, id=job.event_id(), traceparent=trace.continued(s.traceparent, f"live/{s.call_id}/{s.channel}"))
 
 
 class LiveWorker(MediaWorker):

@@ -136,6 +136,11 @@ class MediaWorker:
 
     # --- what a worker adds ---------------------------------------------------------
 
+    @property
+    def trace_name(self) -> str:
+        """This worker's name in the trace ids it derives (services/common/service.py)."""
+        return self.GROUP
+
     def make_core(self) -> Any:
         raise NotImplementedError
 

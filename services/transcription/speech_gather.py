@@ -44,7 +44,7 @@ from typing import Any, Awaitable, Callable, Iterable
 
 import orjson
 
-from events import Envelope, derive_id, new_envelope
+from events import Envelope, derive_id, new_envelope, trace
 from services.common import audio
 from services.common.config import settings
 from services.lib.speech import FRAME_MS, Endpointer, SileroEndpointer, best_hint, make_endpointer
@@ -85,6 +85,7 @@ class GatherStream:
     hints: list[str] = field(default_factory=list)
     language: str | None = None
     first_pos: tuple[Any, int] | None = None  # (partition, offset) of its first chunk, for commits
+    traceparent: str | None = None  # the call's trace (the chunks' header)
     last_seq: int = -1
     last_seen: float = 0.0
     answered: bool = False  # its utterance was cut (a job is queued or done)
@@ -173,7 +174,8 @@ class SpeechGather(MediaCore):
         if s is None or s.gather_id != gather_id:
             hints = g.get("hints") if isinstance(g.get("hints"), list) else []
             s = GatherStream(call_id, account_id, gather_id, step=g.get("step"),
-                             hints=[str(h) for h in hints], language=g.get("language") or None, first_pos=pos)
+                             hints=[str(h) for h in hints], language=g.get("language") or None, first_pos=pos,
+                             traceparent=header(headers, "traceparent"))
         touch(self.calls, call_id, s, now)
         self.stats["chunks"] += 1
         job = s.feed(value or b"", offset_ms, seq)
@@ -244,7 +246,8 @@ class SpeechGather(MediaCore):
             data["matched_hint"] = hint
         if error is not None:
             data["error"] = error
-        return new_envelope(EVENT_TYPE, s.call_id, s.account_id, data, id=job.event_id(), causation_id=s.gather_id)
+        return new_envelope(EVENT_TYPE, s.call_id, s.account_id, data, id=job.event_id(), causation_id=s.gather_id,
+                            traceparent=trace.continued(s.traceparent, f"gather/{s.gather_id}"))
 
 
 class SpeechGatherWorker(MediaWorker):

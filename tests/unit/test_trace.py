@@ -241,3 +241,17 @@ async def test_the_api_starts_a_new_trace_on_a_malformed_or_missing_traceparent(
     got = trace.parse(r.headers["traceparent"])
     assert got is not None and got.trace_id != TRACE_ID and got.sampled
     assert r.json()["trace_id"] == got.trace_id
+
+
+def test_the_live_audio_carries_the_trace_to_the_speech_workers():
+    """The gateway puts the call's trace on each audio chunk (a Kafka header: chunks are not
+    envelopes); a speech gather's answer continues it."""
+    from services.transcription.speech_gather import GatherStream, Job, SpeechGather
+
+    assert trace.continued(None, "k") is None and trace.continued("junk", "k") is None
+    header = trace.continued(TP.encode(), "gather/g1")
+    assert trace.parse(header).trace_id == TRACE_ID and trace.parse(header).span_id != "00f067aa0ba902b7"
+    s = GatherStream("call_x", "acct_x", "g1", traceparent=TP)
+    env = SpeechGather.event(Job(s, b"\0" * 320, 0, 0.0), "yes", 0.9, None, None)
+    assert trace.parse(env.traceparent).trace_id == TRACE_ID
+    assert trace.parse(env.caused("gather.completed", {}).traceparent).trace_id == TRACE_ID
