@@ -182,6 +182,7 @@ class CallCore:
         self._txs: dict[tuple[str, str], _Pending] = {}
         self._invite: SipMessage | None = None  # the INVITE now in progress (after an auth retry: the retry)
         self._got_provisional = False
+        self._rseq: int | None = None  # RSeq of the last reliable provisional we PRACKed (RFC 3262)
         self._rang = False
         self._cancel_reason: str | None = None  # "timeout" | "hangup"
         self._cancel_sent = False
@@ -346,6 +347,7 @@ class CallCore:
         msg = self._request("INVITE", in_dialog=False)
         msg.add("Contact", self.contact)
         msg.add("Allow", ALLOW)
+        msg.add("Supported", "100rel")  # trunks that require reliable provisionals take the call
         msg.add("User-Agent", self.user_agent)
         msg.add("Content-Type", "application/sdp")
         msg.body = build_offer(
@@ -383,6 +385,8 @@ class CallCore:
         if self._cancel_reason is not None and not self._cancel_sent:
             self._send_cancel(now)  # CANCEL had to wait for a provisional (RFC 3261 9.1)
             return
+        if code > 100:
+            self._prack(resp, now)
         if code in (180, 183) and self.state == "calling" and self.ended is None:
             early = False
             if code == 183 and resp.body:
@@ -391,6 +395,39 @@ class CallCore:
                 self._rang = True
                 self.state = "early"
                 self._out.append(Ringing(early_media=early))
+
+    def _prack(self, resp: SipMessage, now: float) -> None:
+        """A reliable provisional (``Require: 100rel``) is acknowledged with a PRACK in its early
+        dialog (RFC 3262 4): once per RSeq, in order; a retransmission or a skipped number is not.
+        The PRACK keeps to the trunk's addresses like every in-dialog request (see _learn_dialog)."""
+        required = {t.strip().lower() for t in (resp.get("Require") or "").split(",")}
+        if "100rel" not in required or self._invite is None:
+            return
+        try:
+            rseq = int((resp.get("RSeq") or "").strip())
+        except ValueError:
+            log.warning("sip.bad_rseq", call_id=self.call_id, rseq=resp.get("RSeq"))
+            return
+        if not 0 < rseq < 2 ** 31 or (self._rseq is not None and rseq != self._rseq + 1):
+            return
+        self._rseq = rseq
+        target, routes = self.request_uri, list(reversed(resp.get_all("Record-Route")))
+        try:
+            contacts = resp.get_all("Contact")
+            if contacts:
+                target = parse_name_addr(contacts[0]).uri
+            hosts = [uri_hostport(target)[0]] + [uri_hostport(parse_name_addr(r).uri)[0] for r in routes]
+        except ValueError:  # SipParseError too
+            target, routes, hosts = self.request_uri, [], []
+        if not self.policy.allow_foreign_hops and any(h.strip("[]").lower() not in self._trunk_hosts for h in hosts):
+            target, routes = self.request_uri, []
+        self.cseq += 1
+        prack = build_request("PRACK", target, via=self._new_via(), from_=self.from_hdr,
+                              to=f"{self.to_hdr};tag={resp.to.tag}" if resp.to.tag else self.to_hdr,
+                              call_id=self.sip_call_id, cseq=self.cseq, routes=routes)
+        prack.add("RAck", f"{rseq} {self._invite.cseq[0]} INVITE")
+        prack.add("User-Agent", self.user_agent)
+        self._start_tx(prack, self.dest, now)
 
     def _on_2xx(self, resp: SipMessage, now: float) -> None:
         if self.state == "confirmed" or self.remote_tag is not None:

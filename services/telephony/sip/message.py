@@ -41,6 +41,8 @@ _CANONICAL = {
     "cseq": "CSeq",
     "www-authenticate": "WWW-Authenticate",
     "mime-version": "MIME-Version",
+    "rack": "RAck",  # RFC 3262's spellings: some peers match them case-sensitively
+    "rseq": "RSeq",
 }
 # Headers that carry credentials: never printed (see redacted()).
 SECRET_HEADERS = frozenset({"Authorization", "Proxy-Authorization"})

@@ -205,3 +205,14 @@ async def test_garbage_datagrams_do_not_disturb_a_call(carrier, sipp, rtp_listen
     await call.hangup()
     assert (await next_event(call)).status == "completed"
     assert uas.wait() == 0, uas.errors()
+
+
+async def test_a_trunk_requiring_100rel_gets_its_prack(carrier, sipp, rtp_listener):
+    """SIPp checks the INVITE offers 100rel and the PRACK's RAck (the scenario fails otherwise);
+    the 200 OK only comes after the PRACK, so an answered call proves it was sent."""
+    uas = sipp("uas_100rel.xml", sets={"rtp_port": str(rtp_listener.port)})
+    call = await carrier.dial(dial(trunk=uas.trunk))
+    evs = await until(call, Answered)
+    assert [type(e) for e in evs] == [Ringing, Answered], evs
+    await call.hangup()
+    assert uas.wait() == 0, uas.errors()
