@@ -47,6 +47,7 @@ from .message import (
     new_branch,
     new_tag,
     parse_name_addr,
+    parse_uint,
     uri_hostport,
 )
 from .policy import STRICT, TrunkPolicy, is_ip
@@ -55,12 +56,16 @@ from .transaction import ArmTimer, CancelTimer, ClientTx, Send, TimerId, Timers
 
 log = structlog.get_logger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+SESSION_EXPIRES_S = 1800  # RFC 4028's recommended session interval
+MIN_SE_S = 90  # and the smallest we accept
 
 # The call's own timers (the transactions' are TimerId(letter, branch, method)).
 RING_TIMEOUT = TimerId("ring")  # the caller's timeout_s: CANCEL, status no-answer
 CANCEL_GUARD = TimerId("cancel_guard")  # 8*T1 after CANCEL: report without waiting for the 487
 ABANDON_INVITE = TimerId("abandon_invite")  # 64*T1 after CANCEL: forget the INVITE transaction
+SESSION_REFRESH = TimerId("session_refresh")  # we are the refresher (RFC 4028): UPDATE at half the interval
+SESSION_EXPIRY = TimerId("session_expiry")  # the far end refreshes: BYE if it has not before the session expires
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +145,13 @@ class CallCore:
         user_agent: str = "canary-voice",
         sdp_session_id: int | None = None,
         policy: TrunkPolicy | None = None,
+        session_expires_s: int = SESSION_EXPIRES_S,
+        min_se_s: int = MIN_SE_S,
     ) -> None:
         self.call_id = request.call_id
+        self.session_expires_s, self.min_se_s = session_expires_s, min_se_s
+        self.session: tuple[int, str] | None = None  # (interval s, refresher "uac"|"uas") once agreed
+        self._now = 0.0  # the time of the message being handled (for timers armed by requests)
         self.request = request
         self.trunk = trunk
         self.policy = policy or STRICT
@@ -234,6 +244,7 @@ class CallCore:
         """A message with our Call-ID. ``addr``: where it came from (a request's responses go
         there; a response's source decides whether its challenge may pin the realm)."""
         if msg.is_request:
+            self._now = now
             self._on_request(msg, addr or self._dialog_dest())
         else:
             self._resp_from = addr
@@ -259,6 +270,10 @@ class CallCore:
                 self._ring_timeout(now)
             elif timer_id == CANCEL_GUARD:
                 self._cancel_guard()
+            elif timer_id == SESSION_REFRESH:
+                self._refresh_session(now)
+            elif timer_id == SESSION_EXPIRY:
+                self._session_lost(now, "session expired: the far end did not refresh it")
             elif timer_id == ABANDON_INVITE:
                 self._abandon_invite()
         return self._flush()
@@ -347,7 +362,9 @@ class CallCore:
         msg = self._request("INVITE", in_dialog=False)
         msg.add("Contact", self.contact)
         msg.add("Allow", ALLOW)
-        msg.add("Supported", "100rel")  # trunks that require reliable provisionals take the call
+        msg.add("Supported", "100rel, timer")  # reliable provisionals (RFC 3262), session timers (RFC 4028)
+        msg.add("Session-Expires", str(self.session_expires_s))
+        msg.add("Min-SE", str(self.min_se_s))
         msg.add("User-Agent", self.user_agent)
         msg.add("Content-Type", "application/sdp")
         msg.body = build_offer(
@@ -395,6 +412,66 @@ class CallCore:
                 self._rang = True
                 self.state = "early"
                 self._out.append(Ringing(early_media=early))
+
+    # --- session timers (RFC 4028) ----------------------------------------------------------
+    def _session_agreed(self, value: str | None, now: float, *, default_refresher: str) -> None:
+        """``Session-Expires: N;refresher=...`` of a 2xx or a refresh: arm our refresh at N/2, or
+        the expiry guard when the far end refreshes. Without the header there is no timer."""
+        self._disarm(SESSION_REFRESH)
+        self._disarm(SESSION_EXPIRY)
+        if not value:
+            self.session = None
+            return
+        head, *params = [p.strip() for p in value.split(";")]
+        try:
+            interval = parse_uint(head, 7, "Session-Expires")
+        except ValueError:
+            log.warning("sip.bad_session_expires", call_id=self.call_id, value=value)
+            self.session = None
+            return
+        refresher = default_refresher
+        for p in params:
+            k, _, v = p.partition("=")
+            if k.strip().lower() == "refresher" and v.strip().lower() in ("uac", "uas"):
+                refresher = v.strip().lower()
+        interval = max(interval, 1)
+        self.session = (interval, refresher)
+        if refresher == "uac":
+            self._arm(SESSION_REFRESH, now + interval / 2)
+        else:
+            self._arm(SESSION_EXPIRY, now + interval - min(32, interval / 3))
+
+    def _refresh_session(self, now: float) -> None:
+        if self.state != "confirmed" or self.ended is not None or self.session is None:
+            return
+        update = self._request("UPDATE", in_dialog=True)
+        update.add("Contact", self.contact)
+        update.add("Supported", "timer")
+        update.add("Session-Expires", f"{self.session[0]};refresher=uac")
+        update.add("User-Agent", self.user_agent)
+
+        def on_response(resp: SipMessage, now: float) -> None:
+            code = resp.status or 0
+            if 200 <= code < 300:
+                self._session_agreed(resp.get("Session-Expires"), now, default_refresher="uac")
+            elif code in (401, 407):
+                self._retry_with_auth(resp, update, now)
+            elif code in (408, 481):
+                self._session_lost(now, f"session refresh refused ({code})")
+            elif code >= 300 and self.session is not None:
+                self._arm(SESSION_REFRESH, now + self.session[0] / 2)  # keep trying; the far end keeps the call
+
+        def on_timeout(now: float) -> None:
+            self._session_lost(now, "session refresh unanswered")
+
+        self._start_tx(update, self._dialog_dest(), now, on_response=on_response, on_timeout=on_timeout)
+
+    def _session_lost(self, now: float, reason: str) -> None:
+        """RFC 4028 10: a session not refreshed in time is over: BYE, and say why."""
+        if self.ended is None and self.state == "confirmed":
+            log.warning("sip.session_expired", call_id=self.call_id, reason=reason)
+            self._send_bye(now)
+            self._end(Ended("failed", reason, None, "system"))
 
     def _prack(self, resp: SipMessage, now: float) -> None:
         """A reliable provisional (``Require: 100rel``) is acknowledged with a PRACK in its early
@@ -462,6 +539,7 @@ class CallCore:
         self._out.append(StartMedia(send=True))
         log.info("sip.answered", call_id=self.call_id, codec=self.codec_pt, dtmf_pt=self.dtmf_pt)
         self._out.append(Answered())
+        self._session_agreed(resp.get("Session-Expires"), now, default_refresher="uac")
 
     def _learn_dialog(self, resp: SipMessage) -> str | None:
         """Take the 2xx's remote target and route set; the reason to refuse them, if any.
@@ -695,7 +773,35 @@ class CallCore:
         if method == "INVITE" and self.state == "confirmed":
             self._reinvite(req, addr)
             return
+        if method == "UPDATE" and self.state == "confirmed" and not req.body:
+            # A session refresh from the far end (RFC 4028 with RFC 3311); an UPDATE that
+            # changes the media is not taken (488), the call keeps its session.
+            resp = make_response(req, 200, "OK")
+            resp.add("Contact", self.contact)
+            self._refreshed_by_peer(req, resp)
+            self._out.append(Send(resp, addr))
+            return
+        if method == "UPDATE":
+            self._out.append(Send(make_response(req, 488 if req.body else 481,
+                                                "Not Acceptable Here" if req.body else "Call Does Not Exist"), addr))
+            return
         self._out.append(Send(make_response(req, 501, "Not Implemented"), addr))
+
+    def _refreshed_by_peer(self, req: SipMessage, resp: SipMessage) -> None:
+        """The far end refreshed the session (re-INVITE or UPDATE): echo the interval it asks and
+        re-arm our side; its refresher choice is kept (uas unless it says uac)."""
+        value = req.get("Session-Expires")
+        if not value:
+            return
+        head = value.split(";")[0].strip()
+        try:
+            parse_uint(head, 7, "Session-Expires")
+        except ValueError:
+            return
+        refresher = "uac" if "refresher=uac" in value.replace(" ", "").lower() else "uas"
+        resp.add("Require", "timer")
+        resp.add("Session-Expires", f"{head};refresher={refresher}")
+        self._session_agreed(f"{head};refresher={refresher}", self._now, default_refresher=refresher)
 
     def _info_dtmf(self, req: SipMessage) -> None:
         # SIP INFO application/dtmf-relay ("Signal=5\r\nDuration=160"), used by some trunks.
@@ -718,6 +824,7 @@ class CallCore:
         self._sdp_version += 1
         resp = make_response(req, 200, "OK")
         resp.add("Contact", self.contact)
+        self._refreshed_by_peer(req, resp)
         resp.add("Content-Type", "application/sdp")
         resp.body = build_offer(
             self.local_ip, self.media_port, session_id=self._sdp_session_id, version=self._sdp_version,

@@ -216,3 +216,16 @@ async def test_a_trunk_requiring_100rel_gets_its_prack(carrier, sipp, rtp_listen
     assert [type(e) for e in evs] == [Ringing, Answered], evs
     await call.hangup()
     assert uas.wait() == 0, uas.errors()
+
+
+async def test_session_timer_refreshed_with_update_while_the_call_lasts(carrier, sipp, rtp_listener):
+    """The trunk sets a 4 s session with us as the refresher: two UPDATEs (at 2 s and 4 s, SIPp
+    checks each one's Session-Expires) keep it alive, then our BYE ends it."""
+    uas = sipp("uas_session_timer.xml", sets={"rtp_port": str(rtp_listener.port)})
+    call = await carrier.dial(dial(trunk=uas.trunk))
+    await until(call, Answered)
+    assert call.core.session == (4, "uac")
+    await asyncio.sleep(4.6)
+    assert call.ended is None  # still up: refreshed, not expired
+    await call.hangup()
+    assert uas.wait() == 0, uas.errors()

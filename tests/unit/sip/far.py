@@ -78,7 +78,8 @@ class Far:
             resp.body = body
         return self.feed(self.core.on_message(parse_message(resp.encode()), self.now, src))
 
-    def request(self, method: str, cseq: int = 1, *, body: bytes = b"", ctype: str = "") -> SipMessage:
+    def request(self, method: str, cseq: int = 1, *, body: bytes = b"", ctype: str = "",
+                headers: tuple[tuple[str, str], ...] = ()) -> SipMessage:
         """An in-dialog request from the callee (From/To swapped), fed to the core."""
         inv = self.first("INVITE")
         msg = SipMessage(method=method, uri="sip:canary@192.0.2.1:5062")
@@ -87,6 +88,8 @@ class Far:
         msg.add("To", inv.get("From") or "")
         msg.add("Call-ID", inv.call_id)
         msg.add("CSeq", f"{cseq} {method}")
+        for k, v in headers:
+            msg.add(k, v)
         if ctype:
             msg.add("Content-Type", ctype)
         msg.body = body
