@@ -24,7 +24,7 @@ def ordered_inputs(raw: list[str]) -> list[tuple[str, str]]:
     i = 0
     while i < len(raw):
         tok = raw[i]
-        for opt in ("--press", "--say"):
+        for opt in ("--press", "--say", "--dial"):
             if tok == opt and i + 1 < len(raw):
                 out.append((opt[2:], raw[i + 1]))
                 i += 1
@@ -69,6 +69,8 @@ def register(app: typer.Typer) -> None:
                  flow_file: Path = typer.Argument(..., help="flow JSON file"),
                  press: list[str] = typer.Option([], "--press", help="keys pressed at the next gather (repeatable)"),
                  say: list[str] = typer.Option([], "--say", help="words spoken at the next gather (repeatable)"),
+                 dial: list[str] = typer.Option([], "--dial", help="outcome of the next dial step: completed, busy,"
+                                                                   " no-answer or failed (repeatable)"),
                  as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
                  answered_by: Optional[str] = typer.Option(
                      None, "--answered-by", help="machine detection's result for answered_by steps (human, "
@@ -87,8 +89,15 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
         inputs = ordered_inputs(ctx.meta.get("flows.raw_args", []))
         if sorted(v for k, v in inputs if k == "press") != sorted(press) or \
-                sorted(v for k, v in inputs if k == "say") != sorted(say):
-            inputs = [("press", p) for p in press] + [("say", s) for s in say]  # could not recover the order
+                sorted(v for k, v in inputs if k == "say") != sorted(say) or \
+                sorted(v for k, v in inputs if k == "dial") != sorted(dial):
+            inputs = ([("press", p) for p in press] + [("say", s) for s in say]
+                      + [("dial", d) for d in dial])  # could not recover the order
+        from services.lib.flows.engine import DIAL_OUTCOMES
+
+        if bad := [d for d in dial if d not in DIAL_OUTCOMES]:
+            typer.echo(f"--dial {bad[0]}: one of {', '.join(DIAL_OUTCOMES)}", err=True)
+            raise typer.Exit(2)
         if answered_by is not None and answered_by not in ANSWERED_BY:
             typer.echo(f"--answered-by: one of {', '.join(ANSWERED_BY)}", err=True)
             raise typer.Exit(2)

@@ -13,7 +13,8 @@ a function of the flow and its inputs, replayable from the event log.
     >>> actions, state.done
     ((Hangup(reason='flow ended'),), True)
 
-Waiting points: say/play/pause/record wait for `PromptFinished` (the action ended),
+Waiting points: say/play/pause/record wait for `PromptFinished` (the action ended), dial for
+`DialEnded` (the second call's outcome picks the branch, else `next`),
 gather for `GatherCompleted` / `GatherTimeout`, webhook for `WebhookAnswered` /
 `WebhookFailed`, a bidirectional stream for `StreamEnded` (a one-way stream, like record,
 is started and followed by `PromptFinished` at once), and answered_by, while machine
@@ -108,11 +109,23 @@ class Stream:
 
 
 @dataclass(frozen=True, slots=True)
+class Dial:
+    """Call a second party (`to`: E.164 or a SIP URI) and connect the caller to it; answer with
+    `DialEnded` once that call is over."""
+
+    step: str
+    to: str
+    caller_id: str | None = None
+    timeout: int = 30
+    record: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup:
     reason: str = "flow"
 
 
-Action = Union[EnterStep, Say, Play, Gather, Record, Pause, CallWebhook, Stream, Hangup]
+Action = Union[EnterStep, Say, Play, Gather, Record, Pause, CallWebhook, Stream, Dial, Hangup]
 
 # --- inputs (what happened) ----------------------------------------------------------
 
@@ -167,8 +180,18 @@ class MachineDetected:
     step: str | None = None  # about the call, not a step: never stale
 
 
+@dataclass(frozen=True, slots=True)
+class DialEnded:
+    """A dial step's second call ended: `outcome` is completed, busy, no-answer or failed."""
+
+    outcome: str
+    step: str | None = None
+
+
+DIAL_OUTCOMES = ("completed", "busy", "no-answer", "failed")
+
 Input = Union[PromptFinished, GatherCompleted, GatherTimeout, WebhookAnswered, WebhookFailed, StreamEnded,
-              MachineDetected]
+              MachineDetected, DialEnded]
 
 # --- state ---------------------------------------------------------------------------
 
@@ -176,7 +199,7 @@ Input = Union[PromptFinished, GatherCompleted, GatherTimeout, WebhookAnswered, W
 @dataclass(frozen=True)
 class FlowState:
     step: str | None = None
-    waiting: str | None = None  # prompt | gather | webhook | detection | None (finished)
+    waiting: str | None = None  # prompt | gather | webhook | stream | detection | dial | None (finished)
     retries: int = 0  # re-prompts used at the current gather
     entered: int = 0  # step entries so far
     path: tuple[str, ...] = ()
@@ -243,6 +266,9 @@ def on_input(flow: Mapping[str, Any], state: FlowState, event: Input) -> Result:
         state = _goto_next(flow, state, step, actions)
     elif state.waiting == "stream" and isinstance(event, StreamEnded):
         state = _goto_next(flow, state, step, actions)
+    elif state.waiting == "dial" and isinstance(event, DialEnded):
+        target = ((step or {}).get("branches") or {}).get(event.outcome) or (step or {}).get("next")
+        state = _enter(flow, state, target, actions) if target else _finish(state, actions, "flow ended")
     return state, tuple(actions)
 
 
@@ -314,6 +340,10 @@ def _enter(flow, state: FlowState, name: str, actions: list[Action], retries: in
             actions.append(Stream(name, step["url"], step.get("track", "inbound"), bidirectional,
                                   dict(step.get("parameters") or {})))
             return replace(state, waiting="stream" if bidirectional else "prompt")
+        if kind == "dial":
+            actions.append(Dial(name, step["to"], step.get("caller_id"), int(step.get("timeout", 30)),
+                                bool(step.get("record", False))))
+            return replace(state, waiting="dial")
         if kind == "goto":
             name, retries = step["step"], 0
             continue
@@ -407,7 +437,7 @@ def _on_answer(flow, state: FlowState, step, steps: list[Any], actions: list[Act
 
 
 __all__ = [
-    "Action", "CallWebhook", "EnterStep", "FlowInvalid", "FlowState", "Gather", "GatherCompleted", "GatherTimeout",
+    "Action", "CallWebhook", "DIAL_OUTCOMES", "Dial", "DialEnded", "EnterStep", "FlowInvalid", "FlowState", "Gather", "GatherCompleted", "GatherTimeout",
     "Hangup", "Input", "MachineDetected", "Pause", "Play", "PromptFinished", "Record", "Say", "Stream", "StreamEnded",
     "WebhookAnswered", "WebhookFailed",
     "answered_by_target", "match_branch", "on_input", "start",

@@ -44,6 +44,8 @@ def _hear(a: e.Action) -> str | None:
         return f"webhook {a.url} (not called in a simulation)"
     if isinstance(a, e.Stream):
         return f"stream {a.url} ({a.track}{', bidirectional' if a.bidirectional else ''}; not opened in a simulation)"
+    if isinstance(a, e.Dial):
+        return f"dial {a.to} (ringback until answered; not placed in a simulation)"
     if isinstance(a, e.Hangup):
         return f"hang up ({a.reason})"
     return None
@@ -52,6 +54,8 @@ def _hear(a: e.Action) -> str | None:
 def simulate(flow: Mapping[str, Any], inputs: list[tuple[str, str]], *, max_entries: int = 200,
              answered_by: str | None = None) -> Simulation:
     """`inputs`: ("press", "1") or ("say", "billing"), consumed one per gather; none left = timeout.
+    ("dial", outcome) is the outcome of the next dial step (completed, busy, no-answer, failed);
+    a dial step with no such input next completes.
     `answered_by`: machine detection's result, known from answer (None: no detection ran)."""
     queue = list(inputs)
     entries: list[Entry] = []
@@ -74,7 +78,7 @@ def simulate(flow: Mapping[str, Any], inputs: list[tuple[str, str]], *, max_entr
             break
         if state.waiting == "gather":
             step = flow["steps"].get(state.step) or state.dynamic.get(state.step) or {}
-            if queue:
+            if queue and queue[0][0] != "dial":  # a dial outcome waits for its dial step
                 kind, value = queue.pop(0)
                 entries[-1].input = f"{kind} {value}"
                 if kind == "press":
@@ -88,6 +92,10 @@ def simulate(flow: Mapping[str, Any], inputs: list[tuple[str, str]], *, max_entr
                 ev = e.GatherTimeout()
         elif state.waiting == "webhook":
             ev = e.WebhookFailed("not called in a simulation")
+        elif state.waiting == "dial":
+            outcome = queue.pop(0)[1] if queue and queue[0][0] == "dial" else "completed"
+            entries[-1].input = f"dial {outcome}"
+            ev = e.DialEnded(outcome)
         elif state.waiting == "stream":
             ev = e.StreamEnded("not opened in a simulation")  # as if the bot hung up at once
         else:

@@ -18,7 +18,7 @@ from typing import Any, Iterator
 from jsonschema import Draft202012Validator
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "flows" / "flow.schema.json"
-KINDS = ("say", "play", "gather", "record", "pause", "webhook", "stream", "goto", "hangup", "answered_by")
+KINDS = ("say", "play", "gather", "record", "pause", "webhook", "stream", "goto", "hangup", "answered_by", "dial")
 TOP_KEYS = ("name", "description", "voice", "start", "steps")
 
 
@@ -78,12 +78,29 @@ def _schema_errors(name_field: str, step: Any) -> list[FlowError]:
         sub = ".".join(str(p) for p in err.absolute_path)
         out.append(FlowError(name_field, "invalid_step", f"{kind} step: {(sub + ': ') if sub else ''}{err.message}",
                              f"{name_field}.{sub}" if sub else name_field))
+    if not out and kind == "dial":
+        out += _dial_errors(name_field, step)
     if not out and isinstance(step.get("language"), str):
         from services.lib.languages import language_problem
 
         if problem := language_problem(step["language"]):
             out.append(FlowError(name_field, "invalid_step", f"{kind} step: language: {problem}",
                                  f"{name_field}.language"))
+    return out
+
+
+def _dial_errors(name_field: str, step: dict[str, Any]) -> list[FlowError]:
+    """A dial step's numbers are possible phone numbers (the schema checks only their shape)."""
+    from events.catalog import e164
+
+    out = []
+    for key in ("to", "caller_id"):
+        value = step.get(key)
+        if isinstance(value, str) and value.startswith("+"):
+            try:
+                e164(value)
+            except ValueError as exc:
+                out.append(FlowError(name_field, "invalid_step", f"dial step: {key}: {exc}", f"{name_field}.{key}"))
     return out
 
 
