@@ -218,9 +218,11 @@ class CallQueued(_Event):
 
     to: str
     from_: str = Field(alias="from")
-    direction: Literal["outbound", "inbound"] = "outbound"
+    direction: Literal["outbound", "inbound", "outbound-dial"] = Field(
+        "outbound", description="outbound-dial: the second party of another call's dial step")
     created_at: str
     carrier: str = "sandbox"
+    parent_call_id: str | None = Field(None, description="outbound-dial: the call whose dial step placed this one")
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
 
@@ -321,8 +323,12 @@ class DialRequested(_Event):
     stream: StreamOptions | None = Field(None, description="open this media stream at the instant of answer")
     machine_detection: MachineDetectionOptions | None = Field(
         None, description="run answering machine detection on the callee's audio from answer")
-    direction: Literal["outbound", "inbound"] = Field(
-        "outbound", description="inbound: answer the call that came in (call.received) instead of dialling")
+    direction: Literal["outbound", "inbound", "outbound-dial"] = Field(
+        "outbound", description="inbound: answer the call that came in (call.received) instead of dialling; "
+                                "outbound-dial: a dial step's second party (see parent_call_id)")
+    parent_call_id: str | None = Field(
+        None, description="outbound-dial: connect this call to that one, which must be on the same gateway: it "
+                          "hears ringback until this one answers, then the two hear each other")
     caller: dict[str, Any] | None = Field(None, description="inbound sandbox call: the scripted caller")
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
@@ -740,3 +746,63 @@ class StreamStopped(_StreamEnd):
                                                           " Connect call failed"})
 class StreamFailed(_StreamEnd):
     """The stream could not be opened (refused, bad URL, timeout) or ended with an error; the call goes on."""
+
+
+# --- dialling a second party (a flow's dial step) ------------------------------------
+
+DIAL_OUTCOMES = ("completed", "busy", "no-answer", "failed")
+
+
+@register("call.leg.requested", example={"parent_call_id": "call_abc123xyz", "to": "+15557770010",
+                                         "from": "+15559876543", "timeout": 30, "carrier": "sandbox",
+                                         "step": "agent", "tag": "agent#2"})
+class CallLegRequested(_Event):
+    """A call's dial step asked for a second call (this one, keyed by its own id); the orchestrator
+    places it and connects it to `parent_call_id`."""
+
+    parent_call_id: str
+    to: str = Field(description="E.164 number or SIP URI")
+    from_: str = Field(alias="from", description="the caller ID the second party sees")
+    timeout: int = Field(30, ge=1, le=600, description="seconds to ring")
+    carrier: str = "sandbox"
+    step: str = Field(description="the parent's dial step")
+    tag: str = Field(description="the parent's step entry, `<step>#<n>`")
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+
+@register("dial.started", example={"child_call_id": "call_2f3e8a1c0d42", "to": "+15557770010",
+                                   "from": "+15559876543", "timeout": 30, "record": False, "step": "agent",
+                                   "tag": "agent#2"})
+class DialStarted(_Event):
+    """The call's dial step places a second call (`child_call_id`); the caller hears ringback."""
+
+    child_call_id: str
+    to: str
+    from_: str = Field(alias="from")
+    timeout: int = 30
+    record: bool = Field(False, description="the connected conversation is recorded (dual-channel)")
+    step: str
+    tag: str
+    model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+
+
+@register("dial.answered", example={"child_call_id": "call_2f3e8a1c0d42", "step": "agent", "tag": "agent#2"})
+class DialAnswered(_Event):
+    """The second party answered: the two calls are connected."""
+
+    child_call_id: str
+    step: str
+    tag: str
+
+
+@register("dial.ended", example={"child_call_id": "call_2f3e8a1c0d42", "outcome": "completed",
+                                 "reason": "callee hung up", "duration": 42, "step": "agent", "tag": "agent#2"})
+class DialEnded(_Event):
+    """The second call ended (`outcome`: completed, busy, no-answer or failed); the flow goes on at that branch."""
+
+    child_call_id: str
+    outcome: Literal[DIAL_OUTCOMES]  # type: ignore[valid-type]
+    reason: str = ""
+    duration: int | None = Field(None, description="seconds the two calls were connected")
+    step: str
+    tag: str

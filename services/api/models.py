@@ -131,7 +131,8 @@ class Call(_Doc):
     to: str | None
     from_: str | None = Field(alias="from")
     status: Status
-    direction: Literal["outbound", "inbound"]
+    direction: Literal["outbound", "inbound", "outbound-dial"] = Field(
+        description="outbound-dial: the second party of another call's flow `dial` step (see parent_call_id)")
     created_at: str
     updated_at: str
     answered_at: str | None = None
@@ -148,6 +149,8 @@ class Call(_Doc):
     recording: RecordingRef | None = None
     transcription: Transcription | None = None
     gather: GatherResult | None = None
+    parent_call_id: str | None = Field(
+        None, description="the call whose `dial` step placed this one (direction outbound-dial); null otherwise")
 
 
 class CallUpdateAccepted(Call):

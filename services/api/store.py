@@ -26,6 +26,7 @@ _COLUMNS = """
   COALESCE(c.created_at, r.created_at) AS created_at,
   COALESCE(c.updated_at, r.created_at) AS updated_at,
   c.answered_at, c.ended_at, c.duration, c.answered_by, c.end_reason, c.hangup_by, c.sip_code, c.gather,
+  c.parent_call_id,
   rec.id AS rec_id, rec.duration_ms AS rec_duration_ms, rec.mp3_ref AS rec_mp3,
   tr.text AS tr_text, tr.confidence AS tr_confidence"""
 
@@ -155,4 +156,5 @@ def call_from_row(row: Any) -> dict[str, Any]:
         "answered_by": row["answered_by"], "price": None, "end_reason": row["end_reason"],
         "hangup_by": row["hangup_by"],
         "sip_code": row["sip_code"], "recording": rec, "transcription": tr, "gather": gather,
+        "parent_call_id": row["parent_call_id"],
     }

@@ -67,6 +67,8 @@ def decide(state: CallState | None, msg: Envelope, now: datetime, *,
     step = _route(s, msg, route, Context(now, pacing_slot, cps, validation_errors, flow_def))
     if route.source is Source.EVENT and msg.type != "timer.fired":
         step = updates.hold_hangup(s, *step)  # the script's own end waits for queued update audio
+    if step[0].ended and is_leg(step[0]):  # (s was live: a finished call takes no input)
+        step = _leg_over(step, msg)
     return Decision(*step)
 
 
@@ -145,10 +147,66 @@ def _received(s: CallState, msg: Envelope, ctx: Context) -> Step:
     return s, (Emit(msg.caused("call.queued", queued)), *dial)
 
 
+def is_leg(s: CallState) -> bool:
+    """The call is the second party of another call's dial step (direction outbound-dial)."""
+    return bool(s.request.get("parent_call_id"))
+
+
+def _to_parent(s: CallState, cause: Envelope, type: str, data: dict) -> Emit:
+    """An event about this leg on its parent's timeline (keyed by the parent, so it reaches the
+    parent's state; the id is derived from this leg's input like any output)."""
+    req = s.request
+    ev = cause.caused(type, {"child_call_id": s.call_id, **data, "step": req["step"], "tag": req["tag"]},
+                      step=f"leg:{type}")
+    return Emit(replace(ev, call_id=req["parent_call_id"]))
+
+
+_LEG_OUTCOMES = {"call.completed": "completed", "call.busy": "busy", "call.no-answer": "no-answer",
+                 "call.failed": "failed", "call.canceled": "no-answer", "call.rejected": "failed"}
+
+
+def _leg_over(step: Step, msg: Envelope) -> Step:
+    """A leg ended (whichever path ended it): its parent learns the outcome, `dial.ended`."""
+    s, out = step
+    ends = [msg] if msg.type in TERMINAL_EVENTS else []
+    ends += [o.event for o in out if type(o) is Emit and o.event.type in _LEG_OUTCOMES]
+    end = ends[0] if ends else None
+    outcome = _LEG_OUTCOMES.get(end.type, "failed") if end is not None else "failed"
+    duration = None
+    if s.request.get("answered_at") and end is not None:
+        duration = max(0, round((datetime.fromisoformat(end.occurred_at)
+                                 - datetime.fromisoformat(s.request["answered_at"])).total_seconds()))
+    reason = (end.data.get("reason") or "; ".join(e.get("message", "") for e in end.data.get("errors", ()))
+              if end is not None else "")
+    return s, (*out, _to_parent(s, msg, "dial.ended", {"outcome": outcome, "reason": reason, "duration": duration}))
+
+
+def _leg_requested(s: CallState, msg: Envelope, ctx: Context) -> Step:
+    """call.leg.requested: a dial step's second party, placed at once (no pacing: the caller waits,
+    hearing ringback) and connected to its parent by the gateway when it answers."""
+    if s.phase is not Phase.NEW:
+        return s, _NOTHING  # a redelivery
+    d = msg.data
+    req: dict = {"to": d["to"], "from": d["from"], "carrier": d.get("carrier", "sandbox"),
+                 "direction": "outbound-dial", "parent_call_id": d["parent_call_id"], "created_at": msg.occurred_at,
+                 "timeout": int(d.get("timeout", 30)), "step": d["step"], "tag": d["tag"]}
+    queued = {k: req[k] for k in ("to", "from", "carrier", "direction", "parent_call_id", "created_at")}
+    if ctx.validation_errors:  # its caller ID is not the account's: nothing is dialled
+        s = replace(s, phase=Phase.REJECTED, request=req)
+        return s, (Emit(msg.caused("call.queued", queued)),
+                   Emit(msg.caused("call.rejected", {"errors": ctx.validation_errors})))
+    s = replace(s, phase=Phase.QUEUED, request=req)
+    s, dial = _dial(s, msg, ctx.now)
+    return s, (Emit(msg.caused("call.queued", queued)), *dial)
+
+
 def _dial(s: CallState, cause: Envelope, now: datetime) -> Step:
     req = s.request
     timeout = int(req.get("timeout", 30))
     dial = {"to": req["to"], "from": req["from"], "timeout": timeout, "carrier": req.get("carrier", "sandbox")}
+    if is_leg(s):
+        dial["direction"] = "outbound-dial"
+        dial["parent_call_id"] = req["parent_call_id"]  # the gateway connects the two calls
     if req.get("direction") == "inbound":
         dial["direction"] = "inbound"  # the gateway answers the call it holds instead of dialling
         if req.get("caller"):
@@ -241,6 +299,11 @@ def _answered(s: CallState, msg: Envelope, ctx: Context) -> Step:
     s = replace(s, phase=Phase.IN_PROGRESS)
     req = s.request
     limit = req.get("time_limit") or MAX_CALL_S
+    if is_leg(s):  # a dial step's second party: connected by the gateway; its parent's flow goes on
+        s = replace(s, request={**req, "answered_at": msg.occurred_at})
+        return s, (CancelTimer("ring_timeout"),
+                   StartTimer("max_duration", ctx.now + timedelta(seconds=limit), token=msg.id),
+                   _to_parent(s, msg, "dial.answered", {}))
     out: list[Output] = [CancelTimer("ring_timeout"),
                          StartTimer("max_duration", ctx.now + timedelta(seconds=limit), token=msg.id)]
     if req.get("record"):
@@ -317,8 +380,8 @@ def _ended(s: CallState, msg: Envelope, ctx: Context) -> Step:
 
 def _next_step(s: CallState, cause: Envelope) -> Step:
     """The in-call script: play the prompt, then gather if asked, then hang up."""
-    if not s.answered or s.hangup_sent:
-        return s, _NOTHING
+    if not s.answered or s.hangup_sent or is_leg(s):
+        return s, _NOTHING  # (a dial step's second party has no script: it talks to its parent)
     if s.media_failed:
         return replace(s, hangup_sent=True), (Emit(cause.caused(
             "hangup.requested", {"reason": s.media_failed, "status": "failed"}, step="hangup")),)
@@ -379,6 +442,7 @@ _C, _E = Source.COMMAND, Source.EVENT
 INPUTS: Mapping[str, Route] = {
     "PlaceCall": Route(_C, _place_call),
     "call.received": Route(_E, _received),
+    "call.leg.requested": Route(_E, _leg_requested),
     "HangupCall": Route(_C, _hangup_call),
     "UpdateCall": Route(_C, _update_call),
     "timer.fired": Route(_E, _timer_fired, flow.on_timer),
@@ -396,6 +460,8 @@ INPUTS: Mapping[str, Route] = {
     "flow.webhook.failed": Route(_E, None, flow.on_webhook_failed),
     "stream.stopped": Route(_E, _stream_ended, flow.on_stream_ended),
     "stream.failed": Route(_E, _stream_ended, flow.on_stream_ended),
+    "dial.answered": Route(_E, None, flow.on_dial_answered),
+    "dial.ended": Route(_E, None, flow.on_dial_ended),
     **{t: Route(_E, _ended) for t in TERMINAL_EVENTS},  # call.completed, call.busy, ...: the call is over
 }
 

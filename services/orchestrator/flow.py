@@ -14,11 +14,12 @@ is changed (the engine's own state is a frozen value as well).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from events import Envelope
+from events import Envelope, derive_id
 from services.lib.flows import engine as fe
 from services.orchestrator.outputs import Emit, Output, StartTimer
 from services.orchestrator.state import CallState, FlowMedia, GatherSpec, Prompt
@@ -88,6 +89,9 @@ def _run(s: CallState, engine: fe.FlowState, actions: tuple[fe.Action, ...], cau
             out.append(o)
             if not a.bidirectional:
                 follow_up = fe.PromptFinished(step=a.step)  # a one-way stream runs beside the flow
+        elif isinstance(a, fe.Dial):
+            s, more = _dial(s, cause, a)
+            out += more
         elif isinstance(a, fe.Hangup):
             if not s.hangup_sent:
                 s, o = _emit(replace(s, hangup_sent=True), cause, "hangup.requested", {"reason": a.reason})
@@ -96,6 +100,33 @@ def _run(s: CallState, engine: fe.FlowState, actions: tuple[fe.Action, ...], cau
         s, more = _feed(s, follow_up, cause, now)
         out += more
     return s, tuple(out)
+
+
+def leg_id(parent_call_id: str, tag: str) -> str:
+    """The id of the second call a dial step entry places: derived, so a re-decided input names
+    the same call."""
+    return "call_" + uuid.UUID(derive_id(parent_call_id, f"dial:{tag}")).hex[:24]
+
+
+def caller_id(s: CallState, given: str | None) -> str:
+    """What the second party sees: the step's caller_id, else the call's own number (its `from`
+    when we placed it, its `to` when it came in)."""
+    req = s.request
+    return given or (req.get("to") if req.get("direction") == "inbound" else req.get("from")) or ""
+
+
+def _dial(s: CallState, cause: Envelope, a: fe.Dial) -> Step:
+    """A dial step: `dial.started` on this call, and `call.leg.requested` on the second call's
+    own id, which the orchestrator then decides as that call's first input (decide._leg_requested)."""
+    tag = s.flow.tag
+    child, shown = leg_id(s.call_id, tag), caller_id(s, a.caller_id)
+    s, started = _emit(s, cause, "dial.started", {"child_call_id": child, "to": a.to, "from": shown,
+                                                  "timeout": a.timeout, "record": a.record, "step": a.step,
+                                                  "tag": tag})
+    s, leg = _emit(s, cause, "call.leg.requested", {
+        "parent_call_id": s.call_id, "to": a.to, "from": shown, "timeout": a.timeout,
+        "carrier": s.request.get("carrier", "sandbox"), "step": a.step, "tag": tag})
+    return s, (started, Emit(replace(leg.event, call_id=child)))
 
 
 def _media(s: CallState, cause: Envelope, items: tuple[Prompt, ...], *, then: str, barge_in: bool = True) -> Step:
@@ -187,6 +218,35 @@ def on_stream_ended(s: CallState, msg: Envelope, now: datetime) -> Step | None:
     if msg.data.get("step") is None:
         return None
     return _feed(s, fe.StreamEnded(reason=msg.data.get("reason", ""), step=msg.data["step"]), msg, now)
+
+
+def _dialing(s: CallState, msg: Envelope) -> bool:
+    """`msg` (dial.answered / dial.ended) is about the dial step the flow waits at."""
+    e = s.flow.engine_state
+    return e.waiting == "dial" and msg.data.get("tag") == s.flow.tag
+
+
+def on_dial_answered(s: CallState, msg: Envelope, now: datetime) -> Step:
+    """The second party answered (the gateway connected the two calls): a step with `record`
+    records the conversation from here, dual-channel (the caller left, the second party right)."""
+    if not _dialing(s, msg) or s.recording:
+        return s, _NOTHING
+    step = s.flow.engine_state.dynamic.get(msg.data.get("step")) or s.flow.definition["steps"].get(
+        msg.data.get("step")) or {}
+    if not step.get("record"):
+        return s, _NOTHING
+    req = s.request
+    s, o = _emit(replace(s, recording=True), msg, "record.requested", {
+        "channels": "dual", "transcribe": bool(req.get("transcribe")),
+        **({"language": lang} if (lang := req.get("transcribe_language")) else {})})
+    return s, (o,)
+
+
+def on_dial_ended(s: CallState, msg: Envelope, now: datetime) -> Step:
+    """The second call ended: the flow goes on at the outcome's branch (else `next`)."""
+    if not _dialing(s, msg):
+        return s, _NOTHING  # another entry's dial (a redelivery, or a step entered again)
+    return _feed(s, fe.DialEnded(outcome=msg.data["outcome"], step=msg.data.get("step")), msg, now)
 
 
 def on_machine_detected(s: CallState, msg: Envelope, now: datetime) -> Step:

@@ -23,6 +23,19 @@ async def validate_place_call(conn, env: Envelope) -> list[dict]:
     return list(errors)
 
 
+async def validate_leg(conn, env: Envelope) -> list[dict]:
+    """Errors for a dial step's second call (call.leg.requested): the caller ID it shows must be a
+    verified number of the account, by the rules of a PlaceCall's `from`."""
+    d = env.data
+    sandbox = d.get("carrier", "sandbox") == "sandbox"
+    by = await conn.fetchval("SELECT verified_by FROM numbers WHERE account_id = $1 AND number = $2",
+                             env.account_id, d.get("from"))
+    if by is not None and (sandbox or by in LIVE_GRADE):
+        return []
+    return [{"code": "number_not_verified", "field": "caller_id",
+             "message": f"{d.get('from')} is not a verified number of this account (see /v1/voice/numbers)"}]
+
+
 class IntakeAuth:
     """Who may write the commands topic (CANARY_KAFKA_INTAKE_AUTH=signed, docs/security.md).
 

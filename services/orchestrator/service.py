@@ -29,7 +29,7 @@ from services.common.kafka import make_producer, publish_many, type_headers
 from services.common.logging import configure
 from services.common.service import serve
 from services.orchestrator.decide import COMMAND_INPUTS, EVENT_INPUTS, INPUTS, Source as InputSource, decide
-from services.orchestrator.intake import IntakeAuth, validate_place_call
+from services.orchestrator.intake import IntakeAuth, validate_leg, validate_place_call
 from services.lib.intake import check_update_call
 from services.orchestrator.outputs import CancelTimer, Emit, NextDialSlot, StartTimer
 from services.orchestrator.state import CallState
@@ -201,6 +201,11 @@ class Orchestrator:
                 # A number's stored flow, gone since the gateway routed the call: answered, then
                 # hung up (the caller hears nothing rather than ringing forever).
                 flow_defs[env.id], _ = await self._stored_flow(conn, env)
+            elif env.type == "call.leg.requested":
+                # A dial step's caller ID: the account's verified number (the call is rejected, not
+                # dead-lettered: the event is a fact the orchestrator emitted).
+                inputs.append((env, await validate_leg(conn, env)))
+                continue
             elif env.type == "UpdateCall":
                 # The API's checks again (any producer may write the topic), then its stored flow.
                 _, errors = check_update_call(env.data)

@@ -34,7 +34,7 @@ def new_row(env: Envelope) -> dict[str, Any]:
         "status": "queued", "direction": "outbound", "carrier": None, "webhook_url": None, "options": {},
         "created_at": at, "updated_at": at, "ringing_at": None, "answered_at": None, "ended_at": None,
         "duration": None, "answered_by": None, "end_reason": None, "sip_code": None, "hangup_by": None,
-        "recording_id": None, "gather": None, "events_count": 0, "last_event_id": None,
+        "recording_id": None, "gather": None, "events_count": 0, "last_event_id": None, "parent_call_id": None,
     }
 
 
@@ -52,7 +52,8 @@ def apply(row: dict[str, Any] | None, env: Envelope) -> dict[str, Any]:
     if t == "call.queued":
         row.update(to_number=d.get("to"), from_number=d.get("from"), direction=d.get("direction", "outbound"),
                    carrier=d.get("carrier"), webhook_url=d.get("webhook_url"),
-                   options={k: d[k] for k in _OPTION_KEYS if d.get(k) is not None})
+                   options={k: d[k] for k in _OPTION_KEYS if d.get(k) is not None},
+                   parent_call_id=d.get("parent_call_id"))
         if d.get("created_at"):
             row["created_at"] = ts(d["created_at"])
     elif t == "call.rejected":

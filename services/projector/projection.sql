@@ -27,8 +27,11 @@ CREATE TABLE IF NOT EXISTS {schema}.calls (
     recording_id       text,
     gather             jsonb,
     events_count       integer NOT NULL DEFAULT 0,
-    last_event_id      uuid
+    last_event_id      uuid,
+    parent_call_id     text  -- a dial step's second call: the call that placed it
 );
+-- Tables made before the column existed (`canary-voice replay` rebuilds it from the log).
+ALTER TABLE {schema}.calls ADD COLUMN IF NOT EXISTS parent_call_id text;
 CREATE INDEX IF NOT EXISTS calls_account_created ON {schema}.calls (account_id, created_at DESC, id DESC);
 CREATE INDEX IF NOT EXISTS calls_account_status ON {schema}.calls (account_id, status);
 

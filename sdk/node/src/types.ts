@@ -177,7 +177,7 @@ export interface Call {
   to: string | null;
   from: string | null;
   status: CallStatus;
-  direction: 'outbound' | 'inbound';
+  direction: 'outbound' | 'inbound' | 'outbound-dial';
   created_at: string;
   updated_at?: string;
   answered_at?: string | null;
@@ -194,6 +194,8 @@ export interface Call {
   recording?: RecordingRef | null;
   transcription?: Transcription | null;
   gather?: GatherResult | null;
+  /** The call whose flow `dial` step placed this one (direction `outbound-dial`). */
+  parent_call_id?: string | null;
   /** In the answer of `calls.update()`. */
   update?: CallUpdateRef;
   [key: string]: unknown;

@@ -29,6 +29,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping, Union
 
+from events.catalog import DIAL_OUTCOMES
 from services.lib.flows.validate import FlowInvalid, check_flow, validate_steps
 
 MAX_STEPS = 1000  # step entries per call; a runaway flow (say, via webhook gotos) hangs up
@@ -187,8 +188,6 @@ class DialEnded:
     outcome: str
     step: str | None = None
 
-
-DIAL_OUTCOMES = ("completed", "busy", "no-answer", "failed")
 
 Input = Union[PromptFinished, GatherCompleted, GatherTimeout, WebhookAnswered, WebhookFailed, StreamEnded,
               MachineDetected, DialEnded]
@@ -437,7 +436,8 @@ def _on_answer(flow, state: FlowState, step, steps: list[Any], actions: list[Act
 
 
 __all__ = [
-    "Action", "CallWebhook", "DIAL_OUTCOMES", "Dial", "DialEnded", "EnterStep", "FlowInvalid", "FlowState", "Gather", "GatherCompleted", "GatherTimeout",
+    "Action", "CallWebhook", "DIAL_OUTCOMES", "Dial", "DialEnded", "EnterStep", "FlowInvalid",
+    "FlowState", "Gather", "GatherCompleted", "GatherTimeout",
     "Hangup", "Input", "MachineDetected", "Pause", "Play", "PromptFinished", "Record", "Say", "Stream", "StreamEnded",
     "WebhookAnswered", "WebhookFailed",
     "answered_by_target", "match_branch", "on_input", "start",

@@ -184,6 +184,7 @@ class Call(CanaryObject):
     recording: Optional[RecordingRef]
     transcription: Optional[Transcription]
     gather: Optional[GatherResult]
+    parent_call_id: Optional[str]  # the call whose flow `dial` step placed this one (direction outbound-dial)
     update: Optional["CallUpdateRef"]  # in the answer of calls.update()
 
     _nested = {
