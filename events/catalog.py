@@ -329,6 +329,9 @@ class DialRequested(_Event):
     parent_call_id: str | None = Field(
         None, description="outbound-dial: connect this call to that one, which must be on the same gateway: it "
                           "hears ringback until this one answers, then the two hear each other")
+    parent_record: RecordOptions | None = Field(
+        None, description="outbound-dial: record the parent (dual: the parent's party left, this call right) "
+                          "from the instant the two are connected")
     caller: dict[str, Any] | None = Field(None, description="inbound sandbox call: the scripted caller")
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
@@ -767,6 +770,7 @@ class CallLegRequested(_Event):
     carrier: str = "sandbox"
     step: str = Field(description="the parent's dial step")
     tag: str = Field(description="the parent's step entry, `<step>#<n>`")
+    record: RecordOptions | None = Field(None, description="the step records the parent once the two are connected")
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
 

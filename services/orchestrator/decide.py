@@ -190,6 +190,8 @@ def _leg_requested(s: CallState, msg: Envelope, ctx: Context) -> Step:
     req: dict = {"to": d["to"], "from": d["from"], "carrier": d.get("carrier", "sandbox"),
                  "direction": "outbound-dial", "parent_call_id": d["parent_call_id"], "created_at": msg.occurred_at,
                  "timeout": int(d.get("timeout", 30)), "step": d["step"], "tag": d["tag"]}
+    if d.get("record"):
+        req["parent_record"] = d["record"]
     queued = {k: req[k] for k in ("to", "from", "carrier", "direction", "parent_call_id", "created_at")}
     if ctx.validation_errors:  # its caller ID is not the account's: nothing is dialled
         s = replace(s, phase=Phase.REJECTED, request=req)
@@ -207,6 +209,8 @@ def _dial(s: CallState, cause: Envelope, now: datetime) -> Step:
     if is_leg(s):
         dial["direction"] = "outbound-dial"
         dial["parent_call_id"] = req["parent_call_id"]  # the gateway connects the two calls
+        if req.get("parent_record"):
+            dial["parent_record"] = req["parent_record"]  # ... and records the parent from then
     if req.get("direction") == "inbound":
         dial["direction"] = "inbound"  # the gateway answers the call it holds instead of dialling
         if req.get("caller"):

@@ -115,6 +115,12 @@ def caller_id(s: CallState, given: str | None) -> str:
     return given or (req.get("to") if req.get("direction") == "inbound" else req.get("from")) or ""
 
 
+def _dual(s: CallState) -> dict[str, Any]:
+    req = s.request
+    return {"channels": "dual", "transcribe": bool(req.get("transcribe")),
+            **({"language": lang} if (lang := req.get("transcribe_language")) else {})}
+
+
 def _dial(s: CallState, cause: Envelope, a: fe.Dial) -> Step:
     """A dial step: `dial.started` on this call, and `call.leg.requested` on the second call's
     own id, which the orchestrator then decides as that call's first input (decide._leg_requested)."""
@@ -123,9 +129,11 @@ def _dial(s: CallState, cause: Envelope, a: fe.Dial) -> Step:
     s, started = _emit(s, cause, "dial.started", {"child_call_id": child, "to": a.to, "from": shown,
                                                   "timeout": a.timeout, "record": a.record, "step": a.step,
                                                   "tag": tag})
-    s, leg = _emit(s, cause, "call.leg.requested", {
-        "parent_call_id": s.call_id, "to": a.to, "from": shown, "timeout": a.timeout,
-        "carrier": s.request.get("carrier", "sandbox"), "step": a.step, "tag": tag})
+    leg_data = {"parent_call_id": s.call_id, "to": a.to, "from": shown, "timeout": a.timeout,
+                "carrier": s.request.get("carrier", "sandbox"), "step": a.step, "tag": tag}
+    if a.record:
+        leg_data["record"] = _dual(s)  # the gateway records the parent from the instant they connect
+    s, leg = _emit(s, cause, "call.leg.requested", leg_data)
     return s, (started, Emit(replace(leg.event, call_id=child)))
 
 
@@ -228,17 +236,16 @@ def _dialing(s: CallState, msg: Envelope) -> bool:
 
 def on_dial_answered(s: CallState, msg: Envelope, now: datetime) -> Step:
     """The second party answered (the gateway connected the two calls): a step with `record`
-    records the conversation from here, dual-channel (the caller left, the second party right)."""
+    records the conversation from here, dual-channel (the caller left, the second party right).
+    The gateway started that recording at the instant it connected them; `record.requested` makes
+    it the call's recording here too (recording controls, a later record step)."""
     if not _dialing(s, msg) or s.recording:
         return s, _NOTHING
     step = s.flow.engine_state.dynamic.get(msg.data.get("step")) or s.flow.definition["steps"].get(
         msg.data.get("step")) or {}
     if not step.get("record"):
         return s, _NOTHING
-    req = s.request
-    s, o = _emit(replace(s, recording=True), msg, "record.requested", {
-        "channels": "dual", "transcribe": bool(req.get("transcribe")),
-        **({"language": lang} if (lang := req.get("transcribe_language")) else {})})
+    s, o = _emit(replace(s, recording=True), msg, "record.requested", _dual(s))
     return s, (o,)
 
 

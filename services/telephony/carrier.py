@@ -133,6 +133,12 @@ class CallSession(Protocol):
         """Deliver what we send the callee, frame by frame on the same tick (a media stream's outbound
         track). Optional: the gateway checks for it."""
 
+    def set_feed(self, feed: Callable[[], bytes | None] | None) -> None:
+        """Send from ``feed`` whenever nothing else is being sent (no prompt playing, no digits): it is
+        called once per 20 ms frame on the carrier's clock and returns a frame, or None for silence
+        (ringback, or the other leg's audio of a dial step). None stops it. Optional: the gateway
+        checks for it."""
+
     def start_recording(self, recorder: Any = None) -> None:
         """Start keeping both directions of audio, time-aligned: each tick's (callee, ours) frames go
         to ``recorder.write`` (a ``services.common.media_store_spool.FrameRecorder``), else to memory."""

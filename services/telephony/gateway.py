@@ -11,6 +11,11 @@ voice.media.audio (purpose "gather", see streaming.py) and completes on the
 are rendered by the TTS service (`sandbox.speech.requested` -> `.rendered`). Both
 answers come back on voice.call.events, keyed by the call, so to this gateway.
 
+A flow's dial step places a second call (dial.requested with `parent_call_id`) on this
+gateway, where its parent must be: the parent hears ringback while it rings, and once it
+answers each leg's audio is sent to the other (services/telephony/bridge.py). A parent held
+by another gateway fails the second call at once ("not on this telephony gateway").
+
 A call's media stream (the `stream` option, opened at answer, or a flow's
 `stream.requested`) is a WebSocket to the app in Twilio Media Streams' protocol
 (services/telephony/streams/): the callee's frames go to it, its audio is played into
@@ -36,6 +41,7 @@ from services.common.kafka import make_producer, publish_many
 from services.common.logging import configure
 from services.common.service import serve
 from services.telephony.amd import Detection, MachineDetector
+from services.telephony.bridge import Relay, ringback
 from services.telephony.carrier import Answered, CallSession, Carrier, DialRequest, DtmfReceived, Ended, Ringing
 from services.telephony.gather import Collector
 from services.telephony.priority import raise_priority
@@ -85,6 +91,12 @@ class LiveCall:
         self.media_stream: MediaStream | None = None  # the app's WebSocket (one at a time)
         self.detector: MachineDetector | None = None  # answering machine detection, from answer to its result
         self.end_reason: str | None = None  # what the hangup asked the call's end to report (time_limit)
+        # A dial step's two calls: the parent knows its leg (the second call), the leg its parent;
+        # `peer` and `relay` are set while they are connected (relay: the other leg's frames for us).
+        self.parent: LiveCall | None = None
+        self.leg: LiveCall | None = None
+        self.peer: LiveCall | None = None
+        self.relay: Relay | None = None
         self.tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._work()),
                       asyncio.create_task(self._control_work())]
         session.on_audio(self._on_audio)
@@ -136,6 +148,8 @@ class LiveCall:
 
     def _on_answered(self) -> None:
         """Time zero of the call: stream offsets count from here, and a recorded call records from here."""
+        if self.parent is not None:
+            self._connect(self.parent)
         self._stream()
         if md := self.dial.data.get("machine_detection"):
             self.detector = MachineDetector(mode=md.get("mode", "enable"), timeout_ms=int(md.get("timeout", 30)) * 1000)
@@ -143,6 +157,40 @@ class LiveCall:
             self._record(self.dial, rec)
         if opts := self.dial.data.get("stream"):
             self.tasks.append(asyncio.create_task(self._open_media_stream(self.dial, opts)))
+
+    def ring_leg(self, leg: "LiveCall") -> None:
+        """A dial step placed `leg` for this call: ringback until it answers (or ends)."""
+        self.leg, leg.parent = leg, self
+        if hasattr(self.session, "set_feed"):
+            self.session.set_feed(ringback())
+
+    def _connect(self, parent: "LiveCall") -> None:
+        """This leg answered: from now each side hears the other."""
+        if parent.ended or not (hasattr(parent.session, "set_feed") and hasattr(self.session, "set_feed")):
+            return
+        parent.relay, self.relay = Relay(), Relay()
+        parent.peer, self.peer = self, parent
+        parent.session.set_feed(parent.relay.pull)
+        self.session.set_feed(self.relay.pull)
+        if rec := self.dial.data.get("parent_record"):
+            parent._record(parent.dial, rec)  # from this instant: the dial step's record
+        log.info("dial connected", call_id=parent.dial.call_id, leg=self.dial.call_id)
+
+    def _disconnect(self) -> None:
+        """This call's end ends its dial: its parent stops hearing it (and goes on with its flow), its
+        leg (still ringing or connected) is hung up."""
+        parent, leg = self.parent, self.leg
+        if self.relay is not None:  # frames this leg was sent from the other, and shed (it fell behind)
+            log.info("dial disconnected", call_id=self.dial.call_id, relayed=self.relay.relayed,
+                     dropped=self.relay.dropped)
+        if parent is not None and parent.leg is self:
+            parent.leg = parent.peer = parent.relay = None
+            if hasattr(parent.session, "set_feed"):
+                parent.session.set_feed(None)
+        if leg is not None and not leg.ended:
+            leg.peer = leg.relay = None
+            self.tasks.append(asyncio.get_running_loop().create_task(leg.session.hangup()))
+        self.parent = self.leg = self.peer = self.relay = None
 
     async def _open_media_stream(self, cause: Envelope, options: dict, step: str | None = None) -> None:
         """Open the app's media stream (a second one replaces the first, as a new stream step would)."""
@@ -207,6 +255,8 @@ class LiveCall:
 
     def _on_audio(self, frame: bytes) -> None:
         """Every 20 ms frame of the callee's audio (called by the carrier, synchronously)."""
+        if self.peer is not None and self.peer.relay is not None:
+            self.peer.relay.push(frame)  # a dial's other leg hears it
         if self.streamer is not None:
             self.streamer.add(frame)
         if self.media_stream is not None:
@@ -256,6 +306,7 @@ class LiveCall:
 
     async def _on_ended(self, ev: Ended) -> None:
         self.ended = True
+        self._disconnect()
         self.endpointer = None
         if self.streamer is not None:
             self.streamer.close()
@@ -689,6 +740,24 @@ class Gateway:
         if env.data.get("direction") == "inbound":
             await self._answer_incoming(env, carrier, req)
             return
+        parent = None
+        if parent_id := env.data.get("parent_call_id"):
+            # A dial step's second call: connected to its parent here, so the parent must be here.
+            parent = self.calls.get(parent_id)
+            why = None
+            if parent is None:
+                why = (f"the calling party ({parent_id}) is not on this telephony gateway: the two calls of a"
+                       " dial step must be carried by one gateway")
+            elif parent.ended or parent.hanging_up:
+                why = f"the calling party ({parent_id}) hung up"
+            elif parent.leg is not None:
+                why = f"the calling party ({parent_id}) is already dialling {parent.leg.dial.call_id}"
+            if why is not None:
+                log.warning("dial leg not placed", call_id=env.call_id, parent_call_id=parent_id, reason=why)
+                await publish_many(self.producer, topics.events(), [env.caused("call.failed", {
+                    "reason": why, "hangup_by": "system"})])
+                await self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1", env.call_id)
+                return
         try:
             if env.data.get("carrier") == "sip":
                 from services.telephony.trunks import prepare_dial
@@ -701,8 +770,13 @@ class Gateway:
                 "reason": str(exc) or type(exc).__name__, "hangup_by": "system"})])
             await self.conn.execute("UPDATE telephony_calls SET ended = true WHERE call_id = $1", env.call_id)
             return
-        self.calls[env.call_id] = LiveCall(self, env, session)
+        call = self.calls[env.call_id] = LiveCall(self, env, session)
         log.info("call dialed", call_id=env.call_id, carrier=env.data.get("carrier", "sandbox"))
+        if parent is not None:
+            if parent.ended:  # hung up while the leg was being placed
+                await session.hangup()
+            else:
+                parent.ring_leg(call)
 
     async def _answer_incoming(self, env: Envelope, carrier: Carrier, req: DialRequest) -> None:
         """An inbound dial.requested: answer the SIP call held here, or let the sandbox caller call in."""

@@ -87,6 +87,7 @@ class SandboxSession:
         self._recording: FrameRecorder | None = None
         self._audio_cb: Callable[[bytes], None] | None = None
         self._sent_cb: Callable[[bytes], None] | None = None
+        self._feed: Callable[[], bytes | None] | None = None  # what we send when nothing plays
         self._clock = clock
         self._heard_cb = heard
         self._tones: deque[bytes] = deque()  # DTMF we send, in place of our audio while it lasts
@@ -176,7 +177,10 @@ class SandboxSession:
                 ours = self._tones.popleft()
                 self._hear(ours)
             else:
-                ours = self._play.popleft() if self._play else SILENCE
+                if self._play:
+                    ours = self._play.popleft()
+                else:
+                    ours = (self._feed() if self._feed is not None else None) or SILENCE
                 if not self._play:
                     self._finish_play(True)
             theirs = self._callee_audio.popleft() if self._callee_audio else SILENCE
@@ -231,6 +235,9 @@ class SandboxSession:
 
     def on_sent_audio(self, callback: Callable[[bytes], None] | None) -> None:
         self._sent_cb = callback
+
+    def set_feed(self, feed: Callable[[], bytes | None] | None) -> None:
+        self._feed = feed
 
     def start_recording(self, recorder: FrameRecorder | None = None) -> None:
         if self._recording is None:  # idempotent: a call recorded from answer stays one recording

@@ -181,6 +181,10 @@ class SipCall:
         """Deliver what we send, one 20 ms frame per tick (a media stream's outbound track)."""
         self.media.on_sent_audio(callback)
 
+    def set_feed(self, feed: Callable[[], bytes | None] | None) -> None:
+        """Send from ``feed`` whenever nothing plays (ringback, a dial step's other leg)."""
+        self.media.set_feed(feed)
+
     def start_recording(self, recorder=None) -> None:
         """Start keeping both directions of audio, time-aligned (handed to ``recorder`` if given)."""
         self.media.start_recording(recorder)

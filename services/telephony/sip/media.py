@@ -203,6 +203,7 @@ class MediaSession:
         # audio out and recording
         self._audio_cb: Callable[[bytes], None] | None = None
         self._sent_cb: Callable[[bytes], None] | None = None  # what we sent, per tick (a stream's outbound track)
+        self._feed: Callable[[], bytes | None] | None = None  # what we send when nothing plays (a dial's audio)
         self._rec: FrameRecorder | None = None
         # timers and counters
         self.last_rx = 0.0
@@ -307,6 +308,8 @@ class MediaSession:
                 frame += bytes(FRAME_BYTES - len(frame))
             if self._play_off >= len(self._play_buf):
                 self._finish_play(True)
+        elif self._feed is not None:
+            frame = self._feed() or SILENCE
         else:
             frame = SILENCE
         self._rtp.transport.sendto(self.out.next_packet(self.codec_pt, self._encode(frame)), self.remote)
@@ -458,6 +461,10 @@ class MediaSession:
 
     def on_sent_audio(self, callback: Callable[[bytes], None] | None) -> None:
         self._sent_cb = callback
+
+    def set_feed(self, feed: Callable[[], bytes | None] | None) -> None:
+        """Send from ``feed`` (one frame per tick, None = silence) whenever no prompt or digit is sent."""
+        self._feed = feed
 
     def start_recording(self, recorder: FrameRecorder | None = None) -> None:
         """Hand both directions, frame by frame, to ``recorder`` (default: kept in memory)."""

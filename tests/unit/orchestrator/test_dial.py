@@ -40,7 +40,8 @@ def test_the_dial_step_starts_a_second_call_with_its_own_id():
     assert started.data == {"child_call_id": child, "to": "+15557770010", "from": "+15559876543", "timeout": 20,
                             "record": True, "step": "agent", "tag": "agent#1"}
     assert leg.data == {"parent_call_id": "call_1", "to": "+15557770010", "from": "+15559876543", "timeout": 20,
-                        "carrier": "sandbox", "step": "agent", "tag": "agent#1"}
+                        "carrier": "sandbox", "step": "agent", "tag": "agent#1",
+                        "record": {"channels": "dual", "transcribe": False}}
     assert c.state.flow.engine_state.waiting == "dial"
     # Deterministic: re-deciding the same input (after a crash) emits the same ids for the same call.
     answered = Envelope(type="call.answered", call_id="call_1", account_id="acct_1", id=started.causation_id,
@@ -63,7 +64,8 @@ def test_the_second_call_is_placed_at_once_and_linked_to_its_parent():
     assert all(e.call_id == leg.call_id for e in d.events)
     assert queued.data["direction"] == "outbound-dial" and queued.data["parent_call_id"] == "call_1"
     assert dial.data == {"to": "+15557770010", "from": "+15559876543", "timeout": 20, "carrier": "sandbox",
-                         "direction": "outbound-dial", "parent_call_id": "call_1"}
+                         "direction": "outbound-dial", "parent_call_id": "call_1",
+                         "parent_record": {"channels": "dual", "transcribe": False}}
     assert child.state.phase is Phase.DIALING and [n for n, _ in timers(d)] == ["ring_timeout"]
     assert child(leg).events == []  # a redelivered creation event
 

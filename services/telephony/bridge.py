@@ -1,0 +1,76 @@
+"""Connecting two calls on one gateway (a flow's dial step): ringback, then audio both ways.
+
+Both legs are carrier sessions of this gateway. While the second call rings, the first hears
+a generated ringback tone; once it answers, each leg's received frames go into a `Relay` that
+the other leg's session sends from (`CallSession.set_feed`: the carrier asks it for a frame
+whenever no prompt or digit is being sent, on its own 20 ms clock). Nothing here blocks: a
+frame callback appends to a bounded deque, a feed pops from it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Callable
+
+import numpy as np
+
+from services.telephony.carrier import FRAME_BYTES, SAMPLE_RATE
+
+# North American ringback (ITU-T E.180): 440 + 480 Hz, 2 s on, 4 s off.
+RINGBACK_HZ = (440.0, 480.0)
+RINGBACK_ON_MS, RINGBACK_OFF_MS = 2000, 4000
+RINGBACK_LEVEL = 0.1  # of full scale, per tone
+# At most this many frames wait between the legs (500 ms): a leg whose clock runs ahead of the
+# other's drops the oldest rather than letting the delay grow.
+RELAY_FRAMES = 25
+
+Feed = Callable[[], "bytes | None"]
+
+
+def ringback_cycle() -> list[bytes]:
+    """One on/off cycle of ringback as 20 ms frames of 8 kHz s16le."""
+    on = RINGBACK_ON_MS * SAMPLE_RATE // 1000
+    t = np.arange(on) / SAMPLE_RATE
+    wave = sum(np.sin(2 * np.pi * hz * t) for hz in RINGBACK_HZ) * RINGBACK_LEVEL * 32767
+    pcm = wave.astype("<i2").tobytes() + bytes(RINGBACK_OFF_MS * SAMPLE_RATE // 1000 * 2)
+    return [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
+
+
+_CYCLE: list[bytes] | None = None
+
+
+def ringback() -> Feed:
+    """A feed that plays ringback from the start of its cycle, forever."""
+    global _CYCLE
+    if _CYCLE is None:
+        _CYCLE = ringback_cycle()
+    frames, n = _CYCLE, [0]
+
+    def feed() -> bytes:
+        frame = frames[n[0] % len(frames)]
+        n[0] += 1
+        return frame
+
+    return feed
+
+
+class Relay:
+    """Frames from one leg waiting to be sent to the other (bounded: the oldest go first)."""
+
+    __slots__ = ("frames", "relayed", "dropped")
+
+    def __init__(self, max_frames: int = RELAY_FRAMES):
+        self.frames: deque[bytes] = deque(maxlen=max_frames)
+        self.relayed = 0
+        self.dropped = 0
+
+    def push(self, frame: bytes) -> None:
+        if len(self.frames) == self.frames.maxlen:
+            self.dropped += 1
+        self.frames.append(frame)
+
+    def pull(self) -> bytes | None:
+        if not self.frames:
+            return None
+        self.relayed += 1
+        return self.frames.popleft()
