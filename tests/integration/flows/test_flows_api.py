@@ -125,3 +125,38 @@ async def test_wired_into_the_real_api_app_with_api_key_auth(pg, stack):
             await rt.pool.close()
     finally:
         await pg.execute("DELETE FROM accounts WHERE id = $1", acct["id"])
+
+
+def dial_flow(**step) -> dict:
+    return {"start": "agent", "steps": {"agent": {"kind": "dial", "to": "+15557770010", **step, "next": "bye"},
+                                        "bye": {"kind": "hangup"}}}
+
+
+@pytest.mark.parametrize("step,path", [
+    ({"to": "5551234"}, "steps.agent.to"),  # neither E.164 nor a SIP URI
+    ({"to": "+15551"}, "steps.agent.to"),  # E.164's shape, not a possible number
+    ({"timeout": 0}, "steps.agent.timeout"),
+    ({"timeout": 9999}, "steps.agent.timeout"),
+    ({"caller_id": "alice"}, "steps.agent.caller_id"),
+])
+async def test_a_bad_dial_step_is_refused_naming_its_field(accounts, pool, step, path):
+    async with client(accounts[0], pool) as c:
+        r = await c.post("/v1/voice/flows", content=json.dumps(dial_flow(**step)))
+        assert r.status_code == 422
+        err = r.json()["error"]
+        assert (err["code"], err["field"]) == ("invalid_flow", "steps.agent")
+        assert [(e["code"], e["path"]) for e in err["errors"]] == [("invalid_step", path)]
+        # The editor's check answers the same errors as data.
+        r = await c.post("/v1/voice/flows/validate", content=json.dumps(dial_flow(**step)))
+        assert r.status_code == 200 and r.json()["valid"] is False
+        assert [(e["code"], e["field"], e["path"]) for e in r.json()["errors"]] == [
+            ("invalid_step", "steps.agent", path)]
+        ok = await c.post("/v1/voice/flows/validate", content=json.dumps(dial_flow(to="sip:alice@pbx.example.com")))
+        assert ok.json() == {"valid": True, "errors": []}
+        # The simulator takes dial outcomes.
+        r = await c.post("/v1/voice/flows/simulate", content=json.dumps(
+            {"flow": dial_flow(branches={"busy": "bye"}), "inputs": [{"dial": "busy"}]}))
+        assert r.status_code == 200 and r.json()["path"] == ["agent", "bye"]
+        r = await c.post("/v1/voice/flows/simulate", content=json.dumps(
+            {"flow": dial_flow(), "inputs": [{"dial": "answered"}]}))
+        assert (r.status_code, r.json()["error"]["field"]) == (422, "inputs.0")
