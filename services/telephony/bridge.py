@@ -20,9 +20,11 @@ from services.telephony.carrier import FRAME_BYTES, SAMPLE_RATE
 RINGBACK_HZ = (440.0, 480.0)
 RINGBACK_ON_MS, RINGBACK_OFF_MS = 2000, 4000
 RINGBACK_LEVEL = 0.1  # of full scale, per tone
-# At most this many frames wait between the legs (500 ms): a leg whose clock runs ahead of the
-# other's drops the oldest rather than letting the delay grow.
-RELAY_FRAMES = 25
+# At most this many frames wait between the legs (1 s): a leg whose clock runs ahead of the
+# other's drops the oldest rather than letting the delay grow. (The delay in step is a frame or
+# two; the bound covers the second call's first words, collected from its answer until the
+# gateway connects the two, and an accelerated sandbox's bursts.)
+RELAY_FRAMES = 50
 
 Feed = Callable[[], "bytes | None"]
 

@@ -159,8 +159,11 @@ class LiveCall:
             self.tasks.append(asyncio.create_task(self._open_media_stream(self.dial, opts)))
 
     def ring_leg(self, leg: "LiveCall") -> None:
-        """A dial step placed `leg` for this call: ringback until it answers (or ends)."""
+        """A dial step placed `leg` for this call: ringback until it answers (or ends). The leg's
+        frames are collected for this call from now on, so none between the carrier's answer and
+        `_connect` (a turn of the event pump later) is lost."""
         self.leg, leg.parent = leg, self
+        self.relay, leg.peer = Relay(), self
         if hasattr(self.session, "set_feed"):
             self.session.set_feed(ringback())
 
@@ -168,8 +171,8 @@ class LiveCall:
         """This leg answered: from now each side hears the other."""
         if parent.ended or not (hasattr(parent.session, "set_feed") and hasattr(self.session, "set_feed")):
             return
-        parent.relay, self.relay = Relay(), Relay()
-        parent.peer, self.peer = self, parent
+        self.relay = Relay()
+        parent.peer = self
         parent.session.set_feed(parent.relay.pull)
         self.session.set_feed(self.relay.pull)
         if rec := self.dial.data.get("parent_record"):
