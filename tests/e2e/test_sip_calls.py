@@ -179,3 +179,44 @@ async def test_a_trunk_over_tcp_carries_the_whole_call(voice, kprod, sipp, rtp_l
     assert end.type == "call.completed", voice.types(cid)
     assert uas.wait() == 0, uas.errors()
     assert len([r for r in rtp_listener.packets if r.pkt.payload_type == 0]) >= 25
+
+
+async def test_a_dial_step_bridges_two_sip_legs(voice, kprod, sipp, rtp_listener, tmp_path):
+    """Both legs through the trunk to one SIPp (two calls): the second party (+15550177) plays
+    a 1 kHz tone and hangs up; the tone must come out of the first party's leg (its own SSRC),
+    relayed through the gateway, and the flow go on after the second party left."""
+    import numpy as np
+
+    from services.common import audio
+
+    tone = (np.sin(2 * np.pi * 1000 * np.arange(8000 * 2) / 8000) * 12000).astype("<i2").tobytes()
+    write_pcmu_pcap(tmp_path / "tone.pcap", tone)
+    scenario = tmp_path / "uas_dial_legs.xml"
+    scenario.write_text((SCENARIOS / "uas_dial_legs.xml").read_text())
+    uas = sipp(str(scenario), sets={"rtp_port": str(rtp_listener.port)}, extra=["-m", "2"])
+    await trunk_to(voice, uas)
+    flow = {"start": "hello", "steps": {
+        "hello": {"kind": "say", "text": "Connecting you.", "next": "agent"},
+        "agent": {"kind": "dial", "to": "+15550177", "timeout": 20, "next": "after"},
+        "after": {"kind": "say", "text": "Goodbye."}}}
+    parent = await voice.place(kprod, carrier="sip", tts=None, flow=flow)
+    ended = await voice.wait(parent, "dial.ended", timeout=60)
+    assert ended.data["outcome"] == "completed", voice.types(parent)
+    child = ended.data["child_call_id"]
+    assert (await voice.wait(parent, "terminal", timeout=60)).type == "call.completed"
+    assert next(e for e in voice.events[child] if e.type == "call.completed").data["hangup_by"] == "callee"
+    assert uas.wait(30) == 0, uas.errors()
+
+    by_ssrc: dict[int, list] = {}
+    for r in rtp_listener.packets:
+        if r.pkt.payload_type == 0:
+            by_ssrc.setdefault(r.pkt.ssrc, []).append(r)
+    first_leg = min(by_ssrc, key=lambda s: by_ssrc[s][0].at)  # the parent answered first
+
+    def tone_share(payload: bytes) -> float:
+        x = np.frombuffer(audio.ulaw_decode(payload), "<i2").astype(float)
+        spec = np.abs(np.fft.rfft(x)) ** 2
+        return spec[19:22].sum() / max(spec.sum(), 1.0)  # 1 kHz is bin 20 of a 160-sample frame
+
+    toned = [r for r in by_ssrc[first_leg] if tone_share(r.pkt.payload) > 0.8]
+    assert len(toned) >= 50, len(toned)  # >= 1 s of the second party's 2 s tone, on the first leg
