@@ -144,3 +144,35 @@ async def test_a_sandbox_caller_presses_1_through_the_same_flow(voice, kprod):
     assert (await voice.wait(env.call_id, "call.queued")).data["direction"] == "inbound"
     row = await projected(voice, env.call_id, "completed")
     assert row["direction"] == "inbound" and row["from_number"] == "+15551230009"
+
+
+async def test_baresip_calls_in_and_hears_the_numbers_flow(voice, tmp_path):
+    """baresip (a real softphone) dials the routed number; the gateway answers, the stored flow
+    speaks and hangs up. baresip must have heard speech (its player writes what it received)."""
+    import wave
+
+    import numpy as np
+
+    from tests.interop.sip.baresip import start_baresip
+
+    number = await routed_number(voice, {"start": "hi", "steps": {
+        "hi": {"kind": "say", "text": "Welcome to Canary. This inbound call is answered by a flow.", "next": "bye"},
+        "bye": {"kind": "hangup"}}})
+    peer = start_baresip(tmp_path, commands=(f"/dial sip:{number}@{voice.sip_addr}",))
+    try:
+        cid = await received(voice, number)
+        end = await voice.wait(cid, "terminal", timeout=60)
+        assert end.type == "call.completed", voice.types(cid)
+        queued = await voice.wait(cid, "call.queued")
+        assert queued.data["direction"] == "inbound" and queued.data["from"] == "1000"
+        assert "prompt.finished" in voice.types(cid)
+        await projected(voice, cid, "completed")
+    finally:
+        peer.stop()
+    [heard] = peer.heard()
+    with wave.open(str(heard)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(float)
+        rate = w.getframerate()
+    frames = pcm[: len(pcm) // (rate // 50) * (rate // 50)].reshape(-1, rate // 50)
+    loud = (np.sqrt((frames ** 2).mean(axis=1)) > 300).sum()
+    assert loud >= 50, (loud, peer.log()[-2000:])  # at least a second of our prompt reached baresip
