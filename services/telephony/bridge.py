@@ -25,6 +25,11 @@ RINGBACK_LEVEL = 0.1  # of full scale, per tone
 # two; the bound covers the second call's first words, collected from its answer until the
 # gateway connects the two, and an accelerated sandbox's bursts.)
 RELAY_FRAMES = 50
+# A backlog deeper than this (60 ms) is standing delay the listener hears for the rest of the
+# call (bench/bridge.py measured the second party 150 ms behind, the frames kept from its answer
+# to the connect): it is shed in the next pause, one quiet frame at a time, never from speech.
+TARGET_FRAMES = 3
+QUIET_LEVEL = 100  # mean |sample| of a frame below this is a pause (speech: hundreds to thousands)
 
 Feed = Callable[[], "bytes | None"]
 
@@ -56,15 +61,24 @@ def ringback() -> Feed:
     return feed
 
 
+def quiet(frame: bytes) -> bool:
+    """A frame of a pause (low mean level), which can be left out without losing words."""
+    samples = np.frombuffer(frame, "<i2")
+    return not samples.size or float(np.abs(samples.astype(np.int32)).mean()) < QUIET_LEVEL
+
+
 class Relay:
-    """Frames from one leg waiting to be sent to the other (bounded: the oldest go first)."""
+    """Frames from one leg waiting to be sent to the other (bounded: the oldest go first; a
+    backlog over `target` frames is shed in pauses)."""
 
-    __slots__ = ("frames", "relayed", "dropped")
+    __slots__ = ("frames", "relayed", "dropped", "shed", "target")
 
-    def __init__(self, max_frames: int = RELAY_FRAMES):
+    def __init__(self, max_frames: int = RELAY_FRAMES, target: int = TARGET_FRAMES):
         self.frames: deque[bytes] = deque(maxlen=max_frames)
         self.relayed = 0
         self.dropped = 0
+        self.shed = 0
+        self.target = target
 
     def push(self, frame: bytes) -> None:
         if len(self.frames) == self.frames.maxlen:
@@ -72,6 +86,9 @@ class Relay:
         self.frames.append(frame)
 
     def pull(self) -> bytes | None:
+        while len(self.frames) > self.target and quiet(self.frames[0]):
+            self.frames.popleft()
+            self.shed += 1
         if not self.frames:
             return None
         self.relayed += 1

@@ -40,6 +40,19 @@ def test_a_relay_is_bounded_and_drops_the_oldest():
     assert [r.pull() for _ in range(4)] == [b"\x02", b"\x03", b"\x04", None] and r.relayed == 3
 
 
+def test_a_standing_backlog_is_shed_in_pauses_never_in_speech():
+    quiet, loud = bytes(320), (b"\x00\x20" * 160)  # silence; a frame at 8192
+    r = Relay(target=3)
+    for f in [quiet] * 6 + [loud] * 5 + [quiet] * 4:
+        r.push(f)
+    first = r.pull()  # 15 waiting: the 6 quiet ones at the head go (down to the speech), then speech
+    assert first == loud and r.shed == 6
+    out = [first] + [r.pull() for _ in range(4)]
+    assert out == [loud] * 5  # every speech frame kept, in order
+    assert r.pull() == quiet and r.shed == 7  # 4 quiet left: shed to 3, one sent
+    assert len(r.frames) == 2
+
+
 def test_the_parent_hears_ringback_then_the_second_party_and_it_hears_the_parent():
     line, said = noise(3.0, 1), noise(6.0, 2)
 
