@@ -108,3 +108,53 @@ async def test_the_callees_rtp_reaches_the_app_frame_for_frame(voice, kprod, sip
     assert chunks == list(range(1, len(media) + 1))
     stamps = [int(m["media"]["timestamp"]) for m in media]
     assert stamps == [20 * i for i in range(len(media))]
+
+
+async def test_a_stream_on_a_call_to_baresip_both_ways(voice, kprod, tmp_path):
+    """baresip (a real softphone) is the callee and plays its tones: the app must hear them on
+    the inbound track; the app answers with a 1 kHz tone, which baresip must have received (its
+    sndfile dump of what it decoded)."""
+    import wave
+
+    import numpy as np
+
+    from tests.interop.sip.baresip import start_baresip
+
+    peer = start_baresip(tmp_path, user="+15551234567")  # the number voice.place calls
+    await trunks.set_trunk(voice.db, voice.account, host="127.0.0.1", port=peer.trunk.port, password=None)
+    reply = tone(1000, 2000)
+
+    def loud(pcm: bytes) -> bool:
+        return float(np.abs(np.frombuffer(pcm, "<i2").astype(float)).mean()) > 500
+
+    async def bot(conn):
+        await conn.wait_for(lambda m: m["event"] == "media" and sum(map(loud, conn.media("inbound"))) >= 50,
+                            timeout=30)
+        await conn.send(media_msg(conn.sid, reply))
+        await conn.send(mark_msg(conn.sid, "reply"))
+        await conn.wait_for(lambda m: m["event"] == "mark", timeout=15)
+        await asyncio.sleep(0.3)
+        await conn.ws.close(1000, "done")
+
+    try:
+        async with StreamApp(bot) as app:
+            cid = await voice.place(kprod, carrier="sip", tts=None,
+                                    stream={"url": app.url, "track": "both", "bidirectional": True})
+            end = await voice.wait(cid, "terminal", timeout=90)
+    finally:
+        peer.stop()
+    assert end.type == "call.completed", voice.types(cid)
+    assert "stream.started" in voice.types(cid) and "stream.stopped" in voice.types(cid)
+    conn = app.conns[0]
+    assert sum(map(loud, conn.media("inbound"))) >= 50  # baresip's tones reached the app
+
+    [heard] = peer.heard()
+    with wave.open(str(heard)) as w:
+        pcm = np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(float)
+        rate = w.getframerate()
+    n = rate // 50
+    frames = pcm[: len(pcm) // n * n].reshape(-1, n)
+    spec = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    k = round(1000 * n / rate)
+    share = spec[:, k - 1:k + 2].sum(axis=1) / np.maximum(spec.sum(axis=1), 1.0)
+    assert (share > 0.8).sum() >= 50, (share > 0.8).sum()  # >= 1 s of the app's 2 s tone, heard by baresip

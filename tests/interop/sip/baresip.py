@@ -83,8 +83,10 @@ class Baresip:
         return self.out.read_text(errors="replace")
 
 
-def start_baresip(tmp_path: Path, transport: str = "udp", commands: tuple[str, ...] = ()) -> Baresip:
-    """Start baresip (auto-answer; ``commands`` run once it is ready, e.g. ``/dial sip:...``)."""
+def start_baresip(tmp_path: Path, transport: str = "udp", commands: tuple[str, ...] = (),
+                  user: str = "1000") -> Baresip:
+    """Start baresip (auto-answer; ``commands`` run once it is ready, e.g. ``/dial sip:...``).
+    It answers calls to ``user`` only (its account's AOR)."""
     if shutil.which("baresip") is None:
         import pytest
 
@@ -111,7 +113,7 @@ def start_baresip(tmp_path: Path, transport: str = "udp", commands: tuple[str, .
         + f"module sndfile.so\nsnd_path {tmp_path}\n"
         + f"rtp_ports {rtp_lo}-{rtp_lo + 20}\n" + (f"sip_certificate {cert}\n" if cert else "")
     )
-    (cfg / "accounts").write_text(f"<sip:1000@{LOOPBACK}>;regint=0;answermode=auto;audio_codecs=PCMU\n")
+    (cfg / "accounts").write_text(f"<sip:{user}@{LOOPBACK}>;regint=0;answermode=auto;audio_codecs=PCMU\n")
     out = tmp_path / "baresip.out"
     args = ["baresip", "-f", str(cfg)]
     for c in commands:
