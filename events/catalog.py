@@ -172,7 +172,7 @@ class HangupCallData(_Command):
 
 
 DIGITS_PATTERN = r"^[0-9*#A-Dw]{1,32}$"  # `w`: a half-second pause between digits (Twilio's)
-UPDATE_CHANGES = ("flow", "flow_id", "tts", "audio_url", "send_digits", "recording", "status")  # an update's changes
+UPDATE_CHANGES = ("flow", "flow_id", "tts", "audio_url", "send_digits", "recording", "hold", "status")  # an update's changes
 RECORDING_ACTIONS = ("start", "pause", "resume", "stop")
 
 
@@ -192,6 +192,9 @@ class UpdateCallData(_Command):
                                     description="DTMF to send to the far end (RFC 4733 on SIP, in-band tones "
                                                 "otherwise); `w` pauses half a second")
     recording: Literal["start", "pause", "resume", "stop"] | None = None
+    hold: bool | None = Field(None, description="true: this call hears music on hold and, when a dial step "
+                                                "connected it to a second party, neither hears the other; "
+                                                "false: back to the conversation")
     status: Literal["completed"] | None = Field(None, description="`completed`: hang up (as POST .../hangup)")
 
     @model_validator(mode="after")
@@ -353,7 +356,7 @@ class CallUpdated(_Event):
     """A live call was changed (UpdateCall): what changed, and what could not be applied."""
 
     changes: list[str] = Field(description="the fields of the update: flow, flow_id, tts, audio_url, send_digits, "
-                                           "recording, status")
+                                           "recording, hold, status")
     update_id: str = Field(description="id of the UpdateCall command")
     interrupt: bool | None = None
     flow_id: str | None = None
@@ -361,6 +364,7 @@ class CallUpdated(_Event):
     step: str | None = None
     send_digits: str | None = None
     recording: str | None = None
+    hold: bool | None = None
     status: str | None = None
     skipped: list[dict[str, Any]] = Field([], description="changes not applied, each {field, code, message} "
                                                           "(e.g. recording pause on a call not recording)")
@@ -379,6 +383,27 @@ class DtmfSendRequested(_Event):
     """Instruction to the gateway: send DTMF to the far end."""
 
     digits: str = Field(pattern=DIGITS_PATTERN)
+
+
+@register("hold.requested", example={"hold": True})
+class HoldRequested(_Event):
+    """Instruction to the gateway: put the call on hold (music; its bridge, if any, paused) or take it off."""
+
+    hold: bool
+
+
+@register("call.held", example={"bridged": True})
+class CallHeld(_Event):
+    """The call hears music on hold; with `bridged`, its second party and it no longer hear each other."""
+
+    bridged: bool = Field(description="the call was connected to a second party (a dial step), now paused")
+
+
+@register("call.unheld", example={"bridged": True})
+class CallUnheld(_Event):
+    """The call is off hold: the conversation (or its flow's audio) again."""
+
+    bridged: bool = Field(description="the call is connected to its second party again")
 
 
 @register("dtmf.sent", example={"digits": "1234#", "method": "rfc4733"})

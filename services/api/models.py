@@ -90,6 +90,9 @@ class CallUpdate(_Doc):
                                     description="DTMF to send to the far end; `w` pauses half a second")
     recording: Literal["start", "pause", "resume", "stop"] | None = Field(
         None, description="paused spans are silence in the file, listed in the recording's paused_spans")
+    hold: bool | None = Field(None, description="true: the call hears music on hold, and a second party a dial "
+                                                "step connected it to waits in silence (neither hears the other); "
+                                                "false: back to the conversation. Events: call.held, call.unheld")
     status: Literal["completed"] | None = Field(None, description="hang up (as POST /v1/voice/calls/{id}/hangup)")
 
 

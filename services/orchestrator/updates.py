@@ -17,6 +17,7 @@ code: the call is not answered yet, not recorded, ...), followed by the instruct
   audio has played (Twilio's update). `interrupt: false` queues the audio after what
   plays; the script's or flow's own hangup waits until the queued audio has played.
 - **send_digits**: `dtmf.send.requested`.
+- **hold**: `hold.requested` (the gateway plays music on hold and pauses the call's bridge).
 - **recording**: `record.requested` (start) or `record.control.requested` (pause, resume,
   stop), following `Updates.recording`.
 """
@@ -65,7 +66,7 @@ def updated_event(msg: Envelope, skipped: list[dict[str, Any]], **extra: Any) ->
     data: dict[str, Any] = {"changes": _changes(d), "update_id": msg.id, "skipped": skipped}
     if d.get("tts") is not None or d.get("audio_url") is not None:
         data["interrupt"] = bool(d.get("interrupt", True))
-    for k in ("flow_id", "step", "send_digits", "recording", "status"):
+    for k in ("flow_id", "step", "send_digits", "recording", "hold", "status"):
         if d.get(k) is not None:
             data[k] = d[k]
     data.update({k: v for k, v in extra.items() if v is not None})
@@ -100,7 +101,7 @@ def apply(s: CallState, msg: Envelope, now: datetime, flow_def: dict | None) -> 
         s, more = _redirect(s, msg, definition, now)
         out += more
     if not s.answered:
-        for k in ("tts", "audio_url", "send_digits", "recording"):
+        for k in ("tts", "audio_url", "send_digits", "recording", "hold"):
             if d.get(k) is not None:
                 skipped.append(_skip(k, "call_not_answered", f"{k} needs an answered call"))
         return s, (updated_event(msg, skipped, flow_version=(flow_def or {}).get("version")), *out)
@@ -109,6 +110,8 @@ def apply(s: CallState, msg: Envelope, now: datetime, flow_def: dict | None) -> 
         out += more
     if d.get("send_digits"):
         out.append(Emit(msg.caused("dtmf.send.requested", {"digits": d["send_digits"]}, step="digits")))
+    if d.get("hold") is not None:
+        out.append(Emit(msg.caused("hold.requested", {"hold": bool(d["hold"])}, step="hold")))
     if d.get("recording"):
         s, more, skip = _recording(s, msg, d["recording"])
         out += more

@@ -44,14 +44,33 @@ def ringback_cycle() -> list[bytes]:
 
 
 _CYCLE: list[bytes] | None = None
+# Music on hold, generated (no file to ship or fetch): a slow C-major arpeggio, soft.
+HOLD_NOTES_HZ = (261.63, 329.63, 392.0, 523.25, 392.0, 329.63)
+HOLD_NOTE_MS = 400
+HOLD_LEVEL = 0.08
+_HOLD: list[bytes] | None = None
 
 
-def ringback() -> Feed:
-    """A feed that plays ringback from the start of its cycle, forever."""
-    global _CYCLE
-    if _CYCLE is None:
-        _CYCLE = ringback_cycle()
-    frames, n = _CYCLE, [0]
+def hold_music_cycle() -> list[bytes]:
+    """One loop of the hold music as 20 ms frames of 8 kHz s16le (each note fades in and out)."""
+    n = HOLD_NOTE_MS * SAMPLE_RATE // 1000
+    t = np.arange(n) / SAMPLE_RATE
+    envelope = np.minimum(1.0, np.minimum(t, t[::-1]) / 0.05)  # 50 ms fades: no clicks between notes
+    pcm = b"".join((np.sin(2 * np.pi * hz * t) * envelope * HOLD_LEVEL * 32767).astype("<i2").tobytes()
+                   for hz in HOLD_NOTES_HZ)
+    return [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]
+
+
+def hold_music() -> Feed:
+    """A feed that plays the hold music, looping."""
+    global _HOLD
+    if _HOLD is None:
+        _HOLD = hold_music_cycle()
+    return _loop(_HOLD)
+
+
+def _loop(frames: list[bytes]) -> Feed:
+    n = [0]
 
     def feed() -> bytes:
         frame = frames[n[0] % len(frames)]
@@ -59,6 +78,14 @@ def ringback() -> Feed:
         return frame
 
     return feed
+
+
+def ringback() -> Feed:
+    """A feed that plays ringback from the start of its cycle, forever."""
+    global _CYCLE
+    if _CYCLE is None:
+        _CYCLE = ringback_cycle()
+    return _loop(_CYCLE)
 
 
 def quiet(frame: bytes) -> bool:

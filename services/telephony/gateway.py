@@ -41,7 +41,7 @@ from services.common.kafka import make_producer, publish_many
 from services.common.logging import configure
 from services.common.service import serve
 from services.telephony.amd import Detection, MachineDetector
-from services.telephony.bridge import Relay, ringback
+from services.telephony.bridge import Relay, hold_music, ringback
 from services.telephony.carrier import Answered, CallSession, Carrier, DialRequest, DtmfReceived, Ended, Ringing
 from services.telephony.gather import Collector
 from services.telephony.priority import raise_priority
@@ -55,12 +55,13 @@ STALE_DIAL_S = 60
 SPEECH_RECOGNITION_S = 20  # time allowed for the recognition result after an utterance ends
 SANDBOX_RENDER_S = 30  # a scripted callee's line not rendered by then is not said
 INSTRUCTIONS = {"dial.requested", "play.requested", "gather.requested", "record.requested", "hangup.requested",
-                "stream.requested", "interrupt.requested", "dtmf.send.requested", "record.control.requested"}
+                "stream.requested", "interrupt.requested", "dtmf.send.requested", "record.control.requested",
+                "hold.requested"}
 # Dropped when an interrupt.requested (an update that replaced the call's script) came after them.
 INTERRUPTIBLE = {"play.requested", "gather.requested"}
 # Carried out in order on a lane of their own: they never wait behind the prompt playing
 # (a recording paused mid-prompt pauses there; digits go out while the prompt waits).
-CONTROLS = {"record.requested", "record.control.requested", "dtmf.send.requested"}
+CONTROLS = {"record.requested", "record.control.requested", "dtmf.send.requested", "hold.requested"}
 DIGIT_PAUSE_S = 0.5  # `w` in send_digits
 ANSWERS = {"speech.recognized", "sandbox.speech.rendered", "sandbox.speech.failed"}  # to this gateway's requests
 
@@ -80,6 +81,7 @@ class LiveCall:
         self.barge_in = False
         self.playing = False
         self.hanging_up = False  # a hangup is on its way through the inbox: play nothing more
+        self.held = False  # on hold (UpdateCall hold): music, and a connected bridge paused
         self.early_digits = ""  # keys pressed before the next gather started (type-ahead)
         self.collector: Collector | None = None
         self.endpointer: Endpointer | None = None  # speech activity: holds the gather timer while the caller speaks
@@ -175,9 +177,32 @@ class LiveCall:
         parent.peer = self
         parent.session.set_feed(parent.relay.pull)
         self.session.set_feed(self.relay.pull)
+        if parent.held:
+            parent.hold(True)  # put on hold while the second party rang: it stays on hold
         if rec := self.dial.data.get("parent_record"):
             parent._record(parent.dial, rec)  # from this instant: the dial step's record
         log.info("dial connected", call_id=parent.dial.call_id, leg=self.dial.call_id)
+
+    def hold(self, on: bool) -> bool:
+        """Put this call on hold (it hears music; its bridge, if connected, carries nothing either
+        way) or take it off (the bridge again, from now: what was said meanwhile is not replayed).
+        True when a connected second party was paused or resumed."""
+        self.held = on
+        peer = self.peer
+        bridged = peer is not None and self.relay is not None and peer.relay is not None
+        if not hasattr(self.session, "set_feed"):
+            return bridged
+        if on:
+            self.session.set_feed(hold_music())
+            if bridged and hasattr(peer.session, "set_feed"):
+                peer.session.set_feed(None)  # the other side waits in silence
+        elif bridged:
+            for call in (self, peer):
+                call.relay.frames.clear()
+                call.session.set_feed(call.relay.pull)
+        else:
+            self.session.set_feed(None)
+        return bridged
 
     def _disconnect(self) -> None:
         """This call's end ends its dial: its parent stops hearing it (and goes on with its flow), its
@@ -189,7 +214,7 @@ class LiveCall:
         if parent is not None and parent.leg is self:
             parent.leg = parent.peer = parent.relay = None
             if hasattr(parent.session, "set_feed"):
-                parent.session.set_feed(None)
+                parent.session.set_feed(hold_music() if parent.held else None)
         if leg is not None and not leg.ended:
             leg.peer = leg.relay = None
             self.tasks.append(asyncio.get_running_loop().create_task(leg.session.hangup()))
@@ -258,8 +283,8 @@ class LiveCall:
 
     def _on_audio(self, frame: bytes) -> None:
         """Every 20 ms frame of the callee's audio (called by the carrier, synchronously)."""
-        if self.peer is not None and self.peer.relay is not None:
-            self.peer.relay.push(frame)  # a dial's other leg hears it
+        if self.peer is not None and self.peer.relay is not None and not (self.held or self.peer.held):
+            self.peer.relay.push(frame)  # a dial's other leg hears it (not while either is on hold)
         if self.streamer is not None:
             self.streamer.add(frame)
         if self.media_stream is not None:
@@ -394,6 +419,11 @@ class LiveCall:
             await self._record_control(env)
         elif t == "dtmf.send.requested":
             await self._send_digits(env)
+        elif t == "hold.requested":
+            on = bool(env.data["hold"])
+            if on != self.held:
+                bridged = self.hold(on)
+                await self._emit(self._event("call.held" if on else "call.unheld", {"bridged": bridged}, env))
         elif t == "play.requested":
             pcm = await self.gw.load_audio(env.data["audio_ref"])
             if self.hanging_up or self.current_generation < self.generation:

@@ -119,3 +119,21 @@ async def test_the_outcome_picks_the_branch(voice, kprod, to, outcome, step):
     end = await voice.wait(child, "terminal", timeout=30)
     assert end.type == f"call.{outcome}"
     assert "call.answered" not in voice.types(child)
+
+
+async def test_hold_and_unhold_a_connected_call(voice, kprod):
+    """UpdateCall hold on the first party while connected: call.held (bridged), then unhold:
+    call.unheld (bridged); the call goes on and ends as usual."""
+    from events import new_envelope
+    from services.common.kafka import publish
+
+    parent = await voice.place(kprod, tts=None, flow=flow(AGENT, timeout=10))
+    await voice.wait(parent, "dial.answered", timeout=60)
+    for hold in (True, False):
+        await publish(kprod, voice.prefix + "voice.call.commands",
+                      new_envelope("UpdateCall", parent, voice.account, {"hold": hold}))
+        ev = await voice.wait(parent, "call.held" if hold else "call.unheld", timeout=30)
+        assert ev.data == {"bridged": True}
+    updated = [e.data for e in voice.events[parent] if e.type == "call.updated"]
+    assert [u["hold"] for u in updated] == [True, False] and all(u["skipped"] == [] for u in updated)
+    assert (await voice.wait(parent, "terminal", timeout=60)).type == "call.completed"

@@ -305,6 +305,7 @@ _UPDATE_BODY = {"security": [{"HTTPBearer": []}], "parameters": [
                      "redirect": {"value": {"flow_id": "flow_main_menu", "step": "menu"}},
                      "digits": {"value": {"send_digits": "1234#"}},
                      "pause_recording": {"value": {"recording": "pause"}},
+                     "hold": {"value": {"hold": True}},
                      "hangup": {"value": {"status": "completed"}}}}}}}
 
 

@@ -145,7 +145,17 @@ def test_send_digits_is_an_instruction_to_the_gateway():
     assert d.state.phase is Phase.GATHERING  # nothing else changes
 
 
-@pytest.mark.parametrize("field,value", [("send_digits", "1"), ("tts", {"text": "x"}), ("recording", "start")])
+@pytest.mark.parametrize("hold", [True, False])
+def test_hold_is_an_instruction_to_the_gateway(hold):
+    c = call_in(Phase.GATHERING, {**REQ, "gather": {"num_digits": 1}})
+    d = c(update(hold=hold))
+    assert types(d) == ["call.updated", "hold.requested"] and d.events[1].data == {"hold": hold}
+    assert updated(d)["changes"] == ["hold"] and updated(d)["hold"] is hold
+    assert d.state.phase is Phase.GATHERING  # the flow waits where it was: hold is the gateway's
+
+
+@pytest.mark.parametrize("field,value", [("send_digits", "1"), ("tts", {"text": "x"}), ("recording", "start"),
+                                         ("hold", True)])
 def test_changes_that_need_an_answered_call_are_skipped_before_answer(field, value):
     c = call_in(Phase.RINGING)
     d = c(update(**{field: value}))

@@ -103,3 +103,56 @@ def test_the_parent_hears_ringback_then_the_second_party_and_it_hears_the_parent
     assert len(relayed) > 100
     first = spoken.index(relayed[0])
     assert relayed == spoken[first:first + len(relayed)]
+
+
+def test_hold_plays_music_to_the_held_call_and_pauses_the_bridge_both_ways():
+    from services.telephony.bridge import hold_music_cycle
+
+    line, said = noise(8.0, 3), noise(8.0, 4)
+
+    async def speak(req, text, voice):
+        return line
+
+    async def scenario():
+        clock, gw = FrameClock(SPEED), FakeGateway()
+        pdial = new_envelope("dial.requested", "call_p", "acct_1", {"to": "+15551234567", "from": "+15559876543"})
+        parent_session = SandboxSession(DialRequest("call_p", "+15551234567", "+15559876543", 30.0),
+                                        CalleeScript(ring=0.1), SPEED, None, clock)
+        parent = LiveCall(gw, pdial, parent_session)
+        while not parent.answered:
+            await asyncio.sleep(0.01)
+        parent_session._callee_audio.extend([said[i:i + FRAME_BYTES] for i in range(0, len(said), FRAME_BYTES)])
+        cdial = new_envelope("dial.requested", "call_c", "acct_1", {
+            "to": "+15557770020", "from": "+15559876543", "direction": "outbound-dial", "parent_call_id": "call_p"})
+        child_session = SandboxSession(DialRequest("call_c", "+15557770020", "+15559876543", 30.0),
+                                       CalleeScript(ring=0.2, after=0.1, say="hi", hangup_after=7.0), SPEED, speak,
+                                       clock)
+        child = LiveCall(gw, cdial, child_session)
+        parent.ring_leg(child)
+        while not child.answered:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(1.0 / SPEED)  # a second of conversation
+        parent_session.start_recording()
+        child_session.start_recording()
+        assert parent.hold(True) is True  # a connected second party: the bridge is paused
+        await asyncio.sleep(2.0 / SPEED)
+        _, parent_on_hold = parent_session.stop_recording()
+        _, child_waiting = child_session.stop_recording()
+        parent_session.start_recording()
+        assert parent.hold(False) is True
+        await asyncio.sleep(1.0 / SPEED)
+        _, parent_after = parent_session.stop_recording()
+        parent.close()
+        child.close()
+        return parent_on_hold, child_waiting, parent_after
+
+    on_hold, waiting, after = asyncio.run(scenario())
+    music = set(hold_music_cycle())
+    frames = lambda pcm: [pcm[i:i + FRAME_BYTES] for i in range(0, len(pcm), FRAME_BYTES)]  # noqa: E731
+    sent = set(frames(line))
+    held = frames(on_hold)
+    assert sum(f in music for f in held) >= len(held) - 2  # the held call hears music (a frame at each edge)
+    assert not any(f in sent for f in held)  # ... and none of the second party
+    spoken = set(frames(said))
+    assert not any(f in spoken for f in frames(waiting))  # the second party hears nothing of the held call
+    assert sum(f in sent for f in frames(after)) >= len(frames(after)) - 5  # back to the second party
