@@ -81,7 +81,25 @@ class Ended:
     hangup_by: str = "callee"  # callee | caller | system
 
 
-CarrierEvent = Ringing | Answered | DtmfReceived | Ended
+@dataclass(frozen=True, slots=True)
+class TransferProgress:
+    """A blind transfer's progress (SIP: the REFER's response, then each NOTIFY's sipfrag).
+
+    ``code`` is the SIP status of the transferee's call to the target (``180`` ringing, ``200``
+    connected, ``486`` busy...), or of the REFER itself when the far end refused it; ``final``:
+    the transfer is over, succeeded if ``code`` is 2xx (the call then ends) and failed otherwise
+    (the call stays up). ``code`` is None when the far end ended its report without an outcome."""
+
+    code: int | None
+    reason: str = ""
+    final: bool = False
+
+    @property
+    def succeeded(self) -> bool:
+        return self.final and self.code is not None and 200 <= self.code < 300
+
+
+CarrierEvent = Ringing | Answered | DtmfReceived | TransferProgress | Ended
 
 # A call's carrier events wait here while the gateway cannot publish them (Kafka away).
 # A call has a handful (ringing, answered, its digits, the end): 1,000 is a keypad flood.
@@ -149,6 +167,11 @@ class CallSession(Protocol):
 
     async def hangup(self) -> None:
         """End the call from our side: BYE after answer, CANCEL before (status canceled)."""
+
+    async def transfer(self, target: str) -> bool:
+        """Blind transfer of the answered call to ``target`` (E.164, ``tel:`` or ``sip:`` URI):
+        False if it cannot be started now; otherwise its progress arrives on ``events`` as
+        :class:`TransferProgress`, the last one ``final``. Optional: the gateway checks for it."""
 
 
 class Carrier(Protocol):

@@ -20,6 +20,7 @@ from services.telephony.carrier import (
     DtmfReceived,
     Ended,
     Ringing,
+    TransferProgress,
     event_queue,
     offer,
     TrunkConfig,
@@ -133,7 +134,7 @@ class SipCall:
                 case Ended():
                     offer(self.events, out, log)
                     self._ended_evt.set()
-                case Ringing() | Answered() | DtmfReceived():
+                case Ringing() | Answered() | DtmfReceived() | TransferProgress():
                     offer(self.events, out, log)
                 case Finished():
                     self._on_finished(self)
@@ -197,6 +198,18 @@ class SipCall:
         """End the call from our side: BYE after answer, CANCEL before (status canceled)."""
         self._run(self.core.hangup(self._loop.time()))
         await self._ended_evt.wait()
+
+    async def transfer(self, target: str) -> bool:
+        """Blind transfer with REFER (RFC 3515): False if not sent (not answered, a transfer in
+        progress, or a target that is no E.164 number nor tel:/sip: URI); its progress comes as
+        TransferProgress on ``events``, and a successful one ends the call (we BYE)."""
+        try:
+            out = self.core.refer(target, self._loop.time())
+        except ValueError as exc:
+            log.warning("sip.transfer_refused", call_id=self.call_id, error=str(exc))
+            return False
+        self._run(out)
+        return bool(out)
 
     def receive(self) -> None:
         """An incoming call: 100 Trying (its core is a ``uas.InboundCore``)."""

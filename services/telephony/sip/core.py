@@ -22,6 +22,7 @@ States: ``init`` -> ``calling`` -> ``early`` (a 180/183: early dialog) -> ``conf
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -34,6 +35,7 @@ from services.telephony.carrier import (
     DtmfReceived,
     Ended,
     Ringing,
+    TransferProgress,
     TrunkConfig,
 )
 
@@ -56,7 +58,7 @@ from .transaction import ArmTimer, CancelTimer, ClientTx, Send, TimerId, Timers
 
 log = structlog.get_logger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REFER, NOTIFY"
 SESSION_EXPIRES_S = 1800  # RFC 4028's recommended session interval
 MIN_SE_S = 90  # and the smallest we accept
 
@@ -97,7 +99,42 @@ class Finished:
 
 
 Output = Send | ArmTimer | CancelTimer | SetRemoteMedia | StartMedia | CloseMedia | Ringing | Answered | \
-    DtmfReceived | Ended | Finished
+    DtmfReceived | TransferProgress | Ended | Finished
+
+_E164 = re.compile(r"\+[1-9][0-9]{1,14}")
+_SIPFRAG = re.compile(r"SIP/2\.0 ([1-6][0-9]{2})(?: (.*))?")
+
+
+def refer_target(target: str) -> str:
+    """The Refer-To URI of a transfer: a ``tel:``, ``sip:`` or ``sips:`` URI exactly as given, an
+    E.164 number as ``tel:+E164``; ValueError for anything else (or a URI that would break the
+    header: ``<``, ``>``, whitespace or control characters)."""
+    target = target.strip()
+    if _E164.fullmatch(target):
+        return f"tel:{target}"
+    scheme = target.split(":", 1)[0].lower()
+    if scheme not in ("tel", "sip", "sips") or len(target) <= len(scheme) + 1:
+        raise ValueError(f"transfer target {target!r}: not an E.164 number or a tel:/sip: URI")
+    if any(ch in "<>\"" or ord(ch) <= 32 or ord(ch) == 127 for ch in target):
+        raise ValueError(f"transfer target {target!r}: not a valid URI")
+    return target
+
+
+def parse_sipfrag(body: bytes) -> tuple[int, str] | None:
+    """The status line of a ``message/sipfrag`` body (RFC 3420): ``SIP/2.0 180 Ringing`` ->
+    (180, "Ringing"); None if it is not one."""
+    first = body.decode("utf-8", "replace").lstrip("\r\n").split("\n", 1)[0].rstrip("\r").strip()
+    m = _SIPFRAG.fullmatch(first)
+    return (int(m.group(1)), (m.group(2) or "").strip()) if m else None
+
+
+@dataclass(slots=True)
+class _Refer:
+    """The blind transfer in progress: our REFER and the implicit subscription it created."""
+
+    target: str  # the Refer-To URI
+    cseq: int  # the REFER's CSeq: the subscription's id (RFC 3515 2.4.6)
+    accepted: bool = False
 
 
 STREAM_TRANSPORTS = ("tcp", "tls")  # reliable: no retransmissions (RFC 3261 17.1)
@@ -202,6 +239,7 @@ class CallCore:
         self._sdp_session_id = int(time.time()) if sdp_session_id is None else sdp_session_id
         self._sdp_version = 1
         self._out: list[Output] = []
+        self._refer: _Refer | None = None  # the blind transfer in progress (REFER, RFC 3515)
 
     # --- inputs ----------------------------------------------------------------------
     def invite(self, now: float) -> list[Output]:
@@ -234,6 +272,52 @@ class CallCore:
         if self.ended is None and self.state in ("calling", "early"):
             self._cancel_call("hangup", now)
         return self._flush()
+
+    def refer(self, target: str, now: float) -> list[Output]:
+        """Blind transfer (RFC 3515): an in-dialog REFER sending the far end to ``target`` (see
+        :func:`refer_target`). Its outcome comes as :class:`TransferProgress` events: the REFER
+        refused ends the transfer (the call stays up); accepted, each NOTIFY's sipfrag is
+        reported until a final one; a 2xx final means the far end is connected to the target, and
+        we BYE (the call ends ``completed``). ValueError for a bad target; [] (nothing sent) if
+        the call is not answered or a transfer is already in progress."""
+        uri = refer_target(target)
+        if self.ended is not None or self.state != "confirmed" or self._refer is not None:
+            return []
+        req = self._request("REFER", in_dialog=True)
+        req.add("Refer-To", f"<{uri}>")
+        req.add("Referred-By", f"<{parse_name_addr(self.from_hdr).uri}>")
+        req.add("Contact", self.contact)
+        req.add("Allow", ALLOW)
+        req.add("User-Agent", self.user_agent)
+        refer = self._refer = _Refer(uri, req.cseq[0])
+        log.info("sip.refer", call_id=self.call_id, refer_to=uri)
+
+        def on_response(resp: SipMessage, now: float) -> None:
+            code = resp.status or 0
+            if code < 200 or self._refer is not refer:
+                return
+            if code < 300:
+                refer.accepted = True
+                self._out.append(TransferProgress(code, resp.reason or "Accepted", final=False))
+            else:
+                self._transfer_over(TransferProgress(code, resp.reason or "", final=True), now)
+
+        def on_timeout(now: float) -> None:
+            if self._refer is refer:
+                self._transfer_over(TransferProgress(408, "REFER not answered", final=True), now)
+
+        self._start_tx(req, self._dialog_dest(), now, on_response=on_response, on_timeout=on_timeout)
+        return self._flush()
+
+    def _transfer_over(self, progress: TransferProgress, now: float) -> None:
+        """Report the transfer's end; on success the far end talks to the target now: BYE."""
+        refer, self._refer = self._refer, None
+        log.info("sip.transfer_over", call_id=self.call_id, code=progress.code, reason=progress.reason,
+                 succeeded=progress.succeeded)
+        self._out.append(progress)
+        if progress.succeeded and refer is not None and self.ended is None and self.state == "confirmed":
+            self._send_bye(now)
+            self._end(Ended("completed", f"transferred to {refer.target}", None, "system"))
 
     @property
     def peer_ips(self) -> set[str]:
@@ -773,6 +857,9 @@ class CallCore:
         if method == "INVITE" and self.state == "confirmed":
             self._reinvite(req, addr)
             return
+        if method == "NOTIFY":
+            self._notify(req, addr)
+            return
         if method == "UPDATE" and self.state == "confirmed" and not req.body:
             # A session refresh from the far end (RFC 4028 with RFC 3311); an UPDATE that
             # changes the media is not taken (488), the call keeps its session.
@@ -786,6 +873,36 @@ class CallCore:
                                                 "Not Acceptable Here" if req.body else "Call Does Not Exist"), addr))
             return
         self._out.append(Send(make_response(req, 501, "Not Implemented"), addr))
+
+    def _notify(self, req: SipMessage, addr: tuple[str, int]) -> None:
+        """A NOTIFY of our REFER's subscription (RFC 3515 2.4.4): 200 OK, then its sipfrag (the
+        transferee's call to the target) is reported; a final status, or the subscription
+        terminated, ends the transfer. A NOTIFY for any other subscription is 481 (489 for an
+        event package other than refer); an unreadable sipfrag is answered and ignored."""
+        event, *params = [p.strip() for p in (req.get("Event") or "").split(";")]
+        if event.lower() != "refer":
+            self._out.append(Send(make_response(req, 489, "Bad Event"), addr))
+            return
+        refer = self._refer
+        sub_id = next((v.strip() for k, _, v in (p.partition("=") for p in params) if k.strip().lower() == "id"), None)
+        if refer is None or self.ended is not None or (sub_id is not None and sub_id != str(refer.cseq)):
+            self._out.append(Send(make_response(req, 481, "Subscription Does Not Exist"), addr))
+            return
+        self._out.append(Send(make_response(req, 200, "OK"), addr))
+        state = (req.get("Subscription-State") or "").split(";")[0].strip().lower()
+        frag = None
+        if "message/sipfrag" in (req.get("Content-Type") or "").lower():
+            frag = parse_sipfrag(req.body)
+        if frag is None:
+            log.warning("sip.bad_sipfrag", call_id=self.call_id, content_type=req.get("Content-Type"),
+                        body=req.body[:80].decode("utf-8", "replace"))
+        refer.accepted = True  # a NOTIFY may overtake the 202
+        if frag is not None and frag[0] >= 200:
+            self._transfer_over(TransferProgress(frag[0], frag[1], final=True), self._now)
+        elif state == "terminated":
+            self._transfer_over(TransferProgress(None, "transfer outcome not reported", final=True), self._now)
+        elif frag is not None:
+            self._out.append(TransferProgress(frag[0], frag[1], final=False))
 
     def _refreshed_by_peer(self, req: SipMessage, resp: SipMessage) -> None:
         """The far end refreshed the session (re-INVITE or UPDATE): echo the interval it asks and

@@ -34,6 +34,9 @@ _COMPACT = {
     "k": "Supported",
     "t": "To",
     "v": "Via",
+    "o": "Event",  # RFC 3265
+    "r": "Refer-To",  # RFC 3515
+    "b": "Referred-By",  # RFC 3892
 }
 # Canonical spellings for headers whose "title case" differs from the RFC spelling.
 _CANONICAL = {

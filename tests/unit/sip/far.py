@@ -6,7 +6,15 @@ from __future__ import annotations
 
 import re
 
-from services.telephony.carrier import Answered, DialRequest, DtmfReceived, Ended, Ringing, TrunkConfig
+from services.telephony.carrier import (
+    Answered,
+    DialRequest,
+    DtmfReceived,
+    Ended,
+    Ringing,
+    TransferProgress,
+    TrunkConfig,
+)
 from services.telephony.sip.core import CallCore
 from services.telephony.sip.message import SipMessage, make_response, parse_message
 from services.telephony.sip.policy import TrunkPolicy
@@ -110,7 +118,10 @@ class Far:
         return [(m, a) for _, m, a in self.sent if not m.is_request]
 
     def carrier_events(self) -> list:
-        return [e for e in self.events if isinstance(e, (Ringing, Answered, DtmfReceived, Ended))]
+        return [e for e in self.events if isinstance(e, (Ringing, Answered, DtmfReceived, TransferProgress, Ended))]
+
+    def transfer(self) -> list[TransferProgress]:
+        return [e for e in self.events if isinstance(e, TransferProgress)]
 
     def ended(self) -> list[Ended]:
         return [e for e in self.events if isinstance(e, Ended)]
