@@ -9,7 +9,7 @@ import statistics
 
 import pytest
 
-from services.telephony.carrier import Answered, DialRequest, DtmfReceived, Ended, Ringing, TrunkConfig
+from services.telephony.carrier import Answered, DialRequest, DtmfReceived, Ended, Ringing, TransferProgress, TrunkConfig
 from services.telephony.sip import SipCarrier
 from services.telephony.sip.dtmf import parse_event
 from services.telephony.sip.rtcp import SR, parse_compound
@@ -228,4 +228,34 @@ async def test_session_timer_refreshed_with_update_while_the_call_lasts(carrier,
     await asyncio.sleep(4.6)
     assert call.ended is None  # still up: refreshed, not expired
     await call.hangup()
+    assert uas.wait() == 0, uas.errors()
+
+
+async def test_blind_transfer_with_refer_ends_the_call_once_the_far_end_is_connected(carrier, sipp, rtp_listener):
+    """SIPp takes our REFER (it checks Refer-To and Referred-By), 202, then NOTIFYs 100 Trying and
+    200 OK: the transfer is reported as it goes and, connected, our BYE ends the call."""
+    uas = sipp("uas_refer.xml", sets={"rtp_port": str(rtp_listener.port)})
+    call = await carrier.dial(dial(trunk=uas.trunk))
+    await until(call, Answered)
+    assert await call.transfer("+15550111")
+    evs = await until(call, Ended)
+    assert evs == [TransferProgress(202, "Accepted"), TransferProgress(100, "Trying"),
+                   TransferProgress(200, "OK", final=True),
+                   Ended("completed", "transferred to tel:+15550111", None, "system")], evs
+    assert uas.wait() == 0, uas.errors()
+
+
+async def test_a_failed_transfer_leaves_the_call_up(carrier, sipp, rtp_listener):
+    uas = sipp("uas_refer_busy.xml", sets={"rtp_port": str(rtp_listener.port)})
+    call = await carrier.dial(dial(trunk=uas.trunk))
+    await until(call, Answered)
+    assert await call.transfer("tel:+15550111")
+    evs = await until(call, TransferProgress)
+    while not evs[-1].final:
+        evs += await until(call, TransferProgress)
+    assert evs[-1] == TransferProgress(486, "Busy Here", final=True), evs
+    await asyncio.sleep(0.3)
+    assert call.ended is None and call.state == "confirmed"
+    await call.hangup()
+    assert (await next_event(call)) == Ended("completed", "hung up by caller", None, "caller")
     assert uas.wait() == 0, uas.errors()
