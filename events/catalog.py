@@ -835,3 +835,61 @@ class DialEnded(_Event):
     duration: int | None = Field(None, description="seconds the two calls were connected")
     step: str
     tag: str
+
+
+# --- blind transfer (a flow's transfer step) -------------------------------------------
+
+@register("transfer.requested", example={"to": "tel:+15557770010", "step": "agent", "tag": "agent#2"})
+class TransferRequested(_Event):
+    """The call's transfer step asks the gateway to hand the call over to `to` (a blind transfer)."""
+
+    to: str = Field(description="E.164 number, tel: or sip: URI, as the step gave it")
+    step: str
+    tag: str = Field(description="the step entry, `<step>#<n>`")
+
+
+@register("transfer.started", example={"to": "tel:+15557770010", "refer_to": "tel:+15557770010",
+                                       "step": "agent", "tag": "agent#2"})
+class TransferStarted(_Event):
+    """The carrier started the transfer (SIP: the REFER is sent)."""
+
+    to: str
+    refer_to: str | None = Field(None, description="the URI the far end was asked to call (SIP: Refer-To)")
+    step: str
+    tag: str
+
+
+@register("transfer.progressed", example={"code": 180, "reason": "Ringing", "step": "agent", "tag": "agent#2"})
+class TransferProgressed(_Event):
+    """How the transfer goes: the REFER accepted (202), then the far end's call to the target
+    (SIP: each NOTIFY's sipfrag, 100 Trying, 180 Ringing...)."""
+
+    code: int | None = None
+    reason: str = ""
+    step: str
+    tag: str
+
+
+@register("transfer.completed", example={"to": "tel:+15557770010", "code": 200, "reason": "OK",
+                                         "step": "agent", "tag": "agent#2"})
+class TransferCompleted(_Event):
+    """The far end is connected to the target: the call leaves us (it ends completed, transferred)."""
+
+    to: str
+    code: int | None = None
+    reason: str = ""
+    step: str
+    tag: str
+
+
+@register("transfer.failed", example={"to": "tel:+15557770010", "code": 486, "reason": "Busy Here",
+                                      "step": "agent", "tag": "agent#2"})
+class TransferFailed(_Event):
+    """The transfer did not happen (refused, busy, unanswered, ...): the call is still up and its
+    flow goes on at the step's `on_failed`, else `next`."""
+
+    to: str
+    code: int | None = Field(None, description="the SIP status that ended it, when there is one")
+    reason: str = ""
+    step: str
+    tag: str

@@ -466,6 +466,8 @@ INPUTS: Mapping[str, Route] = {
     "stream.failed": Route(_E, _stream_ended, flow.on_stream_ended),
     "dial.answered": Route(_E, None, flow.on_dial_answered),
     "dial.ended": Route(_E, None, flow.on_dial_ended),
+    "transfer.completed": Route(_E, None, flow.on_transfer_ended),
+    "transfer.failed": Route(_E, None, flow.on_transfer_ended),
     **{t: Route(_E, _ended) for t in TERMINAL_EVENTS},  # call.completed, call.busy, ...: the call is over
 }
 

@@ -92,6 +92,10 @@ def _run(s: CallState, engine: fe.FlowState, actions: tuple[fe.Action, ...], cau
         elif isinstance(a, fe.Dial):
             s, more = _dial(s, cause, a)
             out += more
+        elif isinstance(a, fe.Transfer):
+            # The gateway carries it out (SIP: a REFER) and reports transfer.completed / .failed.
+            s, o = _emit(s, cause, "transfer.requested", {"to": a.to, "step": a.step, "tag": s.flow.tag})
+            out.append(o)
         elif isinstance(a, fe.Hangup):
             if not s.hangup_sent:
                 s, o = _emit(replace(s, hangup_sent=True), cause, "hangup.requested", {"reason": a.reason})
@@ -254,6 +258,16 @@ def on_dial_ended(s: CallState, msg: Envelope, now: datetime) -> Step:
     if not _dialing(s, msg):
         return s, _NOTHING  # another entry's dial (a redelivery, or a step entered again)
     return _feed(s, fe.DialEnded(outcome=msg.data["outcome"], step=msg.data.get("step")), msg, now)
+
+
+def on_transfer_ended(s: CallState, msg: Envelope, now: datetime) -> Step:
+    """transfer.completed (the call ends on its own: the flow is over) or transfer.failed (the flow
+    goes on at `on_failed`, else `next`), of the transfer step entry the flow waits at."""
+    e = s.flow.engine_state
+    if e.waiting != "transfer" or msg.data.get("tag") != s.flow.tag:
+        return s, _NOTHING  # another entry's transfer (a redelivery, or a step entered again)
+    outcome = "completed" if msg.type == "transfer.completed" else "failed"
+    return _feed(s, fe.TransferEnded(outcome=outcome, step=msg.data.get("step")), msg, now)
 
 
 def on_machine_detected(s: CallState, msg: Envelope, now: datetime) -> Step:

@@ -42,7 +42,16 @@ from services.common.logging import configure
 from services.common.service import serve
 from services.telephony.amd import Detection, MachineDetector
 from services.telephony.bridge import Relay, hold_music, ringback
-from services.telephony.carrier import Answered, CallSession, Carrier, DialRequest, DtmfReceived, Ended, Ringing
+from services.telephony.carrier import (
+    Answered,
+    CallSession,
+    Carrier,
+    DialRequest,
+    DtmfReceived,
+    Ended,
+    Ringing,
+    TransferProgress,
+)
 from services.telephony.gather import Collector
 from services.telephony.priority import raise_priority
 from services.lib.speech import Endpointer
@@ -55,6 +64,7 @@ STALE_DIAL_S = 60
 SPEECH_RECOGNITION_S = 20  # time allowed for the recognition result after an utterance ends
 SANDBOX_RENDER_S = 30  # a scripted callee's line not rendered by then is not said
 INSTRUCTIONS = {"dial.requested", "play.requested", "gather.requested", "record.requested", "hangup.requested",
+                "transfer.requested",
                 "stream.requested", "interrupt.requested", "dtmf.send.requested", "record.control.requested",
                 "hold.requested"}
 # Dropped when an interrupt.requested (an update that replaced the call's script) came after them.
@@ -93,6 +103,8 @@ class LiveCall:
         self.media_stream: MediaStream | None = None  # the app's WebSocket (one at a time)
         self.detector: MachineDetector | None = None  # answering machine detection, from answer to its result
         self.end_reason: str | None = None  # what the hangup asked the call's end to report (time_limit)
+        self.transfer: Envelope | None = None  # the transfer.requested in progress (its outcome not reported yet)
+        self.transfer_lock = asyncio.Lock()  # transfer.started is published before the transfer's progress
         # A dial step's two calls: the parent knows its leg (the second call), the leg its parent;
         # `peer` and `relay` are set while they are connected (relay: the other leg's frames for us).
         self.parent: LiveCall | None = None
@@ -128,9 +140,54 @@ class LiveCall:
                 await self._emit(self._event("call.answered", {"answered_by": None}))
             elif isinstance(ev, DtmfReceived):
                 await self._on_digit(ev)
+            elif isinstance(ev, TransferProgress):
+                await self._on_transfer_progress(ev)
             elif isinstance(ev, Ended):
                 await self._on_ended(ev)
                 return
+
+    async def _transfer(self, env: Envelope) -> None:
+        """A transfer step: hand the call over (SIP: REFER). `transfer.started`, then its progress
+        and outcome come on the session's events (`_on_transfer_progress`); a transfer that cannot
+        start (the carrier has none, the call is not answered, another one runs) fails at once."""
+        to, ids = env.data["to"], {"step": env.data["step"], "tag": env.data["tag"]}
+        transfer = getattr(self.session, "transfer", None)
+        why = None
+        if transfer is None:
+            why = "this carrier cannot transfer calls"
+        elif self.transfer is not None:
+            why = "a transfer is already in progress"
+        elif self.leg is not None:
+            why = "the call is connected to a dial step's second party"
+        async with self.transfer_lock:
+            if why is None:
+                self.transfer = env
+                if not await transfer(to):
+                    self.transfer, why = None, "the call cannot be transferred now (not answered, or a bad target)"
+            if why is not None:
+                log.warning("transfer not started", call_id=self.dial.call_id, to=to, reason=why)
+                await self._emit(self._event("transfer.failed", {"to": to, "code": None, "reason": why, **ids}, env))
+                return
+            refer_to = getattr(self.session, "refer_to", None)
+            log.info("transfer started", call_id=self.dial.call_id, to=to, refer_to=refer_to)
+            await self._emit(self._event("transfer.started", {"to": to, "refer_to": refer_to, **ids}, env))
+
+    async def _on_transfer_progress(self, ev: TransferProgress) -> None:
+        async with self.transfer_lock:
+            await self._report_transfer(ev)
+
+    async def _report_transfer(self, ev: TransferProgress) -> None:
+        cause = self.transfer
+        if cause is None:
+            return
+        to, ids = cause.data["to"], {"step": cause.data["step"], "tag": cause.data["tag"]}
+        if not ev.final:
+            await self._emit(self._event("transfer.progressed", {"code": ev.code, "reason": ev.reason, **ids}, cause))
+            return
+        self.transfer = None
+        kind = "transfer.completed" if ev.succeeded else "transfer.failed"
+        log.info(kind, call_id=self.dial.call_id, to=to, code=ev.code, reason=ev.reason)
+        await self._emit(self._event(kind, {"to": to, "code": ev.code, "reason": ev.reason, **ids}, cause))
 
     async def _on_digit(self, ev: DtmfReceived) -> None:
         if self.media_stream is not None:
@@ -424,6 +481,8 @@ class LiveCall:
             if on != self.held:
                 bridged = self.hold(on)
                 await self._emit(self._event("call.held" if on else "call.unheld", {"bridged": bridged}, env))
+        elif t == "transfer.requested":
+            await self._transfer(env)
         elif t == "play.requested":
             pcm = await self.gw.load_audio(env.data["audio_ref"])
             if self.hanging_up or self.current_generation < self.generation:

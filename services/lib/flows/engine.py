@@ -14,7 +14,8 @@ a function of the flow and its inputs, replayable from the event log.
     ((Hangup(reason='flow ended'),), True)
 
 Waiting points: say/play/pause/record wait for `PromptFinished` (the action ended), dial for
-`DialEnded` (the second call's outcome picks the branch, else `next`),
+`DialEnded` (the second call's outcome picks the branch, else `next`), transfer for
+`TransferEnded` (completed: the call is over, the flow with it; failed: `on_failed`, else `next`),
 gather for `GatherCompleted` / `GatherTimeout`, webhook for `WebhookAnswered` /
 `WebhookFailed`, a bidirectional stream for `StreamEnded` (a one-way stream, like record,
 is started and followed by `PromptFinished` at once), and answered_by, while machine
@@ -122,11 +123,19 @@ class Dial:
 
 
 @dataclass(frozen=True, slots=True)
+class Transfer:
+    """Blind-transfer the call to `to` (E.164, tel: or sip: URI); answer with `TransferEnded`."""
+
+    step: str
+    to: str
+
+
+@dataclass(frozen=True, slots=True)
 class Hangup:
     reason: str = "flow"
 
 
-Action = Union[EnterStep, Say, Play, Gather, Record, Pause, CallWebhook, Stream, Dial, Hangup]
+Action = Union[EnterStep, Say, Play, Gather, Record, Pause, CallWebhook, Stream, Dial, Transfer, Hangup]
 
 # --- inputs (what happened) ----------------------------------------------------------
 
@@ -189,8 +198,20 @@ class DialEnded:
     step: str | None = None
 
 
+TRANSFER_OUTCOMES = ("completed", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class TransferEnded:
+    """A transfer step's outcome: `completed` (the far end is connected to the target: the call
+    ends, the flow with it) or `failed` (the call is still up)."""
+
+    outcome: str
+    step: str | None = None
+
+
 Input = Union[PromptFinished, GatherCompleted, GatherTimeout, WebhookAnswered, WebhookFailed, StreamEnded,
-              MachineDetected, DialEnded]
+              MachineDetected, DialEnded, TransferEnded]
 
 # --- state ---------------------------------------------------------------------------
 
@@ -198,7 +219,7 @@ Input = Union[PromptFinished, GatherCompleted, GatherTimeout, WebhookAnswered, W
 @dataclass(frozen=True)
 class FlowState:
     step: str | None = None
-    waiting: str | None = None  # prompt | gather | webhook | stream | detection | dial | None (finished)
+    waiting: str | None = None  # prompt | gather | webhook | stream | detection | dial | transfer | None (finished)
     retries: int = 0  # re-prompts used at the current gather
     entered: int = 0  # step entries so far
     path: tuple[str, ...] = ()
@@ -268,6 +289,12 @@ def on_input(flow: Mapping[str, Any], state: FlowState, event: Input) -> Result:
     elif state.waiting == "dial" and isinstance(event, DialEnded):
         target = ((step or {}).get("branches") or {}).get(event.outcome) or (step or {}).get("next")
         state = _enter(flow, state, target, actions) if target else _finish(state, actions, "flow ended")
+    elif state.waiting == "transfer" and isinstance(event, TransferEnded):
+        if event.outcome == "completed":
+            state = replace(state, waiting=None, done=True)  # the carrier ends the call: nothing to hang up
+        else:
+            target = (step or {}).get("on_failed") or (step or {}).get("next")
+            state = _enter(flow, state, target, actions) if target else _finish(state, actions, "transfer failed")
     return state, tuple(actions)
 
 
@@ -343,6 +370,9 @@ def _enter(flow, state: FlowState, name: str, actions: list[Action], retries: in
             actions.append(Dial(name, step["to"], step.get("caller_id"), int(step.get("timeout", 30)),
                                 bool(step.get("record", False))))
             return replace(state, waiting="dial")
+        if kind == "transfer":
+            actions.append(Transfer(name, step["to"]))
+            return replace(state, waiting="transfer")
         if kind == "goto":
             name, retries = step["step"], 0
             continue
@@ -439,6 +469,7 @@ __all__ = [
     "Action", "CallWebhook", "DIAL_OUTCOMES", "Dial", "DialEnded", "EnterStep", "FlowInvalid",
     "FlowState", "Gather", "GatherCompleted", "GatherTimeout",
     "Hangup", "Input", "MachineDetected", "Pause", "Play", "PromptFinished", "Record", "Say", "Stream", "StreamEnded",
+    "TRANSFER_OUTCOMES", "Transfer", "TransferEnded",
     "WebhookAnswered", "WebhookFailed",
     "answered_by_target", "match_branch", "on_input", "start",
 ]

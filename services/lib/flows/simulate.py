@@ -46,6 +46,8 @@ def _hear(a: e.Action) -> str | None:
         return f"stream {a.url} ({a.track}{', bidirectional' if a.bidirectional else ''}; not opened in a simulation)"
     if isinstance(a, e.Dial):
         return f"dial {a.to} (ringback until answered; not placed in a simulation)"
+    if isinstance(a, e.Transfer):
+        return f"transfer to {a.to} (not placed in a simulation)"
     if isinstance(a, e.Hangup):
         return f"hang up ({a.reason})"
     return None
@@ -55,7 +57,8 @@ def simulate(flow: Mapping[str, Any], inputs: list[tuple[str, str]], *, max_entr
              answered_by: str | None = None) -> Simulation:
     """`inputs`: ("press", "1") or ("say", "billing"), consumed one per gather; none left = timeout.
     ("dial", outcome) is the outcome of the next dial step (completed, busy, no-answer, failed);
-    a dial step with no such input next completes.
+    a dial step with no such input next completes. ("transfer", outcome) likewise for the next
+    transfer step (completed, failed); without one it completes (the call ends there).
     `answered_by`: machine detection's result, known from answer (None: no detection ran)."""
     queue = list(inputs)
     entries: list[Entry] = []
@@ -78,7 +81,7 @@ def simulate(flow: Mapping[str, Any], inputs: list[tuple[str, str]], *, max_entr
             break
         if state.waiting == "gather":
             step = flow["steps"].get(state.step) or state.dynamic.get(state.step) or {}
-            if queue and queue[0][0] != "dial":  # a dial outcome waits for its dial step
+            if queue and queue[0][0] not in ("dial", "transfer"):  # an outcome waits for its step
                 kind, value = queue.pop(0)
                 entries[-1].input = f"{kind} {value}"
                 if kind == "press":
@@ -96,6 +99,12 @@ def simulate(flow: Mapping[str, Any], inputs: list[tuple[str, str]], *, max_entr
             outcome = queue.pop(0)[1] if queue and queue[0][0] == "dial" else "completed"
             entries[-1].input = f"dial {outcome}"
             ev = e.DialEnded(outcome)
+        elif state.waiting == "transfer":
+            outcome = queue.pop(0)[1] if queue and queue[0][0] == "transfer" else "completed"
+            entries[-1].input = f"transfer {outcome}"
+            if outcome == "completed":
+                ended = "transferred"
+            ev = e.TransferEnded(outcome)
         elif state.waiting == "stream":
             ev = e.StreamEnded("not opened in a simulation")  # as if the bot hung up at once
         else:

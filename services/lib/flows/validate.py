@@ -18,7 +18,8 @@ from typing import Any, Iterator
 from jsonschema import Draft202012Validator
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "flows" / "flow.schema.json"
-KINDS = ("say", "play", "gather", "record", "pause", "webhook", "stream", "goto", "hangup", "answered_by", "dial")
+KINDS = ("say", "play", "gather", "record", "pause", "webhook", "stream", "goto", "hangup", "answered_by", "dial",
+         "transfer")
 TOP_KEYS = ("name", "description", "voice", "start", "steps")
 
 
@@ -53,7 +54,7 @@ def _validator(ref: str) -> Draft202012Validator:
 
 def targets(step: dict[str, Any]) -> Iterator[tuple[str, str]]:
     """(where, target step name) for every step a step can lead to."""
-    for key in ("next", "default", "on_timeout"):
+    for key in ("next", "default", "on_timeout", "on_failed"):
         if isinstance(step.get(key), str):
             yield key, step[key]
     if step.get("kind") == "goto" and isinstance(step.get("step"), str):
@@ -78,7 +79,7 @@ def _schema_errors(name_field: str, step: Any) -> list[FlowError]:
         sub = ".".join(str(p) for p in err.absolute_path)
         out.append(FlowError(name_field, "invalid_step", f"{kind} step: {(sub + ': ') if sub else ''}{err.message}",
                              f"{name_field}.{sub}" if sub else name_field))
-    if not out and kind == "dial":
+    if not out and kind in ("dial", "transfer"):
         out += _dial_errors(name_field, step)
     if not out and isinstance(step.get("language"), str):
         from services.lib.languages import language_problem
@@ -90,7 +91,7 @@ def _schema_errors(name_field: str, step: Any) -> list[FlowError]:
 
 
 def _dial_errors(name_field: str, step: dict[str, Any]) -> list[FlowError]:
-    """A dial step's numbers are possible phone numbers (the schema checks only their shape)."""
+    """A dial or transfer step's numbers are possible phone numbers (the schema checks only their shape)."""
     from events.catalog import e164
 
     out = []
@@ -100,7 +101,7 @@ def _dial_errors(name_field: str, step: dict[str, Any]) -> list[FlowError]:
             try:
                 e164(value)
             except ValueError as exc:
-                out.append(FlowError(name_field, "invalid_step", f"dial step: {key}: {exc}", f"{name_field}.{key}"))
+                out.append(FlowError(name_field, "invalid_step", f"{step['kind']} step: {key}: {exc}", f"{name_field}.{key}"))
     return out
 
 

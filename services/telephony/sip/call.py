@@ -74,6 +74,7 @@ class SipCall:
         self._ended_evt = asyncio.Event()
         self._loop = asyncio.get_running_loop()
         self._peers: set[str] = set()  # the addresses this call told the endpoint to accept
+        self.refer_to: str | None = None  # the last transfer's Refer-To URI
 
     @property
     def state(self) -> str:
@@ -209,6 +210,8 @@ class SipCall:
             log.warning("sip.transfer_refused", call_id=self.call_id, error=str(exc))
             return False
         self._run(out)
+        if out:
+            self.refer_to = self.core.refer_target_uri
         return bool(out)
 
     def receive(self) -> None:

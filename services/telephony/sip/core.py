@@ -309,6 +309,11 @@ class CallCore:
         self._start_tx(req, self._dialog_dest(), now, on_response=on_response, on_timeout=on_timeout)
         return self._flush()
 
+    @property
+    def refer_target_uri(self) -> str | None:
+        """The Refer-To URI of the transfer in progress."""
+        return self._refer.target if self._refer is not None else None
+
     def _transfer_over(self, progress: TransferProgress, now: float) -> None:
         """Report the transfer's end; on success the far end talks to the target now: BYE."""
         refer, self._refer = self._refer, None

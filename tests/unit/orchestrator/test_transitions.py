@@ -48,10 +48,11 @@ def test_one_table_lists_every_input():
                             "tts.failed", "audio.failed", "prompt.finished", "gather.completed", "gather.timeout",
                             "flow.webhook.answered", "flow.webhook.failed", "stream.stopped", "stream.failed",
                             "machine_detection.completed", "call.leg.requested", "dial.answered", "dial.ended",
-                            *TERMINAL_EVENTS}
+                            "transfer.completed", "transfer.failed", *TERMINAL_EVENTS}
     assert FLOW_EVENTS == {"tts.rendered", "audio.fetched", "tts.failed", "audio.failed", "prompt.finished",
                            "gather.completed", "gather.timeout", "timer.fired", "flow.webhook.answered",
-                           "flow.webhook.failed", "stream.stopped", "stream.failed", "dial.answered", "dial.ended"}
+                           "flow.webhook.failed", "stream.stopped", "stream.failed", "dial.answered", "dial.ended",
+                           "transfer.completed", "transfer.failed"}
     assert set(INPUTS) == COMMAND_INPUTS | EVENT_INPUTS
     assert all((r.source is Source.COMMAND) == (t[0].isupper()) for t, r in INPUTS.items())
     assert all(r.call is not None or r.flow is not None for r in INPUTS.values())
