@@ -24,7 +24,7 @@ def ordered_inputs(raw: list[str]) -> list[tuple[str, str]]:
     i = 0
     while i < len(raw):
         tok = raw[i]
-        for opt in ("--press", "--say", "--dial"):
+        for opt in ("--press", "--say", "--dial", "--transfer"):
             if tok == opt and i + 1 < len(raw):
                 out.append((opt[2:], raw[i + 1]))
                 i += 1
@@ -71,6 +71,8 @@ def register(app: typer.Typer) -> None:
                  say: list[str] = typer.Option([], "--say", help="words spoken at the next gather (repeatable)"),
                  dial: list[str] = typer.Option([], "--dial", help="outcome of the next dial step: completed, busy,"
                                                                    " no-answer or failed (repeatable)"),
+                 transfer: list[str] = typer.Option([], "--transfer", help="outcome of the next transfer step:"
+                                                                           " completed or failed (repeatable)"),
                  as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
                  answered_by: Optional[str] = typer.Option(
                      None, "--answered-by", help="machine detection's result for answered_by steps (human, "
@@ -90,10 +92,15 @@ def register(app: typer.Typer) -> None:
         inputs = ordered_inputs(ctx.meta.get("flows.raw_args", []))
         if sorted(v for k, v in inputs if k == "press") != sorted(press) or \
                 sorted(v for k, v in inputs if k == "say") != sorted(say) or \
-                sorted(v for k, v in inputs if k == "dial") != sorted(dial):
+                sorted(v for k, v in inputs if k == "dial") != sorted(dial) or \
+                sorted(v for k, v in inputs if k == "transfer") != sorted(transfer):
             inputs = ([("press", p) for p in press] + [("say", s) for s in say]
-                      + [("dial", d) for d in dial])  # could not recover the order
-        from services.lib.flows.engine import DIAL_OUTCOMES
+                      + [("dial", d) for d in dial] + [("transfer", t) for t in transfer])  # order not recovered
+        from services.lib.flows.engine import DIAL_OUTCOMES, TRANSFER_OUTCOMES
+
+        if bad := [t for t in transfer if t not in TRANSFER_OUTCOMES]:
+            typer.echo(f"--transfer {bad[0]}: one of {', '.join(TRANSFER_OUTCOMES)}", err=True)
+            raise typer.Exit(2)
 
         if bad := [d for d in dial if d not in DIAL_OUTCOMES]:
             typer.echo(f"--dial {bad[0]}: one of {', '.join(DIAL_OUTCOMES)}", err=True)

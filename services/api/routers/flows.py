@@ -29,7 +29,7 @@ from services.api.body import read_body, refuse_nul
 from services.api.errors import ApiError
 from services.common.accounts import Account
 from services.lib.flows import store
-from services.lib.flows.engine import DIAL_OUTCOMES
+from services.lib.flows.engine import DIAL_OUTCOMES, TRANSFER_OUTCOMES
 from services.lib.flows.validate import validate_flow
 
 MAX_BODY = 512 * 1024
@@ -74,24 +74,27 @@ async def check_flow(request: Request, account: CurrentAccount):
     return {"valid": not errors, "errors": [e.to_dict() for e in errors]}
 
 
-_INPUT_KINDS = ("press", "say", "dial")
+_INPUT_KINDS = ("press", "say", "dial", "transfer")
 
 
 def _inputs(raw: Any) -> list[tuple[str, str]]:
     if raw is None:
         return []
     if not isinstance(raw, list) or len(raw) > 100:
-        raise ApiError(422, "invalid_field", "inputs: a list of up to 100 {\"press\": keys}, {\"say\": words}"
-                       " or {\"dial\": outcome}", "inputs")
+        raise ApiError(422, "invalid_field", "inputs: a list of up to 100 {\"press\": keys}, {\"say\": words},"
+                       " {\"dial\": outcome} or {\"transfer\": outcome}", "inputs")
     out = []
     for i, item in enumerate(raw):
         if not (isinstance(item, dict) and len(item) == 1 and next(iter(item)) in _INPUT_KINDS
                 and isinstance(next(iter(item.values())), str) and len(next(iter(item.values()))) <= 1000):
-            raise ApiError(422, "invalid_field", "each input is {\"press\": \"12#\"}, {\"say\": \"billing\"} or"
-                           " {\"dial\": \"busy\"}", f"inputs.{i}")
+            raise ApiError(422, "invalid_field", "each input is {\"press\": \"12#\"}, {\"say\": \"billing\"},"
+                           " {\"dial\": \"busy\"} or {\"transfer\": \"failed\"}", f"inputs.{i}")
         (kind, value), = item.items()
         if kind == "dial" and value not in DIAL_OUTCOMES:
             raise ApiError(422, "invalid_field", f"a dial outcome is one of {', '.join(DIAL_OUTCOMES)}",
+                           f"inputs.{i}")
+        if kind == "transfer" and value not in TRANSFER_OUTCOMES:
+            raise ApiError(422, "invalid_field", f"a transfer outcome is one of {', '.join(TRANSFER_OUTCOMES)}",
                            f"inputs.{i}")
         out.append((kind, value))
     return out

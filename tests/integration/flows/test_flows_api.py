@@ -160,3 +160,20 @@ async def test_a_bad_dial_step_is_refused_naming_its_field(accounts, pool, step,
         r = await c.post("/v1/voice/flows/simulate", content=json.dumps(
             {"flow": dial_flow(), "inputs": [{"dial": "answered"}]}))
         assert (r.status_code, r.json()["error"]["field"]) == (422, "inputs.0")
+
+
+async def test_a_transfer_step_is_validated_and_simulated(accounts, pool):
+    flow = {"start": "agent", "steps": {"agent": {"kind": "transfer", "to": "tel:+15557770010", "on_failed": "bye"},
+                                        "bye": {"kind": "hangup"}}}
+    async with client(accounts[0], pool) as c:
+        ok = await c.post("/v1/voice/flows/validate", content=json.dumps(flow))
+        assert ok.json() == {"valid": True, "errors": []}
+        bad = {"start": "agent", "steps": {"agent": {"kind": "transfer", "to": "5557770010"}}}
+        r = await c.post("/v1/voice/flows", content=json.dumps(bad))
+        assert r.status_code == 422 and [e["path"] for e in r.json()["error"]["errors"]] == ["steps.agent.to"]
+        r = await c.post("/v1/voice/flows/simulate", content=json.dumps({"flow": flow, "inputs": [{"transfer": "failed"}]}))
+        assert r.status_code == 200 and r.json()["path"] == ["agent", "bye"]
+        r = await c.post("/v1/voice/flows/simulate", content=json.dumps({"flow": flow}))
+        assert r.status_code == 200 and (r.json()["path"], r.json()["ended"]) == (["agent"], "transferred")
+        r = await c.post("/v1/voice/flows/simulate", content=json.dumps({"flow": flow, "inputs": [{"transfer": "busy"}]}))
+        assert (r.status_code, r.json()["error"]["field"]) == (422, "inputs.0")

@@ -62,3 +62,16 @@ def test_invalid_flow_exits_1_naming_the_step():
     r = run("flows", "validate", str(EX / "bad_unreachable.json"))
     assert r.exit_code == 1 and "steps.orphan" in r.output
     assert run("flows", "validate", str(EX / "main_menu.json")).output.strip() == "valid"
+
+
+def test_simulate_takes_transfer_outcomes(tmp_path):
+    flow = tmp_path / "transfer.json"
+    flow.write_text(json.dumps({"start": "t", "steps": {
+        "t": {"kind": "transfer", "to": "sip:agent@pbx.example.com", "on_failed": "sorry"},
+        "sorry": {"kind": "say", "text": "Sorry."}}}))
+    r = run("flows", "simulate", str(flow), "--transfer", "failed", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["path"] == ["t", "sorry"]
+    r = run("flows", "simulate", str(flow))
+    assert r.exit_code == 0 and "path: t\n" in r.output and "ended: transferred" in r.output
+    assert run("flows", "simulate", str(flow), "--transfer", "busy").exit_code == 2
