@@ -876,7 +876,7 @@ class TransferCompleted(_Event):
     """The far end is connected to the target: the call leaves us (it ends completed, transferred)."""
 
     to: str
-    code: int | None = None
+    code: int | None = Field(None, description="the SIP status of the far end's call to the target (sipfrag)")
     reason: str = ""
     step: str
     tag: str

@@ -154,6 +154,17 @@ async def _warm_up(vs: VoiceStack, timeout: float = 120.0) -> None:
         await asyncio.sleep(0.1)
 
 
+async def sip_voice_stack(request, stack, tmp_path_factory, modules=None):
+    """`_voice_stack` with the SIP carrier: its socket on a free loopback port, and trunks (SIPp,
+    baresip) and apps on loopback allowed."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CANARY_SIP_PORT", "0")
+        mp.setenv("CANARY_SIP_BIND", "127.0.0.1")
+        mp.setenv("CANARY_ALLOW_PRIVATE_URLS", "1")
+        async for vs in _voice_stack(request, stack, tmp_path_factory, modules or CORE):
+            yield vs
+
+
 async def _voice_stack(request, stack, tmp_path_factory, modules, speed=4.0, env=None):
     from services.common import db
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from services.lib import trunks
-from tests.e2e.conftest import CORE, SPEECH, _voice_stack
+from tests.e2e.conftest import CORE, SPEECH, sip_voice_stack
 from tests.interop.sip.conftest import (SCENARIOS, rtp_listener, sipp, write_dtmf_pcap,  # noqa: F401 (fixtures)
                                         write_pcmu_pcap)
 
@@ -16,12 +16,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 async def voice(request, stack, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CANARY_SIP_PORT", "0")  # the gateway's SIP socket on a free port
-        mp.setenv("CANARY_SIP_BIND", "127.0.0.1")
-        mp.setenv("CANARY_ALLOW_PRIVATE_URLS", "1")  # the trunk (SIPp) is on loopback
-        async for vs in _voice_stack(request, stack, tmp_path_factory, CORE + [SPEECH]):
-            yield vs
+    async for vs in sip_voice_stack(request, stack, tmp_path_factory, CORE + [SPEECH]):
+        yield vs
 
 
 async def trunk_to(voice, uas, **kw) -> None:

@@ -11,7 +11,7 @@ import pytest
 from services.common.audio import ulaw_encode
 from services.lib import trunks
 from services.telephony.carrier import FRAME_BYTES
-from tests.e2e.conftest import CORE, _voice_stack
+from tests.e2e.conftest import sip_voice_stack
 from tests.interop.sip.conftest import (SCENARIOS, lateness_ms, rtp_listener, sipp,  # noqa: F401 (fixtures)
                                         write_pcmu_pcap)
 from tests.streams_app import StreamApp, as_played, mark_msg, media_msg, tone
@@ -21,12 +21,8 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 async def voice(request, stack, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CANARY_SIP_PORT", "0")
-        mp.setenv("CANARY_SIP_BIND", "127.0.0.1")
-        mp.setenv("CANARY_ALLOW_PRIVATE_URLS", "1")  # the trunk (SIPp) and the app are on loopback
-        async for vs in _voice_stack(request, stack, tmp_path_factory, CORE):
-            yield vs
+    async for vs in sip_voice_stack(request, stack, tmp_path_factory):
+        yield vs
 
 
 @pytest.fixture(scope="module")

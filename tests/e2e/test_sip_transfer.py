@@ -8,7 +8,7 @@ import pytest
 
 from services.lib import trunks
 from services.lib.trunks import BUSY
-from tests.e2e.conftest import CORE, _voice_stack
+from tests.e2e.conftest import sip_voice_stack
 from tests.e2e.test_dial_calls import projected, steps
 from tests.interop.sip.conftest import rtp_listener, sipp  # noqa: F401 (fixtures)
 
@@ -26,12 +26,8 @@ def flow(to: str) -> dict:
 
 @pytest.fixture(scope="module")
 async def voice(request, stack, tmp_path_factory):
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("CANARY_SIP_PORT", "0")  # the gateway's SIP socket on a free port
-        mp.setenv("CANARY_SIP_BIND", "127.0.0.1")
-        mp.setenv("CANARY_ALLOW_PRIVATE_URLS", "1")  # the trunk (SIPp) is on loopback
-        async for vs in _voice_stack(request, stack, tmp_path_factory, CORE):
-            yield vs
+    async for vs in sip_voice_stack(request, stack, tmp_path_factory):
+        yield vs
 
 
 def transfer_events(voice, cid: str) -> list[tuple[str, dict]]:
