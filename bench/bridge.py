@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench._report import run_reporting  # noqa: E402
-from bench._stack import CallStack  # noqa: E402
+from bench._stack import CallStack, pct  # noqa: E402
 from services.common import audio  # noqa: E402
 from services.lib import trunks  # noqa: E402
 
@@ -141,9 +141,11 @@ def latencies(sent: list[float], arrivals: list[float], window: float = 0.45) ->
     return out
 
 
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000 if xs else float("nan")
+def free_port() -> int:
+    """A currently free loopback UDP port (for a process that binds it itself)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def paced_relay(in_port: int, out_addr: tuple[str, int], stop) -> None:
@@ -169,10 +171,7 @@ def paced_relay(in_port: int, out_addr: tuple[str, int], stop) -> None:
 def baseline(seconds: float) -> list[float]:
     """The same bursts through `paced_relay` in another process: sent on a, out on b."""
     src, dst = udp_socket(), udp_socket()
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind(("127.0.0.1", 0))
-    relay_port = probe.getsockname()[1]
-    probe.close()
+    relay_port = free_port()
     stop = mp.Event()
     p = mp.Process(target=paced_relay, args=(relay_port, dst.getsockname(), stop), daemon=True)
     p.start()
@@ -197,10 +196,7 @@ async def main(a: argparse.Namespace) -> int:
     (work / "legs.csv").write_text(f"SEQUENTIAL\n{sa.getsockname()[1]};\n{sb.getsockname()[1]};\n")
     (work / "uas.xml").write_text(UAS.read_text().replace("[$rtp_port]", "[field0]").replace(
         '  <Global variables="rtp_port"/>\n', ""))
-    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    probe.bind(("127.0.0.1", 0))
-    sip_port = probe.getsockname()[1]
-    probe.close()
+    sip_port = free_port()
     uas = None
     env = {"CANARY_SIP_PORT": "0", "CANARY_SIP_BIND": "127.0.0.1", "CANARY_ALLOW_PRIVATE_URLS": "1"}
     far = FarEnd(sa, sb)

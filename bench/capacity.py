@@ -121,9 +121,9 @@ async def main(a: argparse.Namespace) -> int:
                 sent = posted.sent
                 lat = [s.ringing[c] - t for c, t in sent.items() if c in s.ringing]
                 spans = [(s.ringing[c], s.ended_at[c]) for c in sent if c in s.ringing and c in s.ended_at]
-                st = [s.stages[c] for c in sent if len(s.stages.get(c, {})) == 3]
-                queued = [x["call.queued"][0] - sent[c] for c, x in zip([c for c in sent if len(s.stages.get(c, {})) == 3], st)]
-                gw = [x["call.ringing"][0] - x["dial.requested"][1] for x in st]
+                staged = {c: s.stages[c] for c in sent if len(s.stages.get(c, {})) == 3}
+                queued = [x["call.queued"][0] - sent[c] for c, x in staged.items()]
+                gw = [x["call.ringing"][0] - x["dial.requested"][1] for x in staged.values()]
                 ok_end = sum(1 for c in sent if s.ended_type.get(c) == "call.completed")
                 step = dict(rate=rate, n=n, accepted=len(sent), failures=posted.failures, left=left,
                             achieved=posted.achieved, p50=pct(lat, .5), p99=pct(lat, .99),

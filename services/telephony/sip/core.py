@@ -141,6 +141,22 @@ STREAM_TRANSPORTS = ("tcp", "tls")  # reliable: no retransmissions (RFC 3261 17.
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
 
+def parse_session_expires(value: str) -> tuple[int, str | None] | None:
+    """``1800;refresher=uac`` -> (1800, "uac"): the interval (at least 1 s) and the refresher if
+    named; None when the value is not a number of seconds."""
+    head, *params = [p.strip() for p in value.split(";")]
+    try:
+        interval = parse_uint(head, 7, "Session-Expires")
+    except ValueError:
+        return None
+    refresher = None
+    for p in params:
+        k, _, v = p.partition("=")
+        if k.strip().lower() == "refresher" and v.strip().lower() in ("uac", "uas"):
+            refresher = v.strip().lower()
+    return max(interval, 1), refresher
+
+
 def sip_uri(number: str, host: str, port: int, transport: str = "udp") -> str:
     """``+15551234567`` -> ``sip:+15551234567@host:port``; full SIP URIs pass through. Over
     TCP or TLS the URI says so (``;transport=tcp``), so every hop keeps the transport."""
@@ -508,22 +524,13 @@ class CallCore:
         the expiry guard when the far end refreshes. Without the header there is no timer."""
         self._disarm(SESSION_REFRESH)
         self._disarm(SESSION_EXPIRY)
-        if not value:
-            self.session = None
-            return
-        head, *params = [p.strip() for p in value.split(";")]
-        try:
-            interval = parse_uint(head, 7, "Session-Expires")
-        except ValueError:
+        parsed = parse_session_expires(value) if value else None
+        if value and parsed is None:
             log.warning("sip.bad_session_expires", call_id=self.call_id, value=value)
+        if parsed is None:
             self.session = None
             return
-        refresher = default_refresher
-        for p in params:
-            k, _, v = p.partition("=")
-            if k.strip().lower() == "refresher" and v.strip().lower() in ("uac", "uas"):
-                refresher = v.strip().lower()
-        interval = max(interval, 1)
+        interval, refresher = parsed[0], parsed[1] or default_refresher
         self.session = (interval, refresher)
         if refresher == "uac":
             self._arm(SESSION_REFRESH, now + interval / 2)
@@ -912,18 +919,13 @@ class CallCore:
     def _refreshed_by_peer(self, req: SipMessage, resp: SipMessage) -> None:
         """The far end refreshed the session (re-INVITE or UPDATE): echo the interval it asks and
         re-arm our side; its refresher choice is kept (uas unless it says uac)."""
-        value = req.get("Session-Expires")
-        if not value:
+        parsed = parse_session_expires(req.get("Session-Expires") or "")
+        if parsed is None:
             return
-        head = value.split(";")[0].strip()
-        try:
-            parse_uint(head, 7, "Session-Expires")
-        except ValueError:
-            return
-        refresher = "uac" if "refresher=uac" in value.replace(" ", "").lower() else "uas"
+        agreed = f"{parsed[0]};refresher={parsed[1] or 'uas'}"
         resp.add("Require", "timer")
-        resp.add("Session-Expires", f"{head};refresher={refresher}")
-        self._session_agreed(f"{head};refresher={refresher}", self._now, default_refresher=refresher)
+        resp.add("Session-Expires", agreed)
+        self._session_agreed(agreed, self._now, default_refresher="uas")
 
     def _info_dtmf(self, req: SipMessage) -> None:
         # SIP INFO application/dtmf-relay ("Signal=5\r\nDuration=160"), used by some trunks.

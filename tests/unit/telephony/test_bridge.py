@@ -53,29 +53,39 @@ def test_a_standing_backlog_is_shed_in_pauses_never_in_speech():
     assert len(r.frames) == 2
 
 
-def test_the_parent_hears_ringback_then_the_second_party_and_it_hears_the_parent():
-    line, said = noise(3.0, 1), noise(6.0, 2)
+async def answered_parent(clock, gw, said: bytes):
+    """The first party's call, answered, with `said` queued as what it says."""
+    pdial = new_envelope("dial.requested", "call_p", "acct_1", {"to": "+15551234567", "from": "+15559876543"})
+    session = SandboxSession(DialRequest("call_p", "+15551234567", "+15559876543", 30.0),
+                             CalleeScript(ring=0.1), SPEED, None, clock)
+    parent = LiveCall(gw, pdial, session)
+    while not parent.answered:
+        await asyncio.sleep(0.01)
+    session._callee_audio.extend([said[i:i + FRAME_BYTES] for i in range(0, len(said), FRAME_BYTES)])
+    return parent, session
 
+
+def second_party(clock, gw, script: CalleeScript, line: bytes):
+    """The dial step's second call (not yet rung), whose callee says `line`."""
     async def speak(req, text, voice):
         return line
 
+    cdial = new_envelope("dial.requested", "call_c", "acct_1", {
+        "to": "+15557770020", "from": "+15559876543", "direction": "outbound-dial", "parent_call_id": "call_p"})
+    session = SandboxSession(DialRequest("call_c", "+15557770020", "+15559876543", 30.0), script, SPEED, speak, clock)
+    return LiveCall(gw, cdial, session), session
+
+
+
+def test_the_parent_hears_ringback_then_the_second_party_and_it_hears_the_parent():
+    line, said = noise(3.0, 1), noise(6.0, 2)
+
     async def scenario():
         clock, gw = FrameClock(SPEED), FakeGateway()
-        pdial = new_envelope("dial.requested", "call_p", "acct_1", {"to": "+15551234567", "from": "+15559876543"})
-        parent_session = SandboxSession(DialRequest("call_p", "+15551234567", "+15559876543", 30.0),
-                                        CalleeScript(ring=0.1), SPEED, None, clock)
-        parent = LiveCall(gw, pdial, parent_session)
-        while not parent.answered:
-            await asyncio.sleep(0.01)
-        parent_session._callee_audio.extend(
-            [said[i:i + FRAME_BYTES] for i in range(0, len(said), FRAME_BYTES)])  # the first party talks
+        parent, parent_session = await answered_parent(clock, gw, said)  # the first party talks
         parent_session.start_recording()
-        cdial = new_envelope("dial.requested", "call_c", "acct_1", {
-            "to": "+15557770020", "from": "+15559876543", "direction": "outbound-dial", "parent_call_id": "call_p"})
-        child_session = SandboxSession(DialRequest("call_c", "+15557770020", "+15559876543", 30.0),
-                                       CalleeScript(ring=1.0, after=0.2, say="hi", hangup_after=4.0), SPEED, speak,
-                                       clock)
-        child = LiveCall(gw, cdial, child_session)
+        child, child_session = second_party(clock, gw, CalleeScript(ring=1.0, after=0.2, say="hi", hangup_after=4.0),
+                                            line)
         parent.ring_leg(child)
         child_session.start_recording()
         while not child.ended:
@@ -110,24 +120,11 @@ def test_hold_plays_music_to_the_held_call_and_pauses_the_bridge_both_ways():
 
     line, said = noise(8.0, 3), noise(8.0, 4)
 
-    async def speak(req, text, voice):
-        return line
-
     async def scenario():
         clock, gw = FrameClock(SPEED), FakeGateway()
-        pdial = new_envelope("dial.requested", "call_p", "acct_1", {"to": "+15551234567", "from": "+15559876543"})
-        parent_session = SandboxSession(DialRequest("call_p", "+15551234567", "+15559876543", 30.0),
-                                        CalleeScript(ring=0.1), SPEED, None, clock)
-        parent = LiveCall(gw, pdial, parent_session)
-        while not parent.answered:
-            await asyncio.sleep(0.01)
-        parent_session._callee_audio.extend([said[i:i + FRAME_BYTES] for i in range(0, len(said), FRAME_BYTES)])
-        cdial = new_envelope("dial.requested", "call_c", "acct_1", {
-            "to": "+15557770020", "from": "+15559876543", "direction": "outbound-dial", "parent_call_id": "call_p"})
-        child_session = SandboxSession(DialRequest("call_c", "+15557770020", "+15559876543", 30.0),
-                                       CalleeScript(ring=0.2, after=0.1, say="hi", hangup_after=7.0), SPEED, speak,
-                                       clock)
-        child = LiveCall(gw, cdial, child_session)
+        parent, parent_session = await answered_parent(clock, gw, said)
+        child, child_session = second_party(clock, gw, CalleeScript(ring=0.2, after=0.1, say="hi", hangup_after=7.0),
+                                            line)
         parent.ring_leg(child)
         while not child.answered:
             await asyncio.sleep(0.01)
