@@ -208,4 +208,5 @@ async def test_ivr_bot_example_answers_the_callee(voice, kprod, example_bot):
     assert end.type == "call.completed" and "stream.stopped" in voice.types(cid)  # the bot hung up
     heard = await _heard_by_callee(voice, cid)
     # Its answer to what the callee said (the greeting may be cut: the callee talks over it, a barge-in).
-    assert "booked" in heard and "seven" in heard, heard
+    # Whisper writes the hour as a word or a digit, depending on where the barge-in cut the audio.
+    assert "booked" in heard and ("seven" in heard or "7" in heard), heard
