@@ -19,6 +19,11 @@ out on the wire (the tick that sends it, ``on_sent_audio``).
    runs at the priority the gateway asks for (``CANARY_MEDIA_PRIORITY``), the app at normal;
    the baseline is an idle 20 ms clock at the gateway side's priority in a third process
    meanwhile (how late this machine wakes such a process right now: its floor).
+4. The floor for work on a tick, same run: afterwards, a process at the same priority does
+   as much plain CPU work per 20 ms as the gateway's median tick took, in one slice per
+   stream, timed per slice as the gateway's frames are. A tick's frames leave one after the
+   other, so a tick the machine stretches makes the last streams' frames late; this shows
+   how far it stretches the same amount of work that does nothing but compute.
 
 Run: ``python -m bench.streams`` (about 40 s). Exit 1 when behind a target; never crashes.
 """
@@ -114,6 +119,58 @@ async def _idle_clock(out_file: str, seconds: float, priority: str) -> None:
         late.append((loop.time() - next_at) * 1000)
     with open(out_file, "w") as f:
         json.dump(late, f)
+
+
+def _spin(n: int) -> int:
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+
+
+def _busy_clock(out_file: str, seconds: float, priority: str, work_ms: float, slices: int) -> None:
+    """The floor for work done on a tick: a 20 ms clock that does, each tick, plain CPU work
+    as long as the gateway's median tick, cut into ``slices`` parts (one per stream), and
+    times when each part ends, exactly as the gateway's pacing is timed per stream. What
+    it shows beyond the idle clock is how much this machine stretches a few milliseconds
+    of work now and then (a virtual machine's CPU is not always all there)."""
+    from services.telephony.priority import raise_priority
+
+    raise_priority(priority)
+    n = 20_000  # calibrate: iterations per slice so that `slices` of them take work_ms
+    for _ in range(5):
+        t = time.perf_counter()
+        _spin(n)
+        took = time.perf_counter() - t
+        n = max(1, int(n * (work_ms / 1000 / slices) / max(took, 1e-7)))
+    ends: list[list[float]] = [[] for _ in range(slices)]
+    t0 = time.monotonic() + 0.02
+    for k in range(int(seconds * 50)):
+        slot = t0 + k * 0.02
+        time.sleep(max(0.0, slot - time.monotonic()))
+        for j in range(slices):
+            _spin(n)
+            ends[j].append(time.monotonic() - k * 0.02)
+    errs = []
+    for offs in ends:
+        mid = statistics.median(offs)
+        errs += [abs(o - mid) * 1000 for o in offs]
+    with open(out_file, "w") as f:
+        json.dump(errs, f)
+
+
+def tick_work_ms(probes: list[Probe]) -> float:
+    """The gateway's median tick, in ms: from the first stream's frame to the last one's, in
+    each 20 ms tick (every stream's frame to the app leaves during the same tick)."""
+    stamps = sorted(t for pr in probes for t in pr.out.values())
+    spans, start, last = [], None, None
+    for t in stamps:
+        if start is None or t - last > 0.004:  # a new tick
+            if start is not None:
+                spans.append(last - start)
+            start = t
+        last = t
+    return statistics.median(spans) * 1000 if spans else 0.0
 
 
 # --- measurements -------------------------------------------------------------------------
@@ -331,6 +388,17 @@ async def main_async(args) -> int:
             behind.append(f"{args.streams - held} of {args.streams} streams not held to the end")
         if dropped or shed:
             behind.append(f"{dropped} frames dropped, {shed} shed")
+        work = tick_work_ms(probes)
+        busy_file = os.path.join(tmp, "busy")
+        await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "bench.streams", "--busy-clock", busy_file,
+                                                 str(min(args.seconds, 10.0)), got, f"{work:.3f}", str(args.streams)],
+                                timeout=60)
+        floor = json.load(open(busy_file)) if os.path.exists(busy_file) else []
+        f99 = pct(floor, 99)
+        print(f"  the gateway's median tick: {work:.2f} ms of work for {args.streams} streams; the same work as plain"
+              f" CPU on a 20 ms clock afterwards, timed per slice the same way (the floor for work on a tick):"
+              f" p50 {pct(floor, 50):.2f} ms, p99 {f99:.2f} ms; the gateway's send pacing p99 is"
+              f" {pct(ticks, 99) / f99:.2f}x it")
         for name, xs in (("frames to the app: send pacing", ticks), ("frames into the call: pacing", sent),
                          ("frames at the app: arrival pacing", errs)):
             if not xs or pct(xs, 99) > PACING_P99_MS:
@@ -350,10 +418,16 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--one-way", action="store_true", help="the many streams only listen (no echo played back)")
     ap.add_argument("--clock", nargs=3, metavar=("OUT_FILE", "SECONDS", "PRIORITY"), help=argparse.SUPPRESS)
+    ap.add_argument("--busy-clock", nargs=5, metavar=("OUT_FILE", "SECONDS", "PRIORITY", "WORK_MS", "SLICES"),
+                    help=argparse.SUPPRESS)
     ap.add_argument("--app", nargs=2, metavar=("PORT_FILE", "STATS_FILE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.clock:
         asyncio.run(_idle_clock(args.clock[0], float(args.clock[1]), args.clock[2]))
+        return
+    if args.busy_clock:
+        out, secs, prio, work, slices = args.busy_clock
+        _busy_clock(out, float(secs), prio, float(work), int(slices))
         return
     if args.app:
         try:
