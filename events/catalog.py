@@ -796,6 +796,8 @@ class CallLegRequested(_Event):
     step: str = Field(description="the parent's dial step")
     tag: str = Field(description="the parent's step entry, `<step>#<n>`")
     record: RecordOptions | None = Field(None, description="the step records the parent once the two are connected")
+    transfer: bool = Field(False, description="a sandbox call's transfer step dials its target this way (bridged):"
+                                              " the parent reports the outcome as transfer.completed / .failed")
     model_config = ConfigDict(extra="allow", frozen=True, populate_by_name=True)
 
 
@@ -822,6 +824,7 @@ class DialAnswered(_Event):
     child_call_id: str
     step: str
     tag: str
+    transfer: bool = Field(False, description="the second call is a sandbox transfer's target (bridged)")
 
 
 @register("dial.ended", example={"child_call_id": "call_2f3e8a1c0d42", "outcome": "completed",
@@ -835,6 +838,7 @@ class DialEnded(_Event):
     duration: int | None = Field(None, description="seconds the two calls were connected")
     step: str
     tag: str
+    transfer: bool = Field(False, description="the second call is a sandbox transfer's target (bridged)")
 
 
 # --- blind transfer (a flow's transfer step) -------------------------------------------
@@ -851,10 +855,12 @@ class TransferRequested(_Event):
 @register("transfer.started", example={"to": "tel:+15557770010", "refer_to": "tel:+15557770010",
                                        "step": "agent", "tag": "agent#2"})
 class TransferStarted(_Event):
-    """The carrier started the transfer (SIP: the REFER is sent)."""
+    """The transfer started: SIP, the REFER is sent; the sandbox, the target is dialled as a second
+    call (`child_call_id`) the gateway bridges the transferee to."""
 
     to: str
     refer_to: str | None = Field(None, description="the URI the far end was asked to call (SIP: Refer-To)")
+    child_call_id: str | None = Field(None, description="the sandbox: the second call placed to the target")
     step: str
     tag: str
 

@@ -156,8 +156,10 @@ def _to_parent(s: CallState, cause: Envelope, type: str, data: dict) -> Emit:
     """An event about this leg on its parent's timeline (keyed by the parent, so it reaches the
     parent's state; the id is derived from this leg's input like any output)."""
     req = s.request
-    ev = cause.caused(type, {"child_call_id": s.call_id, **data, "step": req["step"], "tag": req["tag"]},
-                      step=f"leg:{type}")
+    data = {"child_call_id": s.call_id, **data, "step": req["step"], "tag": req["tag"]}
+    if req.get("transfer"):
+        data["transfer"] = True
+    ev = cause.caused(type, data, step=f"leg:{type}")
     return Emit(replace(ev, call_id=req["parent_call_id"]))
 
 
@@ -192,6 +194,8 @@ def _leg_requested(s: CallState, msg: Envelope, ctx: Context) -> Step:
                  "timeout": int(d.get("timeout", 30)), "step": d["step"], "tag": d["tag"]}
     if d.get("record"):
         req["parent_record"] = d["record"]
+    if d.get("transfer"):
+        req["transfer"] = True  # a sandbox transfer's target: its parent reports a transfer's outcome
     queued = {k: req[k] for k in ("to", "from", "carrier", "direction", "parent_call_id", "created_at")}
     if ctx.validation_errors:  # its caller ID is not the account's: nothing is dialled
         s = replace(s, phase=Phase.REJECTED, request=req)

@@ -93,9 +93,12 @@ def _run(s: CallState, engine: fe.FlowState, actions: tuple[fe.Action, ...], cau
             s, more = _dial(s, cause, a)
             out += more
         elif isinstance(a, fe.Transfer):
-            # The gateway carries it out (SIP: a REFER) and reports transfer.completed / .failed.
-            s, o = _emit(s, cause, "transfer.requested", {"to": a.to, "step": a.step, "tag": s.flow.tag})
-            out.append(o)
+            if s.request.get("carrier", "sandbox") == "sandbox":
+                s, more = _bridged_transfer(s, cause, a)
+                out += more
+            else:  # the gateway carries it out (SIP: a REFER) and reports transfer.completed / .failed
+                s, o = _emit(s, cause, "transfer.requested", {"to": a.to, "step": a.step, "tag": s.flow.tag})
+                out.append(o)
         elif isinstance(a, fe.Hangup):
             if not s.hangup_sent:
                 s, o = _emit(replace(s, hangup_sent=True), cause, "hangup.requested", {"reason": a.reason})
@@ -133,12 +136,41 @@ def _dial(s: CallState, cause: Envelope, a: fe.Dial) -> Step:
     s, started = _emit(s, cause, "dial.started", {"child_call_id": child, "to": a.to, "from": shown,
                                                   "timeout": a.timeout, "record": a.record, "step": a.step,
                                                   "tag": tag})
-    leg_data = {"parent_call_id": s.call_id, "to": a.to, "from": shown, "timeout": a.timeout,
-                "carrier": s.request.get("carrier", "sandbox"), "step": a.step, "tag": tag}
+    leg_data = {"to": a.to, "from": shown, "timeout": a.timeout, "step": a.step, "tag": tag}
     if a.record:
         leg_data["record"] = _dual(s)  # the gateway records the parent from the instant they connect
-    s, leg = _emit(s, cause, "call.leg.requested", leg_data)
-    return s, (started, Emit(replace(leg.event, call_id=child)))
+    s, leg = _leg(s, cause, child, leg_data)
+    return s, (started, leg)
+
+
+def _leg(s: CallState, cause: Envelope, child: str, data: dict[str, Any]) -> tuple[CallState, Emit]:
+    """`call.leg.requested` on the second call's own id (decide._leg_requested places it)."""
+    s, leg = _emit(s, cause, "call.leg.requested", {"parent_call_id": s.call_id,
+                                                    "carrier": s.request.get("carrier", "sandbox"), **data})
+    return s, Emit(replace(leg.event, call_id=child))
+
+
+def transfer_target(to: str) -> str:
+    """What a bridged transfer dials: a ``tel:`` URI's number (E.164 as a dial step takes it),
+    anything else as given."""
+    return to[4:].split(";")[0] if to.lower().startswith("tel:") else to
+
+
+def _bridged_transfer(s: CallState, cause: Envelope, a: fe.Transfer) -> Step:
+    """A sandbox call's transfer step. No far end here can call the target itself, as a SIP phone
+    does on a REFER, so the target is dialled as a second call (its own id, timeline and
+    `parent_call_id`, like a dial step's) and the transferee is bridged to it by the gateway;
+    the outcome is reported as a REFER's: `transfer.completed` when the target answers (the flow
+    is over; the call stays up, bridged, until either side hangs up), `transfer.failed` with the
+    SIP status its end maps to (`on_failed`, else `next`)."""
+    tag = s.flow.tag
+    child = leg_id(s.call_id, tag)
+    s, started = _emit(s, cause, "transfer.started", {"to": a.to, "refer_to": None, "child_call_id": child,
+                                                      "step": a.step, "tag": tag})
+    s, leg = _leg(s, cause, child, {"to": transfer_target(a.to), "from": caller_id(s, None),
+                                    "timeout": int(s.request.get("timeout", 30)), "step": a.step, "tag": tag,
+                                    "transfer": True})
+    return s, (started, leg)
 
 
 def _media(s: CallState, cause: Envelope, items: tuple[Prompt, ...], *, then: str, barge_in: bool = True) -> Step:
@@ -243,6 +275,8 @@ def on_dial_answered(s: CallState, msg: Envelope, now: datetime) -> Step:
     records the conversation from here, dual-channel (the caller left, the second party right).
     The gateway started that recording at the instant it connected them; `record.requested` makes
     it the call's recording here too (recording controls, a later record step)."""
+    if msg.data.get("transfer"):
+        return _transfer_answered(s, msg, now)
     if not _dialing(s, msg) or s.recording:
         return s, _NOTHING
     step = s.flow.engine_state.dynamic.get(msg.data.get("step")) or s.flow.definition["steps"].get(
@@ -255,9 +289,56 @@ def on_dial_answered(s: CallState, msg: Envelope, now: datetime) -> Step:
 
 def on_dial_ended(s: CallState, msg: Envelope, now: datetime) -> Step:
     """The second call ended: the flow goes on at the outcome's branch (else `next`)."""
+    if msg.data.get("transfer"):
+        return _transfer_leg_ended(s, msg, now)
     if not _dialing(s, msg):
         return s, _NOTHING  # another entry's dial (a redelivery, or a step entered again)
     return _feed(s, fe.DialEnded(outcome=msg.data["outcome"], step=msg.data.get("step")), msg, now)
+
+
+# A bridged transfer's leg ending before it answered, as the SIP status a REFER's NOTIFY would carry.
+_TRANSFER_FAILURES = {"busy": (486, "Busy Here"), "no-answer": (480, "Temporarily Unavailable"),
+                      "failed": (503, "Service Unavailable")}
+
+
+def _transferring(s: CallState, msg: Envelope) -> bool:
+    e = s.flow.engine_state if s.flow is not None else None
+    return e is not None and e.waiting == "transfer" and msg.data.get("tag") == s.flow.tag
+
+
+def _transfer_to(s: CallState, step: str | None) -> str:
+    d = s.flow.engine_state.dynamic.get(step) or s.flow.definition["steps"].get(step) or {}
+    return d.get("to", "")
+
+
+def _transfer_answered(s: CallState, msg: Envelope, now: datetime) -> Step:
+    """A bridged transfer's target answered: the transfer completed (the flow is over)."""
+    if not _transferring(s, msg):
+        return s, _NOTHING  # a redelivery, or another entry's
+    step = msg.data.get("step")
+    s, done = _emit(s, msg, "transfer.completed", {"to": _transfer_to(s, step), "code": 200, "reason": "OK",
+                                                   "step": step, "tag": msg.data["tag"]})
+    s, more = _feed(s, fe.TransferEnded(outcome="completed", step=step), msg, now)
+    return s, (done, *more)
+
+
+def _transfer_leg_ended(s: CallState, msg: Envelope, now: datetime) -> Step:
+    """A bridged transfer's leg ended. Before it answered: the transfer failed, and the flow goes
+    on. After: the transferred conversation is over, and this call hangs up too (the transferee
+    stays only as long as the party it was handed to)."""
+    if _transferring(s, msg):
+        step, outcome = msg.data.get("step"), msg.data["outcome"]
+        code, text = _TRANSFER_FAILURES.get(outcome, (503, "Service Unavailable"))
+        s, failed = _emit(s, msg, "transfer.failed", {"to": _transfer_to(s, step), "code": code,
+                                                      "reason": msg.data.get("reason") or text,
+                                                      "step": step, "tag": msg.data["tag"]})
+        s, more = _feed(s, fe.TransferEnded(outcome="failed", step=step), msg, now)
+        return s, (failed, *more)
+    e = s.flow.engine_state if s.flow is not None else None
+    if e is None or not e.done or msg.data.get("outcome") != "completed" or s.hangup_sent:
+        return s, _NOTHING
+    s, o = _emit(replace(s, hangup_sent=True), msg, "hangup.requested", {"reason": "transfer"})
+    return s, (o,)
 
 
 def on_transfer_ended(s: CallState, msg: Envelope, now: datetime) -> Step:

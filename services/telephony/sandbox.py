@@ -32,8 +32,7 @@ from services.common import audio, metrics
 from services.common.media_store_spool import FrameRecorder, MemoryRecorder
 from services.lib.trunks import ANSWER_HANGUP, BUSY, FAILED, MAGIC_NUMBERS, NO_ANSWER
 from services.telephony.carrier import (FRAME_BYTES, split_frames, Answered, CarrierEvent, DialRequest, DtmfReceived, Ended,
-                                        Ringing, TransferProgress, event_queue, offer)
-from services.telephony.sip.core import refer_target
+                                        Ringing, event_queue, offer)
 from services.telephony.sip.dtmf import GoertzelDetector, tone
 
 DTMF_GAP_S = 0.15
@@ -95,7 +94,6 @@ class SandboxSession:
         self._detector: GoertzelDetector | None = None  # the callee's ear for them
         self._heard = ""
         self._tones_done: asyncio.Future | None = None
-        self.refer_to: str | None = None  # the transfer in progress (its target URI)
         self._tasks = [asyncio.create_task(self._behave())]
 
     async def _sleep(self, seconds: float) -> None:
@@ -248,45 +246,6 @@ class SandboxSession:
     def stop_recording(self) -> tuple[bytes, bytes]:
         rec, self._recording = self._recording, None
         return rec.audio() if isinstance(rec, MemoryRecorder) else (b"", b"")
-
-    async def transfer(self, target: str) -> bool:
-        """A blind transfer as a SIP far end would report it (see docs/sandbox.md): accepted, then
-        100 Trying, 180 Ringing and 200 OK after a second's ring (the call then ends, transferred);
-        the magic numbers fail it: busy 486, no-answer 480 after the call's ring timeout, failed 503.
-        No second call is placed: nobody is heard after the transfer."""
-        try:
-            uri = refer_target(target)
-        except ValueError:
-            return False
-        if self._ended or not self._answered.is_set() or self.refer_to is not None:
-            return False
-        self.refer_to = uri
-        self._tasks.append(asyncio.create_task(self._transferring(uri)))
-        return True
-
-    async def _transferring(self, uri: str) -> None:
-        number = uri[4:] if uri.startswith("tel:") else uri
-        try:
-            await self._sleep(0.05)
-            self._emit(TransferProgress(202, "Accepted"))
-            self._emit(TransferProgress(100, "Trying"))
-            if number == FAILED:
-                return self._emit(TransferProgress(503, "Service Unavailable", final=True))
-            await self._sleep(0.05)
-            self._emit(TransferProgress(180, "Ringing"))
-            if number == BUSY:
-                await self._sleep(1.0)
-                return self._emit(TransferProgress(486, "Busy Here", final=True))
-            if number == NO_ANSWER:
-                await asyncio.sleep(self.req.timeout_s)  # the ring timeout: the caller's wall clock
-                return self._emit(TransferProgress(480, "Temporarily Unavailable", final=True))
-            await self._sleep(1.0)
-            if self._ended:
-                return
-            self._emit(TransferProgress(200, "OK", final=True))
-            self._emit(Ended("completed", f"transferred to {uri}", None, hangup_by="system"))
-        finally:
-            self.refer_to = None if not self._ended else self.refer_to
 
     async def hangup(self) -> None:
         answered = self._answered.is_set()

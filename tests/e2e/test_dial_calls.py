@@ -137,3 +137,59 @@ async def test_hold_and_unhold_a_connected_call(voice, kprod):
     updated = [e.data for e in voice.events[parent] if e.type == "call.updated"]
     assert [u["hold"] for u in updated] == [True, False] and all(u["skipped"] == [] for u in updated)
     assert (await voice.wait(parent, "terminal", timeout=60)).type == "call.completed"
+
+
+def transfer_flow(to: str) -> dict:
+    return {"start": "hello", "steps": {
+        "hello": {"kind": "say", "text": "Transferring you now.", "next": "agent"},
+        "agent": {"kind": "transfer", "to": to, "on_failed": "sorry"},
+        "sorry": {"kind": "say", "text": "Nobody could take your call."}}}
+
+
+async def test_a_sandbox_transfer_bridges_the_caller_to_the_target(voice, kprod):
+    """The sandbox has no far end to call the target on a REFER: the target is dialled as a second
+    call and bridged. The outcome is reported as a REFER's, the call ends once the target hangs up,
+    and the target's words reach the transferee (the right channel of the call's recording)."""
+    parent = await voice.place(kprod, tts=None, flow=transfer_flow(f"tel:{AGENT}"), record=True,
+                               recording_channels="dual")
+    started = await voice.wait(parent, "transfer.started", timeout=60)
+    child = started.data["child_call_id"]
+    assert child != parent and started.data["to"] == f"tel:{AGENT}" and started.data["refer_to"] is None
+    done = await voice.wait(parent, "transfer.completed", timeout=60)
+    assert (done.data["code"], done.data["reason"]) == (200, "OK")
+    assert (await voice.wait(child, "terminal", timeout=60)).type == "call.completed"
+    end = await voice.wait(parent, "terminal", timeout=60)
+    assert end.type == "call.completed"
+    p = [t for t in voice.types(parent) if t.startswith("transfer.") or t in ("dial.answered", "dial.ended",
+                                                                               "hangup.requested", "call.completed")]
+    assert p == ["transfer.started", "dial.answered", "transfer.completed", "dial.ended", "hangup.requested",
+                 "call.completed"], p
+    assert next(e for e in voice.events[parent] if e.type == "hangup.requested").data["reason"] == "transfer"
+    assert steps(voice, parent) == ["hello", "agent"]  # the flow is over once transferred
+    queued = next(e for e in voice.events[child] if e.type == "call.queued")
+    assert (queued.data["direction"], queued.data["parent_call_id"], queued.data["to"]) == (
+        "outbound-dial", parent, AGENT)
+    got = await projected(voice, child, "completed")
+    assert (got["direction"], got["parent_call_id"]) == ("outbound-dial", parent)
+
+    captured = await voice.wait(parent, "recording.captured", timeout=30)
+    rendered = await voice.wait(child, "sandbox.speech.rendered", timeout=30)
+    store = LocalMediaStore()
+    line = audio.wav_to_pcm8k(store.get(rendered.data["audio_ref"]))
+    right = audio.read_wav(store.get(captured.data["agent_ref"]))[0]
+    frames = [line[i:i + 320] for i in range(0, len(line) - 320, 320)]
+    loud = [f for f in frames if np.abs(audio.pcm_to_array(f)).mean() > 200]
+    assert len(loud) > 50
+    heard = sum(1 for f in loud if f in right)
+    assert heard == len(loud), f"{heard} of {len(loud)} frames of the target's speech bridged to the transferee"
+
+
+async def test_a_sandbox_transfer_to_a_busy_target_fails_and_the_flow_goes_on(voice, kprod):
+    parent = await voice.place(kprod, tts=None, flow=transfer_flow("+15005550001"))
+    failed = await voice.wait(parent, "transfer.failed", timeout=60)
+    assert (failed.data["to"], failed.data["code"]) == ("+15005550001", 486)
+    child = next(e for e in voice.events[parent] if e.type == "transfer.started").data["child_call_id"]
+    assert (await voice.wait(child, "terminal", timeout=30)).type == "call.busy"
+    assert (await voice.wait(parent, "terminal", timeout=60)).type == "call.completed"
+    assert steps(voice, parent) == ["hello", "agent", "sorry"]
+    assert "transfer.completed" not in voice.types(parent)

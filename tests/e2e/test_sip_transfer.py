@@ -1,13 +1,12 @@
 """A flow's transfer step on the real stack: a SIP call handed over with REFER (SIPp as the far
-end takes the REFER and reports the transferee's call with NOTIFY sipfrag), and the same step on
-a sandbox call."""
+end takes the REFER and reports the transferee's call with NOTIFY sipfrag). The same step on a
+sandbox call is bridged: tests/e2e/test_dial_calls.py."""
 
 from __future__ import annotations
 
 import pytest
 
 from services.lib import trunks
-from services.lib.trunks import BUSY
 from tests.e2e.conftest import sip_voice_stack
 from tests.e2e.test_dial_calls import projected, steps
 from tests.interop.sip.conftest import rtp_listener, sipp  # noqa: F401 (fixtures)
@@ -65,15 +64,3 @@ async def test_a_refused_transfer_leaves_the_call_in_the_flow(voice, kprod, sipp
     assert steps(voice, cid) == ["hello", "agent", "sorry"]
     assert end.data["hangup_by"] == "caller"  # the flow ended: our BYE, after the sorry prompt
     assert uas.wait() == 0, uas.errors()
-
-
-async def test_a_sandbox_transfer(voice, kprod):
-    cid = await voice.place(kprod, tts=None, flow=flow("+15557770010"))
-    end = await voice.wait(cid, "terminal", timeout=60)
-    assert end.type == "call.completed" and end.data["reason"] == "transferred to tel:+15557770010"
-    assert [t for t, _ in transfer_events(voice, cid)][-1] == "transfer.completed"
-    busy = await voice.place(kprod, tts=None, flow=flow(BUSY))
-    failed = await voice.wait(busy, "transfer.failed", timeout=60)
-    assert failed.data["code"] == 486
-    assert (await voice.wait(busy, "terminal", timeout=60)).type == "call.completed"
-    assert steps(voice, busy) == ["hello", "agent", "sorry"]
