@@ -95,6 +95,17 @@ class StreamOptions(_Command):
             if not k or len(k) > 128 or len(val) > 1024:
                 raise ValueError("parameter names are 1-128 characters, values at most 1024")
         return v
+class DialOptions(_Command):
+    """Connect the call, once answered (and after its tts / audio_url), to a second party: a
+    flow's dial step as a call option (click-to-call)."""
+
+    to: str = Field(max_length=256, description="the number (E.164) or SIP URI (sip:user@host) to connect to")
+    caller_id: str | None = Field(None, description="what the second party sees: a verified number of the"
+                                                    " account (default: the call's from)")
+    timeout: int = Field(30, ge=1, le=600, description="seconds the second party may ring")
+    record: bool = Field(False, description="record the conversation, dual-channel, from the connect")
+
+
 # The status webhooks a call may ask for (`status_callback_events`): the public statuses,
 # and `answered`, another name of in-progress (Twilio's).
 STATUS_CALLBACK_EVENTS = (*CALL_STATUSES, "answered")
@@ -122,6 +133,7 @@ class PlaceCallData(_Command):
     flow: dict[str, Any] | None = None
     flow_id: str | None = None
     stream: StreamOptions | None = None
+    dial: DialOptions | None = None
     carrier: Literal["sandbox", "sip"] = "sandbox"
     created_at: str | None = None
     # Answering machine detection (services/telephony/amd.py): who answered, a person or a machine.
@@ -147,11 +159,13 @@ class PlaceCallData(_Command):
 
     @model_validator(mode="after")
     def _one_source(self) -> "PlaceCallData":
-        sources = [x for x in (self.tts, self.audio_url, self.flow, self.flow_id) if x is not None]
+        sources = [x for x in (self.tts, self.audio_url, self.flow, self.flow_id, self.dial) if x is not None]
         if not sources and not (self.stream is not None and self.stream.bidirectional):
             raise ValueError("either tts or audio_url is required")
         if self.tts is not None and self.audio_url is not None:
             raise ValueError("give tts or audio_url, not both")
+        if self.dial is not None and (self.flow is not None or self.flow_id is not None):
+            raise ValueError("give dial or a flow, not both (a flow has a dial step)")
         return self
 
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from events.catalog import DIGITS_PATTERN, MAX_TIME_LIMIT_S, Gather, StatusCallbackEvent, StreamOptions, Tts
+from events.catalog import DIGITS_PATTERN, MAX_TIME_LIMIT_S, DialOptions, Gather, StatusCallbackEvent, StreamOptions, Tts
 
 Status = Literal["queued", "ringing", "in-progress", "completed", "busy", "no-answer", "failed", "canceled"]
 
@@ -30,8 +30,8 @@ class ErrorResponse(_Doc):
 
 
 class CallCreate(_Doc):
-    """Body of POST /v1/voice/calls. Either `tts` or `audio_url` is required (or `flow`/`flow_id`, or a
-    bidirectional `stream`)."""
+    """Body of POST /v1/voice/calls. Either `tts` or `audio_url` is required (or `flow`/`flow_id`, `dial`,
+    or a bidirectional `stream`)."""
 
     model_config = ConfigDict(populate_by_name=True, extra="forbid")
     to: str = Field(description="recipient, E.164", examples=["+15551234567"])
@@ -58,6 +58,10 @@ class CallCreate(_Doc):
     stream: StreamOptions | None = Field(
         None, description="a media stream to your WebSocket app for the whole call, from answer (Twilio Media"
         " Streams' protocol, see docs/media-streams.md); a bidirectional stream needs no tts/audio_url")
+    dial: DialOptions | None = Field(
+        None, description="click-to-call: once the call is answered (and its tts / audio_url played, if given),"
+        " connect it to a second party, as a flow's dial step does: a call of its own (direction outbound-dial,"
+        " parent_call_id), ringback meanwhile; the call hangs up when that call ends. Not with flow/flow_id")
     machine_detection: Literal["enable", "detect_message_end"] | None = Field(
         None, description="answering machine detection: enable (who answered) or detect_message_end (also wait "
                           "for the end of a voicemail greeting, so a message is left after the beep)")

@@ -32,7 +32,7 @@ from events.catalog import UPDATE_CHANGES, PlaceCallData, UpdateCallData
 from services.common.text import nul_path
 from services.common.accounts import call_lookup
 
-_SOURCES = ("tts", "audio_url", "flow", "flow_id")
+_SOURCES = ("tts", "audio_url", "flow", "flow_id", "dial")
 _PHONE_FIELDS = ("to", "from")
 _PYDANTIC_CODES = {
     "missing": "missing_field",
@@ -148,6 +148,8 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
         errors.append(_err("missing_field", "tts", "either tts or audio_url is required"))
     elif data.get("tts") is not None and data.get("audio_url") is not None:
         errors.append(_err("conflicting_fields", "audio_url", "give tts or audio_url, not both"))
+    elif data.get("dial") is not None and (data.get("flow") is not None or data.get("flow_id") is not None):
+        errors.append(_err("conflicting_fields", "dial", "give dial or a flow, not both (a flow has a dial step)"))
 
     model, errors = _model_errors(PlaceCallData, data, errors)
     if errors or model is None:
@@ -166,6 +168,8 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
 
     if model.flow is not None:
         errors.extend(_flow_errors(model.flow))
+    if model.dial is not None:
+        errors.extend(_dial_errors(model.dial.model_dump(exclude_none=True)))
 
     from services.lib.languages import language_problem
 
@@ -191,7 +195,24 @@ async def check_place_call(data: Any, account_id: str, lookup: Any) -> tuple[Pla
     if not errors and not await call_lookup(lookup, account_id, model.from_):
         errors.append(_err("number_not_verified", "from",
                            f"{model.from_} is not a verified number of this account (see /v1/voice/numbers)"))
+    shown = model.dial.caller_id if model.dial is not None else None
+    if not errors and shown is not None and not await call_lookup(lookup, account_id, shown):
+        errors.append(_err("number_not_verified", "dial.caller_id",
+                           f"{shown} is not a verified number of this account (see /v1/voice/numbers)"))
     return (None, errors) if errors else (model, [])
+
+
+def _dial_errors(options: dict[str, Any]) -> list[dict[str, Any]]:
+    """The `dial` option is checked as the dial step it runs (services/lib/flows/call_options.py)."""
+    from services.lib.flows.call_options import dial_step
+    from services.lib.flows.validate import validate_steps
+
+    out = []
+    for fe in validate_steps([dial_step(options)], set()):
+        inside = fe.path.split(".", 2)[2:]  # steps.0.to -> to
+        out.append(_err("invalid_field", "dial." + inside[0] if inside else "dial",
+                        fe.message.replace("dial step: ", "", 1)))
+    return out
 
 
 def _flow_errors(flow: Any) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from typing import Callable, Mapping
 
 from events import Envelope
 from events.catalog import AMD_TIMEOUT_S, MAX_TIME_LIMIT_S, TERMINAL_EVENTS
+from services.lib.flows.call_options import dial_flow
 from services.lib.inbound import voice_url_flow
 from services.orchestrator import flow, updates
 from services.orchestrator.outputs import CancelTimer, Decision, Emit, NextDialSlot, Output, StartTimer
@@ -95,19 +96,21 @@ def _place_call(s: CallState, msg: Envelope, ctx: Context) -> Step:
     req.setdefault("created_at", msg.occurred_at)
     queued = {**req, "direction": "outbound"}
     run = s.flow
-    if req.get("flow") or ctx.flow_def:
+    if req.get("dial"):  # click-to-call: the flow of one dial step (after the greeting)
+        run = FlowRun(dial_flow(req))
+    elif req.get("flow") or ctx.flow_def:
         # The flow as run is part of the call's state (a stored flow may change later).
         run = FlowRun(req.get("flow") or ctx.flow_def["flow"])
         if ctx.flow_def:
             queued["flow_version"] = ctx.flow_def["version"]
     s = replace(s, phase=Phase.QUEUED, request=req, flow=run)
     out: list[Output] = [Emit(msg.caused("call.queued", queued))]
-    if req.get("tts"):
+    if req.get("tts") and not req.get("dial"):  # a dial option's greeting is its flow's say step
         tts = req["tts"]
         out.append(Emit(msg.caused("tts.requested", {"text": tts["text"], "voice": tts.get("voice", "en-US-Neural2-F"),
                                                      "speed": tts.get("speed", 1.0),
                                                      "pitch": tts.get("pitch", 0.0)})))
-    elif req.get("audio_url"):
+    elif req.get("audio_url") and not req.get("dial"):
         out.append(Emit(msg.caused("audio.requested", {"url": req["audio_url"]})))
     # Pacing: calls over the account's rate wait in `queued` for their slot; none is rejected.
     now = ctx.now

@@ -139,6 +139,19 @@ async def test_hold_and_unhold_a_connected_call(voice, kprod):
     assert (await voice.wait(parent, "terminal", timeout=60)).type == "call.completed"
 
 
+async def second_party_heard(voice, parent: str, child: str) -> tuple[int, int]:
+    """(frames heard, loud frames) of the second party's scripted line on the right channel of the
+    parent's dual recording (what we sent the first party), compared sample for sample."""
+    captured = await voice.wait(parent, "recording.captured", timeout=30)
+    rendered = await voice.wait(child, "sandbox.speech.rendered", timeout=30)
+    store = LocalMediaStore()
+    line = audio.wav_to_pcm8k(store.get(rendered.data["audio_ref"]))
+    right = audio.read_wav(store.get(captured.data["agent_ref"]))[0]
+    loud = [f for f in (line[i:i + 320] for i in range(0, len(line) - 320, 320))
+            if np.abs(audio.pcm_to_array(f)).mean() > 200]
+    return sum(1 for f in loud if f in right), len(loud)
+
+
 def transfer_flow(to: str) -> dict:
     return {"start": "hello", "steps": {
         "hello": {"kind": "say", "text": "Transferring you now.", "next": "agent"},
@@ -172,16 +185,8 @@ async def test_a_sandbox_transfer_bridges_the_caller_to_the_target(voice, kprod)
     got = await projected(voice, child, "completed")
     assert (got["direction"], got["parent_call_id"]) == ("outbound-dial", parent)
 
-    captured = await voice.wait(parent, "recording.captured", timeout=30)
-    rendered = await voice.wait(child, "sandbox.speech.rendered", timeout=30)
-    store = LocalMediaStore()
-    line = audio.wav_to_pcm8k(store.get(rendered.data["audio_ref"]))
-    right = audio.read_wav(store.get(captured.data["agent_ref"]))[0]
-    frames = [line[i:i + 320] for i in range(0, len(line) - 320, 320)]
-    loud = [f for f in frames if np.abs(audio.pcm_to_array(f)).mean() > 200]
-    assert len(loud) > 50
-    heard = sum(1 for f in loud if f in right)
-    assert heard == len(loud), f"{heard} of {len(loud)} frames of the target's speech bridged to the transferee"
+    heard, loud = await second_party_heard(voice, parent, child)
+    assert loud > 50 and heard == loud, f"{heard} of {loud} frames of the target's speech bridged to the transferee"
 
 
 async def test_a_sandbox_transfer_to_a_busy_target_fails_and_the_flow_goes_on(voice, kprod):
@@ -193,3 +198,20 @@ async def test_a_sandbox_transfer_to_a_busy_target_fails_and_the_flow_goes_on(vo
     assert (await voice.wait(parent, "terminal", timeout=60)).type == "call.completed"
     assert steps(voice, parent) == ["hello", "agent", "sorry"]
     assert "transfer.completed" not in voice.types(parent)
+
+
+async def test_the_dial_call_option_greets_then_connects(voice, kprod):
+    """Click-to-call: PlaceCall `dial` (no flow) greets the first party, connects it to the second
+    and hangs up when the second party's call ends."""
+    parent = await voice.place(kprod, tts={"text": "Connecting you to the desk."},
+                               dial={"to": AGENT, "timeout": 10, "record": True})
+    started = await voice.wait(parent, "dial.started", timeout=60)
+    child = started.data["child_call_id"]
+    assert (started.data["to"], started.data["record"]) == (AGENT, True)
+    ended = await voice.wait(parent, "dial.ended", timeout=60)
+    assert ended.data["outcome"] == "completed"
+    assert (await voice.wait(parent, "terminal", timeout=60)).type == "call.completed"
+    assert steps(voice, parent) == ["greeting", "dial"]
+    assert (await projected(voice, child, "completed"))["parent_call_id"] == parent
+    heard, loud = await second_party_heard(voice, parent, child)
+    assert loud > 50 and heard == loud, f"{heard} of {loud} frames of the second party's speech relayed"

@@ -48,7 +48,19 @@ export interface StreamParams {
   parameters?: Record<string, string>;
 }
 
-/** Body of `POST /v1/voice/calls`. Either `tts` or `audio_url` is required (or a flow, or a bidirectional `stream`). */
+/** Click-to-call: once the call is answered (and its tts / audio_url played), connect it to a second party. */
+export interface DialParams {
+  /** The number (E.164) or SIP URI (`sip:user@host`) to connect to. */
+  to: string;
+  /** What the second party sees: a verified number of your account (default: the call's `from`). */
+  caller_id?: string;
+  /** Seconds the second party may ring, 1-600 (default 30). */
+  timeout?: number;
+  /** Record the conversation, dual-channel, from the connect. */
+  record?: boolean;
+}
+
+/** Body of `POST /v1/voice/calls`. Either `tts` or `audio_url` is required (or a flow, `dial`, or a bidirectional `stream`). */
 export interface CallCreateParams {
   /** Recipient, E.164. */
   to: string;
@@ -77,6 +89,8 @@ export interface CallCreateParams {
   flow_id?: string;
   /** A media stream for the whole call, from answer. */
   stream?: StreamParams;
+  /** Click-to-call: the second party this call is connected to once answered (a call of its own, `parent_call_id` = this call); not with a flow. */
+  dial?: DialParams;
   /** Answering machine detection: who answered (the call's answered_by). */
   machine_detection?: 'enable' | 'detect_message_end';
   /** Seconds to decide in, 3-60 (default 30); then answered_by is unknown. */

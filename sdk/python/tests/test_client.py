@@ -116,3 +116,14 @@ def test_key_is_not_sent_to_another_host(server):
 def test_bad_ids_are_rejected_before_any_request():
     with pytest.raises(CanaryError):
         Canary("k", base_url="http://127.0.0.1:9").voice.calls.get("")
+
+
+def test_create_with_dial_sends_the_click_to_call_option(server):
+    server.then(Reply(201, CALL))
+    c = Canary("k", base_url=server.url)
+    call = c.voice.calls.create(to="+15551234567", from_="+15559876543", tts={"text": "Connecting you."},
+                                dial={"to": "+15557770010", "timeout": 20, "record": True})
+    assert call.id == "call_1"
+    assert server.requests[0]["body"] == {"to": "+15551234567", "from": "+15559876543",
+                                          "tts": {"text": "Connecting you."},
+                                          "dial": {"to": "+15557770010", "timeout": 20, "record": True}}

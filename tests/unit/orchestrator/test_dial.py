@@ -138,3 +138,21 @@ def test_a_stale_outcome_is_ignored_and_an_inbound_call_shows_its_own_number():
             flow_def={"version": 1, "flow": FLOW})
     d = inbound(msg("call.answered"))
     assert d.events[-1].data["from"] == "+15559876543"  # the account's number, not the caller's
+
+
+def test_the_dial_call_option_runs_as_a_dial_step_after_the_greeting():
+    """PlaceCall `dial` (click-to-call): no script prompt is rendered up front; on answer the
+    greeting is the flow's say step, then the second call is placed as a dial step's."""
+    c = Call()
+    d = c(msg("PlaceCall", **{**NO_MEDIA, "tts": {"text": "Connecting you."}},
+              dial={"to": "+15557770010", "timeout": 20}))
+    assert "tts.requested" not in types(d)
+    c(msg("call.ringing"))
+    d = c(msg("call.answered"))
+    assert types(d) == ["flow.step.entered", "tts.requested"]
+    assert d.events[1].data["text"] == "Connecting you."
+    assert c.state.flow.definition["start"] == "greeting"
+    assert types(c(msg("tts.rendered", audio_ref="sha256:g.wav", step="greeting#1"))) == ["play.requested"]
+    d = c(msg("prompt.finished", step="greeting#1"))
+    assert types(d) == ["flow.step.entered", "dial.started", "call.leg.requested"]
+    assert d.events[1].data["to"] == "+15557770010" and d.events[1].data["timeout"] == 20

@@ -54,6 +54,7 @@ def _call_body(
     stream: Optional[Mapping[str, Any]] = None,
     status_callback_events: Optional[List[StatusCallbackEvent]] = None,
     time_limit: Optional[int] = None,
+    dial: Optional[Mapping[str, Any]] = None,
     **detection: Any,
 ) -> Dict[str, Any]:
     body = clean_body(
@@ -74,6 +75,7 @@ def _call_body(
             "flow": dict(flow) if flow is not None else None,
             "flow_id": flow_id,
             "stream": dict(stream) if stream is not None else None,
+            "dial": dict(dial) if dial is not None else None,
             **detection,  # machine_detection, machine_detection_timeout, async_amd, amd_webhook_url
             "status_callback_events": list(status_callback_events) if status_callback_events is not None else None,
             "time_limit": time_limit,
@@ -199,6 +201,7 @@ class Calls:
         flow: Optional[Mapping[str, Any]] = None,
         flow_id: Optional[str] = None,
         stream: Optional[Mapping[str, Any]] = None,
+        dial: Optional[Mapping[str, Any]] = None,
         machine_detection: Optional[MachineDetection] = None,
         machine_detection_timeout: Optional[int] = None,
         async_amd: Optional[bool] = None,
@@ -215,6 +218,10 @@ class Calls:
         result is the call's ``answered_by`` and a ``machine_detection.completed`` webhook (to
         ``amd_webhook_url``, else ``webhook_url``); with ``async_amd`` the call does not wait for it.
 
+        ``dial`` (``{"to": ..., "caller_id"?, "timeout"?, "record"?}``) is click-to-call: once the
+        call is answered and its ``tts``/``audio_url`` played, it is connected to ``dial["to"]``
+        (a call of its own, ``parent_call_id`` = this call), and hangs up when that call ends.
+
         ``timeout`` is the ring timeout in seconds (API field); ``request_timeout`` is the
         HTTP timeout of this request. An ``Idempotency-Key`` is generated when not given
         and reused on every retry, so a retried create never places two calls.
@@ -225,7 +232,7 @@ class Calls:
             transcribe_language, stream=stream,
             machine_detection=machine_detection, machine_detection_timeout=machine_detection_timeout,
             async_amd=async_amd, amd_webhook_url=amd_webhook_url,
-            status_callback_events=status_callback_events, time_limit=time_limit,
+            status_callback_events=status_callback_events, time_limit=time_limit, dial=dial,
         )
         return Call(
             self._client.request(
@@ -558,6 +565,7 @@ class AsyncCalls:
         flow: Optional[Mapping[str, Any]] = None,
         flow_id: Optional[str] = None,
         stream: Optional[Mapping[str, Any]] = None,
+        dial: Optional[Mapping[str, Any]] = None,
         machine_detection: Optional[MachineDetection] = None,
         machine_detection_timeout: Optional[int] = None,
         async_amd: Optional[bool] = None,
@@ -575,7 +583,7 @@ class AsyncCalls:
             transcribe_language, stream=stream,
             machine_detection=machine_detection, machine_detection_timeout=machine_detection_timeout,
             async_amd=async_amd, amd_webhook_url=amd_webhook_url,
-            status_callback_events=status_callback_events, time_limit=time_limit,
+            status_callback_events=status_callback_events, time_limit=time_limit, dial=dial,
         )
         return Call(
             await self._client.request(
