@@ -3,7 +3,8 @@
 set -euo pipefail
 # MP3 and audio decoding come from Python wheels (lameenc, PyAV): no ffmpeg/lame/sox needed.
 # chromium: the browser the console's end-to-end tests drive (Playwright, without its own download).
-PKGS=(postgresql postgresql-client default-jre-headless maven kcat espeak-ng sip-tester baresip chromium)
+# dnsmasq-base: the DNS server the SIP trunk server-location tests run (NAPTR, SRV records).
+PKGS=(postgresql postgresql-client default-jre-headless maven kcat espeak-ng sip-tester baresip chromium dnsmasq-base)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -98,6 +98,23 @@ def _choice_or_default(default: str, *allowed: str) -> Callable[[str], str]:
     return parse
 
 
+def _nameservers(raw: str) -> tuple[tuple[str, int], ...]:
+    """``host[:port],...`` (``[v6]:port`` for an IPv6 address with a port) as (address, port) pairs."""
+    out = []
+    for item in (i.strip() for i in raw.split(",")):
+        if not item:
+            continue
+        m = re.fullmatch(r"\[([0-9A-Fa-f:.]+)\](?::(\d+))?|([^:\[\]]+)(?::(\d+))?|([0-9A-Fa-f:.]+)", item)
+        if m is None:
+            raise ValueError(f"{item!r} is not host[:port]")
+        host = m.group(1) or m.group(3) or m.group(5)
+        port = int(m.group(2) or m.group(4) or 53)
+        if not 1 <= port <= 65535:
+            raise ValueError(f"{item!r}: port out of range")
+        out.append((host, port))
+    return tuple(out)
+
+
 def _schema_name(raw: str) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,40}", raw):
         raise ValueError("not a plain schema name ([a-z_][a-z0-9_]*, at most 41 characters)")
@@ -444,6 +461,14 @@ class Settings:
     allow_private_urls: bool = var("CANARY_ALLOW_PRIVATE_URLS", "", _bool,
                                    "`1` lets customer URLs reach loopback/private addresses (development only;"
                                    " `canary-voice run` sets it)", shown="off")
+    dns_nameservers: tuple[tuple[str, int], ...] = var(
+        "CANARY_DNS_NAMESERVERS", "", _nameservers,
+        "DNS servers for SIP trunk server location (NAPTR, SRV, A: RFC 3263), `host[:port],...`"
+        " (empty: the system's resolv.conf)", shown="system resolver")
+    dns_timeout_s: float = var("CANARY_DNS_TIMEOUT_S", "3", _float,
+                               "seconds one server-location lookup (all its DNS queries) may take")
+    dns_cache_size: int = var("CANARY_DNS_CACHE_SIZE", "1024", _int,
+                              "DNS answers kept, each for its TTL (least recently used dropped first)")
     calls_per_second: float = var("CANARY_CPS", "10", _float,
                                   "calls per second of an account without its own limit")
     health_port: int = var("CANARY_HEALTH_PORT", "0", _int,

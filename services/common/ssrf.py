@@ -138,7 +138,13 @@ async def resolve_checked(host: str, port: int) -> list[str]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise SsrfError(f"cannot resolve {host}: {exc.strerror}") from None
-    addrs = list(dict.fromkeys(info[4][0] for info in infos))
+    return vet_addresses(host, [info[4][0] for info in infos])
+
+
+def vet_addresses(host: str, addrs: Iterable[str]) -> list[str]:
+    """``addrs`` (what ``host`` resolved to, by any resolver), deduplicated; SsrfError if there
+    are none or any is forbidden (unless CANARY_ALLOW_PRIVATE_URLS)."""
+    addrs = list(dict.fromkeys(addrs))
     if not addrs:
         raise SsrfError(f"cannot resolve {host}")
     if not private_urls_allowed():

@@ -157,7 +157,11 @@ def check_host_allowed(host: str) -> str:
     return host
 
 
-def valid_port(port: Any) -> int:
+def valid_port(port: Any) -> int | None:
+    """The port as an integer 1-65535; None (no port) means the servers are located by DNS
+    (RFC 3263), or the transport's default port for an IP address."""
+    if port is None:
+        return None
     if isinstance(port, bool) or not isinstance(port, (int, str)):
         raise TrunkError("invalid_port", "port must be an integer 1-65535", "port")
     try:
@@ -170,7 +174,7 @@ def valid_port(port: Any) -> int:
 
 
 def default_port(transport: Any) -> int:
-    """The port a trunk listens on unless it says otherwise: 5061 for TLS, else 5060 (RFC 3261 19.1.2)."""
+    """The port of a trunk that has none and no SRV records: 5061 for TLS, else 5060 (RFC 3261 19.1.2)."""
     return 5061 if isinstance(transport, str) and transport.strip().lower() == "tls" else 5060
 
 
@@ -249,12 +253,13 @@ def _view(row: Any) -> dict[str, Any]:
     return d
 
 
-async def set_trunk(db: Any, account_id: str, *, host: Any, port: Any = 5060, transport: Any = "udp",
+async def set_trunk(db: Any, account_id: str, *, host: Any, port: Any = None, transport: Any = "udp",
                     username: Any = None, password: Any = KEEP, caller_id: Any = None,
                     allowed_from_prefixes: Any = None, digest_realm: Any = None,
                     allow_legacy_digest: Any = False, allow_foreign_hops: Any = False) -> dict[str, Any]:
     """Create or replace the account's trunk. ``password``: KEEP (default) leaves the stored one,
-    None or '' removes it, a string replaces it. Returns the public view (no password).
+    None or '' removes it, a string replaces it. ``port`` None: located by DNS at each call
+    (services/telephony/sip/locate.py). Returns the public view (no password).
 
     KEEP with a stored password and another host is refused (``password_required``): the
     password would go to a host it was not given for. The check is part of the upsert, so a

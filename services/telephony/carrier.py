@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 if TYPE_CHECKING:  # the SIP package imports this module
+    from services.telephony.sip.locate import Target
     from services.telephony.sip.policy import TrunkPolicy
 
 SAMPLE_RATE = 8000
@@ -31,7 +32,7 @@ class TrunkConfig:
     """Where and how to send SIP for one account (secrets never logged: see __repr__)."""
 
     host: str
-    port: int = 5060
+    port: int | None = 5060  # None: the servers are located by DNS (RFC 3263: sip/locate.py)
     transport: str = "udp"
     username: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -39,6 +40,9 @@ class TrunkConfig:
     # The vetted IP the SIP goes to (services/telephony/trunks.py resolves ``host`` under the
     # SSRF rules once per call); None: ``host`` as given. URIs keep ``host``.
     address: str | None = field(default=None, compare=False)
+    # Where the SIP goes, in the order to fail over (vetted like ``address``, which is the
+    # first one's); empty: ``address`` (or ``host``) and ``port`` alone.
+    targets: tuple[Target, ...] = field(default=(), compare=False)
     # What its calls accept: digest realm, legacy digest, hops off the trunk (None: strict).
     policy: TrunkPolicy | None = field(default=None, compare=False)
 

@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
     def trunks_set(
         account: str = typer.Option(..., "--account", help="account name"),
         host: str = typer.Option(..., "--host", help="trunk hostname or IP address"),
-        port: Optional[int] = typer.Option(None, "--port", help="trunk SIP port (default 5060; 5061 for tls)"),
+        port: Optional[int] = typer.Option(None, "--port", help="trunk SIP port (default: located by DNS, NAPTR/SRV, else 5060; 5061 for tls)"),
         transport: str = typer.Option("udp", "--transport", help="SIP transport (udp, tcp or tls)"),
         username: Optional[str] = typer.Option(None, "--username", help="digest auth user name"),
         password_stdin: bool = typer.Option(False, "--password-stdin",
@@ -121,7 +121,7 @@ def register(app: typer.Typer) -> None:
 
         async def go(c: Any) -> dict:
             return await repo.set_trunk(c, await _account_id(c, account), host=host,
-                                        port=repo.default_port(transport) if port is None else port, transport=transport,
+                                        port=port, transport=transport,
                                         username=username, password=password, caller_id=caller_id,
                                         allowed_from_prefixes=allow_from or [], digest_realm=digest_realm,
                                         allow_legacy_digest=allow_legacy_digest,

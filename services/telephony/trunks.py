@@ -6,7 +6,10 @@ The trunk's host is resolved here, once per call, under the SSRF rules of custom
 (services/common/ssrf.py: any loopback, private, link-local ... answer refuses the call;
 CANARY_ALLOW_PRIVATE_URLS=1 allows them in development), and the SIP goes to the vetted
 address, so a name that changes its answer after the trunk was set (DNS rebinding)
-cannot point the gateway, and the trunk password's digest, at our own network."""
+cannot point the gateway, and the trunk password's digest, at our own network.
+
+A trunk without a port is located by DNS (RFC 3263: NAPTR, SRV, then A; sip/locate.py),
+each address found vetted the same way; the carrier fails over along them in order."""
 
 from __future__ import annotations
 
@@ -14,9 +17,10 @@ import dataclasses
 from typing import Any
 
 from services.common.ssrf import SsrfError, resolve_checked
-from services.lib.trunks import NO_TRUNK, TrunkError, resolve_caller_id, unseal
+from services.lib.trunks import NO_TRUNK, TrunkError, default_port, resolve_caller_id, unseal
 from services.telephony.carrier import DialRequest, TrunkConfig
-from services.telephony.sip.policy import TrunkPolicy
+from services.telephony.sip.locate import LocateError, Target, locate
+from services.telephony.sip.policy import TrunkPolicy, is_ip
 
 
 async def trunk_config(db: Any, account_id: str) -> tuple[TrunkConfig, list[str]] | None:
@@ -52,6 +56,20 @@ async def prepare_dial(db: Any, req: DialRequest) -> DialRequest:
         raise TrunkError("trunk_not_found", NO_TRUNK)
     trunk, prefixes = found
     from_ = resolve_caller_id(req.from_, trunk.caller_id, prefixes)
-    address = await vetted_address(trunk.host, trunk.port)
+    targets = await trunk_targets(trunk)
     # The resolved number goes in `from_`; the carrier's own override is not needed again.
-    return dataclasses.replace(req, from_=from_, trunk=dataclasses.replace(trunk, caller_id=None, address=address))
+    return dataclasses.replace(req, from_=from_, trunk=dataclasses.replace(
+        trunk, caller_id=None, address=targets[0].address, targets=tuple(targets)))
+
+
+async def trunk_targets(trunk: TrunkConfig) -> list[Target]:
+    """Where a call through ``trunk`` sends its SIP, in the order to try: its vetted address
+    when it has a port or is an IP address, else the servers DNS locates for its domain;
+    TrunkError (``host_not_allowed``, ``host_not_found``, ``dns_failed``) otherwise."""
+    if trunk.port is not None or is_ip(trunk.host):
+        port = trunk.port or default_port(trunk.transport)
+        return [Target(await vetted_address(trunk.host, port), port, trunk.host)]
+    try:
+        return await locate(trunk.host, trunk.transport)
+    except LocateError as exc:
+        raise TrunkError(exc.code, exc.message, "host") from None

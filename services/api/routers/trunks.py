@@ -32,8 +32,9 @@ TRUNK_FIELDS = {"host", "port", "transport", "username", "password", "caller_id"
 _TRUNK_BODY = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"type": "object", "required": ["host"], "additionalProperties": False, "properties": {
         "host": {"type": "string", "description": "trunk hostname or IP address"},
-        "port": {"type": "integer", "minimum": 1, "maximum": 65535, "default": 5060,
-                 "description": "5060 unless given; 5061 for tls"},
+        "port": {"type": ["integer", "null"], "minimum": 1, "maximum": 65535, "default": None,
+                 "description": "absent or null: located by DNS at each call (RFC 3263: NAPTR, SRV, then"
+                                " the host's address with 5060, 5061 for tls); an IP address host: 5060/5061"},
         "transport": {"type": "string", "enum": list(repo.TRANSPORTS), "default": "udp"},
         "username": {"type": ["string", "null"], "description": "digest auth user name"},
         "password": {"type": ["string", "null"], "writeOnly": True,
@@ -89,7 +90,7 @@ async def put_trunk(request: Request, account: Annotated[Account, Depends(curren
         raise ApiError(422, "missing_field", "host is required", "host")
     try:
         t = await repo.set_trunk(
-            await request.app.state.runtime.db(), account.id, host=b["host"], port=b.get("port", repo.default_port(b.get("transport"))),
+            await request.app.state.runtime.db(), account.id, host=b["host"], port=b.get("port"),
             transport=b.get("transport", "udp"), username=b.get("username"),
             password=b["password"] if "password" in b else repo.KEEP, caller_id=b.get("caller_id"),
             allowed_from_prefixes=b.get("allowed_from_prefixes"), digest_realm=b.get("digest_realm"),

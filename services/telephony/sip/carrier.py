@@ -13,6 +13,7 @@ from services.lib.inbound import RING_TIMEOUT_S, Accept, NumberRoute, Reject, di
 from services.telephony.carrier import DialRequest, TrunkConfig
 
 from .call import SipCall
+from .locate import DEFAULT_PORTS, Target
 from .media import MediaClock, MediaSession, bind_rtp_pair
 from .message import SipMessage, make_response, new_tag
 from .policy import TrunkPolicy, is_ip
@@ -149,16 +150,19 @@ class SipCarrier:
         await self.start()
         assert self.endpoint is not None
         endpoint: SipEndpoint = self.endpoint if transport == "udp" else await self._stream(transport)
-        if trunk.address is None and not is_ip(trunk.host):
+        port = trunk.port or DEFAULT_PORTS.get(transport, 5060)
+        if trunk.address is None and not trunk.targets and not is_ip(trunk.host):
             # An operator's default trunk by name: resolved once, here, so the call's
             # SIP (and the addresses it accepts) stay on one address.
             infos = await asyncio.get_running_loop().getaddrinfo(
-                trunk.host, trunk.port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+                trunk.host, port, family=socket.AF_INET, type=socket.SOCK_DGRAM)
             trunk = dataclasses.replace(trunk, address=infos[0][4][0])
+        targets = trunk.targets or (Target(trunk.address or trunk.host, port, trunk.host),)
         policy = self.trunk_policy(trunk) if callable(self.trunk_policy) else self.trunk_policy
-        local_ip = self.local_ip or route_ip(trunk.address or trunk.host, trunk.port)
+        local_ip = self.local_ip or route_ip(targets[0].address, targets[0].port)
         if isinstance(endpoint, SipStreamEndpoint):
-            endpoint.expect_name((trunk.address or trunk.host, trunk.port), trunk.host)
+            for t in targets:  # the trunk's domain, not the SRV target: RFC 5922 4
+                endpoint.expect_name((t.address, t.port), trunk.host)
         media, bind = await self._media(request.call_id, local_ip)
         call = bind(SipCall(request, trunk, endpoint, media, local_ip, on_finished=self._finished, policy=policy))
         self._calls[call.sip_call_id] = call

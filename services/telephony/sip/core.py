@@ -40,6 +40,7 @@ from services.telephony.carrier import (
 )
 
 from .digest import DigestError, authorization, parse_challenge
+from .locate import DEFAULT_PORTS, Target
 from .mapping import map_final_response
 from .message import (
     SipMessage,
@@ -68,6 +69,7 @@ CANCEL_GUARD = TimerId("cancel_guard")  # 8*T1 after CANCEL: report without wait
 ABANDON_INVITE = TimerId("abandon_invite")  # 64*T1 after CANCEL: forget the INVITE transaction
 SESSION_REFRESH = TimerId("session_refresh")  # we are the refresher (RFC 4028): UPDATE at half the interval
 SESSION_EXPIRY = TimerId("session_expiry")  # the far end refreshes: BYE if it has not before the session expires
+FAILOVER = TimerId("failover")  # a silent UDP target with others behind it: try the next (RFC 3263 4.3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +140,6 @@ class _Refer:
 
 
 STREAM_TRANSPORTS = ("tcp", "tls")  # reliable: no retransmissions (RFC 3261 17.1)
-DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
 
 def parse_session_expires(value: str) -> tuple[int, str | None] | None:
@@ -157,13 +158,14 @@ def parse_session_expires(value: str) -> tuple[int, str | None] | None:
     return max(interval, 1), refresher
 
 
-def sip_uri(number: str, host: str, port: int, transport: str = "udp") -> str:
+def sip_uri(number: str, host: str, port: int | None, transport: str = "udp") -> str:
     """``+15551234567`` -> ``sip:+15551234567@host:port``; full SIP URIs pass through. Over
-    TCP or TLS the URI says so (``;transport=tcp``), so every hop keeps the transport."""
+    TCP or TLS the URI says so (``;transport=tcp``), so every hop keeps the transport. No
+    port (a trunk located by DNS): none in the URI, so the next hop locates it the same way."""
     if number.startswith(("sip:", "sips:")):
         return number
     user = "".join(ch for ch in number if ch.isalnum() or ch in "+*#-._")
-    hostport = host if port == DEFAULT_PORTS.get(transport, 5060) else f"{host}:{port}"
+    hostport = host if port in (None, DEFAULT_PORTS.get(transport, 5060)) else f"{host}:{port}"
     return f"sip:{user}@{hostport}" + (f";transport={transport}" if transport != "udp" else "")
 
 
@@ -212,11 +214,19 @@ class CallCore:
         self.user_agent = user_agent
         self.local_ip = local_ip
         self.media_port = media_port
-        self.dest = (trunk.address or trunk.host, trunk.port)
-        # The trunk's addresses: its vetted IP and the name it was configured with. The
-        # route set and the remote target must stay on them (unless the policy allows
-        # otherwise), and only a response from the vetted IP may pin the digest realm.
-        self._trunk_hosts = {h.lower() for h in (trunk.address, trunk.host) if h}
+        self.transport = (trunk.transport or "udp").lower()
+        # Where the INVITE goes, in order: the next is tried when one fails at the transport
+        # level, times out or answers 503 (RFC 3263 4.3); ``tried`` says how each went.
+        self._targets = list(trunk.targets) or [Target(
+            trunk.address or trunk.host, trunk.port or DEFAULT_PORTS.get(self.transport, 5060), trunk.host)]
+        self.target = self._targets.pop(0)
+        self.tried: list[str] = []
+        self.dest = (self.target.address, self.target.port)
+        # The trunk's addresses: its vetted IPs and the names it was configured and located
+        # with. The route set and the remote target must stay on them (unless the policy
+        # allows otherwise), and only a response from the vetted IP may pin the digest realm.
+        self._trunk_hosts = {h.lower() for h in (trunk.address, trunk.host) if h} | {
+            h.lower() for t in (self.target, *self._targets) for h in (t.address, t.name)}
         self._foreign_peers: set[str] = set()  # allowed hops off the trunk (policy.allow_foreign_hops)
         self._realm: str | None = self.policy.realm  # the realm challenges must name, once known
         self._auth_refused: str | None = None  # why the last challenge was not answered
@@ -230,7 +240,6 @@ class CallCore:
         self.state = "init"
         self.ended: Ended | None = None
         self.finished = False
-        self.transport = (trunk.transport or "udp").lower()
         self.reliable = self.transport in STREAM_TRANSPORTS
         self.request_uri = sip_uri(request.to, trunk.host, trunk.port, self.transport)
         caller = trunk.caller_id or request.from_
@@ -381,6 +390,8 @@ class CallCore:
                 self._session_lost(now, "session expired: the far end did not refresh it")
             elif timer_id == ABANDON_INVITE:
                 self._abandon_invite()
+            elif timer_id == FAILOVER and not self._got_provisional:
+                self._failover(f"no response in {self.timers.failover_s:g} s", now)
         return self._flush()
 
     def media_timeout(self, now: float) -> list[Output]:
@@ -398,12 +409,13 @@ class CallCore:
 
     def transport_failed(self, reason: str, now: float) -> list[Output]:
         """The TCP/TLS connection to the trunk could not be made or broke: RFC 3261 17.1.1.2
-        tells the transaction user at once (no Timer B wait); the call fails with the reason."""
+        tells the transaction user at once (no Timer B wait); the call fails with the reason,
+        unless the INVITE can go to the trunk's next server."""
         for pending in list(self._txs.values()):
             self._out.extend(pending.tx.abort())
         self._txs.clear()
-        if self.ended is None:
-            self._end(Ended("failed", reason, None, "system"))
+        if self.ended is None and not self._failover(reason, now):
+            self._end(Ended("failed", self._with_tried(reason), None, "system"))
         return self._flush()
 
     def abort(self, now: float) -> list[Output]:
@@ -482,10 +494,37 @@ class CallCore:
         self._got_provisional = False
         self._cancel_sent = False
         self._start_tx(msg, self.dest, now, on_response=self._on_invite_response, on_timeout=self._on_invite_timeout)
+        if self._targets and not self.reliable:
+            # Timer B is 32 s: the next server must not wait for it (a connection refused
+            # or timed out is reported at once on TCP/TLS).
+            self._arm(FAILOVER, now + self.timers.failover_s)
 
     def _on_invite_timeout(self, now: float) -> None:
         # Timer B: the trunk never answered at all, which is not "no-answer" by the callee.
-        self._end(Ended("failed", "no response from SIP trunk (timeout)", None, "system"))
+        if not self._failover("no response (timeout)", now):
+            self._end(Ended("failed", self._with_tried("no response from SIP trunk (timeout)"), None, "system"))
+
+    def _failover(self, why: str, now: float) -> bool:
+        """Send the INVITE to the trunk's next server instead (RFC 3263 4.3: a new transaction,
+        the same call); False when there is none left or the call is past trying."""
+        if not self._targets or self.ended is not None or self._cancel_reason is not None \
+                or self.state not in ("calling", "early"):
+            return False
+        self.tried.append(f"{self.target}: {why}")
+        self._disarm(FAILOVER)
+        for pending in list(self._txs.values()):
+            self._out.extend(pending.tx.abort())
+        self._txs.clear()
+        self.target = self._targets.pop(0)
+        self.dest = (self.target.address, self.target.port)
+        self._auth, self._realm, self._auth_refused = _Auth(), self.policy.realm, None  # a new server's challenge
+        log.info("sip.failover", call_id=self.call_id, failed=self.tried[-1], next=str(self.target))
+        self._send_invite(self._build_invite(), now)
+        return True
+
+    def _with_tried(self, reason: str) -> str:
+        """``reason``, and the servers tried before this one, if any."""
+        return reason if not self.tried else f"{reason} (at {self.target}; tried before: {'; '.join(self.tried)})"
 
     def _on_invite_response(self, resp: SipMessage, now: float) -> None:
         code = resp.status or 0
@@ -499,11 +538,12 @@ class CallCore:
             self._disarm(RING_TIMEOUT)
             self._end(Ended("failed", self._auth_refused, code, "system"))
         else:
-            self._on_failure(resp)
+            self._on_failure(resp, now)
 
     def _on_provisional(self, resp: SipMessage, now: float) -> None:
         code = resp.status or 0
         self._got_provisional = True
+        self._disarm(FAILOVER)
         if self._cancel_reason is not None and not self._cancel_sent:
             self._send_cancel(now)  # CANCEL had to wait for a provisional (RFC 3261 9.1)
             return
@@ -674,9 +714,13 @@ class CallCore:
             self._out.append(StartMedia(send=False))  # listen to early media (ringback, announcements)
         return True
 
-    def _on_failure(self, resp: SipMessage) -> None:
+    def _on_failure(self, resp: SipMessage, now: float) -> None:
+        if resp.status == 503 and self._failover(f"503 {resp.reason}".strip(), now):
+            return
         self._disarm(RING_TIMEOUT)
         ended = map_final_response(resp.status or 0, resp.reason, canceled_by=self._cancel_reason)
+        if self.tried:
+            ended = Ended(ended.status, self._with_tried(ended.reason), ended.sip_code, ended.hangup_by)
         log.info("sip.call_failed", call_id=self.call_id, code=resp.status, status=ended.status)
         self._end(ended)
 

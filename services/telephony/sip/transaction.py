@@ -31,6 +31,7 @@ class Timers:
     t1: float = 0.5
     t2: float = 4.0
     t4: float = 5.0
+    failover_s: float = 4.0  # a UDP server silent this long (no 100 Trying) is passed over when another is left
 
 
 TIMER_D = 32.0  # RFC 3261 17.1.1.2: at least 32 s over UDP

@@ -47,9 +47,11 @@ def test_invalid_host(host):
 
 def test_port_and_transport():
     assert trunks.valid_port("5080") == 5080 and trunks.valid_port(1) == 1
-    for bad in (0, 65536, "x", True, None, 1.5):
-        with pytest.raises(TrunkError):
+    assert trunks.valid_port(None) is None  # no port: located by DNS (RFC 3263)
+    for bad in (0, 65536, "x", True, "", 1.5, -1):
+        with pytest.raises(TrunkError) as e:
             trunks.valid_port(bad)
+        assert (e.value.code, e.value.field) == ("invalid_port", "port")
     assert [trunks.valid_transport(t) for t in ("UDP", "tcp", " TLS ")] == ["udp", "tcp", "tls"]
     for bad in ("ws", "", None, "sctp", "udp;x"):
         with pytest.raises(TrunkError) as e:
