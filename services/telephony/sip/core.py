@@ -415,7 +415,7 @@ class CallCore:
             self._out.extend(pending.tx.abort())
         self._txs.clear()
         if self.ended is None and not self._failover(reason, now):
-            self._end(Ended("failed", self._with_tried(reason), None, "system"))
+            self._end(Ended("failed", reason, None, "system"))
         return self._flush()
 
     def abort(self, now: float) -> list[Output]:
@@ -502,7 +502,7 @@ class CallCore:
     def _on_invite_timeout(self, now: float) -> None:
         # Timer B: the trunk never answered at all, which is not "no-answer" by the callee.
         if not self._failover("no response (timeout)", now):
-            self._end(Ended("failed", self._with_tried("no response from SIP trunk (timeout)"), None, "system"))
+            self._end(Ended("failed", "no response from SIP trunk (timeout)", None, "system"))
 
     def _failover(self, why: str, now: float) -> bool:
         """Send the INVITE to the trunk's next server instead (RFC 3263 4.3: a new transaction,
@@ -719,8 +719,6 @@ class CallCore:
             return
         self._disarm(RING_TIMEOUT)
         ended = map_final_response(resp.status or 0, resp.reason, canceled_by=self._cancel_reason)
-        if self.tried:
-            ended = Ended(ended.status, self._with_tried(ended.reason), ended.sip_code, ended.hangup_by)
         log.info("sip.call_failed", call_id=self.call_id, code=resp.status, status=ended.status)
         self._end(ended)
 
@@ -1013,6 +1011,8 @@ class CallCore:
     def _end(self, ended: Ended) -> None:
         if self.ended is not None:
             return
+        if self.tried:  # the call's reason names the servers that failed before this one
+            ended = Ended(ended.status, self._with_tried(ended.reason), ended.sip_code, ended.hangup_by)
         self.ended = ended
         self.state = "terminated"
         self._disarm(RING_TIMEOUT)

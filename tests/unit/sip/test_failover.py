@@ -76,3 +76,14 @@ def test_the_last_server_failing_at_the_transport_fails_the_call_with_the_server
     [ended] = f.ended()
     assert ended == Ended("failed", "timed out (at sip2.example.net (192.0.2.11:5080); tried before:"
                           " sip1.example.net (192.0.2.10:5070): refused)", None, "system")
+
+
+def test_a_call_answered_after_a_failover_says_so_when_it_ends():
+    f = far("tcp")
+    f.feed(f.core.transport_failed("refused", f.now))
+    f.respond(f.last("INVITE"), 200, "OK", body=ANSWER_SDP, headers=(("Contact", "<sip:callee@192.0.2.11:5080>"),))
+    f.feed(f.core.hangup(f.now))
+    [ended] = f.ended()
+    assert ended.status == "completed" and ended.reason == (
+        "hung up by caller (at sip2.example.net (192.0.2.11:5080); tried before: sip1.example.net"
+        " (192.0.2.10:5070): refused)")
