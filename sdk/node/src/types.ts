@@ -286,7 +286,8 @@ export interface SandboxCallee {
 
 export interface TrunkParams {
   host: string;
-  port?: number;
+  /** Absent or null: the trunk's servers are located by DNS at each call (NAPTR, SRV, A: RFC 3263). */
+  port?: number | null;
   transport?: 'udp';
   username?: string | null;
   /** Write-only. Absent: keep the stored one; null: remove. */
@@ -303,7 +304,8 @@ export interface TrunkParams {
 
 export interface Trunk {
   host: string;
-  port?: number;
+  /** null: located by DNS at each call. */
+  port?: number | null;
   transport?: string;
   username?: string | null;
   caller_id?: string | null;

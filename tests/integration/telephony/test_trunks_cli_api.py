@@ -49,7 +49,7 @@ async def test_cli_trunk_lifecycle_never_shows_the_password(account, pg):
     import orjson
 
     shown = orjson.loads(r.stdout)
-    assert shown["has_password"] is True and "password" not in shown and shown["port"] == 5060
+    assert shown["has_password"] is True and "password" not in shown and shown["port"] is None  # located by DNS
 
     # replacing without a password keeps it (same host: a new one needs the password again,
     # tests/security/test_trunk_changes.py); --clear-password removes it
@@ -135,12 +135,19 @@ async def test_api_trunk(api, account, pg):
 
     # password absent: kept (same host); null: removed
     r = await api.put("/v1/voice/trunk", headers=h, json={"host": "sip.example.net"})
-    assert r.json()["has_password"] is True and r.json()["caller_id"] is None and r.json()["port"] == 5060
+    assert r.json()["has_password"] is True and r.json()["caller_id"] is None and r.json()["port"] is None
+    r = await api.put("/v1/voice/trunk", headers=h, json={"host": "sip.example.net", "port": None, "transport": "tls"})
+    assert (r.status_code, r.json()["port"], r.json()["transport"]) == (200, None, "tls")  # no port: DNS (RFC 3263)
+    assert (await api.get("/v1/voice/trunk", headers=h)).json()["port"] is None
     r = await api.put("/v1/voice/trunk", headers=h, json={"host": "pbx.lan", "password": None})
     assert r.json()["has_password"] is False
 
     for bad, code, field in (({"host": "a b"}, "invalid_host", "host"), ({"port": 5060}, "missing_field", "host"),
                              ({"host": "h", "port": 0}, "invalid_port", "port"),
+                             ({"host": "h", "port": 65536}, "invalid_port", "port"),
+                             ({"host": "h", "port": "five"}, "invalid_port", "port"),
+                             ({"host": "h", "port": True}, "invalid_port", "port"),
+                             ({"host": "_sip._udp.h"}, "invalid_host", "host"),
                              ({"host": "h", "transport": "ws"}, "invalid_transport", "transport"),
                              ({"host": "h", "nope": 1}, "unknown_field", "nope"),
                              ({"host": "h", "allowed_from_prefixes": ["44"]}, "invalid_allowed_from_prefixes",
