@@ -35,7 +35,7 @@ class DirectoryCache:
         self.loaded_at = 0.0
         self.loads = 0  # snapshots loaded so far (what routing has cost Postgres)
         self._lock = asyncio.Lock()
-        self._resolved: dict[str, tuple[float, list[str]]] = {}  # host name -> (when, addresses)
+        self._resolved: dict[tuple[str, bool], tuple[float, list[str]]] = {}  # (host, located) -> (when, addresses)
 
     async def route(self, source_ip: str, number: str | None) -> Accept | Reject:
         """Accept (the number's route) or Reject (the SIP code) for an INVITE from ``source_ip``."""
@@ -52,29 +52,35 @@ class DirectoryCache:
         async with self._lock:
             if self.directory is not None and self.loaded_at >= asked_at:
                 return  # loaded while this one waited: one query for the whole burst
-            rows = await self.pool.fetch("SELECT account_id, host FROM sip_trunks")
-            hosts = sorted({r["host"] for r in rows})
-            found = dict(zip(hosts, await asyncio.gather(*(self._addresses(h) for h in hosts))))
+            rows = await self.pool.fetch("SELECT account_id, host, port IS NULL AS located FROM sip_trunks")
+            keys = sorted({(r["host"], r["located"]) for r in rows})
+            found = dict(zip(keys, await asyncio.gather(*(self._addresses(*k) for k in keys))))
             ips: dict[str, list[str]] = {}
             for r in rows:
-                ips.setdefault(r["account_id"], []).extend(found[r["host"]])
+                ips.setdefault(r["account_id"], []).extend(found[(r["host"], r["located"])])
             routes = await routable_numbers(self.pool, list(ips))
             self.directory = Directory.build(ips, routes)
             self.loaded_at = time.monotonic()
             self.loads += 1
 
-    async def _addresses(self, host: str) -> list[str]:
+    async def _addresses(self, host: str, located: bool = False) -> list[str]:
+        """The addresses a trunk's INVITEs may come from: its host's, or for a trunk without a
+        port the servers DNS locates for it (its SRV targets call us too)."""
         if is_ip(host):
             return [host]
         from services.common.ssrf import resolve_checked
+        from services.telephony.sip.locate import locate
 
-        cached = self._resolved.get(host)
+        cached = self._resolved.get((host, located))
         if cached is not None and time.monotonic() - cached[0] < RESOLVED_TTL_S:
             return cached[1]
         try:
-            addresses = await asyncio.wait_for(resolve_checked(host, 5060), RESOLVE_TIMEOUT_S)
+            if located:
+                addresses = [t.address for t in await asyncio.wait_for(locate(host, "udp"), RESOLVE_TIMEOUT_S)]
+            else:
+                addresses = await asyncio.wait_for(resolve_checked(host, 5060), RESOLVE_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001 - a trunk whose name does not resolve takes no calls
             log.info("sip.inbound_trunk_unresolved", host=host, error=str(exc) or type(exc).__name__)
             addresses = []
-        self._resolved[host] = (time.monotonic(), addresses)
+        self._resolved[(host, located)] = (time.monotonic(), addresses)
         return addresses

@@ -145,3 +145,22 @@ async def test_a_call_through_a_name_nobody_has_fails_with_the_dns_reason(stack,
     finally:
         await pool.execute("DELETE FROM accounts WHERE id = $1", acct)
         await pool.close()
+
+
+async def test_incoming_invites_are_taken_from_the_servers_dns_locates(stack, dnsmasq):
+    from services.telephony.inbound import DirectoryCache
+
+    dnsmasq.start(srv=[("_sip._udp.inbound.test", "edge.inbound.test", 5060, 10, 0)],
+                  hosts=[("edge.inbound.test", PUBLIC2), ("inbound.test", PUBLIC3)])
+    pool = await db.create_pool(min_size=1, max_size=2)
+    acct = "acct_" + uuid.uuid4().hex[:10]
+    try:
+        await pool.execute("INSERT INTO accounts (id, name, signing_secret) VALUES ($1, $1, 'whsec_test')", acct)
+        await trunks.set_trunk(pool, acct, host="inbound.test", password=None)
+        cache = DirectoryCache(pool, refresh_s=60.0)
+        # 404: the source is the trunk's (the number is not routed); 403: not a trunk's address
+        assert (await cache.route(PUBLIC2, "+15557770009")).code == 404  # its SRV target
+        assert (await cache.route(PUBLIC3, "+15557770009")).code == 403  # the domain's A: not a server
+    finally:
+        await pool.execute("DELETE FROM accounts WHERE id = $1", acct)
+        await pool.close()
