@@ -161,7 +161,7 @@ class SipCarrier:
         policy = self.trunk_policy(trunk) if callable(self.trunk_policy) else self.trunk_policy
         local_ip = self.local_ip or route_ip(targets[0].address, targets[0].port)
         if isinstance(endpoint, SipStreamEndpoint):
-            for t in targets:  # the trunk's domain, not the SRV target: RFC 5922 4
+            for t in targets:  # the trunk's domain, not the SRV target: RFC 5922
                 endpoint.expect_name((t.address, t.port), trunk.host)
         media, bind = await self._media(request.call_id, local_ip)
         call = bind(SipCall(request, trunk, endpoint, media, local_ip, on_finished=self._finished, policy=policy))

@@ -10,7 +10,7 @@ SRV name (``_sip._udp``, ``_sip._tcp``, ``_sips._tcp`` + domain) is asked.
 Every address found is vetted by the SSRF rules (services/common/ssrf.py): one forbidden
 answer refuses the trunk, as for a trunk host resolved directly. Callers connect to the
 returned literals, never to a name resolved again. TLS still verifies the certificate
-against the trunk's domain, not an SRV target (RFC 5922 4: the target is not authenticated).
+against the trunk's domain, not an SRV target (RFC 5922: the target is not authenticated).
 """
 
 from __future__ import annotations

@@ -117,6 +117,7 @@ async def test_a_silent_dns_server_times_out_within_the_setting(monkeypatch):
 async def test_answers_are_cached_for_their_ttl(dnsmasq):
     dnsmasq.start(srv=[("_sip._udp.cache.test", "a.cache.test", 5090, 10, 0)],
                   hosts=[("a.cache.test", PUBLIC3)], ttl=60)
+    before = dnsmasq.queries()  # its readiness probe
     t0 = time.perf_counter()
     first = await locate("cache.test", "udp")
     uncached = time.perf_counter() - t0
@@ -127,7 +128,7 @@ async def test_answers_are_cached_for_their_ttl(dnsmasq):
     cached = (time.perf_counter() - t0) / 100
     assert dnsmasq.queries() == asked  # no query while the TTL lasts
     assert cached < uncached
-    print(f"\nserver location: uncached {uncached * 1000:.2f} ms ({asked} queries), cached {cached * 1000:.3f} ms")
+    print(f"\nserver location: uncached {uncached * 1000:.2f} ms ({asked - before} queries), cached {cached * 1000:.3f} ms")
 
 
 async def test_a_call_through_a_name_nobody_has_fails_with_the_dns_reason(stack, dnsmasq):
