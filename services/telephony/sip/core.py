@@ -463,8 +463,11 @@ class CallCore:
             return
         pending = self._txs.get((branch, method))
         if pending is None:
-            if method == "INVITE" and 200 <= (resp.status or 0) < 300:
-                self._on_2xx(resp, now)  # 2xx retransmission after the INVITE transaction ended
+            # A 2xx retransmission after the INVITE transaction ended: of our INVITE now, not
+            # one a server we failed over from answers late.
+            if method == "INVITE" and 200 <= (resp.status or 0) < 300 and self._invite is not None \
+                    and branch == (self._invite.top_via.branch or ""):
+                self._on_2xx(resp, now)
             else:
                 log.debug("sip.stray_response", call_id=self.call_id, first_line=resp.first_line())
             return
@@ -517,7 +520,8 @@ class CallCore:
         self._txs.clear()
         self.target = self._targets.pop(0)
         self.dest = (self.target.address, self.target.port)
-        self._auth, self._realm, self._auth_refused = _Auth(), self.policy.realm, None  # a new server's challenge
+        # A new server: its own digest challenge and reliable-provisional numbering.
+        self._auth, self._realm, self._auth_refused, self._rseq = _Auth(), self.policy.realm, None, None
         log.info("sip.failover", call_id=self.call_id, failed=self.tried[-1], next=str(self.target))
         self._send_invite(self._build_invite(), now)
         return True

@@ -87,3 +87,13 @@ def test_a_call_answered_after_a_failover_says_so_when_it_ends():
     assert ended.status == "completed" and ended.reason == (
         "hung up by caller (at sip2.example.net (192.0.2.11:5080); tried before: sip1.example.net"
         " (192.0.2.10:5070): refused)")
+
+
+def test_a_late_answer_from_the_server_failed_over_from_is_not_taken():
+    f = far()
+    first = f.first("INVITE")
+    f.advance(T.failover_s)  # A silent: the INVITE goes to B
+    f.respond(first, 200, "OK", body=ANSWER_SDP, headers=(("Contact", "<sip:callee@192.0.2.10:5070>"),))
+    assert Answered() not in f.carrier_events() and f.of("ACK") == []
+    f.respond(f.last("INVITE"), 200, "OK", body=ANSWER_SDP, headers=(("Contact", "<sip:callee@192.0.2.11:5080>"),))
+    assert Answered() in f.carrier_events() and f.of("ACK")[0][2] == ("192.0.2.11", 5080)
