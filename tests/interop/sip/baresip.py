@@ -30,9 +30,9 @@ def tone_sequence(seconds: float) -> array:
 
 
 
-def self_signed(tmp_path: Path) -> tuple[str, str]:
-    """A throwaway certificate for 127.0.0.1 (and its key) as one PEM, and the same certificate
-    alone as the CA file a client trusts."""
+def self_signed(tmp_path: Path, dns_names: tuple[str, ...] = ()) -> tuple[str, str]:
+    """A throwaway certificate for 127.0.0.1 and ``dns_names`` (and its key) as one PEM, and the
+    same certificate alone as the CA file a client trusts."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -44,7 +44,8 @@ def self_signed(tmp_path: Path) -> tuple[str, str]:
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
             .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK))]), False)
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(LOOPBACK)),
+                                                        *(x509.DNSName(n) for n in dns_names)]), False)
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
             .sign(key, hashes.SHA256()))
     cert_pem = cert.public_bytes(serialization.Encoding.PEM)
@@ -84,9 +85,10 @@ class Baresip:
 
 
 def start_baresip(tmp_path: Path, transport: str = "udp", commands: tuple[str, ...] = (),
-                  user: str = "1000") -> Baresip:
+                  user: str = "1000", cert_names: tuple[str, ...] = ()) -> Baresip:
     """Start baresip (auto-answer; ``commands`` run once it is ready, e.g. ``/dial sip:...``).
-    It answers calls to ``user`` only (its account's AOR)."""
+    It answers calls to ``user`` only (its account's AOR); over TLS its certificate names
+    127.0.0.1 and ``cert_names``."""
     if shutil.which("baresip") is None:
         import pytest
 
@@ -101,7 +103,7 @@ def start_baresip(tmp_path: Path, transport: str = "udp", commands: tuple[str, .
         w.writeframes(tone_sequence(12).tobytes())
     cfg = tmp_path / "baresip"
     cfg.mkdir(exist_ok=True)
-    cert, ca = self_signed(tmp_path) if transport == "tls" else (None, None)
+    cert, ca = self_signed(tmp_path, cert_names) if transport == "tls" else (None, None)
     (cfg / "config").write_text(
         # net_interface: its SDP must name the loopback it sends RTP from (the carrier
         # accepts RTP only from the address the SDP answer names)
