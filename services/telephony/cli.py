@@ -67,6 +67,8 @@ def _print_trunk(t: dict[str, Any], as_json: bool = False) -> None:
             v = "yes" if v else "no"
         elif isinstance(v, list):
             v = ", ".join(v) or "-"
+        elif k == "port" and v is None:
+            v = "none: located by DNS (NAPTR, SRV)"
         typer.echo(f"{k + ':':23}{'-' if v is None else v}")
 
 
