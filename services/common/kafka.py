@@ -40,6 +40,16 @@ def key_on(mint: Any, owned: set[int] | frozenset[int], partitions: int, tries: 
     return key
 
 
+def known_partition_count(consumer: Any, topic: str) -> int:
+    """How many partitions ``topic`` has, as an aiokafka consumer's cluster metadata already
+    knows it, without a request (0: not known yet, or the consumer is stopped); see
+    ``topic_partitions`` for a fresh answer."""
+    try:
+        return len(consumer._client.cluster.partitions_for_topic(topic) or ())
+    except Exception:  # noqa: BLE001 - stopped or between assignments
+        return 0
+
+
 def make_producer(bootstrap: str | None = None, **overrides: Any) -> AIOKafkaProducer:
     """Producer: acks=all, small linger for batching, order kept per partition.
 

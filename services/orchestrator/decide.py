@@ -56,10 +56,13 @@ class Context:
 
 def decide(state: CallState | None, msg: Envelope, now: datetime, *,
            pacing_slot: datetime | None = None, cps: float = 10.0,
-           validation_errors: list[dict] | None = None, flow_def: dict | None = None) -> Decision:
-    """Next state and outputs for one input. `state` is None for a call not seen before."""
+           validation_errors: list[dict] | None = None, flow_def: dict | None = None,
+           partitions: int = 0) -> Decision:
+    """Next state and outputs for one input. `state` is None for a call not seen before.
+    `partitions`: the events topic's partition count (0: unknown), for naming a dial step's
+    second call on this call's partition (flow.leg_id)."""
     s = state if state is not None else CallState.new(msg.call_id, msg.account_id)
-    s = replace(s, seen=s.seen + 1)
+    s = replace(s, seen=s.seen + 1, partitions=partitions)
     route = INPUTS.get(msg.type)
     if route is None or s.ended:
         return Decision(s)  # not an input, or a finished call: late messages are ignored

@@ -14,6 +14,7 @@ is changed (the engine's own state is a frozen value as well).
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -109,10 +110,23 @@ def _run(s: CallState, engine: fe.FlowState, actions: tuple[fe.Action, ...], cau
     return s, tuple(out)
 
 
-def leg_id(parent_call_id: str, tag: str) -> str:
+def leg_id(parent_call_id: str, tag: str, partitions: int = 0) -> str:
     """The id of the second call a dial step entry places: derived, so a re-decided input names
-    the same call."""
-    return "call_" + uuid.UUID(derive_id(parent_call_id, f"dial:{tag}")).hex[:24]
+    the same call. Given the events topic's partition count, the first candidate that lands on
+    the parent's partition: the leg's instructions then go to the gateway holding the parent,
+    where the relay between the two calls is (two deques on one event loop), however many
+    gateways share the calls."""
+    from services.common.kafka import key_on, partition_of
+
+    tries = itertools.count()
+
+    def candidate() -> str:
+        i = next(tries)
+        return "call_" + uuid.UUID(derive_id(parent_call_id, f"dial:{tag}" + (f"#{i}" if i else ""))).hex[:24]
+
+    if partitions <= 1:
+        return candidate()
+    return key_on(candidate, {partition_of(parent_call_id.encode(), partitions)}, partitions)
 
 
 def caller_id(s: CallState, given: str | None) -> str:
@@ -132,7 +146,7 @@ def _dial(s: CallState, cause: Envelope, a: fe.Dial) -> Step:
     """A dial step: `dial.started` on this call, and `call.leg.requested` on the second call's
     own id, which the orchestrator then decides as that call's first input (decide._leg_requested)."""
     tag = s.flow.tag
-    child, shown = leg_id(s.call_id, tag), caller_id(s, a.caller_id)
+    child, shown = leg_id(s.call_id, tag, s.partitions), caller_id(s, a.caller_id)
     s, started = _emit(s, cause, "dial.started", {"child_call_id": child, "to": a.to, "from": shown,
                                                   "timeout": a.timeout, "record": a.record, "step": a.step,
                                                   "tag": tag})
@@ -164,7 +178,7 @@ def _bridged_transfer(s: CallState, cause: Envelope, a: fe.Transfer) -> Step:
     is over; the call stays up, bridged, until either side hangs up), `transfer.failed` with the
     SIP status its end maps to (`on_failed`, else `next`)."""
     tag = s.flow.tag
-    child = leg_id(s.call_id, tag)
+    child = leg_id(s.call_id, tag, s.partitions)
     s, started = _emit(s, cause, "transfer.started", {"to": a.to, "refer_to": None, "child_call_id": child,
                                                       "step": a.step, "tag": tag})
     s, leg = _leg(s, cause, child, {"to": transfer_target(a.to), "from": caller_id(s, None),

@@ -25,7 +25,7 @@ from events import trace
 from services.common import db, tracing
 from services.common.config import settings
 from services.common.consumer import Batch, Consumer, KafkaDeadLetters, PostgresTracking, Processor, Source
-from services.common.kafka import make_producer, publish_many, type_headers
+from services.common.kafka import known_partition_count, make_producer, publish_many, type_headers
 from services.common.logging import configure
 from services.common.service import serve
 from services.orchestrator.decide import COMMAND_INPUTS, EVENT_INPUTS, INPUTS, Source as InputSource, decide
@@ -241,6 +241,7 @@ class Orchestrator:
         touched: dict[str, str] = {}
         emits: list[Envelope] = []
         now = _now()
+        partitions = known_partition_count(getattr(self.consumer, "consumer", None), topics.events())
         for env, errors in inputs:
             before = states.get(env.call_id)
             if env.traceparent is None and before is not None and before.traceparent is not None:
@@ -248,7 +249,7 @@ class Orchestrator:
             cps = await self._cps(conn, env.account_id) if env.type == "PlaceCall" else 10.0
             with tracing.handling(env, "orchestrator decide"):
                 dec = decide(before, env, now, pacing_slot=pacing.get(env.account_id), cps=cps,
-                             validation_errors=errors, flow_def=flow_defs.get(env.id))
+                             validation_errors=errors, flow_def=flow_defs.get(env.id), partitions=partitions)
             state = dec.state
             if state.traceparent is None and trace.parse(env.traceparent) is not None:
                 state = dataclasses.replace(state, traceparent=env.traceparent)

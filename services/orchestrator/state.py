@@ -236,6 +236,9 @@ class CallState:
     # The call's trace (W3C traceparent of its first traced input): what a timer's input,
     # which carries none, continues (docs/architecture.md, "Following a call").
     traceparent: str | None = None
+    # Not stored: the events topic's partition count, as the I/O edge gives it to each decision
+    # (decide's `partitions`), so a dial step names its second call on this call's partition.
+    partitions: int = field(default=0, compare=False, repr=False)
 
     @classmethod
     def new(cls, call_id: str, account_id: str) -> "CallState":

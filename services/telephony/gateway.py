@@ -633,7 +633,7 @@ class Gateway:
         the group rebalance between the INVITE and the answer, the call fails as before: "not
         held by this gateway".)"""
         from services.common.accounts import new_id
-        from services.common.kafka import key_on
+        from services.common.kafka import key_on, known_partition_count
 
         owned: set[int] = set()
         partitions = 0
@@ -642,9 +642,9 @@ class Gateway:
             topic = topics.events()
             try:
                 owned = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
-                partitions = len(consumer._client.cluster.partitions_for_topic(topic) or ())
             except Exception:  # noqa: BLE001 - stopped or between assignments: any id
-                owned, partitions = set(), 0
+                owned = set()
+            partitions = known_partition_count(consumer, topic)
         return key_on(lambda: new_id("call"), owned, partitions)
 
     def _incoming(self, session: Any, route: Any, sip: dict) -> None:

@@ -77,3 +77,26 @@ async def test_each_gateway_answers_the_calls_it_holds(voice, sipp, tmp_path):
     # The two gateways named their calls for their own partitions: one each (2 partitions).
     parts = [partition_of(cid.encode(), 2) for cid in ids]
     assert parts[0] == parts[1] and parts[2] == parts[3] and parts[0] != parts[2], parts
+
+
+DESK = "+15557770030"  # a sandbox callee: answers, speaks, hangs up
+DIAL = {"start": "desk", "steps": {"desk": {"kind": "dial", "to": DESK, "timeout": 10}}}
+
+
+async def test_a_dial_step_s_second_call_is_placed_by_its_parent_s_gateway(voice, kprod):
+    """Two gateways, one partition each: the orchestrator names each dial step's second call on
+    its parent's partition, so the gateway holding the parent places it and relays between them
+    (with any id, half of them would fail: "not on this telephony gateway")."""
+    await voice.db.execute(
+        "INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)"
+        " ON CONFLICT DO NOTHING", DESK, voice.account, '{"ring": 0.5, "say": "Desk here.", "hangup_after": 2}')
+    parents: list[str] = []
+    while len(parents) < 12 and (len(parents) < 4 or len({partition_of(p.encode(), 2) for p in parents}) < 2):
+        parents.append(await voice.place(kprod, tts=None, flow=DIAL))
+    assert len({partition_of(p.encode(), 2) for p in parents}) == 2  # both gateways hold parents
+    for parent in parents:
+        ended = await voice.wait(parent, "dial.ended", timeout=90)
+        child = ended.data["child_call_id"]
+        assert ended.data["outcome"] == "completed", (ended.data, voice.types(child))
+        assert partition_of(child.encode(), 2) == partition_of(parent.encode(), 2)
+        assert "call.answered" in voice.types(child)

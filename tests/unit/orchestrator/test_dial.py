@@ -156,3 +156,25 @@ def test_the_dial_call_option_runs_as_a_dial_step_after_the_greeting():
     d = c(msg("prompt.finished", step="greeting#1"))
     assert types(d) == ["flow.step.entered", "dial.started", "call.leg.requested"]
     assert d.events[1].data["to"] == "+15557770010" and d.events[1].data["timeout"] == 20
+
+
+def test_the_second_call_is_named_on_its_parent_s_partition():
+    """With the events topic's partition count known, the leg's id lands on the parent's partition
+    (its instructions reach the gateway holding the parent); derived all the same."""
+    from services.common.kafka import partition_of
+
+    for n in (2, 3, 6, 12):
+        for k in range(40):
+            parent = f"call_{k:020d}"
+            child = leg_id(parent, "agent#1", n)
+            assert partition_of(child.encode(), n) == partition_of(parent.encode(), n)
+            assert leg_id(parent, "agent#1", n) == child and leg_id(parent, "agent#2", n) != child
+    assert leg_id("call_1", "agent#1", 1) == leg_id("call_1", "agent#1")  # one partition: the plain derivation
+    c = Call()
+    c(msg("PlaceCall", **NO_MEDIA, flow=FLOW), partitions=6)
+    c(msg("call.ringing"), partitions=6)
+    d = c(msg("call.answered"), partitions=6)
+    leg = d.events[-1]
+    assert leg.call_id == leg_id("call_1", "agent#1", 6)
+    assert partition_of(leg.call_id.encode(), 6) == partition_of(b"call_1", 6)
+    assert d.events[1].data["child_call_id"] == leg.call_id
