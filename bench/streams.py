@@ -3,7 +3,7 @@
 No Kafka: real sandbox sessions on the shared 20 ms frame clock (speed 1) and the gateway's
 ``MediaStream`` against a Twilio-format echo app in a second process (it sends every media
 frame back as app media, as an echo bot does). Each callee frame carries an id, so we see it
-leave (``on_audio``), come back into the call (the batch handed to ``session.play``) and go
+leave (``on_audio``), come back into the call (taken by the carrier's tick from the stream's feed) and go
 out on the wire (the tick that sends it, ``on_sent_audio``).
 
 1. Baseline, same run, same app process: a bare `websockets` client sends the same media
@@ -208,17 +208,17 @@ class Probe:
         self.handed: dict[int, float] = {}
         self.wire: dict[int, float] = {}
         self.ticks: list[float] = []
-        play = session.play
+        take = stream.playout.take_frame
 
-        async def timed_play(pcm: bytes) -> bool:
-            now = time.perf_counter()
-            for i in range(0, len(pcm), 320):
-                k = ids.get(pcm[i:i + 320])
+        def timed_take() -> bytes | str | None:
+            item = take()
+            if type(item) is bytes:
+                k = ids.get(item)
                 if k is not None:
-                    self.handed.setdefault(k, now)
-            return await play(pcm)
+                    self.handed.setdefault(k, time.perf_counter())
+            return item
 
-        session.play = timed_play
+        stream.playout.take_frame = timed_take
         add = stream.playout.add_audio
 
         def timed_add(pcm: bytes) -> int:
@@ -342,7 +342,7 @@ async def main_async(args) -> int:
         print(f"1 stream, callee frame -> app -> back in the gateway's playout queue: p50 {h50:.2f} ms"
               f" ({h50 / b50:.2f}x baseline), p99 {h99:.2f} ms ({h99 / b99:.2f}x); added by the gateway"
               f" p50 {h50 - b50:+.2f} ms, p99 {h99 - b99:+.2f} ms (target <= {ADDED_P99_MS:g}); {len(back)} frames")
-        print(f"  -> handed to the carrier (after the app's earlier audio): p50 {pct(hand, 50):.2f} ms,"
+        print(f"  -> taken by the carrier's tick (after the app's earlier audio): p50 {pct(hand, 50):.2f} ms,"
               f" p99 {pct(hand, 99):.2f} ms; -> on the wire (the tick that sends it): p50 {pct(wire, 50):.1f} ms,"
               f" p99 {pct(wire, 99):.1f} ms (the carrier's 20 ms clock)")
         if not hand or h99 - b99 > ADDED_P99_MS:

@@ -101,6 +101,7 @@ class LiveCall:
         self.record_options: dict[str, Any] = {}
         self.recorder: Any = None  # PausableRecorder(SpoolRecorder): the recording on disk while the call runs
         self.media_stream: MediaStream | None = None  # the app's WebSocket (one at a time)
+        self.stream_feed: Any = None  # a bidirectional stream's audio: the feed when no bridge or hold music has it
         self.detector: MachineDetector | None = None  # answering machine detection, from answer to its result
         self.end_reason: str | None = None  # what the hangup asked the call's end to report (time_limit)
         self.transfer: Envelope | None = None  # the transfer.requested in progress (its outcome not reported yet)
@@ -258,7 +259,7 @@ class LiveCall:
                 call.relay.frames.clear()
                 call.session.set_feed(call.relay.pull)
         else:
-            self.session.set_feed(None)
+            self.session.set_feed(self.stream_feed)
         return bridged
 
     def _disconnect(self) -> None:
@@ -271,7 +272,7 @@ class LiveCall:
         if parent is not None and parent.leg is self:
             parent.leg = parent.peer = parent.relay = None
             if hasattr(parent.session, "set_feed"):
-                parent.session.set_feed(hold_music() if parent.held else None)
+                parent.session.set_feed(hold_music() if parent.held else parent.stream_feed)
         if leg is not None and not leg.ended:
             leg.peer = leg.relay = None
             self.tasks.append(asyncio.get_running_loop().create_task(leg.session.hangup()))
@@ -287,8 +288,15 @@ class LiveCall:
 
         self.media_stream = MediaStream(sid=stream_sid(cause.id), call_id=self.dial.call_id,
                                         account_id=self.dial.account_id, options=options, session=self.session,
-                                        report=report, step=step, prompt_playing=lambda: self.playing)
+                                        report=report, step=step, set_feed=self._set_stream_feed)
         self.media_stream.start()
+
+    def _set_stream_feed(self, feed: Any) -> None:
+        """A bidirectional stream's audio becomes the call's feed, unless a second party (ringing or
+        connected) or hold music has it now: then it takes over when they end."""
+        self.stream_feed = feed
+        if self.leg is None and self.peer is None and not self.held and hasattr(self.session, "set_feed"):
+            self.session.set_feed(feed)
 
     def _record(self, cause: Envelope, options: dict) -> None:
         if self.recording is None:  # recorded from answer already: one recording, the first cause

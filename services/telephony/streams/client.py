@@ -14,9 +14,10 @@ A stream never blocks the call:
 - frames to the app wait in a bounded queue (``SEND_BUFFER`` messages, ~5 s of one
   track); when the app reads too slowly the *oldest* are shed, counted and logged, and
   a send stuck for ``SEND_STALL_S`` fails the stream;
-- the app's audio waits in the bounded ``Playout`` queue and is played through
-  ``session.play``, paced by the carrier's clock; a prompt the call plays has the line
-  first (the app's audio waits, and a prompt started meanwhile cuts the batch playing).
+- the app's audio waits in the bounded ``Playout`` queue; the carrier takes it a frame at a
+  time on its own 20 ms clock (the session's feed, ``pull``), so no task or timer runs per
+  frame; a prompt or digits the call sends have the line first (the app's audio waits, and
+  goes on where it was once they are out).
 """
 
 from __future__ import annotations
@@ -60,13 +61,17 @@ def public_url(url: str) -> str:
 
 class MediaStream:
     def __init__(self, *, sid: str, call_id: str, account_id: str, options: dict[str, Any], session: Any,
-                 report: Report, step: str | None = None, prompt_playing: Callable[[], bool] = lambda: False):
+                 report: Report, step: str | None = None,
+                 set_feed: Callable[[Callable[[], bytes | None] | None], None] | None = None):
         self.sid, self.options, self.session, self.step = sid, options, session, step
         self.url = options["url"]
         self.tracks = protocol.TRACKS[options.get("track") or "inbound"]
         self.bidirectional = bool(options.get("bidirectional", False))
         self.parameters = {str(k): str(v) for k, v in (options.get("parameters") or {}).items()}
-        self._report, self._prompt_playing = report, prompt_playing
+        self._report = report
+        # How the app's audio reaches the call: the session's feed, or the call's own setter
+        # (the gateway's, which keeps a bridge or hold music in front of it while they last).
+        self._set_feed = set_feed if set_feed is not None else getattr(session, "set_feed", None)
         self.out = protocol.Outgoing(sid, call_id, account_id)
         self.playout = Playout(max_frames=PLAYOUT_FRAMES)
         # To the app, in order: (is media, message). Media is bounded (the oldest is shed);
@@ -75,11 +80,10 @@ class MediaStream:
         self._queued_media = 0
         self._sending_since: float | None = None  # when the send in progress started (the watchdog's)
         self._wake = asyncio.Event()
-        self._audio = asyncio.Event()  # the app's audio (or a mark) is waiting
         self._ws: Any = None
         self._open = False  # `start` sent: frames go to the app from now on
         self._finished = False  # the final event is reported (once)
-        self._playing = False  # session.play is playing the app's audio
+        self._feeding = False  # our `pull` is the call's feed
         self._ts = {"inbound": 0, "outbound": 0}
         self.sent = self.received = self.dropped = 0
         self.invalid = 0
@@ -164,8 +168,7 @@ class MediaStream:
                 await asyncio.wait_for(self._goodbye(ws, was_open), CLOSE_TIMEOUT_S)
             except Exception:  # the app is slow or gone: the call does not wait for it
                 ws.transport.abort()
-        if self._playing:
-            self.session.stop_playback()
+        self._detach()
         await self._finish("stream.stopped", reason if was_open else f"{reason} before the stream connected")
 
     async def _goodbye(self, ws: Any, was_open: bool) -> None:
@@ -211,10 +214,11 @@ class MediaStream:
         await self._report("stream.started", {**self._ids(), "parameters": self.parameters})
         tasks = [asyncio.create_task(self._writer(ws)), asyncio.create_task(self._reader(ws)),
                  asyncio.create_task(self._watchdog())]
-        if self.bidirectional:
-            tasks.append(asyncio.create_task(self._player()))
+        if self.bidirectional and self._set_feed is not None:
+            self._set_feed(self.pull)
+            self._feeding = True
         try:
-            done, _ = await asyncio.wait(tasks[:3], return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             outcome = next(iter(done)).result()
         except asyncio.CancelledError:
             raise
@@ -223,8 +227,7 @@ class MediaStream:
         finally:
             for t in tasks:
                 t.cancel()
-        if self._playing:
-            self.session.stop_playback()
+        self._detach()
         await self._finish(*outcome)  # the timeline first: closing a stuck socket can take its time
         await _close(ws)
 
@@ -279,16 +282,11 @@ class MediaStream:
             if self.bidirectional:  # a one-way stream's app has no say in the call (as with Twilio)
                 self.received += 1
                 self.playout.add_audio(msg.pcm)
-                self._audio.set()
         elif isinstance(msg, protocol.Mark):
             if self.bidirectional:
                 self.playout.add_mark(msg.name)
-                self._audio.set()
         elif isinstance(msg, protocol.Clear):
-            marks = self.playout.clear()
-            if self._playing:
-                self.session.stop_playback()
-            self._echo(marks)
+            self._echo(self.playout.clear())  # the next tick sends silence: nothing was handed on
         else:
             self.invalid += 1
             if self.invalid == 1 or self.invalid % 100 == 0:
@@ -298,24 +296,20 @@ class MediaStream:
         for name in marks:
             self._control(self.out.mark(name))
 
-    async def _player(self) -> None:
-        """The app's audio into the call, batch by batch, each mark echoed once its audio played."""
+    def pull(self) -> bytes | None:
+        """The frame the call sends next, asked by the carrier on its 20 ms clock whenever no
+        prompt or digit has the line: the app's next frame (None: nothing queued, silence).
+        A mark reached on the way is echoed now: the audio before it has gone out."""
         while True:
-            if self._prompt_playing():
-                await asyncio.sleep(0.02)  # a prompt has the line; the app's audio waits
-                continue
-            item = self.playout.take()
-            if item is None:
-                self._audio.clear()
-                await self._audio.wait()
-            elif type(item) is str:
-                self._echo([item])
-            else:
-                self._playing = True
-                try:
-                    await self.session.play(item)
-                finally:
-                    self._playing = False
+            item = self.playout.take_frame()
+            if type(item) is not str:
+                return item
+            self._echo([item])
+
+    def _detach(self) -> None:
+        if self._feeding:
+            self._feeding = False
+            self._set_feed(None)
 
 
 def _bound_kernel_buffer(ws: Any) -> None:

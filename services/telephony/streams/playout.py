@@ -1,11 +1,11 @@
 """What an app sent to be played into the call, waiting its turn: pure, no clock.
 
 The app's audio is cut into 20 ms frames and queued with its marks in arrival order.
-The call's carrier plays it at real time (``session.play`` returns once the frames have
-gone out), so pacing is the carrier's clock; this queue only says what comes next:
+The call's carrier takes it a frame per tick of its own clock (the session's feed), so
+pacing is the carrier's; this queue only says what comes next:
 
-- ``take()`` gives either the audio up to the next mark (at most ``batch`` frames) or a
-  mark whose audio has been taken, so a mark is echoed only after its audio played;
+- ``take_frame()`` gives the next frame, or a mark whose audio has all been taken, so a
+  mark is echoed only once its audio went out;
 - the queue is bounded (``max_frames``): an app that sends faster than real time for
   longer than that loses its *oldest* frames (counted in ``shed``), never the call;
 - ``clear()`` (barge-in) drops every queued frame at once and returns the marks it
@@ -20,8 +20,8 @@ from services.telephony.carrier import FRAME_BYTES
 
 
 class Playout:
-    def __init__(self, max_frames: int = 500, batch: int = 50):
-        self.max_frames, self.batch = max_frames, batch
+    def __init__(self, max_frames: int = 500):
+        self.max_frames = max_frames
         self._items: deque[bytes | str] = deque()  # bytes: one 20 ms frame; str: a mark's name
         self._partial = b""  # the tail of the app's audio short of a whole frame
         self.frames = 0  # audio frames queued now
@@ -74,16 +74,14 @@ class Playout:
         self.frames = 0
         return marks
 
-    def take(self) -> bytes | str | None:
-        """The next thing to do: audio to play (bytes, whole frames), a mark to echo (str), or None."""
+    def take_frame(self) -> bytes | str | None:
+        """The next thing to send: one 20 ms frame (bytes), a mark whose audio has all been taken
+        (str), or None when nothing waits."""
         if not self._items:
             self._flush_partial()  # the app paused mid-frame: play what it sent
         if not self._items:
             return None
-        if type(self._items[0]) is str:
-            return self._items.popleft()
-        out = []
-        while self._items and type(self._items[0]) is bytes and len(out) < self.batch:
-            out.append(self._items.popleft())
-        self.frames -= len(out)
-        return b"".join(out)
+        item = self._items.popleft()
+        if type(item) is bytes:
+            self.frames -= 1
+        return item

@@ -1,6 +1,7 @@
 """The WebSocket edge of one stream against a real `websockets` server on loopback, with a
-fake carrier session (no Kafka): message order, the app's audio played, marks, clear, and
-every way a stream fails without touching the call."""
+stand-in for a carrier's 20 ms send clock (no Kafka): message order, the app's audio played,
+marks, clear, and every way a stream fails without touching the call. Real carriers' clocks
+play a stream's audio in tests/unit/telephony and tests/e2e/test_media_streams.py."""
 
 from __future__ import annotations
 
@@ -11,30 +12,32 @@ import orjson
 import pytest
 from websockets.asyncio.server import serve
 
-from services.common.audio import ulaw_encode
+from services.common.audio import ulaw_decode, ulaw_encode
 from services.telephony.carrier import FRAME_BYTES
 from services.telephony.streams import client as sc
 from services.telephony.streams.client import MediaStream
 
 
 class FakeSession:
-    """Plays at real time (20 ms a frame) like a carrier; records what was played."""
+    """A carrier's send side at real time: every 20 ms it sends the frame its feed gives (silence
+    when there is none) and records what the feed gave."""
 
     def __init__(self):
         self.played: list[bytes] = []
-        self._stop = asyncio.Event()
+        self.feed = None
+        self._clock: asyncio.Task | None = None
 
-    async def play(self, pcm: bytes) -> bool:
-        self._stop.clear()
-        for i in range(0, len(pcm), FRAME_BYTES):
-            if self._stop.is_set():
-                return False
-            self.played.append(pcm[i:i + FRAME_BYTES])
+    def set_feed(self, feed) -> None:
+        self.feed = feed
+        if self._clock is None:
+            self._clock = asyncio.get_running_loop().create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
             await asyncio.sleep(0.02)
-        return True
-
-    def stop_playback(self) -> None:
-        self._stop.set()
+            frame = self.feed() if self.feed is not None else None
+            if frame is not None:
+                self.played.append(frame)
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +96,9 @@ async def test_order_media_mark_and_stop():
         s.on_inbound(bytes(FRAME_BYTES))
     await until(lambda: any(m["event"] == "mark" for m in got))
     assert len(session.played) == 3  # the mark came back after its audio played
+    assert session.played == [ulaw_decode(ulaw_encode(tone))] * 3  # what the app sent, as mu-law carried it
     await s.close("call ended")
+    assert session.feed is None  # the stream's audio is no longer the call's
     server.close()
     events = [m["event"] for m in got]
     assert events[:2] == ["connected", "start"] and events[-1] == "stop"
