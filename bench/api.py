@@ -147,6 +147,9 @@ async def setup(prefix: str) -> str:
     conn = await db.connect()
     try:
         acct = await accounts.create_account(conn, f"bench-{uuid.uuid4().hex[:8]}", calls_per_second=1e6)
+        # No orchestrator ends these calls: every accepted one stays live for the run, so the
+        # cap on concurrent calls (CANARY_MAX_LIVE_CALLS) would answer 429 after the first 100.
+        await accounts.set_limits(conn, acct["id"], max_live_calls=10**9)
         await accounts.ensure_number(conn, acct["id"], "+15559876543")
         return (await accounts.create_key(conn, acct["id"], "test"))[1]
     finally:
