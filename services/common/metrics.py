@@ -35,6 +35,9 @@ MEDIA_TICK_LATENESS = Histogram(
 STREAM_FRAMES = Counter(
     "canary_media_stream_frames_total", "Media stream frames by direction and fate (sent, received, dropped)",
     ["direction"])
+SRTP_UNAUTHENTICATED = Counter(
+    "canary_srtp_unauthenticated_total", "SRTP/SRTCP packets dropped: failed authentication or the replay check",
+    ["kind"])
 
 
 class _Consumers(Collector):

@@ -167,6 +167,7 @@ async def sandbox_call(db: Any, account_id: str, to: Any, from_: Any, script: Ma
 @dataclass(frozen=True, slots=True)
 class Accept:
     route: NumberRoute
+    srtp: str = "off"  # the SRTP mode of the trunk the call came from (its offer must fit it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,16 +187,19 @@ class Directory:
 
     accounts_by_ip: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     numbers: Mapping[tuple[str, str], NumberRoute] = field(default_factory=dict)
+    srtp: Mapping[str, str] = field(default_factory=dict)  # account id -> its trunk's SRTP mode (absent: off)
 
     @classmethod
-    def build(cls, trunk_ips: Mapping[str, list[str]], routes: list[NumberRoute]) -> "Directory":
-        """From the trunks' IPs (account id -> its trunk's addresses) and the routable numbers."""
+    def build(cls, trunk_ips: Mapping[str, list[str]], routes: list[NumberRoute],
+              srtp: Mapping[str, str] | None = None) -> "Directory":
+        """From the trunks' IPs (account id -> its trunk's addresses), the routable numbers and
+        the trunks' SRTP modes."""
         by_ip: dict[str, list[str]] = {}
         for account_id, ips in trunk_ips.items():
             for ip in ips:
                 by_ip.setdefault(ip, []).append(account_id)
         return cls({ip: tuple(sorted(a)) for ip, a in by_ip.items()},
-                   {(r.account_id, r.number): r for r in routes if r.live})
+                   {(r.account_id, r.number): r for r in routes if r.live}, dict(srtp or {}))
 
 
 def dialed_number(user: str) -> str | None:
@@ -223,5 +227,5 @@ def route(directory: Directory, source_ip: str, number: str | None) -> Accept | 
     for account_id in accounts:
         found = directory.numbers.get((account_id, number))
         if found is not None and found.routable:
-            return Accept(found)
+            return Accept(found, directory.srtp.get(account_id, "off"))
     return UNKNOWN_NUMBER

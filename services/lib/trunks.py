@@ -37,6 +37,7 @@ from services.common.ssrf import is_forbidden_ip, private_urls_allowed
 
 NO_TRUNK = "no SIP trunk configured for this account"
 TRANSPORTS = ("udp", "tcp", "tls")  # chosen per trunk (services/telephony/sip/stream.py for tcp/tls)
+SRTP_MODES = ("off", "optional", "required")  # services/telephony/sip/srtp.py
 KEEP = object()  # "leave the stored password as it is"
 
 _HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -185,6 +186,18 @@ def valid_transport(transport: Any) -> str:
     return t
 
 
+def valid_srtp(srtp: Any, transport: str) -> str:
+    """The trunk's SRTP mode. SDES keys cross in the SDP, so SRTP over udp or tcp signalling
+    protects nothing from whoever reads the SIP: refused (``srtp_requires_tls``) outside development."""
+    mode = srtp.strip().lower() if isinstance(srtp, str) else srtp
+    if mode not in SRTP_MODES:
+        raise TrunkError("invalid_srtp", f"srtp must be one of: {', '.join(SRTP_MODES)}", "srtp")
+    if mode != "off" and transport != "tls" and settings().environment != "development":
+        raise TrunkError("srtp_requires_tls", "srtp: its keys travel in the SIP signalling, so it needs"
+                         " transport tls", "srtp")
+    return mode
+
+
 def _text(value: Any, field: str, max_len: int, *, quotes: bool = True) -> str | None:
     if value is None or value == "":
         return None
@@ -238,7 +251,7 @@ def resolve_caller_id(from_: str, caller_id: str | None, allowed_from_prefixes: 
 # --- trunks ---------------------------------------------------------------------------
 
 _COLUMNS = ("host, port, transport, username, password_sealed IS NOT NULL AS has_password, caller_id,"
-            " allowed_from_prefixes, digest_realm, allow_legacy_digest, allow_foreign_hops, created_at, updated_at")
+            " allowed_from_prefixes, digest_realm, allow_legacy_digest, allow_foreign_hops, srtp, created_at, updated_at")
 
 
 def _flag(value: Any, field: str) -> bool:
@@ -256,7 +269,8 @@ def _view(row: Any) -> dict[str, Any]:
 async def set_trunk(db: Any, account_id: str, *, host: Any, port: Any = None, transport: Any = "udp",
                     username: Any = None, password: Any = KEEP, caller_id: Any = None,
                     allowed_from_prefixes: Any = None, digest_realm: Any = None,
-                    allow_legacy_digest: Any = False, allow_foreign_hops: Any = False) -> dict[str, Any]:
+                    allow_legacy_digest: Any = False, allow_foreign_hops: Any = False,
+                    srtp: Any = "off") -> dict[str, Any]:
     """Create or replace the account's trunk. ``password``: KEEP (default) leaves the stored one,
     None or '' removes it, a string replaces it. ``port`` None: located by DNS at each call
     (services/telephony/sip/locate.py). Returns the public view (no password).
@@ -265,6 +279,7 @@ async def set_trunk(db: Any, account_id: str, *, host: Any, port: Any = None, tr
     password would go to a host it was not given for. The check is part of the upsert, so a
     concurrent change cannot slip between a read and the write."""
     host, port, transport = check_host_allowed(valid_host(host)), valid_port(port), valid_transport(transport)
+    srtp = valid_srtp(srtp, transport)
     username = _text(username, "username", 128, quotes=False)
     caller_id, prefixes = valid_caller_id(caller_id), valid_prefixes(allowed_from_prefixes)
     # What the trunk's calls accept (services/telephony/sip/policy.py): strict unless asked.
@@ -277,17 +292,17 @@ async def set_trunk(db: Any, account_id: str, *, host: Any, port: Any = None, tr
         sealed = seal(pw) if pw is not None else None
     row = await db.fetchrow(
         "INSERT INTO sip_trunks (account_id, host, port, transport, username, password_sealed, caller_id,"
-        " allowed_from_prefixes, digest_realm, allow_legacy_digest, allow_foreign_hops)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11, $12)"
+        " allowed_from_prefixes, digest_realm, allow_legacy_digest, allow_foreign_hops, srtp)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $10, $11, $12, $13)"
         " ON CONFLICT (account_id) DO UPDATE SET host = EXCLUDED.host, port = EXCLUDED.port,"
         " transport = EXCLUDED.transport, username = EXCLUDED.username,"
         " password_sealed = CASE WHEN $9 THEN sip_trunks.password_sealed ELSE EXCLUDED.password_sealed END,"
         " caller_id = EXCLUDED.caller_id, allowed_from_prefixes = EXCLUDED.allowed_from_prefixes,"
         " digest_realm = EXCLUDED.digest_realm, allow_legacy_digest = EXCLUDED.allow_legacy_digest,"
-        " allow_foreign_hops = EXCLUDED.allow_foreign_hops, updated_at = now()"
+        " allow_foreign_hops = EXCLUDED.allow_foreign_hops, srtp = EXCLUDED.srtp, updated_at = now()"
         " WHERE NOT ($9 AND sip_trunks.password_sealed IS NOT NULL AND sip_trunks.host <> EXCLUDED.host)"
         f" RETURNING {_COLUMNS}",
-        account_id, host, port, transport, username, sealed, caller_id, prefixes, keep, realm, legacy, foreign)
+        account_id, host, port, transport, username, sealed, caller_id, prefixes, keep, realm, legacy, foreign, srtp)
     if row is None:  # the WHERE above refused the update
         raise TrunkError("password_required", "the trunk's host changes: give its password again"
                          " (or remove it)", "password")

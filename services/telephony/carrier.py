@@ -45,6 +45,8 @@ class TrunkConfig:
     targets: tuple[Target, ...] = field(default=(), compare=False)
     # What its calls accept: digest realm, legacy digest, hops off the trunk (None: strict).
     policy: TrunkPolicy | None = field(default=None, compare=False)
+    # SRTP with SDES keys: off | optional | required (services/telephony/sip/srtp.py).
+    srtp: str = "off"
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,7 @@ def _print_trunk(t: dict[str, Any], as_json: bool = False) -> None:
         typer.echo(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode())
         return
     for k in ("host", "port", "transport", "username", "has_password", "caller_id", "allowed_from_prefixes",
-              "digest_realm", "allow_legacy_digest", "allow_foreign_hops", "updated_at"):
+              "digest_realm", "allow_legacy_digest", "allow_foreign_hops", "srtp", "updated_at"):
         v = view[k]
         if isinstance(v, bool):
             v = "yes" if v else "no"
@@ -108,6 +108,8 @@ def register(app: typer.Typer) -> None:
                                                  help="answer challenges without qop (RFC 2069)"),
         allow_foreign_hops: bool = typer.Option(False, "--allow-foreign-hops",
                                                 help="follow a Record-Route/Contact off the trunk's addresses"),
+        srtp: str = typer.Option("off", "--srtp", help="SRTP with SDES keys: off, optional or required"
+                                 " (needs --transport tls)"),
     ) -> None:
         """Create or replace the account's SIP trunk (the stored password is kept unless given or cleared;
         a new host needs it again: --password-stdin or --clear-password)."""
@@ -127,7 +129,7 @@ def register(app: typer.Typer) -> None:
                                         username=username, password=password, caller_id=caller_id,
                                         allowed_from_prefixes=allow_from or [], digest_realm=digest_realm,
                                         allow_legacy_digest=allow_legacy_digest,
-                                        allow_foreign_hops=allow_foreign_hops)
+                                        allow_foreign_hops=allow_foreign_hops, srtp=srtp)
 
         _print_trunk(_with_db(go))
 

@@ -52,14 +52,14 @@ class DirectoryCache:
         async with self._lock:
             if self.directory is not None and self.loaded_at >= asked_at:
                 return  # loaded while this one waited: one query for the whole burst
-            rows = await self.pool.fetch("SELECT account_id, host, port IS NULL AS located FROM sip_trunks")
+            rows = await self.pool.fetch("SELECT account_id, host, port IS NULL AS located, srtp FROM sip_trunks")
             keys = sorted({(r["host"], r["located"]) for r in rows})
             found = dict(zip(keys, await asyncio.gather(*(self._addresses(*k) for k in keys))))
             ips: dict[str, list[str]] = {}
             for r in rows:
                 ips.setdefault(r["account_id"], []).extend(found[(r["host"], r["located"])])
             routes = await routable_numbers(self.pool, list(ips))
-            self.directory = Directory.build(ips, routes)
+            self.directory = Directory.build(ips, routes, {r["account_id"]: r["srtp"] for r in rows})
             self.loaded_at = time.monotonic()
             self.loads += 1
 

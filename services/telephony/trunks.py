@@ -27,14 +27,15 @@ async def trunk_config(db: Any, account_id: str) -> tuple[TrunkConfig, list[str]
     """The account's trunk for dialling (password unsealed) and its allowed from prefixes."""
     row = await db.fetchrow(
         "SELECT host, port, transport, username, password_sealed, caller_id, allowed_from_prefixes,"
-        " digest_realm, allow_legacy_digest, allow_foreign_hops FROM sip_trunks WHERE account_id = $1", account_id)
+        " digest_realm, allow_legacy_digest, allow_foreign_hops, srtp FROM sip_trunks WHERE account_id = $1",
+        account_id)
     if row is None:
         return None
     pw = unseal(row["password_sealed"]) if row["password_sealed"] is not None else None
     policy = TrunkPolicy(realm=row.get("digest_realm"), allow_legacy_digest=bool(row.get("allow_legacy_digest")),
                          allow_foreign_hops=bool(row.get("allow_foreign_hops")))
     return (TrunkConfig(host=row["host"], port=row["port"], transport=row["transport"], username=row["username"],
-                        password=pw, caller_id=row["caller_id"], policy=policy),
+                        password=pw, caller_id=row["caller_id"], policy=policy, srtp=row.get("srtp") or "off"),
             list(row["allowed_from_prefixes"] or []))
 
 

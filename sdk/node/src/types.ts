@@ -288,7 +288,7 @@ export interface TrunkParams {
   host: string;
   /** Absent or null: the trunk's servers are located by DNS at each call (NAPTR, SRV, A: RFC 3263). */
   port?: number | null;
-  transport?: 'udp';
+  transport?: 'udp' | 'tcp' | 'tls';
   username?: string | null;
   /** Write-only. Absent: keep the stored one; null: remove. */
   password?: string | null;
@@ -300,6 +300,8 @@ export interface TrunkParams {
   allow_legacy_digest?: boolean;
   /** Follow a Record-Route or Contact off the trunk's addresses. Default false. */
   allow_foreign_hops?: boolean;
+  /** SRTP with SDES keys: 'off' (default), 'optional' or 'required'; needs transport 'tls'. */
+  srtp?: 'off' | 'optional' | 'required';
 }
 
 export interface Trunk {
@@ -313,6 +315,7 @@ export interface Trunk {
   digest_realm?: string | null;
   allow_legacy_digest?: boolean;
   allow_foreign_hops?: boolean;
+  srtp?: 'off' | 'optional' | 'required';
   [key: string]: unknown;
 }
 

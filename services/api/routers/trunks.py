@@ -27,7 +27,7 @@ from services.lib.trunks import TrunkError
 router = APIRouter(tags=["telephony"])
 
 TRUNK_FIELDS = {"host", "port", "transport", "username", "password", "caller_id", "allowed_from_prefixes",
-                "digest_realm", "allow_legacy_digest", "allow_foreign_hops"}
+                "digest_realm", "allow_legacy_digest", "allow_foreign_hops", "srtp"}
 
 _TRUNK_BODY = {"requestBody": {"required": True, "content": {"application/json": {
     "schema": {"type": "object", "required": ["host"], "additionalProperties": False, "properties": {
@@ -50,7 +50,11 @@ _TRUNK_BODY = {"requestBody": {"required": True, "content": {"application/json":
                                 "description": "answer digest challenges without qop (RFC 2069); off: refused"},
         "allow_foreign_hops": {"type": "boolean", "default": False,
                                "description": "follow a Record-Route or Contact off the trunk's addresses;"
-                                              " off: such a call fails rather than send there"}}},
+                                              " off: such a call fails rather than send there"},
+        "srtp": {"type": "string", "enum": list(repo.SRTP_MODES), "default": "off",
+                 "description": "SRTP with SDES keys (RFC 4568): off; optional (offer plain RTP, answer an SRTP"
+                                " offer with SRTP); required (offer only RTP/SAVP, refuse plain RTP). Needs"
+                                " transport tls (422 srtp_requires_tls): the keys travel in the SIP"}}},
     "example": {"host": "sip.example.net", "port": 5060, "username": "acme", "password": "s3cret",
                 "caller_id": "+15559876543"}}}}}
 
@@ -66,7 +70,7 @@ def _trunk(t: dict[str, Any]) -> dict[str, Any]:
             "username": t["username"], "has_password": t["has_password"], "caller_id": t["caller_id"],
             "allowed_from_prefixes": t["allowed_from_prefixes"], "digest_realm": t["digest_realm"],
             "allow_legacy_digest": t["allow_legacy_digest"], "allow_foreign_hops": t["allow_foreign_hops"],
-            "created_at": iso(t["created_at"]),
+            "srtp": t["srtp"], "created_at": iso(t["created_at"]),
             "updated_at": iso(t["updated_at"])}
 
 
@@ -95,7 +99,7 @@ async def put_trunk(request: Request, account: Annotated[Account, Depends(curren
             password=b["password"] if "password" in b else repo.KEEP, caller_id=b.get("caller_id"),
             allowed_from_prefixes=b.get("allowed_from_prefixes"), digest_realm=b.get("digest_realm"),
             allow_legacy_digest=b.get("allow_legacy_digest", False),
-            allow_foreign_hops=b.get("allow_foreign_hops", False))
+            allow_foreign_hops=b.get("allow_foreign_hops", False), srtp=b.get("srtp", "off"))
     except TrunkError as exc:
         raise ApiError(422, exc.code, exc.message, exc.field) from None
     return json_response(_trunk(t))

@@ -126,8 +126,8 @@ class SipCall:
                     self._timers[timer_id] = self._loop.call_at(at, self._fire, timer_id)
                 case CancelTimer(timer_id):
                     self._cancel_timer(timer_id)
-                case SetRemoteMedia(ip, port, codec_pt, codec_name, dtmf_pt):
-                    self.media.set_remote(ip, port, codec_pt, codec_name, dtmf_pt)
+                case SetRemoteMedia(ip, port, codec_pt, codec_name, dtmf_pt, srtp):
+                    self.media.set_remote(ip, port, codec_pt, codec_name, dtmf_pt, srtp=srtp)
                 case StartMedia(send):
                     self.media.start(send=send)
                 case CloseMedia():

@@ -230,14 +230,14 @@ class SipCarrier:
                 self.endpoint.send(resp, addr)
                 log.info("sip.inbound_refused", code=decision.code, peer=addr[0], to=number)
                 return
-            await self._take(req, addr, decision.route)
+            await self._take(req, addr, decision.route, decision.srtp)
         except Exception:  # noqa: BLE001 - one bad INVITE must not stop the carrier
             log.exception("sip.inbound_failed", peer=addr[0])
             self.endpoint.send(make_response(req, 500, "Server Internal Error", to_tag=new_tag()), addr)
         finally:
             self._routing.discard(req.call_id)
 
-    async def _take(self, req: SipMessage, addr: tuple[str, int], route: NumberRoute) -> None:
+    async def _take(self, req: SipMessage, addr: tuple[str, int], route: NumberRoute, srtp: str = "off") -> None:
         assert self.endpoint is not None and self.on_incoming is not None
         from services.common.accounts import new_id
 
@@ -248,7 +248,7 @@ class SipCarrier:
         local_ip = self.local_ip or route_ip(*addr)
         media, bind = await self._media(dial.call_id, local_ip)
         core = InboundCore(req, addr, dial, local_ip=local_ip, sip_port=self.endpoint.local_addr[1],
-                           media_port=media.local_port, timers=self.timers)
+                           media_port=media.local_port, timers=self.timers, srtp=srtp)
         call = bind(SipCall(dial, core.trunk, self.endpoint, media, local_ip, on_finished=self._finished, core=core))
         self._calls[call.sip_call_id] = call
         call.receive()

@@ -55,6 +55,7 @@ from .message import (
 )
 from .policy import STRICT, TrunkPolicy, is_ip
 from .sdp import SdpError, build_offer, parse_sdp
+from .srtp import Crypto, CryptoError, SrtpKeys, keys_of_answer, keys_of_offer, our_offer
 from .transaction import ArmTimer, CancelTimer, ClientTx, Send, TimerId, Timers
 
 log = structlog.get_logger(__name__)
@@ -81,6 +82,7 @@ class SetRemoteMedia:
     codec_pt: int
     codec_name: str
     dtmf_pt: int | None
+    srtp: SrtpKeys | None = None  # None: plain RTP
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +253,12 @@ class CallCore:
         # What the media was last told (MediaSession's defaults until an answer).
         self.codec_pt = 0
         self.dtmf_pt: int | None = None
+        # SRTP (RFC 4568): the trunk's mode, the crypto lines we offer (required only: an
+        # "optional" trunk offers plain RTP/AVP, see docs/architecture.md) and the keys in use.
+        self.srtp_mode = (trunk.srtp or "off").lower()
+        self._offered: tuple[Crypto, ...] = our_offer() if self.srtp_mode == "required" else ()
+        self.srtp_keys: SrtpKeys | None = None
+        self._answer_refused: str | None = None  # why the last SDP answer was not taken
         self._txs: dict[tuple[str, str], _Pending] = {}
         self._invite: SipMessage | None = None  # the INVITE now in progress (after an auth retry: the retry)
         self._got_provisional = False
@@ -488,7 +496,8 @@ class CallCore:
         msg.add("User-Agent", self.user_agent)
         msg.add("Content-Type", "application/sdp")
         msg.body = build_offer(
-            self.local_ip, self.media_port, session_id=self._sdp_session_id, version=self._sdp_version
+            self.local_ip, self.media_port, session_id=self._sdp_session_id, version=self._sdp_version,
+            crypto=self._offered,
         ).encode()
         return msg
 
@@ -674,10 +683,11 @@ class CallCore:
         self.state = "confirmed"
         if not self._apply_answer(resp.body, early=False):
             self._send_bye(now)
-            self._end(Ended("failed", "no usable SDP answer", resp.status, "system"))
+            self._end(Ended("failed", self._answer_refused or "no usable SDP answer", resp.status, "system"))
             return
         self._out.append(StartMedia(send=True))
-        log.info("sip.answered", call_id=self.call_id, codec=self.codec_pt, dtmf_pt=self.dtmf_pt)
+        log.info("sip.answered", call_id=self.call_id, codec=self.codec_pt, dtmf_pt=self.dtmf_pt,
+                 srtp=self.srtp_keys.suite if self.srtp_keys else None)
         self._out.append(Answered())
         self._session_agreed(resp.get("Session-Expires"), now, default_refresher="uac")
 
@@ -709,11 +719,16 @@ class CallCore:
         try:
             ans = parse_sdp(body.decode("utf-8", "replace"))
             codec = ans.codec
+            keys = keys_of_answer(ans, self._offered)
+        except CryptoError as exc:
+            log.warning("sip.srtp_refused", call_id=self.call_id, error=str(exc))
+            self._answer_refused = f"SRTP: {exc}"
+            return False
         except ValueError as exc:  # SdpError, or anything else a malformed body causes
             log.warning("sip.bad_sdp", call_id=self.call_id, error=str(exc))
             return False
-        self.codec_pt, self.dtmf_pt = codec, ans.dtmf_pt
-        self._out.append(SetRemoteMedia(ans.ip, ans.port, codec, ans.codec_name, ans.dtmf_pt))
+        self.codec_pt, self.dtmf_pt, self.srtp_keys = codec, ans.dtmf_pt, keys
+        self._out.append(SetRemoteMedia(ans.ip, ans.port, codec, ans.codec_name, ans.dtmf_pt, keys))
         if early:
             self._out.append(StartMedia(send=False))  # listen to early media (ringback, announcements)
         return True
@@ -988,9 +1003,34 @@ class CallCore:
             self._out.append(DtmfReceived(digit.upper(), int(dur) if ok else 0, "info"))
 
     def _reinvite(self, req: SipMessage, addr: tuple[str, int]) -> None:
-        # Session refresh or media change: follow the new address, keep our stream.
+        # Session refresh or media change: follow the new address, keep our stream (and our
+        # SRTP key: the peer may send a new one of its own).
+        crypto: tuple[Crypto, ...] = ()
+        offer = None
         if req.body:
-            self._apply_answer(req.body, early=False)
+            try:
+                offer = parse_sdp(req.body.decode("utf-8", "replace"))
+                codec = offer.codec
+            except ValueError as exc:  # SdpError: the stream stays as it is
+                log.warning("sip.bad_sdp", call_id=self.call_id, error=str(exc))
+                offer = None
+        if offer is not None:
+            try:
+                found = keys_of_offer(self.srtp_mode, offer, self.srtp_keys.local if self.srtp_keys else None)
+                if (found is None) != (self.srtp_keys is None) or (
+                        found is not None and self.srtp_keys is not None and found[1].suite != self.srtp_keys.suite):
+                    raise CryptoError("a re-INVITE may not turn SRTP on or off or change its suite")
+            except CryptoError as exc:
+                log.warning("sip.reinvite_refused", call_id=self.call_id, error=str(exc))
+                self._out.append(Send(make_response(req, 488, "Not Acceptable Here"), addr))
+                return
+            keys = found[1] if found else None
+            crypto = (found[0],) if found else ()
+            self.codec_pt, self.dtmf_pt, self.srtp_keys = codec, offer.dtmf_pt, keys
+            self._out.append(SetRemoteMedia(offer.ip, offer.port, codec, offer.codec_name, offer.dtmf_pt, keys))
+        elif self.srtp_keys is not None:
+            # No usable offer: our SDP carries our key again (tag 1, the suite in use).
+            crypto = (Crypto(1, self.srtp_keys.suite, self.srtp_keys.local),)
         self._sdp_version += 1
         resp = make_response(req, 200, "OK")
         resp.add("Contact", self.contact)
@@ -998,7 +1038,7 @@ class CallCore:
         resp.add("Content-Type", "application/sdp")
         resp.body = build_offer(
             self.local_ip, self.media_port, session_id=self._sdp_session_id, version=self._sdp_version,
-            payloads=(self.codec_pt,), dtmf_pt=self.dtmf_pt or 101,
+            payloads=(self.codec_pt,), dtmf_pt=self.dtmf_pt or 101, crypto=crypto,
         ).encode()
         self._out.append(Send(resp, addr))
 

@@ -11,6 +11,11 @@ stream to its source port (symmetric RTP: the far end may send from another port
 the one it receives on); from then on only that address is heard, until an SDP answer
 or re-INVITE names a new far end. So a blind sender cannot inject audio or DTMF into a
 call. Drops are counted (``rx_dropped``), RTCP the same way.
+
+With SRTP negotiated (``set_remote(srtp=...)``, ``srtp.py``) every RTP and RTCP packet we send
+is protected and every one received unprotected before anything else reads it; one that fails
+authentication or the replay check is dropped and counted (``rx_unauthenticated``, metric
+``canary_srtp_unauthenticated_total``), never played, and cannot latch the stream.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from .dtmf import GoertzelDetector, TelephoneEventReceiver, event_packets, tone
 from .jitter import JitterBuffer
 from .rtcp import ReceiverStats, build_report, parse_compound
 from .rtp import RtpError, RtpStreamState, parse_rtp
+from .srtp import Error as SrtpError
+from .srtp import SrtpContext, SrtpKeys
 
 log = structlog.get_logger(__name__)
 
@@ -177,6 +184,8 @@ class MediaSession:
         self.latched: tuple[str, int] | None = None
         self.latched_rtcp: tuple[str, int] | None = None
         self.rx_dropped = 0
+        self.rx_unauthenticated = 0  # SRTP/SRTCP packets that failed authentication or replay
+        self.srtp: SrtpContext | None = None
         self.codec_pt = 0
         self._encode = g711.ulaw_encode
         self._decode = g711.ulaw_decode
@@ -215,8 +224,13 @@ class MediaSession:
         self._last_ours = SILENCE  # our frame of the current tick, for the recording
 
     # --- negotiation -------------------------------------------------------------
-    def set_remote(self, ip: str, port: int, codec_pt: int, codec_name: str, dtmf_pt: int | None) -> None:
-        """Apply the negotiated far end (from the SDP answer)."""
+    def set_remote(self, ip: str, port: int, codec_pt: int, codec_name: str, dtmf_pt: int | None, *,
+                   srtp: SrtpKeys | None = None) -> None:
+        """Apply the negotiated far end (from the SDP answer); ``srtp``: its keys (None: plain RTP)."""
+        if srtp is None:
+            self.srtp = None
+        elif self.srtp is None or self.srtp.keys != srtp:
+            self.srtp = SrtpContext(srtp)
         if self.remote != (ip, port):
             self.latched = self.latched_rtcp = None  # a new far end: latch again
         self.remote = (ip, port)
@@ -296,7 +310,7 @@ class MediaSession:
                 if first:
                     self._event_ts = self.out.timestamp
                 pkt = self.out.next_packet(self.dtmf_pt or 101, payload, marker=first, ts=self._event_ts)
-                self._rtp.transport.sendto(pkt, self.remote)
+                self._rtp.transport.sendto(self._protect(pkt), self.remote)
                 self._dtmf_finished()
                 return SILENCE
             frame = item[1]
@@ -312,8 +326,12 @@ class MediaSession:
             frame = self._feed() or SILENCE
         else:
             frame = SILENCE
-        self._rtp.transport.sendto(self.out.next_packet(self.codec_pt, self._encode(frame)), self.remote)
+        self._rtp.transport.sendto(self._protect(self.out.next_packet(self.codec_pt, self._encode(frame))),
+                                   self.remote)
         return frame
+
+    def _protect(self, pkt: bytes) -> bytes:
+        return pkt if self.srtp is None else self.srtp.protect(pkt)
 
     def _playout(self) -> bytes:
         # Far ends may packetize at 10/30 ms: a small PCM FIFO re-frames to 20 ms.
@@ -341,9 +359,22 @@ class MediaSession:
             return False
         return True
 
+    def _unauthenticated(self, kind: str, addr, why: str) -> None:
+        self.rx_unauthenticated += 1
+        metrics.SRTP_UNAUTHENTICATED.labels(kind).inc()
+        if self.rx_unauthenticated <= 5 or self.rx_unauthenticated % 1000 == 0:
+            log.warning("srtp.unauthenticated", call_id=self.call_id, kind=kind, peer=f"{addr[0]}:{addr[1]}",
+                        error=why, total=self.rx_unauthenticated)
+
     def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self._accept(addr, self.latched):
             return
+        if self.srtp is not None:
+            try:
+                data = self.srtp.unprotect(data)
+            except SrtpError as exc:
+                self._unauthenticated("rtp", addr, str(exc))
+                return
         try:
             pkt = parse_rtp(data)
         except RtpError as exc:
@@ -373,6 +404,12 @@ class MediaSession:
     def _on_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self._accept(addr, self.latched_rtcp):
             return
+        if self.srtp is not None:
+            try:
+                data = self.srtp.unprotect_rtcp(data)
+            except SrtpError as exc:
+                self._unauthenticated("rtcp", addr, str(exc))
+                return
         try:
             packets = parse_compound(data)
         except (ValueError, IndexError) as exc:
@@ -411,7 +448,7 @@ class MediaSession:
             stats=self.stats,
             now=time.monotonic(),
         )
-        self._rtcp.transport.sendto(pkt, self.remote_rtcp)
+        self._rtcp.transport.sendto(pkt if self.srtp is None else self.srtp.protect_rtcp(pkt), self.remote_rtcp)
 
     # --- public operations ---------------------------------------------------------
     async def play(self, pcm: bytes) -> bool:

@@ -1,8 +1,13 @@
-"""SDP offer/answer for one audio stream (RFC 4566, RFC 3264), G.711 + RFC 4733 only."""
+"""SDP offer/answer for one audio stream (RFC 4566, RFC 3264), G.711 + RFC 4733 only; with
+``a=crypto`` lines (RFC 4568) the stream is RTP/SAVP (``srtp.py``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .srtp import Crypto
 
 PCMU = 0
 PCMA = 8
@@ -31,9 +36,11 @@ def build_offer(
     payloads: tuple[int, ...] = (PCMU, PCMA),
     dtmf_pt: int | None = DEFAULT_DTMF_PT,
     ptime: int = 20,
+    crypto: tuple[Crypto, ...] = (),
 ) -> str:
     """Return an SDP offer: the G.711 payloads we accept plus telephone-event/8000 (unless
-    ``dtmf_pt`` is None: an answer to an offer without it)."""
+    ``dtmf_pt`` is None: an answer to an offer without it); with ``crypto``, RTP/SAVP and
+    its keys (the body then holds key material: never log it)."""
     fmts = " ".join(str(p) for p in (*payloads, *(() if dtmf_pt is None else (dtmf_pt,))))
     lines = [
         "v=0",
@@ -41,11 +48,12 @@ def build_offer(
         "s=canary",
         f"c=IN IP4 {ip}",
         "t=0 0",
-        f"m=audio {port} RTP/AVP {fmts}",
+        f"m=audio {port} {'RTP/SAVP' if crypto else 'RTP/AVP'} {fmts}",
     ]
     lines += [f"a=rtpmap:{p} {_STATIC_NAMES.get(p, 'PCMU')}/8000" for p in payloads]
     if dtmf_pt is not None:
         lines += [f"a=rtpmap:{dtmf_pt} telephone-event/8000", f"a=fmtp:{dtmf_pt} 0-16"]
+    lines += [f"a=crypto:{c.attribute()}" for c in crypto]
     lines += [f"a=ptime:{ptime}", "a=sendrecv"]
     return "\r\n".join(lines) + "\r\n"
 
@@ -59,6 +67,8 @@ class SdpAnswer:
     dtmf_pt: int | None = None
     ptime: int | None = None
     direction: str = "sendrecv"
+    proto: str = "RTP/AVP"
+    crypto: tuple[str, ...] = field(default=(), repr=False)  # the a=crypto values (keys: never logged)
 
     @property
     def codec(self) -> int:
@@ -86,6 +96,8 @@ def parse_sdp(text: str) -> SdpAnswer:
     rtpmap: dict[int, str] = {}
     ptime: int | None = None
     direction = "sendrecv"
+    proto = "RTP/AVP"
+    crypto: list[str] = []
     in_audio = False
     seen_audio = False
     for raw in text.replace("\r\n", "\n").split("\n"):
@@ -101,6 +113,7 @@ def parse_sdp(text: str) -> SdpAnswer:
                 port = _uint(parts[1].split("/")[0], 5)
                 if port is None or port > 65535:
                     raise SdpError("bad media port")
+                proto = parts[2].upper()
                 payloads = tuple(n for n in (_uint(p, 3) for p in parts[3:]) if n is not None)
         elif kind == "c":
             parts = value.split()
@@ -116,6 +129,8 @@ def parse_sdp(text: str) -> SdpAnswer:
                 n = _uint(pt, 3)
                 if n is not None:
                     rtpmap[n] = enc.strip()
+            elif attr == "crypto" and in_audio:
+                crypto.append(arg.strip())
             elif attr == "ptime" and _uint(arg.strip(), 4) is not None:
                 ptime = int(arg.strip())
             elif attr in ("sendrecv", "sendonly", "recvonly", "inactive"):
@@ -127,13 +142,15 @@ def parse_sdp(text: str) -> SdpAnswer:
         (pt for pt, enc in rtpmap.items() if enc.lower().startswith("telephone-event/8000")),
         None,
     )
-    return SdpAnswer(ip, port, payloads, rtpmap, dtmf, ptime, direction)
+    return SdpAnswer(ip, port, payloads, rtpmap, dtmf, ptime, direction, proto, tuple(crypto))
 
 
-def build_answer(offer: SdpAnswer, ip: str, port: int, *, session_id: int, version: int = 1) -> str:
+def build_answer(offer: SdpAnswer, ip: str, port: int, *, session_id: int, version: int = 1,
+                 crypto: Crypto | None = None) -> str:
     """Our SDP answer to ``offer`` (RFC 3264): the first offered codec we support (PCMU or
     PCMA, in the offerer's order) and telephone-event with the offerer's payload type if it
-    offered one. SdpError when it offered neither G.711 codec (488 Not Acceptable Here)."""
+    offered one; RTP/SAVP with our ``crypto`` line when given. SdpError when it offered
+    neither G.711 codec (488 Not Acceptable Here)."""
     codec = offer.codec  # raises SdpError: no common codec
     return build_offer(ip, port, session_id=session_id, version=version, payloads=(codec,), dtmf_pt=offer.dtmf_pt,
-                       ptime=offer.ptime or 20)
+                       ptime=offer.ptime or 20, crypto=(crypto,) if crypto else ())

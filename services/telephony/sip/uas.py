@@ -22,6 +22,7 @@ from services.telephony.carrier import Answered, DialRequest, Ended, Ringing, Tr
 from .core import ALLOW, CallCore, SetRemoteMedia, StartMedia
 from .message import SipMessage, make_response, parse_name_addr
 from .sdp import SdpAnswer, SdpError, build_answer, parse_sdp
+from .srtp import Crypto, keys_of_offer
 from .transaction import Send, TimerId, Timers
 
 log = structlog.get_logger(__name__)
@@ -43,10 +44,10 @@ class InboundCore(CallCore):
 
     def __init__(self, invite: SipMessage, source: tuple[str, int], request: DialRequest, *, local_ip: str,
                  sip_port: int, media_port: int, timers: Timers | None = None, user_agent: str = "canary-voice",
-                 sdp_session_id: int | None = None) -> None:
+                 sdp_session_id: int | None = None, srtp: str = "off") -> None:
         # The "trunk" of the dialog is where the INVITE came from: every request and response
-        # of the call goes there, and only there.
-        peer = TrunkConfig(host=source[0], port=source[1], address=source[0])
+        # of the call goes there, and only there. ``srtp``: the mode of the trunk it came from.
+        peer = TrunkConfig(host=source[0], port=source[1], address=source[0], srtp=srtp)
         super().__init__(request, peer, local_ip=local_ip, sip_port=sip_port, media_port=media_port, timers=timers,
                          user_agent=user_agent, sdp_session_id=sdp_session_id)
         self.invite = invite
@@ -60,6 +61,7 @@ class InboundCore(CallCore):
         self.request_uri = self.remote_target
         self.route_set = list(invite.get_all("Record-Route"))  # UAS: in order (RFC 3261 12.1.1)
         self.offer: SdpAnswer | None = None
+        self._crypto: Crypto | None = None  # our a=crypto line in the answer (SRTP offered and taken)
         self._last: SipMessage | None = None  # the INVITE's latest response, resent on its retransmissions
         self._g_interval = self.timers.t1
 
@@ -70,12 +72,16 @@ class InboundCore(CallCore):
 
     # --- inputs ----------------------------------------------------------------------------
     def receive(self, now: float) -> list:
-        """The INVITE was routed to a number: 100 Trying, or 488 when its offer has no codec we take."""
+        """The INVITE was routed to a number: 100 Trying, or 488 when its offer has no codec we take
+        or its SRTP does not fit the trunk's mode (``srtp.keys_of_offer``)."""
         if self.state != "init":
             return []
         try:
             self.offer = offer_of(self.invite)
-        except (SdpError, ValueError) as exc:
+            found = keys_of_offer(self.srtp_mode, self.offer)
+            if found is not None:
+                self._crypto, self.srtp_keys = found
+        except (SdpError, ValueError) as exc:  # CryptoError too
             log.info("sip.inbound_offer_refused", call_id=self.call_id, error=str(exc))
             self._respond(488, "Not Acceptable Here")
             self._end(Ended("failed", f"no usable SDP offer: {exc}", 488, "system"))
@@ -95,17 +101,19 @@ class InboundCore(CallCore):
         ok.add("Contact", self.contact)
         ok.add("Allow", ALLOW)
         ok.add("Content-Type", "application/sdp")
-        ok.body = build_answer(self.offer, self.local_ip, self.media_port, session_id=self._sdp_session_id).encode()
+        ok.body = build_answer(self.offer, self.local_ip, self.media_port, session_id=self._sdp_session_id,
+                               crypto=self._crypto).encode()
         self._send_response(ok)
         self.codec_pt, self.dtmf_pt = self.offer.codec, self.offer.dtmf_pt
         self._out.append(SetRemoteMedia(self.offer.ip, self.offer.port, self.codec_pt, self.offer.codec_name,
-                                        self.dtmf_pt))
+                                        self.dtmf_pt, self.srtp_keys))
         self._out.append(StartMedia(send=True))
         self.state = "answering"
         self._g_interval = self.timers.t1
         self._arm(TIMER_G, now + self._g_interval)
         self._arm(TIMER_H, now + 64 * self.timers.t1)
-        log.info("sip.inbound_answered", call_id=self.call_id, codec=self.codec_pt, dtmf_pt=self.dtmf_pt)
+        log.info("sip.inbound_answered", call_id=self.call_id, codec=self.codec_pt, dtmf_pt=self.dtmf_pt,
+                 srtp=self.srtp_keys.suite if self.srtp_keys else None)
         return self._flush()
 
     def hangup(self, now: float) -> list:

@@ -250,6 +250,7 @@ class Trunk(CanaryObject):
     digest_realm: Optional[str]
     allow_legacy_digest: Optional[bool]
     allow_foreign_hops: Optional[bool]
+    srtp: Optional[str]
 
 
 MODEL_TYPES: Dict[str, Type[CanaryObject]] = {

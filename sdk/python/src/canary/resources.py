@@ -492,7 +492,7 @@ class TrunkResource:
         return Trunk(self._client.request("GET", "/v1/voice/trunk"))
 
     def update(self, *, host: str, **fields: Any) -> Trunk:
-        """Create or replace the trunk (``host`` required; ``port``, ``username``, ``password``, ...).
+        """Create or replace the trunk (``host`` required; ``port``, ``transport``, ``srtp``, ``password``, ...).
         Without ``port`` (or with ``port=None``) the trunk's servers are located by DNS at each call
         (NAPTR, SRV, then the host's address: RFC 3263)."""
         return Trunk(self._client.request("PUT", "/v1/voice/trunk", json={"host": host, **fields}))
