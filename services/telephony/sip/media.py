@@ -359,12 +359,12 @@ class MediaSession:
             return False
         return True
 
-    def _unauthenticated(self, kind: str, addr, why: str) -> None:
+    def _unauthenticated(self, kind: str, addr, size: int, why: str) -> None:
         self.rx_unauthenticated += 1
         metrics.SRTP_UNAUTHENTICATED.labels(kind).inc()
         if self.rx_unauthenticated <= 5 or self.rx_unauthenticated % 1000 == 0:
             log.warning("srtp.unauthenticated", call_id=self.call_id, kind=kind, peer=f"{addr[0]}:{addr[1]}",
-                        error=why, total=self.rx_unauthenticated)
+                        size=size, error=why, total=self.rx_unauthenticated)
 
     def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self._accept(addr, self.latched):
@@ -373,7 +373,7 @@ class MediaSession:
             try:
                 data = self.srtp.unprotect(data)
             except SrtpError as exc:
-                self._unauthenticated("rtp", addr, str(exc))
+                self._unauthenticated("rtp", addr, len(data), str(exc))
                 return
         try:
             pkt = parse_rtp(data)
@@ -408,7 +408,7 @@ class MediaSession:
             try:
                 data = self.srtp.unprotect_rtcp(data)
             except SrtpError as exc:
-                self._unauthenticated("rtcp", addr, str(exc))
+                self._unauthenticated("rtcp", addr, len(data), str(exc))
                 return
         try:
             packets = parse_compound(data)
