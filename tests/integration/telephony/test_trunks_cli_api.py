@@ -61,11 +61,15 @@ async def test_cli_trunk_lifecycle_never_shows_the_password(account, pg):
     assert PASSWORD not in repr(cfg)
     r = cli("trunks", "set", "--account", name, "--host", "pbx.example.net", "--clear-password")
     assert "has_password:          no" in r.stdout
+    r = cli("trunks", "set", "--account", name, "--host", "pbx.example.net", "--transport", "tls", "--srtp", "required")
+    assert r.returncode == 0 and "srtp:                  required" in r.stdout, r.stdout + r.stderr
+    assert (await trunk_config(pg, account["id"]))[0].srtp == "required"
 
     for bad, msg in ((["--host", "bad host"], "not a hostname"), (["--host", "h", "--port", "70000"], "port"),
                      (["--host", "h", "--transport", "sctp"], "transport"),
                      (["--host", "h", "--caller-id", "12"], "caller_id"),
-                     (["--host", "h", "--allow-from", "44"], "allowed_from_prefixes")):
+                     (["--host", "h", "--allow-from", "44"], "allowed_from_prefixes"),
+                     (["--host", "h", "--transport", "tls", "--srtp", "maybe"], "srtp must be one of")):
         r = cli("trunks", "set", "--account", name, *bad)
         assert r.returncode == 1 and msg in r.stderr, (bad, r.stderr)
     r = cli("trunks", "set", "--account", "no-such-" + uuid.uuid4().hex[:6], "--host", "h")
