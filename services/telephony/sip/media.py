@@ -359,22 +359,28 @@ class MediaSession:
             return False
         return True
 
-    def _unauthenticated(self, kind: str, addr, size: int, why: str) -> None:
-        self.rx_unauthenticated += 1
-        metrics.SRTP_UNAUTHENTICATED.labels(kind).inc()
-        if self.rx_unauthenticated <= 5 or self.rx_unauthenticated % 1000 == 0:
-            log.warning("srtp.unauthenticated", call_id=self.call_id, kind=kind, peer=f"{addr[0]}:{addr[1]}",
-                        size=size, error=why, total=self.rx_unauthenticated)
+    def _unprotected(self, kind: str, data: bytes, addr) -> bytes | None:
+        """``data`` as plain RTP or RTCP: as it came without SRTP, else unprotected; None when it
+        fails authentication or the replay check (dropped and counted)."""
+        if self.srtp is None:
+            return data
+        try:
+            return self.srtp.unprotect(data) if kind == "rtp" else self.srtp.unprotect_rtcp(data)
+        except SrtpError as exc:
+            self.rx_unauthenticated += 1
+            metrics.SRTP_UNAUTHENTICATED.labels(kind).inc()
+            if self.rx_unauthenticated <= 5 or self.rx_unauthenticated % 1000 == 0:
+                log.warning("srtp.unauthenticated", call_id=self.call_id, kind=kind, peer=f"{addr[0]}:{addr[1]}",
+                            size=len(data), error=str(exc), total=self.rx_unauthenticated)
+            return None
 
     def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self._accept(addr, self.latched):
             return
-        if self.srtp is not None:
-            try:
-                data = self.srtp.unprotect(data)
-            except SrtpError as exc:
-                self._unauthenticated("rtp", addr, len(data), str(exc))
-                return
+        opened = self._unprotected("rtp", data, addr)
+        if opened is None:
+            return
+        data = opened
         try:
             pkt = parse_rtp(data)
         except RtpError as exc:
@@ -404,12 +410,10 @@ class MediaSession:
     def _on_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
         if not self._accept(addr, self.latched_rtcp):
             return
-        if self.srtp is not None:
-            try:
-                data = self.srtp.unprotect_rtcp(data)
-            except SrtpError as exc:
-                self._unauthenticated("rtcp", addr, len(data), str(exc))
-                return
+        opened = self._unprotected("rtcp", data, addr)
+        if opened is None:
+            return
+        data = opened
         try:
             packets = parse_compound(data)
         except (ValueError, IndexError) as exc:
