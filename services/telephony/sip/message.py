@@ -213,7 +213,7 @@ class SipMessage:
     status: int | None = None
     reason: str = ""
     headers: list[tuple[str, str]] = field(default_factory=list)
-    body: bytes = b""
+    body: bytes = field(default=b"", repr=False)  # an SDP body may hold SRTP keys: never in a repr
 
     @property
     def is_request(self) -> bool:

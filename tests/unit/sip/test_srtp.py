@@ -131,6 +131,8 @@ def test_a_required_trunk_offers_savp_and_keys_the_media_from_the_answer():
     offer = parse_sdp(far.first("INVITE").body.decode())
     assert offer.proto == "RTP/SAVP" and len(offer.crypto) == 2
     mine = parse_crypto(offer.crypto[0])
+    invite = far.first("INVITE")
+    assert b"inline:" in invite.body and "inline:" not in repr(invite) + invite.redacted()  # what logs see
     far.respond(far.first("INVITE"), 200, "OK", body=_answer("RTP/SAVP", f"1 {S80} inline:{B64}"))
     assert SetRemoteMedia("192.0.2.99", 30000, PCMU, "PCMU", 101, SrtpKeys(S80, mine.key, KEY)) in far.events
     assert far.core.state == "confirmed" and not far.ended()
