@@ -149,6 +149,24 @@ async def test_a_sandbox_caller_presses_1_through_the_same_flow(voice, kprod):
 async def test_baresip_calls_in_and_hears_the_numbers_flow(voice, tmp_path):
     """baresip (a real softphone) dials the routed number; the gateway answers, the stored flow
     speaks and hangs up. baresip must have heard speech (its player writes what it received)."""
+    await _baresip_hears_the_flow(voice, tmp_path)
+
+
+async def test_baresip_calls_in_with_srtp_on_a_trunk_that_requires_it(voice, tmp_path):
+    """The same call with the trunk's srtp required (over udp: development mode; incoming calls
+    are taken over UDP only) and baresip offering SRTP only (mediaenc=srtp-mand): the stored
+    mode reaches the gateway's routing, and baresip hears the flow through SRTP."""
+    import asyncio
+
+    await trunks.set_trunk(voice.db, voice.account, host="127.0.0.1", port=5090, password=None, srtp="required")
+    await asyncio.sleep(1.1)  # past the directory's refresh interval: the next refusal reloads it
+    try:
+        await _baresip_hears_the_flow(voice, tmp_path, mediaenc="srtp-mand")
+    finally:
+        await trunks.set_trunk(voice.db, voice.account, host="127.0.0.1", port=5090, password=None)
+
+
+async def _baresip_hears_the_flow(voice, tmp_path, mediaenc: str | None = None) -> None:
     import wave
 
     import numpy as np
@@ -158,7 +176,7 @@ async def test_baresip_calls_in_and_hears_the_numbers_flow(voice, tmp_path):
     number = await routed_number(voice, {"start": "hi", "steps": {
         "hi": {"kind": "say", "text": "Welcome to Canary. This inbound call is answered by a flow.", "next": "bye"},
         "bye": {"kind": "hangup"}}})
-    peer = start_baresip(tmp_path, commands=(f"/dial sip:{number}@{voice.sip_addr}",))
+    peer = start_baresip(tmp_path, commands=(f"/dial sip:{number}@{voice.sip_addr}",), mediaenc=mediaenc)
     try:
         cid = await received(voice, number)
         end = await voice.wait(cid, "terminal", timeout=60)
