@@ -716,6 +716,7 @@ class CallCore:
         return None
 
     def _apply_answer(self, body: bytes, *, early: bool) -> bool:
+        self._answer_refused = None
         try:
             ans = parse_sdp(body.decode("utf-8", "replace"))
             codec = ans.codec
