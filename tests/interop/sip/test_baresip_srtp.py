@@ -111,9 +111,13 @@ async def test_baresip_calls_in_with_srtp_and_hears_our_prompt(tmp_path, mode):
     host, port = carrier.sip_addr
     peer = start_baresip(tmp_path, mediaenc="srtp-mand", commands=(f"/dial sip:{number}@{host}:{port}",))
     try:
-        call = await asyncio.wait_for(taken.get(), 20)
+        try:
+            call = await asyncio.wait_for(taken.get(), 20)
+        except TimeoutError:
+            raise AssertionError(f"baresip's call never came in: {peer.log()[-2000:]}") from None
         await call.answer()
-        await _until(call, (Answered,), 10)
+        ev = await _until(call, (Answered, Ended), 10)
+        assert isinstance(ev, Answered), (ev, peer.log()[-2000:])
         assert call.media.srtp is not None
         call.start_recording()
         assert await call.play(our_prompt(2.0))
