@@ -531,6 +531,8 @@ class CallCore:
         self.dest = (self.target.address, self.target.port)
         # A new server: its own digest challenge and reliable-provisional numbering.
         self._auth, self._realm, self._auth_refused, self._rseq = _Auth(), self.policy.realm, None, None
+        if self._offered:  # the server failed over from may have read our keys: fresh ones for the next
+            self._offered = our_offer()
         log.info("sip.failover", call_id=self.call_id, failed=self.tried[-1], next=str(self.target))
         self._send_invite(self._build_invite(), now)
         return True

@@ -219,3 +219,20 @@ def test_inbound_plain_rtp_on_an_optional_trunk_is_plain():
     out = core.answer(0.0)
     [media] = [o for o in out if isinstance(o, SetRemoteMedia)]
     assert media.srtp is None
+
+
+def test_failing_over_to_the_next_server_offers_fresh_keys_and_the_answer_is_read_against_them():
+    from services.telephony.sip.locate import Target
+
+    a, b = Target("192.0.2.10", 5070, "sip1.example.net"), Target("192.0.2.11", 5080, "sip2.example.net")
+    trunk = TrunkConfig("example.net", None, "tls", address=a.address, targets=(a, b), srtp="required")
+    far = started(trunk=trunk)
+    first = parse_sdp(far.first("INVITE").body.decode()).crypto
+    far.respond(far.first("INVITE"), 503, "Service Unavailable", src=(a.address, a.port))
+    second_invite = far.last("INVITE")
+    second = parse_sdp(second_invite.body.decode()).crypto
+    assert len(far.of("INVITE")) == 2 and len(second) == 2
+    assert {parse_crypto(c).key for c in first}.isdisjoint(parse_crypto(c).key for c in second)
+    far.respond(second_invite, 200, "OK", body=_answer("RTP/SAVP", f"1 {S80} inline:{B64}"), src=(b.address, b.port))
+    [media] = [e for e in far.events if isinstance(e, SetRemoteMedia)]
+    assert media.srtp == SrtpKeys(S80, parse_crypto(second[0]).key, KEY)
