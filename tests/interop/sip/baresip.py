@@ -7,6 +7,7 @@ import datetime
 import ipaddress
 import math
 import shutil
+import socket
 import subprocess
 import time
 import wave
@@ -28,6 +29,21 @@ def tone_sequence(seconds: float) -> array:
         out.extend(int(8000 * math.sin(2 * math.pi * f * i / 8000)) for i in range(1600))
     return out
 
+
+
+def free_sip_port() -> int:
+    """A loopback port free for baresip's SIP over UDP and TCP and its TLS on the next port:
+    baresip opens all three whatever the account's transport, and fails to start on any taken."""
+    for _ in range(100):
+        port = free_udp_port()
+        try:
+            for p in (port, port + 1):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind((LOOPBACK, p))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free SIP port for baresip")
 
 
 def self_signed(tmp_path: Path, dns_names: tuple[str, ...] = ()) -> tuple[str, str]:
@@ -94,7 +110,7 @@ def start_baresip(tmp_path: Path, transport: str = "udp", commands: tuple[str, .
         import pytest
 
         pytest.skip("baresip is not installed")
-    port = free_udp_port()
+    port = free_sip_port()
     rtp_lo = free_udp_port(even=True)
     prompt = tmp_path / "prompt.wav"
     with wave.open(str(prompt), "wb") as w:
