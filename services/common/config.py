@@ -400,6 +400,10 @@ class TelephonySettings:
                                      "RTP port range of the SIP carrier")
     sip_tls_ca: str = var("CANARY_SIP_TLS_CA", "", str,
                           "PEM file of the CAs a TLS trunk's certificate must chain to (empty: the system's)")
+    sip_tls_cert: str = var("CANARY_SIP_TLS_CERT", "", str,
+                            "PEM certificate chain of our own SIP TLS listener (SIP port + 1), for trunks that"
+                            " open TLS to us (calls in); empty: no TLS listener")
+    sip_tls_key: str = var("CANARY_SIP_TLS_KEY", "", str, "PEM private key of CANARY_SIP_TLS_CERT")
     sip_media_timeout_s: float = var("CANARY_SIP_MEDIA_TIMEOUT_S", "30", _float,
                                      "no RTP for this long after answer ends the call")
     media_priority: str = var("CANARY_MEDIA_PRIORITY", "realtime", _choice("realtime", "high", "normal"),

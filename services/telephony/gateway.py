@@ -630,7 +630,8 @@ class Gateway:
         # Each trunk's own policy (stored with it), strict when it has none.
         return SipCarrier(local_ip=t.sip_bind, sip_port=t.sip_port, rtp_port_range=t.rtp_ports,
                           media_timeout_s=t.sip_media_timeout_s, trunk_policy=lambda trunk: trunk.policy or STRICT,
-                          tls_ca_file=t.sip_tls_ca or None, **inbound)
+                          tls_ca_file=t.sip_tls_ca or None, tls_cert_file=t.sip_tls_cert or None,
+                          tls_key_file=t.sip_tls_key or None, **inbound)
 
     def mint_inbound_id(self) -> str:
         """An incoming call's id, on a partition of the events topic this gateway consumes.

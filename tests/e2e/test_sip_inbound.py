@@ -25,14 +25,20 @@ MENU = {"start": "menu", "steps": {
 
 @pytest.fixture(scope="module")
 async def voice(request, stack, tmp_path_factory):
-    port = free_udp_port()
+    from tests.interop.sip.baresip import free_sip_port, self_signed
+
+    port = free_sip_port()  # UDP and TCP on it, TLS on the next: all free
+    ours = tmp_path_factory.mktemp("gateway-tls")
+    cert, ca = self_signed(ours)  # our TLS listener's certificate, for 127.0.0.1
     with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CANARY_SIP_TLS_CERT", cert)
         mp.setenv("CANARY_SIP_INBOUND", "1")
         mp.setenv("CANARY_SIP_PORT", str(port))  # known, so SIPp can call it
         mp.setenv("CANARY_SIP_BIND", "127.0.0.1")
         mp.setenv("CANARY_ALLOW_PRIVATE_URLS", "1")
         async for vs in _voice_stack(request, stack, tmp_path_factory, CORE):
             vs.sip_addr = f"127.0.0.1:{port}"
+            vs.sip_tls_addr, vs.sip_tls_ca = f"127.0.0.1:{port + 1}", ca
             # The trunk's address is the source of its INVITEs (SIPp on loopback).
             await trunks.set_trunk(vs.db, vs.account, host="127.0.0.1", port=5090, password=None)
             yield vs
@@ -73,12 +79,15 @@ async def projected(voice, call_id: str, status: str, timeout: float = 60.0):
     raise AssertionError(f"{call_id}: projected row {dict(row) if row else None}, not {status}")
 
 
-async def test_caller_presses_1_in_the_numbers_flow_then_hangs_up(voice, sipp, tmp_path):
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+async def test_caller_presses_1_in_the_numbers_flow_then_hangs_up(voice, sipp, tmp_path, transport):
+    """Over UDP, and over TCP (SIPp opens one connection to our listener on the SIP port; the
+    whole call's SIP, our responses and BYE included, stays on it)."""
     number = await routed_number(voice)
     write_dtmf_pcap(tmp_path / "dtmf.pcap", "1")
     scenario = tmp_path / "uac_inbound.xml"
     scenario.write_text((SCENARIOS / "uac_inbound.xml").read_text())
-    uac = sipp(str(scenario), call=(voice.sip_addr, number))
+    uac = sipp(str(scenario), call=(voice.sip_addr, number), transport=transport)
     cid = await received(voice, number)
     end = await voice.wait(cid, "terminal", timeout=90)
     assert uac.wait(60) == 0, uac.errors()  # 100/180/200 with PCMA + telephone-event, our 200 to its BYE
@@ -152,6 +161,12 @@ async def test_baresip_calls_in_and_hears_the_numbers_flow(voice, tmp_path):
     await _baresip_hears_the_flow(voice, tmp_path)
 
 
+async def test_baresip_calls_in_over_tls_and_hears_the_numbers_flow(voice, tmp_path):
+    """baresip opens TLS to our own listener (SIP port + 1, CANARY_SIP_TLS_CERT), verifying our
+    certificate against the CA it is given, and the call runs as over UDP."""
+    await _baresip_hears_the_flow(voice, tmp_path, transport="tls")
+
+
 async def test_baresip_calls_in_with_srtp_on_a_trunk_that_requires_it(voice, tmp_path):
     """The same call with the trunk's srtp required (over udp: development mode; incoming calls
     are taken over UDP only) and baresip offering SRTP only (mediaenc=srtp-mand): the stored
@@ -166,7 +181,7 @@ async def test_baresip_calls_in_with_srtp_on_a_trunk_that_requires_it(voice, tmp
         await trunks.set_trunk(voice.db, voice.account, host="127.0.0.1", port=5090, password=None)
 
 
-async def _baresip_hears_the_flow(voice, tmp_path, mediaenc: str | None = None) -> None:
+async def _baresip_hears_the_flow(voice, tmp_path, mediaenc: str | None = None, transport: str = "udp") -> None:
     import wave
 
     import numpy as np
@@ -176,7 +191,11 @@ async def _baresip_hears_the_flow(voice, tmp_path, mediaenc: str | None = None) 
     number = await routed_number(voice, {"start": "hi", "steps": {
         "hi": {"kind": "say", "text": "Welcome to Canary. This inbound call is answered by a flow.", "next": "bye"},
         "bye": {"kind": "hangup"}}})
-    peer = start_baresip(tmp_path, commands=(f"/dial sip:{number}@{voice.sip_addr}",), mediaenc=mediaenc)
+    if transport == "tls":
+        peer = start_baresip(tmp_path, transport="tls", trust=voice.sip_tls_ca, mediaenc=mediaenc,
+                             commands=(f"/dial sip:{number}@{voice.sip_tls_addr};transport=tls",))
+    else:
+        peer = start_baresip(tmp_path, commands=(f"/dial sip:{number}@{voice.sip_addr}",), mediaenc=mediaenc)
     try:
         cid = await received(voice, number)
         end = await voice.wait(cid, "terminal", timeout=60)

@@ -17,7 +17,7 @@ from .locate import DEFAULT_PORTS, Target
 from .media import MediaClock, MediaSession, bind_rtp_pair
 from .message import SipMessage, make_response, new_tag
 from .policy import TrunkPolicy, is_ip
-from .stream import SipStreamEndpoint, tls_context
+from .stream import SipStreamEndpoint, tls_context, tls_server_context
 from .transaction import Timers
 from .transport import SipEndpoint
 from .uas import InboundCore
@@ -73,9 +73,13 @@ class SipCarrier:
         on_incoming: Callable[[SipCall, NumberRoute, dict], None] | None = None,
         mint_call_id: Callable[[], str] | None = None,
         tls_ca_file: str | None = None,
+        tls_cert_file: str | None = None,
+        tls_key_file: str | None = None,
     ) -> None:
         self.default_trunk = default_trunk
         self.tls_ca_file = tls_ca_file
+        # Our own certificate: a TLS listener, so trunks can open TLS to us (calls in).
+        self.tls_server = (tls_cert_file, tls_key_file or tls_cert_file) if tls_cert_file else None
         self.trunk_policy = trunk_policy
         self.local_ip = local_ip
         self.sip_port = sip_port
@@ -85,7 +89,7 @@ class SipCarrier:
         self.timers = timers or Timers()
         self.clock = MediaClock()
         self.endpoint: SipEndpoint | None = None
-        self.streams: dict[str, SipStreamEndpoint] = {}  # "tcp", "tls": opened by the first call over each
+        self.streams: dict[str, SipStreamEndpoint] = {}  # "tcp", "tls": at start when calls come in, else on first use
         self._calls: dict[str, SipCall] = {}  # by SIP Call-ID
         # Incoming calls: ``router(source_ip, number)`` decides, ``on_incoming`` gets each taken call.
         self.router, self.on_incoming = router, on_incoming
@@ -107,6 +111,10 @@ class SipCarrier:
                     open_to_invites=self.router is not None,
                 )
                 log.info("sip.listening", addr=f"{bind_ip}:{self.endpoint.local_addr[1]}")
+        if self.router is not None:  # calls come in over TCP (and TLS, with a certificate of ours) too
+            await self._stream("tcp")
+            if self.tls_server is not None:
+                await self._stream("tls")
 
     async def _stream(self, transport: str) -> SipStreamEndpoint:
         """The TCP or TLS endpoint, listening on the SIP port's number (or a free one with port 0)."""
@@ -120,14 +128,18 @@ class SipCarrier:
                     self._on_request(req, addr, holder[0])
 
                 port = self.sip_port if self.sip_port == 0 or transport == "tcp" else self.sip_port + 1
+                tls = transport == "tls"
                 ep = await SipStreamEndpoint.create(
                     bind_ip, port, on_request=on_request, on_response=self._on_response, timers=self.timers,
-                    peer_filter=True, transport_name=transport,
-                    ssl_context=tls_context(self.tls_ca_file) if transport == "tls" else None,
+                    peer_filter=True, transport_name=transport, ssl_context=tls_context(self.tls_ca_file) if tls else None,
+                    server_ssl=tls_server_context(*self.tls_server) if tls and self.tls_server else None,
+                    listen=not tls or self.tls_server is not None,
+                    open_to_invites=self.router is not None,
                     on_transport_error=lambda addr, why: self._transport_failed(transport, addr, why))
                 holder.append(ep)
                 self.streams[transport] = ep
-                log.info("sip.listening", transport=transport, addr=f"{bind_ip}:{ep.local_addr[1]}")
+                if ep.listening:
+                    log.info("sip.listening", transport=transport, addr=f"{bind_ip}:{ep.local_addr[1]}")
             return ep
 
     def _transport_failed(self, transport: str, addr: tuple[str, int], reason: str) -> None:
@@ -206,39 +218,41 @@ class SipCarrier:
             self._recent.pop(next(iter(self._recent)))
 
     # --- incoming calls ------------------------------------------------------------------------
-    def _incoming(self, req: SipMessage, addr: tuple[str, int]) -> None:
-        """An INVITE outside any call: routed (cheaply, from the router's cache) in a task of its own."""
+    def _incoming(self, req: SipMessage, addr: tuple[str, int], endpoint: SipEndpoint) -> None:
+        """An INVITE outside any call, on ``endpoint`` (UDP, or the TCP/TLS one it came over: the
+        call's SIP stays on it): routed (cheaply, from the router's cache) in a task of its own."""
         final = self._recent.get(req.call_id)
         if final is not None:
-            self.endpoint.send(final, addr)  # type: ignore[union-attr]
+            endpoint.send(final, addr)
             return
         if req.call_id in self._routing:
             return  # a retransmission while the first copy is being routed
         self._routing.add(req.call_id)
-        task = asyncio.get_running_loop().create_task(self._route(req, addr))
+        task = asyncio.get_running_loop().create_task(self._route(req, addr, endpoint))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _route(self, req: SipMessage, addr: tuple[str, int]) -> None:
-        assert self.endpoint is not None and self.router is not None
+    async def _route(self, req: SipMessage, addr: tuple[str, int], endpoint: SipEndpoint) -> None:
+        assert self.router is not None
         try:
             number = dialed_number(uri_user(req.uri or ""))
             decision = await self.router(addr[0], number)
             if isinstance(decision, Reject):
                 resp = make_response(req, decision.code, decision.reason, to_tag=new_tag())
                 self._remember(req.call_id, resp)
-                self.endpoint.send(resp, addr)
+                endpoint.send(resp, addr)
                 log.info("sip.inbound_refused", code=decision.code, peer=addr[0], to=number)
                 return
-            await self._take(req, addr, decision.route, decision.srtp)
+            await self._take(req, addr, decision.route, decision.srtp, endpoint)
         except Exception:  # noqa: BLE001 - one bad INVITE must not stop the carrier
             log.exception("sip.inbound_failed", peer=addr[0])
-            self.endpoint.send(make_response(req, 500, "Server Internal Error", to_tag=new_tag()), addr)
+            endpoint.send(make_response(req, 500, "Server Internal Error", to_tag=new_tag()), addr)
         finally:
             self._routing.discard(req.call_id)
 
-    async def _take(self, req: SipMessage, addr: tuple[str, int], route: NumberRoute, srtp: str = "off") -> None:
-        assert self.endpoint is not None and self.on_incoming is not None
+    async def _take(self, req: SipMessage, addr: tuple[str, int], route: NumberRoute, srtp: str,
+                    endpoint: SipEndpoint) -> None:
+        assert self.on_incoming is not None
         from services.common.accounts import new_id
 
         caller = uri_user(req.from_.uri)
@@ -247,9 +261,10 @@ class SipCarrier:
                            timeout_s=RING_TIMEOUT_S, account_id=route.account_id)
         local_ip = self.local_ip or route_ip(*addr)
         media, bind = await self._media(dial.call_id, local_ip)
-        core = InboundCore(req, addr, dial, local_ip=local_ip, sip_port=self.endpoint.local_addr[1],
-                           media_port=media.local_port, timers=self.timers, srtp=srtp)
-        call = bind(SipCall(dial, core.trunk, self.endpoint, media, local_ip, on_finished=self._finished, core=core))
+        core = InboundCore(req, addr, dial, local_ip=local_ip, sip_port=endpoint.local_addr[1],
+                           media_port=media.local_port, timers=self.timers, srtp=srtp,
+                           transport=getattr(endpoint, "transport_name", "udp"))
+        call = bind(SipCall(dial, core.trunk, endpoint, media, local_ip, on_finished=self._finished, core=core))
         self._calls[call.sip_call_id] = call
         call.receive()
         if call.ended is None:
@@ -264,10 +279,9 @@ class SipCarrier:
             call.handle_request(req, addr)
         elif req.method == "OPTIONS":
             endpoint.send(make_response(req, 200, "OK"), addr)  # trunk keep-alive pings
-        elif req.method == "INVITE" and self.router is not None and via is None:
-            self._incoming(req, addr)
-        elif req.method == "INVITE":
-            # Incoming calls are off (CANARY_SIP_INBOUND), or came over TCP/TLS (taken over UDP only).
+        elif req.method == "INVITE" and self.router is not None:
+            self._incoming(req, addr, endpoint)
+        elif req.method == "INVITE":  # incoming calls are off (CANARY_SIP_INBOUND)
             endpoint.send(make_response(req, 403, "Inbound Calls Not Supported", to_tag="canary"), addr)
         elif req.method != "ACK":
             endpoint.send(make_response(req, 481, "Call/Transaction Does Not Exist"), addr)

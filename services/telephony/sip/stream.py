@@ -43,6 +43,15 @@ def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
     return ctx
 
 
+def tls_server_context(cert_file: str, key_file: str) -> ssl.SSLContext:
+    """Our listener's context: our certificate, TLS 1.2+. A trunk is told apart by its address
+    (the inbound trunk directory), not by a client certificate, as with UDP and TCP."""
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cert_file, key_file)
+    return ctx
+
+
 class Framer:
     """Cuts a SIP byte stream into messages (pure: feed bytes, get whole messages)."""
 
@@ -122,22 +131,33 @@ class SipStreamEndpoint(SipEndpoint):
         self._pending: dict[tuple[str, int], list[bytes]] = {}
         self._names: dict[tuple[str, int], str] = {}
         self._server: asyncio.Server | None = None
+        self._bind: tuple[str, int] = ("0.0.0.0", 0)
         self._tasks: set[asyncio.Task] = set()
 
     @classmethod
-    async def create(cls, host: str, port: int, **kwargs) -> SipStreamEndpoint:  # type: ignore[override]
-        """Listen on ``host:port`` (0: a free port) for the connections peers open to us."""
+    async def create(cls, host: str, port: int, *, server_ssl: ssl.SSLContext | None = None,
+                     listen: bool = True, **kwargs) -> SipStreamEndpoint:  # type: ignore[override]
+        """Listen on ``host:port`` (0: a free port) for the connections peers open to us: plain TCP,
+        or TLS with ``server_ssl`` (our certificate). ``listen=False`` (TLS without a certificate
+        of ours): no listener, so a TLS trunk must reuse the connection we open to it."""
         ep = cls(**kwargs)
-        loop = asyncio.get_running_loop()
-        # Peers connect to us over plain TCP only: a TLS listener needs a certificate of ours
-        # (not configured here); TLS trunks reuse the connection we open.
-        ep._server = await loop.create_server(lambda: _Connection(ep, None), host, port)
+        # Not listening, the port we name (Via, Contact) is nominal: the peer answers on the
+        # connection we opened. It must still be a port: the transport's default for port 0.
+        ep._bind = (host, port or (5061 if ep.ssl_context is not None else 5060))
+        if listen:
+            loop = asyncio.get_running_loop()
+            ep._server = await loop.create_server(lambda: _Connection(ep, None), host, port, ssl=server_ssl)
         return ep
 
     @property
     def local_addr(self) -> tuple[str, int]:
-        assert self._server is not None
+        if self._server is None:
+            return self._bind
         return self._server.sockets[0].getsockname()[:2]
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None
 
     def expect_name(self, addr: tuple[str, int], name: str) -> None:
         """The name a TLS connection to ``addr`` must present a certificate for (the trunk's host)."""

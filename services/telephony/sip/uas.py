@@ -44,10 +44,11 @@ class InboundCore(CallCore):
 
     def __init__(self, invite: SipMessage, source: tuple[str, int], request: DialRequest, *, local_ip: str,
                  sip_port: int, media_port: int, timers: Timers | None = None, user_agent: str = "canary-voice",
-                 sdp_session_id: int | None = None, srtp: str = "off") -> None:
+                 sdp_session_id: int | None = None, srtp: str = "off", transport: str = "udp") -> None:
         # The "trunk" of the dialog is where the INVITE came from: every request and response
-        # of the call goes there, and only there. ``srtp``: the mode of the trunk it came from.
-        peer = TrunkConfig(host=source[0], port=source[1], address=source[0], srtp=srtp)
+        # of the call goes there, and only there (over TCP/TLS: on the connection it came on).
+        # ``srtp``: the mode of the trunk it came from.
+        peer = TrunkConfig(host=source[0], port=source[1], address=source[0], srtp=srtp, transport=transport)
         super().__init__(request, peer, local_ip=local_ip, sip_port=sip_port, media_port=media_port, timers=timers,
                          user_agent=user_agent, sdp_session_id=sdp_session_id)
         self.invite = invite

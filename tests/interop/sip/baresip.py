@@ -101,11 +101,13 @@ class Baresip:
 
 
 def start_baresip(tmp_path: Path, transport: str = "udp", commands: tuple[str, ...] = (),
-                  user: str = "1000", cert_names: tuple[str, ...] = (), mediaenc: str | None = None) -> Baresip:
+                  user: str = "1000", cert_names: tuple[str, ...] = (), mediaenc: str | None = None,
+                  trust: str | None = None) -> Baresip:
     """Start baresip (auto-answer; ``commands`` run once it is ready, e.g. ``/dial sip:...``).
     It answers calls to ``user`` only (its account's AOR); over TLS its certificate names
     127.0.0.1 and ``cert_names``. ``mediaenc``: its media encryption (``srtp-mand``: SDES SRTP
-    only, RTP/SAVP offered and a plain RTP offer refused)."""
+    only, RTP/SAVP offered and a plain RTP offer refused). ``trust``: a CA file it verifies the
+    TLS servers it calls with (ours, when it calls in over TLS)."""
     if shutil.which("baresip") is None:
         import pytest
 
@@ -131,7 +133,7 @@ def start_baresip(tmp_path: Path, transport: str = "udp", commands: tuple[str, .
         # sndfile dumps each call's decoded (received) and encoded (sent) audio as WAV files
         + f"module sndfile.so\nsnd_path {tmp_path}\n"
         + f"rtp_ports {rtp_lo}-{rtp_lo + 20}\n" + (f"sip_certificate {cert}\n" if cert else "")
-        + ("module srtp.so\n" if mediaenc else "")
+        + ("module srtp.so\n" if mediaenc else "") + (f"sip_cafile {trust}\n" if trust else "")
     )
     (cfg / "accounts").write_text(f"<sip:{user}@{LOOPBACK}>;regint=0;answermode=auto;audio_codecs=PCMU"
                                   + (f";mediaenc={mediaenc}" if mediaenc else "") + "\n")
