@@ -72,9 +72,9 @@ def decode(raw: bytes | None) -> Envelope | DecodeError:
             version += 1
     # An optional traceparent that is not a string is ignored (a malformed string too, when it
     # is read: events/trace.py `of`); a trace never makes a record unreadable.
-    tp = obj.get("traceparent")
+    tp, ts = obj.get("traceparent"), obj.get("tracestate")
     return Envelope(t, cid, acct, data, version, eid, at, obj.get("causation_id"), obj.get("correlation_id"),
-                    tp if type(tp) is str else None)
+                    tp if type(tp) is str else None, ts if type(ts) is str else None)
 
 
 def decode_payload(env: Envelope) -> BaseModel | DecodeError:

@@ -42,6 +42,8 @@ class Envelope:
     correlation_id: str | None = None
     # W3C traceparent of the call's trace (events/trace.py); optional: older records have none.
     traceparent: str | None = None
+    # W3C tracestate that came with it (vendors' entries), passed on unchanged; optional too.
+    tracestate: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -57,6 +59,8 @@ class Envelope:
         }
         if self.traceparent is not None:  # absent rather than null: untraced records keep their bytes
             d["traceparent"] = self.traceparent
+        if self.tracestate is not None:
+            d["tracestate"] = self.tracestate
         return d
 
     def caused(self, type: str, data: dict[str, Any] | None = None, *, step: str | None = None,
@@ -65,6 +69,7 @@ class Envelope:
         same trace (its parent span: this process handling this message, events/trace.py)."""
         from events.registry import latest_version
 
+        ctx = trace.handled(self)
         return Envelope(
             type=type,
             call_id=self.call_id,
@@ -75,7 +80,8 @@ class Envelope:
             occurred_at=occurred_at or utc_now(),
             causation_id=self.id,
             correlation_id=self.correlation_id or self.id,
-            traceparent=trace.handled(self).header,
+            traceparent=ctx.header,
+            tracestate=ctx.state,
         )
 
     def with_data(self, **changes: Any) -> "Envelope":

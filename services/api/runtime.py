@@ -260,7 +260,7 @@ class Runtime:
         producer = await self.kafka()
         ctx = trace_middleware.current()
         if env.traceparent is None and ctx is not None:  # the request's trace goes with what it produces
-            env = dataclasses.replace(env, traceparent=ctx.header)
+            env = dataclasses.replace(env, traceparent=ctx.header, tracestate=ctx.state)
         try:
             async def _send() -> None:
                 value = encode(env)

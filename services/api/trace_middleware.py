@@ -1,9 +1,11 @@
 """The trace of each API request (W3C Trace Context), as a plain ASGI wrapper.
 
-A request's `traceparent` header is continued when it is valid; an invalid or missing one
-starts a new trace (never an error). The request gets a span id of its own: it is the parent
+A request's `traceparent` header is continued when it is valid, with its `tracestate` when
+that is valid too (passed on unchanged: we add no entry); an invalid or missing traceparent
+starts a new trace without tracestate, an invalid tracestate is dropped (never an error). The request gets a span id of its own: it is the parent
 of every command the request produces (``Runtime.publish`` stamps the envelope with
-:func:`current`), it is returned in the response's `traceparent` header, the request's log
+:func:`current`), it is returned in the response's `traceparent` header (and the tracestate kept, if any, in
+`tracestate`), the request's log
 lines carry its trace id, and with span export on it is the `api request` span.
 """
 
@@ -30,9 +32,15 @@ def current() -> TraceContext | None:
 
 
 def incoming(scope: Scope) -> TraceContext | None:
-    """The request's valid `traceparent`, if any (a repeated header is invalid, as the spec says)."""
-    found = [v for k, v in scope.get("headers") or () if k == b"traceparent"]
-    return trace.parse(found[0]) if len(found) == 1 else None
+    """The request's valid `traceparent`, if any (a repeated header is invalid, as the spec says),
+    with its valid `tracestate` (repeated headers are one list, as the spec says)."""
+    headers = scope.get("headers") or ()
+    found = [v for k, v in headers if k == b"traceparent"]
+    ctx = trace.parse(found[0]) if len(found) == 1 else None
+    if ctx is None:
+        return None  # the spec: no tracestate is read without a valid traceparent
+    states = [v for k, v in headers if k == b"tracestate"]
+    return ctx.with_state(states) if states else ctx
 
 
 class RequestTrace:
@@ -44,13 +52,15 @@ class RequestTrace:
             return await self.app(scope, receive, send)
         parent = incoming(scope)
         ctx = parent.child(trace.random_span_id()) if parent is not None else trace.new_trace()
-        header = ctx.header.encode()
+        added = [(b"traceparent", ctx.header.encode())]
+        if ctx.state is not None:
+            added.append((b"tracestate", ctx.state.encode()))
         status = {"code": None}
 
         async def traced_send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                message = {**message, "headers": [*message.get("headers", ()), (b"traceparent", header)]}
+                message = {**message, "headers": [*message.get("headers", ()), *added]}
             await send(message)
 
         token = _current.set(ctx)

@@ -121,8 +121,12 @@ def shutdown() -> None:
 def _parent_context(parent: TraceContext) -> Any:
     from opentelemetry import trace as ot
 
+    # The tracestate goes on the parent: the SDK gives a child its parent's, so every exported
+    # span's context carries the client's entries, as the trace on Kafka does.
+    state = ot.TraceState.from_header([parent.state]) if parent.state is not None else None
     return ot.set_span_in_context(ot.NonRecordingSpan(ot.SpanContext(
-        int(parent.trace_id, 16), int(parent.span_id, 16), is_remote=True, trace_flags=ot.TraceFlags(parent.flags))))
+        int(parent.trace_id, 16), int(parent.span_id, 16), is_remote=True, trace_flags=ot.TraceFlags(parent.flags),
+        trace_state=state)))
 
 
 @contextlib.contextmanager

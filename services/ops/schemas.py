@@ -32,6 +32,10 @@ ENVELOPE_SCHEMA: dict[str, Any] = {
                         "description": "W3C Trace Context of the call's trace (version-traceid-parentid-flags);"
                                        " optional, absent on records written before it existed. A consumer"
                                        " ignores one it cannot parse (docs/architecture.md, 'Following a call')"},
+        "tracestate": {"type": "string", "maxLength": 512,
+                       "description": "W3C tracestate that came with the traceparent (vendors' list members),"
+                                      " passed on unchanged; optional, and read only next to a valid"
+                                      " traceparent (an invalid one is ignored)"},
         "data": {"type": "object"},
     },
     "additionalProperties": False,

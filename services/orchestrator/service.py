@@ -245,14 +245,16 @@ class Orchestrator:
         for env, errors in inputs:
             before = states.get(env.call_id)
             if env.traceparent is None and before is not None and before.traceparent is not None:
-                env = dataclasses.replace(env, traceparent=before.traceparent)  # a timer: the call's trace
+                # a timer: the call's trace
+                env = dataclasses.replace(env, traceparent=before.traceparent, tracestate=before.tracestate)
             cps = await self._cps(conn, env.account_id) if env.type == "PlaceCall" else 10.0
             with tracing.handling(env, "orchestrator decide"):
                 dec = decide(before, env, now, pacing_slot=pacing.get(env.account_id), cps=cps,
                              validation_errors=errors, flow_def=flow_defs.get(env.id), partitions=partitions)
             state = dec.state
             if state.traceparent is None and trace.parse(env.traceparent) is not None:
-                state = dataclasses.replace(state, traceparent=env.traceparent)
+                state = dataclasses.replace(state, traceparent=env.traceparent,
+                                            tracestate=trace.parse_state(env.tracestate))
             states[env.call_id] = state
             touched[env.call_id] = env.account_id
             for o in dec.outputs:

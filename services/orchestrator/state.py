@@ -236,6 +236,7 @@ class CallState:
     # The call's trace (W3C traceparent of its first traced input): what a timer's input,
     # which carries none, continues (docs/architecture.md, "Following a call").
     traceparent: str | None = None
+    tracestate: str | None = None  # the tracestate that came with it (passed on unchanged)
     # Not stored: the events topic's partition count, as the I/O edge gives it to each decision
     # (decide's `partitions`), so a dial step names its second call on this call's partition.
     partitions: int = field(default=0, compare=False, repr=False)
@@ -294,6 +295,8 @@ class CallState:
             d["updates"] = self.updates.to_json()
         if self.traceparent is not None:
             d["traceparent"] = self.traceparent
+        if self.tracestate is not None:
+            d["tracestate"] = self.tracestate
         return d
 
     @classmethod
@@ -303,4 +306,5 @@ class CallState:
                    d.get("media_failed"), bool(d.get("hangup_sent")), bool(d.get("recording")), d.get("seen", 0),
                    FlowRun.from_json(flow, d.get("flow_seq", 0)) if flow is not None else None,
                    bool(d.get("stream_done")), d.get("answered_by"),
-                   Updates.from_json(d["updates"]) if d.get("updates") else NO_UPDATES, d.get("traceparent"))
+                   Updates.from_json(d["updates"]) if d.get("updates") else NO_UPDATES, d.get("traceparent"),
+                   d.get("tracestate"))

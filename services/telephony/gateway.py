@@ -314,8 +314,9 @@ class LiveCall:
 
     def _stream(self) -> AudioStreamer:
         if self.streamer is None:
+            ctx = trace.handled(self.dial)
             self.streamer = AudioStreamer(self.gw.producer, self.dial.call_id, self.dial.account_id,
-                                          traceparent=trace.handled(self.dial).header)
+                                          traceparent=ctx.header, tracestate=ctx.state)
         return self.streamer
 
     async def _finish_gather(self, speech: dict | None = None) -> None:

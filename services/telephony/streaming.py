@@ -36,9 +36,10 @@ FRAME_MS = 20
 
 class AudioStreamer:
     def __init__(self, producer: AIOKafkaProducer, call_id: str, account_id: str,
-                 traceparent: str | None = None):
+                 traceparent: str | None = None, tracestate: str | None = None):
         self.producer, self.call_id, self.account_id = producer, call_id, account_id
         self.traceparent = traceparent.encode() if traceparent else None  # the call's trace, on every chunk
+        self.tracestate = tracestate.encode() if tracestate and traceparent else None
         self.frames: list[bytes] = []
         self.seq = 0
         self.offset_ms = 0  # call time of the next frame
@@ -103,6 +104,8 @@ class AudioStreamer:
             headers.append(("language", self.language.encode()))
         if self.traceparent is not None:
             headers.append(("traceparent", self.traceparent))
+        if self.tracestate is not None:
+            headers.append(("tracestate", self.tracestate))
         task = asyncio.get_running_loop().create_task(
             self.producer.send(topics.MEDIA_AUDIO, pcm, key=self.call_id.encode(), headers=headers))
         self.in_flight.add(task)

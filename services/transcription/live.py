@@ -136,6 +136,7 @@ class CallStream:
     cfg: LiveConfig = field(default_factory=LiveConfig)
     language: str | None = None  # the call's transcribe_language (BCP-47, 'auto'; None: English)
     traceparent: str | None = None  # the call's trace (the chunks' header)
+    tracestate: str | None = None  # and the tracestate that came with it
     last_seq: int = -1
     last_seen: float = 0.0  # monotonic time of the last chunk
     utterance: int = 0
@@ -264,7 +265,8 @@ class LiveTranscription(MediaCore):
         k = (call_id, channel)
         s = self.calls.get(k) or CallStream(call_id, account_id, channel, self.cfg,
                                             language=header(headers, "language") or self.cfg.language,
-                                            traceparent=header(headers, "traceparent"))
+                                            traceparent=header(headers, "traceparent"),
+                                            tracestate=header(headers, "tracestate"))
         touch(self.calls, k, s, now)
         self.stats["chunks"] += 1
         jobs = s.feed(value or b"", offset_ms, seq)
@@ -356,7 +358,8 @@ class LiveTranscription(MediaCore):
         return new_envelope(EVENT_TYPE, s.call_id, s.account_id, {
             "text": text, "offset_ms": job.offset_ms, "channel": s.channel, "final": job.final,
             "utterance": job.utterance, "duration_ms": len(job.pcm) // 16,
-        }, id=job.event_id(), traceparent=trace.continued(s.traceparent, f"live/{s.call_id}/{s.channel}"))
+        }, id=job.event_id(), traceparent=trace.continued(s.traceparent, f"live/{s.call_id}/{s.channel}"),
+            tracestate=trace.continued_state(s.traceparent, s.tracestate))
 
 
 class LiveWorker(MediaWorker):

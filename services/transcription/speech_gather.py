@@ -86,6 +86,7 @@ class GatherStream:
     language: str | None = None
     first_pos: tuple[Any, int] | None = None  # (partition, offset) of its first chunk, for commits
     traceparent: str | None = None  # the call's trace (the chunks' header)
+    tracestate: str | None = None  # and the tracestate that came with it
     last_seq: int = -1
     last_seen: float = 0.0
     answered: bool = False  # its utterance was cut (a job is queued or done)
@@ -175,7 +176,7 @@ class SpeechGather(MediaCore):
             hints = g.get("hints") if isinstance(g.get("hints"), list) else []
             s = GatherStream(call_id, account_id, gather_id, step=g.get("step"),
                              hints=[str(h) for h in hints], language=g.get("language") or None, first_pos=pos,
-                             traceparent=header(headers, "traceparent"))
+                             traceparent=header(headers, "traceparent"), tracestate=header(headers, "tracestate"))
         touch(self.calls, call_id, s, now)
         self.stats["chunks"] += 1
         job = s.feed(value or b"", offset_ms, seq)
@@ -247,7 +248,8 @@ class SpeechGather(MediaCore):
         if error is not None:
             data["error"] = error
         return new_envelope(EVENT_TYPE, s.call_id, s.account_id, data, id=job.event_id(), causation_id=s.gather_id,
-                            traceparent=trace.continued(s.traceparent, f"gather/{s.gather_id}"))
+                            traceparent=trace.continued(s.traceparent, f"gather/{s.gather_id}"),
+                            tracestate=trace.continued_state(s.traceparent, s.tracestate))
 
 
 class SpeechGatherWorker(MediaWorker):

@@ -32,8 +32,9 @@ async def ask_app(client: httpx.AsyncClient, secret: str | None, req: Envelope) 
     # The answer is read as it streams in, at most MAX_BODY bytes: a larger (or endless) one
     # fails the step without being received. Uncompressed, so its size on the wire is its size.
     # The call's trace, its parent this request (the span `handling` records around it).
+    ctx = trace.handled(req)
     headers = {**sender.headers_for(secret or "", body, req.id, "flow.webhook", 1,
-                                    traceparent=trace.handled(req).header), "Accept-Encoding": "identity"}
+                                    traceparent=ctx.header, tracestate=ctx.state), "Accept-Encoding": "identity"}
     try:
         check_url(req.data["url"])
         async with asyncio.timeout(TIMEOUT_S):

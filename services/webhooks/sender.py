@@ -37,9 +37,11 @@ class AttemptResult:
 
 
 def headers_for(secret: str, body: bytes, event_id: str, event_type: str, attempt: int,
-                timestamp: int | None = None, traceparent: str | None = None) -> dict[str, str]:
+                timestamp: int | None = None, traceparent: str | None = None,
+                tracestate: str | None = None) -> dict[str, str]:
     """Every delivery carries its signature, the event id twice (idempotency), the attempt number
-    and, when known, the call's trace (W3C `traceparent`, its parent this attempt's span)."""
+    and, when known, the call's trace (W3C `traceparent`, its parent this attempt's span, and the
+    `tracestate` that came with it, unchanged)."""
     headers = {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
@@ -51,6 +53,8 @@ def headers_for(secret: str, body: bytes, event_id: str, event_type: str, attemp
     }
     if traceparent is not None:
         headers["traceparent"] = traceparent
+        if tracestate is not None:
+            headers["tracestate"] = tracestate
     return headers
 
 

@@ -237,6 +237,8 @@ class WebhookWorker:
     async def _deliver(self, d: store.Delivery) -> None:
         attempt = d.attempts + 1
         parent = trace.parse(d.traceparent)
+        if parent is not None and d.tracestate is not None:
+            parent = parent.with_state(d.tracestate)
         if parent is None:  # enqueued before deliveries kept their trace: logged and sent without one
             await self._attempt(d, attempt, None)
             return
@@ -260,7 +262,8 @@ class WebhookWorker:
                 res = sender.AttemptResult(None, 0, f"account {d.account_id} has no signing secret", permanent=True)
             else:
                 headers = sender.headers_for(secret, d.body, d.event_id, d.event_type, attempt,
-                                             traceparent=ctx.header if ctx is not None else None)
+                                             traceparent=ctx.header if ctx is not None else None,
+                                             tracestate=ctx.state if ctx is not None else None)
                 res = await sender.post(self.client, d.url, d.body, headers, self.s.timeout)
                 latency = res.latency_ms
             if res.ok:

@@ -28,6 +28,7 @@ class Delivery:
     attempts: int
     max_attempts: int
     traceparent: str | None = None  # the event's trace context (None: enqueued before it was kept)
+    tracestate: str | None = None  # the tracestate that came with it (valid; None: there was none)
 
 
 class RouteCache:
@@ -80,8 +81,9 @@ async def enqueue(conn: asyncpg.Connection, source_topic: str, events: Iterable[
             url = routes.url_for(env.type)
             if not url:
                 continue
+            ctx = trace.of(env)
             rows.append((env.id, source_topic, env.call_id, env.account_id, env.type, url, body_bytes(body),
-                         max_attempts, trace.of(env).header))
+                         max_attempts, ctx.header, ctx.state))
         if not rows:
             return 0
         # One statement per batch; WITH ORDINALITY keeps Kafka order = seq order.
@@ -93,9 +95,10 @@ async def _insert_ordered(conn: asyncpg.Connection, rows: list[tuple[Any, ...]])
     cols = [list(c) for c in zip(*rows)]
     return await conn.fetch(
         "INSERT INTO webhook_deliveries (event_id, source_topic, call_id, account_id, event_type, url, body,"
-        " max_attempts, traceparent)"
-        " SELECT a, b, c, d, e, f, g, h, i FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],"
-        " $6::text[], $7::bytea[], $8::int[], $9::text[]) WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, n)"
+        " max_attempts, traceparent, tracestate)"
+        " SELECT a, b, c, d, e, f, g, h, i, j FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],"
+        " $5::text[], $6::text[], $7::bytea[], $8::int[], $9::text[], $10::text[])"
+        " WITH ORDINALITY AS u(a, b, c, d, e, f, g, h, i, j, n)"
         " ORDER BY n"
         " ON CONFLICT (event_id) DO NOTHING RETURNING event_id", *cols)
 
@@ -111,7 +114,7 @@ WITH heads AS (
     ORDER BY call_id, seq
 )
 SELECT d.event_id, d.call_id, d.account_id, d.event_type, d.url, d.body, d.attempts, d.max_attempts,
-       d.traceparent
+       d.traceparent, d.tracestate
 FROM webhook_deliveries d
 WHERE d.event_id IN (SELECT h.event_id FROM heads h
                      WHERE h.next_attempt_at <= now() AND (h.leased_until IS NULL OR h.leased_until < now())
@@ -133,7 +136,8 @@ async def claim(conn: asyncpg.Connection, source_topic: str, limit: int, lease_s
     async with conn.transaction():
         rows = await conn.fetch(CLAIM_SQL, source_topic, limit)
         cands = [Delivery(r["event_id"], r["call_id"], r["account_id"], r["event_type"], r["url"], bytes(r["body"]),
-                          r["attempts"], r["max_attempts"], r["traceparent"]) for r in rows]
+                          r["attempts"], r["max_attempts"], r["traceparent"],
+                          r["tracestate"]) for r in rows]
         chosen = choose(cands)
         if chosen:
             await conn.execute(

@@ -255,3 +255,127 @@ def test_the_live_audio_carries_the_trace_to_the_speech_workers():
     env = SpeechGather.event(Job(s, b"\0" * 320, 0, 0.0), "yes", 0.9, None, None)
     assert trace.parse(env.traceparent).trace_id == TRACE_ID
     assert trace.parse(env.caused("gather.completed", {}).traceparent).trace_id == TRACE_ID
+
+
+# --- tracestate (W3C Trace Context section 3.3): vendors' entries, passed on unchanged ---
+
+TS = "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE"  # the spec's example
+
+
+@pytest.mark.parametrize("value, expected", [
+    (TS, TS),
+    (TS.encode(), TS),  # a header's raw bytes
+    (" rojo=00f067aa0ba902b7 ,\t, congo=t61rcWkgMzE\t", TS),  # spaces around members, an empty member
+    ([b"rojo=00f067aa0ba902b7", "congo=t61rcWkgMzE"], TS),  # a repeated header is one list
+    ("fw529a3039@dt=x,tenant_1@sys-2=v a l u e", "fw529a3039@dt=x,tenant_1@sys-2=v a l u e"),
+    ("a=" + "x" * 256, "a=" + "x" * 256),  # the longest value
+    ("k=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~", "k=!\"#$%&'()*+-./:;<>?@[\\]^_`{|}~"),  # every allowed sign
+    (",".join(f"k{i}=v" for i in range(32)), ",".join(f"k{i}=v" for i in range(32))),  # 32 members
+])
+def test_valid_tracestates_are_kept_normalised(value, expected):
+    assert trace.parse_state(value) == expected
+
+
+@pytest.mark.parametrize("value, why", [
+    (None, "absent"),
+    (7, "not a string"),
+    ("", "empty"),
+    (" , ,", "only empty members"),
+    ("rojo", "no ="),
+    ("rojo=", "an empty value"),
+    ("Rojo=1", "upper case key"),
+    ("1abc=1", "a simple key starts with a letter"),
+    ("a" * 257 + "=1", "a key longer than 256"),
+    ("ro jo=1", "a space in the key"),
+    ("rojo=a,b", "a member without ="),
+    ("rojo=a=b", "= in a value"),
+    ("rojo=" + "x" * 257, "a value longer than 256"),
+    ("rojo=caf\u00e9", "non-ASCII in a value"),
+    ("rojo=a\x01b", "a control character in a value"),
+    ("t@Sys=1", "upper case system id"),
+    ("t@" + "s" * 15 + "=1", "a system id longer than 14"),
+    ("@sys=1", "an empty tenant id"),
+    ("t@1sys=1", "a system id starts with a letter"),
+    ("rojo=1,congo=2,rojo=3", "a repeated key"),
+    (",".join(f"k{i}=v" for i in range(33)), "33 members"),
+    (",".join(f"k{i:02d}={'v' * 40}" for i in range(12)), "more than 512 characters"),
+    (b"rojo=\xff", "bytes that are not ASCII"),
+    ([TS, 3], "a repeated header with a value that is not text"),
+    (["rojo=1", "rojo=2"], "a key repeated across headers"),
+])
+def test_invalid_tracestates_are_dropped(value, why):
+    assert trace.parse_state(value) is None, why
+
+
+@given(st.binary(max_size=120) | st.text(max_size=120))
+def test_parse_state_never_raises(value):
+    got = trace.parse_state(value)
+    assert got is None or trace.parse_state(got) == got
+
+
+def test_the_envelope_passes_tracestate_on_unchanged():
+    env = _env(traceparent=TP, tracestate=TS)
+    raw = encode(env)
+    assert orjson.loads(raw)["tracestate"] == TS and decode(raw) == env
+    jsonschema.validate(orjson.loads(raw), schemas.ENVELOPE_SCHEMA)
+    assert "tracestate" not in orjson.loads(encode(_env(traceparent=TP)))  # none: no key, bytes of before
+    assert trace.of(env) == TraceContext(TRACE_ID, "00f067aa0ba902b7", 1, TS)
+    out = env.caused("call.answered", {})
+    assert out.tracestate == TS and trace.parse(out.traceparent).span_id == trace.handled(env).span_id
+    assert out.caused("play.requested", {}).tracestate == TS  # every hop
+    # Only next to a valid traceparent; an invalid one is dropped, never an error.
+    assert trace.of(_env(traceparent="junk", tracestate=TS)).state is None
+    assert _env(traceparent="junk", tracestate=TS).caused("call.answered", {}).tracestate is None
+    assert _env(traceparent=TP, tracestate="Bad=1").caused("call.answered", {}).tracestate is None
+    assert decode(orjson.dumps({**orjson.loads(raw), "tracestate": ["x"]})).tracestate is None
+
+
+def test_the_orchestrator_keeps_the_calls_tracestate_for_its_timers():
+    from services.orchestrator.state import CallState
+
+    s = CallState.new("call_x", "acct_x")
+    assert "tracestate" not in s.to_json()
+    t = CallState.from_json({**s.to_json(), "traceparent": TP, "tracestate": TS})
+    assert t.tracestate == TS and CallState.from_json(t.to_json()) == t
+
+
+def test_webhook_attempts_and_the_live_audio_carry_the_tracestate():
+    from services.transcription.speech_gather import GatherStream, Job, SpeechGather
+    from services.webhooks import sender
+
+    first = sender.attempt_trace(trace.parse(TP).with_state(TS), "ev1", 1)
+    headers = sender.headers_for("whsec_x", b"{}", "ev1", "call.completed", 1, traceparent=first.header,
+                                 tracestate=first.state)
+    assert headers["tracestate"] == TS and trace.parse(headers["traceparent"]).trace_id == TRACE_ID
+    assert "tracestate" not in sender.headers_for("whsec_x", b"{}", "ev1", "call.completed", 1, traceparent=TP)
+    assert trace.continued_state(TP.encode(), TS.encode()) == TS
+    assert trace.continued_state(None, TS) is None and trace.continued_state("junk", TS) is None
+    assert trace.continued_state(TP, "Bad=1") is None and trace.continued_state(TP, None) is None
+    s = GatherStream("call_x", "acct_x", "g1", traceparent=TP, tracestate=TS)
+    env = SpeechGather.event(Job(s, b"\0" * 320, 0, 0.0), "yes", 0.9, None, None)
+    assert env.tracestate == TS and env.caused("gather.completed", {}).tracestate == TS
+
+
+def test_exported_spans_carry_the_tracestate(spans):
+    env = _env(traceparent=TP, tracestate=TS)
+    with tracing.handling(env, "unit handle"):
+        pass
+    (span,) = spans.get_finished_spans()
+    assert span.context.trace_state.to_header() == TS and span.parent.trace_state.to_header() == TS
+    with tracing.handling(_env(traceparent=TP), "no state"):
+        pass
+    assert len(spans.get_finished_spans()[-1].context.trace_state) == 0
+
+
+async def test_the_api_continues_the_tracestate_with_the_traceparent():
+    async with await _trace_app_client() as c:
+        r = await c.post("/", headers=[("traceparent", TP), ("tracestate", "rojo=00f067aa0ba902b7"),
+                                       ("tracestate", " congo=t61rcWkgMzE")])
+        assert r.status_code == 200 and r.headers["tracestate"] == TS
+        assert trace.parse(r.headers["traceparent"]).trace_id == TRACE_ID
+        for headers in ([("traceparent", TP), ("tracestate", "rojo=a,rojo=b")],  # invalid: dropped
+                        [("traceparent", "junk"), ("tracestate", TS)],  # no valid traceparent: not read
+                        [("tracestate", TS)]):
+            r = await c.post("/", headers=headers)
+            assert r.status_code == 200 and "tracestate" not in r.headers  # never an error
+            assert trace.parse(r.headers["traceparent"]) is not None
