@@ -181,6 +181,13 @@ def trace_id_for(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
+def trace_id_of(traceparent: Any, key: str) -> str:
+    """The trace id of a message with ``traceparent`` (as in its envelope, or None) and
+    correlation id (or, for a call's first message, id) ``key``: what :func:`of` gives it."""
+    ctx = parse(traceparent) if traceparent is not None else None
+    return ctx.trace_id if ctx is not None else trace_id_for(key)
+
+
 def set_service(name: str) -> None:
     """Name this process in the span ids it derives (each service process calls it once)."""
     global _service

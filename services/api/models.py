@@ -175,6 +175,10 @@ class CallEvent(_Doc):
     type: str = Field(examples=["call.ringing"])
     version: int
     occurred_at: str
+    trace_id: str = Field(examples=["4bf92f3577b34da6a3ce929d0e0e4736"], pattern="^[0-9a-f]{32}$",
+                          description="The W3C trace id of the call's trace the event was emitted in: the one in"
+                                      " the `traceparent` the call's POST answered with (and in the services'"
+                                      " logs, exported spans and the webhooks' `traceparent`)")
     data: dict[str, Any]
 
 

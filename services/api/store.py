@@ -6,6 +6,7 @@ import base64
 from datetime import datetime
 from typing import Any
 
+from events import trace
 from services.common.accounts import iso
 from services.common.config import projection_schema
 from services.api import signing
@@ -41,8 +42,8 @@ LEFT JOIN LATERAL (SELECT t.text, t.confidence FROM {P}.transcriptions t
 
 GET_CALL = f"SELECT {_COLUMNS} FROM (SELECT $2::text AS id) q {_JOINS} WHERE c.id IS NOT NULL OR r.id IS NOT NULL"
 
-GET_EVENTS = (f"SELECT event_id, type, version, occurred_at, data FROM {P}.call_events"
-              " WHERE call_id = $1 AND account_id = $2 ORDER BY kafka_offset, event_id LIMIT $3")
+GET_EVENTS = (f"SELECT event_id, type, version, occurred_at, data, traceparent, correlation_id"
+              f" FROM {P}.call_events WHERE call_id = $1 AND account_id = $2 ORDER BY kafka_offset, event_id LIMIT $3")
 
 # paused_spans: from the recording's event in the timeline (the recordings table predates them).
 GET_RECORDING = f"""
@@ -158,3 +159,9 @@ def call_from_row(row: Any) -> dict[str, Any]:
         "sip_code": row["sip_code"], "recording": rec, "transcription": tr, "gather": gather,
         "parent_call_id": row["parent_call_id"],
     }
+
+
+def event_trace_id(row: Any) -> str:
+    """The trace id of a row of the call's timeline (GET_EVENTS): its event's, as the services
+    logged and exported it (a row projected before rows kept it: the correlation id's)."""
+    return trace.trace_id_of(row["traceparent"], str(row["correlation_id"] or row["event_id"]))

@@ -10,6 +10,8 @@ The trace context itself travels in the envelope (``events/trace.py``). Here:
   (``events.trace.handled``), so exported spans and the log's records form one tree.
 * :func:`span` records a span with a given parent and id (the API's request, a webhook
   attempt).
+* :func:`batch` records, around the handling of a batch of messages of many calls at once
+  (the projector's), one span per trace in it.
 * :func:`setup` turns export on when ``CANARY_OTEL_EXPORTER`` (or the standard
   ``OTEL_TRACES_EXPORTER``) names exporters. Off (the default) OpenTelemetry is not even
   imported and :func:`span` returns one shared no-op context: no span object is made.
@@ -154,6 +156,59 @@ def span(name: str, ctx: TraceContext, parent: TraceContext | None, *, kind: str
     if _tracer is None:
         return _NULL
     return _record(name, ctx, parent, kind, attributes)
+
+
+def _span_context(ctx: TraceContext) -> Any:
+    from opentelemetry import trace as ot
+
+    return ot.SpanContext(int(ctx.trace_id, 16), int(ctx.span_id, 16), is_remote=True,
+                          trace_flags=ot.TraceFlags(ctx.flags))
+
+
+def batch(name: str, envs: Any, **attributes: Any) -> Any:
+    """A context manager recording, while a batch of messages is handled in one go, span ``name``
+    once for each trace among ``envs``: in that trace, child of its first message's span, with
+    its id derived as :func:`handling` would derive it for that message, linked to the spans of
+    its other messages. One span a trace (a call), not a message: a call's events in a batch are
+    one piece of work, and a batch of thousands stays a few hundred spans. Yields the spans; off,
+    the shared no-op context (``envs`` is not even read)."""
+    if _tracer is None:
+        return _NULL
+    return _record_batch(name, envs, attributes)
+
+
+@contextlib.contextmanager
+def _record_batch(name: str, envs: Any, attributes: dict[str, Any]) -> Iterator[list[Any]]:
+    from opentelemetry import trace as ot
+
+    groups: dict[str, list[tuple[Any, TraceContext]]] = {}
+    for env in envs:
+        parent = tc.of(env)
+        groups.setdefault(parent.trace_id, []).append((env, parent))
+    kind = ot.SpanKind.CONSUMER
+    spans = []
+    for members in groups.values():
+        first, parent = members[0]
+        token = _next_ids.set((int(parent.trace_id, 16), int(tc.derive_span_id(f"{tc.service()}/{first.id}"), 16)))
+        try:
+            spans.append(_tracer.start_span(
+                name, context=_parent_context(parent), kind=kind,
+                links=[ot.Link(_span_context(p)) for _, p in members[1:]],
+                attributes={"canary.call_id": first.call_id, "canary.event_id": first.id,
+                            "canary.events": len(members),
+                            **{k: v for k, v in attributes.items() if v is not None}}))
+        finally:
+            _next_ids.reset(token)
+    try:
+        yield spans
+    except BaseException as exc:
+        for s in spans:
+            s.record_exception(exc)
+            s.set_status(ot.Status(ot.StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+        raise
+    finally:
+        for s in spans:
+            s.end()
 
 
 def log_context(ctx: TraceContext, env: Any = None) -> dict[str, Any]:

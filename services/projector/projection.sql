@@ -46,8 +46,11 @@ CREATE TABLE IF NOT EXISTS {schema}.call_events (
     kafka_offset    bigint NOT NULL,
     causation_id    uuid,
     correlation_id  uuid,
-    data            jsonb NOT NULL
+    data            jsonb NOT NULL,
+    traceparent     text  -- the event's, as in its envelope (null: it had none); the API shows its trace id
 );
+-- Tables made before the column existed (`canary-voice replay` fills it for the events of before).
+ALTER TABLE {schema}.call_events ADD COLUMN IF NOT EXISTS traceparent text;
 CREATE INDEX IF NOT EXISTS call_events_call ON {schema}.call_events (call_id, kafka_offset);
 
 CREATE TABLE IF NOT EXISTS {schema}.gathers (

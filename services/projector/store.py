@@ -11,6 +11,7 @@ from typing import Iterable
 import asyncpg
 
 from events import Envelope
+from services.common import tracing
 from services.common.consumer import Batch, PostgresTracking, Source
 from services.common.consumer import Record as ConsumedRecord
 from services.projector import calls
@@ -19,7 +20,7 @@ DDL = Path(__file__).with_name("projection.sql").read_text()
 CALL_COLUMNS = list(calls.new_row(Envelope(type="call.queued", call_id="x", account_id="x",
                                            occurred_at="2024-01-01T00:00:00Z")).keys())
 EVENT_COLUMNS = ["event_id", "call_id", "account_id", "type", "version", "occurred_at", "kafka_partition",
-                 "kafka_offset", "causation_id", "correlation_id", "data"]
+                 "kafka_offset", "causation_id", "correlation_id", "data", "traceparent"]
 GATHER_COLUMNS = ["event_id", "call_id", "account_id", "status", "digits", "finished_on_key", "speech", "step",
                   "occurred_at"]
 RECORDING_COLUMNS = ["id", "call_id", "account_id", "wav_ref", "mp3_ref", "duration_ms", "size_bytes", "sha256",
@@ -100,7 +101,9 @@ class ProjectionStore:
         records = batch.records
         if self.until is not None:
             records = [r for r in records if calls.ts(r.env.occurred_at) <= self.until]
-        res = await self.apply(records)
+        # Each call's events continue its trace here too (export on; off this costs nothing).
+        with tracing.batch("projector project", (r.env for r in records), **{"canary.batch_size": len(records)}):
+            res = await self.apply(records)
         batch.after_commit(lambda conn=self.conn: self._committed(conn, res.applied))
 
     def _committed(self, conn: asyncpg.Connection, applied: int) -> None:
@@ -120,7 +123,7 @@ class ProjectionStore:
         uniq = [r for r in records if not ((i := r.env.id.lower()) in seen or seen.add(i))]
         rows = [(r.env.id, r.env.call_id, r.env.account_id, r.env.type, r.env.version,
                  calls.ts(r.env.occurred_at), r.partition, r.offset, r.env.causation_id,
-                 r.env.correlation_id, r.env.data) for r in uniq]
+                 r.env.correlation_id, r.env.data, r.env.traceparent) for r in uniq]
         try:
             # Fast path: straight COPY. A duplicate id (a producer retry of an event we
             # already have) aborts it, and we take the careful path instead.

@@ -144,3 +144,64 @@ async def test_garbage_goes_to_dlq_and_projector_keeps_going(prefix, pg, produce
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
         await pg.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+async def test_each_batch_continues_its_calls_traces_and_the_timeline_keeps_them(prefix, pg, producer):
+    """With span export on, a batch is one `projector project` span per call's trace (child of
+    its first event's span, linked to the others'), and every call_events row keeps its event's
+    traceparent, from which the API shows the trace id."""
+    import dataclasses
+
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from events import trace
+    from services.api.store import event_trace_id
+    from services.common import tracing
+    from services.projector.service import Projector
+
+    traced, untraced = call_events(n_calls=2, per_call=5)[:5], call_events(n_calls=1, per_call=5)
+    ctx = trace.new_trace().with_state("rojo=00f067aa0ba902b7")
+    # Each event emitted in the call's trace by a different span, as the services do.
+    traced = [dataclasses.replace(e, traceparent=ctx.child(trace.random_span_id()).header, tracestate=ctx.state)
+              for e in traced]
+    evs = traced + untraced
+    topic = prefix + "voice.call.events"
+    await publish_many(producer, topic, evs)
+    schema = "p_" + uuid.uuid4().hex[:10]
+    spans = InMemorySpanExporter()
+    tracing.install(spans, "projector")
+    p = Projector(schema=schema, group_id=prefix + "projector", topic=topic)
+    await p.start()
+    try:
+        for _ in range(200):
+            if p.applied >= len(evs):
+                break
+            await p.run_once(200)
+        assert p.applied == len(evs)
+    finally:
+        await p.stop()
+        tracing.shutdown()
+        trace.set_service("canary")
+    try:
+        rows = {str(r["event_id"]): r for r in await pg.fetch(
+            f"SELECT event_id, traceparent, correlation_id FROM {schema}.call_events")}
+        assert {i: rows[i]["traceparent"] for i in rows} == {e.id: e.traceparent for e in evs}
+        assert {event_trace_id(rows[e.id]) for e in traced} == {ctx.trace_id}
+        assert [event_trace_id(rows[e.id]) for e in untraced] == [trace.of(e).trace_id for e in untraced]
+    finally:
+        await pg.execute(f"DROP SCHEMA {schema} CASCADE")
+
+    got = [s for s in spans.get_finished_spans() if s.name == "projector project"]
+    mine = [s for s in got if f"{s.context.trace_id:032x}" == ctx.trace_id]
+    assert mine, [(s.name, f"{s.context.trace_id:032x}") for s in got]
+    first = trace.parse(traced[0].traceparent)
+    # However the events fell into batches: every event's span is a parent or a link of one.
+    seen = {f"{s.parent.span_id:016x}" for s in mine} | {
+        f"{link.context.span_id:016x}" for s in mine for link in s.links}
+    assert seen == {trace.parse(e.traceparent).span_id for e in traced}
+    assert f"{mine[0].parent.span_id:016x}" == first.span_id
+    assert f"{mine[0].context.span_id:016x}" == trace.derive_span_id(f"projector/{traced[0].id}")
+    assert all(s.context.trace_state.to_header() == ctx.state for s in mine)
+    assert sum(s.attributes["canary.events"] for s in mine) == len(traced)
+    # The untraced call has the trace of its correlation id, as everywhere else.
+    assert any(f"{s.context.trace_id:032x}" == trace.of(untraced[0]).trace_id for s in got)

@@ -387,7 +387,8 @@ async def call_events(call_id: str, request: Request,
     rows = await pool.fetch(store.GET_EVENTS, call_id, account.id, limit)
     # The public view: no internal fields (cache_hit, media-store refs ...: events/public.py).
     data = [{"id": str(r["event_id"]), "type": r["type"], "version": r["version"],
-             "occurred_at": iso(r["occurred_at"]), "data": public_data(r["type"], r["data"])} for r in rows]
+             "occurred_at": iso(r["occurred_at"]), "trace_id": store.event_trace_id(r),
+             "data": public_data(r["type"], r["data"])} for r in rows]
     return json_response({"call_id": call_id, "data": data})
 
 

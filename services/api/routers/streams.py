@@ -3,7 +3,7 @@ and the whole account's (`GET /v1/voice/events?follow=true`).
 
 Each SSE message is one event of the log, in the public view of the call timeline:
 `id:` the event id, `event:` its type, `data:` `{"id", "type", "version", "occurred_at",
-"call_id", "data"}`. A reconnecting client sends `Last-Event-ID` and gets what came after
+"trace_id", "call_id", "data"}`. A reconnecting client sends `Last-Event-ID` and gets what came after
 it. Besides the log's events a stream may send `end` (a call's stream: the call ended
 and its recording and transcript are in; then it closes) and `gap` (the client fell
 behind or Kafka could not be read: events may be missing; reconnect with Last-Event-ID).
@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.responses import Response
 
-from events import Envelope
+from events import Envelope, trace
 from events.catalog import TERMINAL_EVENTS
 from events.public import public_data
 from services.api import models, store
@@ -35,17 +35,21 @@ PING_S = 15
 HISTORY_LIMIT = 5000
 
 
-def _item(event_id: str, type: str, version: int, occurred_at: str, call_id: str, data: Any) -> dict[str, Any]:
-    return {"id": event_id, "type": type, "version": version, "occurred_at": occurred_at, "call_id": call_id,
-            "data": public_data(type, data)}
+def _item(event_id: str, type: str, version: int, occurred_at: str, trace_id: str, call_id: str,
+          data: Any) -> dict[str, Any]:
+    return {"id": event_id, "type": type, "version": version, "occurred_at": occurred_at, "trace_id": trace_id,
+            "call_id": call_id, "data": public_data(type, data)}
 
 
 def _from_env(env: Envelope) -> dict[str, Any]:
-    return _item(env.id, env.type, env.version, env.occurred_at, env.call_id, env.data)
+    # The live event and its row in the timeline show the same trace id (store.event_trace_id).
+    return _item(env.id, env.type, env.version, env.occurred_at,
+                 trace.trace_id_of(env.traceparent, env.correlation_id or env.id), env.call_id, env.data)
 
 
 def _from_row(r: Any, call_id: str) -> dict[str, Any]:
-    return _item(str(r["event_id"]), r["type"], r["version"], iso(r["occurred_at"]), call_id, r["data"])
+    return _item(str(r["event_id"]), r["type"], r["version"], iso(r["occurred_at"]), store.event_trace_id(r),
+                 call_id, r["data"])
 
 
 def _sse(item: dict[str, Any]) -> ServerSentEvent:

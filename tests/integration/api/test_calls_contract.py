@@ -197,14 +197,20 @@ async def test_events_timeline(client, acct, pg):
     import uuid
     from datetime import datetime, timezone
 
-    for off, t in ((11, "call.ringing"), (10, "call.queued"), (12, "call.answered")):
+    # The trace id: the row's traceparent's; without one (or with junk), the correlation id's.
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    correlation = uuid.uuid4()
+    for off, t, traceparent in ((11, "call.ringing", "junk"), (10, "call.queued", None),
+                                (12, "call.answered", tp)):
         await pg.execute(
             "INSERT INTO projection.call_events (event_id, call_id, account_id, type, version, occurred_at,"
-            " kafka_partition, kafka_offset, data) VALUES ($1, $2, $3, $4, 1, $5, 0, $6, $7)",
-            uuid.uuid4(), call_id, acct.id, t, datetime.now(timezone.utc), off, {"n": off})
+            " kafka_partition, kafka_offset, correlation_id, data, traceparent)"
+            " VALUES ($1, $2, $3, $4, 1, $5, 0, $6, $7, $8, $9)",
+            uuid.uuid4(), call_id, acct.id, t, datetime.now(timezone.utc), off, correlation, {"n": off}, traceparent)
     data = (await client.get(f"/v1/voice/calls/{call_id}/events", headers=acct.headers)).json()["data"]
     assert [e["type"] for e in data] == ["call.queued", "call.ringing", "call.answered"]
-    assert set(data[0]) == {"id", "type", "version", "occurred_at", "data"} and data[0]["data"] == {"n": 10}
+    assert set(data[0]) == {"id", "type", "version", "occurred_at", "trace_id", "data"} and data[0]["data"] == {"n": 10}
+    assert [e["trace_id"] for e in data] == [correlation.hex, correlation.hex, "4bf92f3577b34da6a3ce929d0e0e4736"]
 
 
 async def test_idempotency_under_concurrent_retries(client, acct, prefix, pg):
