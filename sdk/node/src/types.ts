@@ -220,6 +220,11 @@ export interface CallEvent {
   type: string;
   version: number;
   occurred_at: string;
+  /**
+   * The W3C trace id the event was emitted in: the call's trace, as in the `traceparent`
+   * header the call's creation answered with (absent from a server that does not send it).
+   */
+  trace_id?: string;
   /** The call it belongs to (always on a followed stream). */
   call_id?: string;
   data: Record<string, unknown>;

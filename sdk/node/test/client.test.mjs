@@ -60,7 +60,7 @@ test('paths and methods of every resource', async () => {
   const rec = { id: 'rec_1', call_id: 'call_1', duration: 45, url: '/media/rec_1.mp3?sig=abc', transcription: { text: 'hello', confidence: 0.95 } };
   server.reply(
     { body: { ...CALL, status: 'canceled' } },
-    { body: { data: [{ id: 'evt_1', type: 'call.queued', call_id: 'call_1' }] } },
+    { body: { data: [{ id: 'evt_1', type: 'call.queued', call_id: 'call_1', trace_id: '4bf92f3577b34da6a3ce929d0e0e4736' }] } },
     { body: rec },
     { raw: 'ID3fakeaudio', headers: { 'content-type': 'audio/mpeg' } },
     { body: { data: [{ id: 'en-US-Neural2-F', language: 'en-US' }] } },
@@ -73,7 +73,8 @@ test('paths and methods of every resource', async () => {
   );
   const c = new Canary('k', { baseURL: server.url });
   assert.equal((await c.voice.calls.hangup('call_1')).status, 'canceled');
-  assert.deepEqual((await c.voice.calls.events('call_1')).map((e) => e.type), ['call.queued']);
+  assert.deepEqual((await c.voice.calls.events('call_1')).map((e) => [e.type, e.trace_id]),
+    [['call.queued', '4bf92f3577b34da6a3ce929d0e0e4736']]);
   const r = await c.voice.calls.recording('call_1');
   assert.equal(r.transcription.confidence, 0.95);
   assert.equal((await c.voice.calls.downloadRecording(r)).toString(), 'ID3fakeaudio');

@@ -73,7 +73,8 @@ def test_paths_and_methods(server):
            "transcription": {"text": "hello", "confidence": 0.95}}
     server.then(
         Reply(200, {**CALL, "status": "canceled"}),
-        Reply(200, {"data": [{"id": "evt_1", "type": "call.queued", "call_id": "call_1"}]}),
+        Reply(200, {"data": [{"id": "evt_1", "type": "call.queued", "call_id": "call_1",
+                              "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}]}),
         Reply(200, rec),
         Reply(200, raw=b"ID3fakeaudio", headers={"Content-Type": "audio/mpeg"}),
         Reply(200, {"data": [{"id": "en-US-Neural2-F", "language": "en-US"}]}),
@@ -83,7 +84,8 @@ def test_paths_and_methods(server):
     )
     c = Canary("k", base_url=server.url)
     assert c.voice.calls.hangup("call_1").status == "canceled"
-    assert [e.type for e in c.voice.calls.events("call_1")] == ["call.queued"]
+    (event,) = c.voice.calls.events("call_1")
+    assert event.type == "call.queued" and event.trace_id == "4bf92f3577b34da6a3ce929d0e0e4736"
     r = c.voice.calls.recording("call_1")
     assert r.transcription.confidence == 0.95
     assert c.voice.calls.download_recording(r) == b"ID3fakeaudio"

@@ -200,6 +200,9 @@ class CallEvent(CanaryObject):
     type: str
     version: int
     occurred_at: str
+    #: The W3C trace id the event was emitted in: the call's trace, as in the ``traceparent``
+    #: header the call's creation answered with (None from a server that does not send it).
+    trace_id: Optional[str]
     data: Optional[CanaryObject]
 
 
