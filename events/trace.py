@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 HEADER = "traceparent"
-STATE_HEADER = "tracestate"
 VERSION = "00"
 SAMPLED = 0x01
 
