@@ -127,8 +127,15 @@ function Player({ id, recording, completed }: { id: string; recording: Recording
   const [src, setSrc] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const url = recording?.url;
+  // The link is signed anew by every GET of the recording (its expiry moves on each second), and
+  // the page reloads the recording on each event: fetching the audio again for each new link
+  // would reset the player under the listener. The same recording (path and format) keeps its audio.
+  const latest = useRef(url);
+  latest.current = url;
+  const key = url ? url.replace(/[?&](expires|signature)=[^&]*/g, '') : undefined;
 
   useEffect(() => {
+    const url = latest.current;
     if (!url) return;
     const ctl = new AbortController();
     let made: string | null = null;
@@ -136,7 +143,7 @@ function Player({ id, recording, completed }: { id: string; recording: Recording
       .then((b) => { made = URL.createObjectURL(b); setSrc(made); })
       .catch((e) => { if (!ctl.signal.aborted) setError(e.message); });
     return () => { ctl.abort(); if (made) URL.revokeObjectURL(made); };
-  }, [url]);
+  }, [key]);
 
   const lines: Line[] = transcriptLines(completed?.data, recording?.transcription ?? null);
   const confidence = (completed?.data.confidence as number | undefined) ?? recording?.transcription?.confidence;
