@@ -560,8 +560,10 @@ class Processor:
 
     def __init__(self, name: str, sources: Sequence[Source], handler: Handler, tracking: Tracking,
                  dead_letters: DeadLetters, *, log: Any = None, backoff: Backoff | None = None,
-                 stopping: asyncio.Event | None = None):
+                 stopping: asyncio.Event | None = None,
+                 on_assigned: Callable[[set[TopicPartition]], Any] | None = None):
         self.name = name  # the consumer, as DLQ records and logs name it
+        self.on_assigned = on_assigned  # told each new assignment (a rebalance's end), before the seeks
         self.sources = {s.topic: s for s in sources}
         self.handler, self.tracking, self.dead_letters = handler, tracking, dead_letters
         self.log, self.backoff = log, backoff or Backoff()
@@ -724,6 +726,8 @@ class _SeekToStored(ConsumerRebalanceListener):
             await commits.flush()
 
     async def on_partitions_assigned(self, assigned):
+        if self.owner.processor.on_assigned is not None:
+            self.owner.processor.on_assigned(set(assigned))
         stored = await self.owner.processor.load()
         if stored is None:  # Kafka tracking: the committed offsets are the positions
             return

@@ -254,13 +254,13 @@ def cluster_up(brokers: int = 3, wait_s: float = 150.0) -> str:
     raise RuntimeError(f"kafka cluster did not answer on {bootstrap} within {wait_s:.0f}s")
 
 
-def cluster_node_down(n: int) -> bool:
-    """Stop node `n` (1-based) of the cluster with SIGTERM (a controlled shutdown); False
-    when it was not running."""
+def cluster_node_down(n: int, kill: bool = False) -> bool:
+    """Stop node `n` (1-based) of the cluster with SIGTERM (a controlled shutdown), or with
+    SIGKILL (``kill``: a crash, no shutdown at all); False when it was not running."""
     pid = _node_alive(n)
     if not pid:
         return False
-    os.kill(pid, signal.SIGTERM)
+    os.kill(pid, signal.SIGKILL if kill else signal.SIGTERM)
     for _ in range(240):
         if not _node_alive(n):
             break

@@ -575,6 +575,7 @@ class Gateway:
         self.lease_s = settings().telephony.lease_s
         self.calls: dict[str, LiveCall] = {}
         self.stopping = asyncio.Event()
+        self.bg: list[asyncio.Task] = []  # the lease loop, and calls being ended after a rebalance
         self._carriers = carriers
         self._audio_cache: dict[str, bytes] = {}
         self._renders: dict[str, asyncio.Future[Envelope]] = {}  # sandbox.speech.requested id -> its answer
@@ -607,10 +608,11 @@ class Gateway:
         # Kafka's group offsets are the positions: what an instruction does is idempotent by
         # itself (dials are claimed in Postgres, the rest needs a live call on this gateway).
         self.processor = Processor("telephony", [Source(topics.events(), types=INSTRUCTIONS | ANSWERS)], self.handle,
-                                   KafkaTracking(), KafkaDeadLetters(self.producer), log=log, stopping=self.stopping)
+                                   KafkaTracking(), KafkaDeadLetters(self.producer), log=log, stopping=self.stopping,
+                                   on_assigned=self._assigned)
         self.consumer = Consumer(self.processor, group_id=self.group, batch_max=500)
         await self.consumer.start()
-        self.bg = [asyncio.create_task(self._lease_loop())]
+        self.bg.append(asyncio.create_task(self._lease_loop()))
         metrics.gauge("canary_live_calls", "Calls this gateway carries now", lambda: len(self.calls))
         log.info("gateway started", gateway_id=self.id, carriers=list(self.carriers))
 
@@ -923,10 +925,19 @@ class Gateway:
 
     async def reap(self) -> int:
         """End calls whose gateway stopped renewing its lease: failed, with the reason."""
+        n = await self._end_lost("lease_until < now()")
+        if n:
+            log.warning("reaped calls of a lost gateway", count=n)
+        return n
+
+    async def _end_lost(self, where: str, *args: Any) -> int:
+        """``call.failed`` "telephony gateway lost the call" for the claimed calls ``where`` says,
+        marked ended. The event's id is derived from the call's dial, so whichever gateway ends
+        it (the holder itself, or another one reaping it) publishes the same event, once."""
         async with self.conn.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT call_id, account_id, dial_event FROM telephony_calls WHERE scope = $1 AND NOT ended"
-                " AND lease_until < now() FOR UPDATE SKIP LOCKED", self.scope)
+                f" AND {where} FOR UPDATE SKIP LOCKED", self.scope, *args)
             if not rows:
                 return 0
             evs = [Envelope(type="call.failed", call_id=r["call_id"], account_id=r["account_id"],
@@ -937,8 +948,43 @@ class Gateway:
             await publish_many(self.producer, topics.events(), evs)
             await conn.executemany("UPDATE telephony_calls SET ended = true WHERE call_id = $1",
                                    [(r["call_id"],) for r in rows])
-        log.warning("reaped calls of a lost gateway", count=len(rows))
         return len(rows)
+
+    def _assigned(self, assigned: set) -> None:
+        """A rebalance gave this gateway a new set of partitions. Instructions for the live calls
+        whose partition went to another gateway now go there, where the call is not: left up,
+        such a call would wait for them forever. So they end here, at once, as a lost gateway's
+        calls are reaped (the far end is hung up)."""
+        from services.common.kafka import known_partition_count, partition_of
+
+        topic = topics.events()
+        mine = {tp.partition for tp in assigned if tp.topic == topic}
+        n = known_partition_count(getattr(self.consumer, "consumer", None), topic)
+        if n <= 0:
+            return
+        moved = [c for cid, c in self.calls.items() if partition_of(cid.encode(), n) not in mine]
+        if moved:
+            task = asyncio.get_running_loop().create_task(self._drop_moved(moved))
+            self.bg.append(task)
+
+    async def _drop_moved(self, moved: list[LiveCall]) -> None:
+        ids = [c.dial.call_id for c in moved]
+        for call in moved:
+            self.calls.pop(call.dial.call_id, None)
+            for t in call.tasks:  # its carrier events are no longer ours to report
+                t.cancel()
+        try:
+            n = await self._end_lost("call_id = ANY($2::text[])", ids)
+        except Exception as exc:  # noqa: BLE001 - the lease lapses and another gateway reaps them
+            log.error("ending calls whose partition moved failed", error=str(exc), count=len(ids))
+            n = 0
+        for call in moved:
+            try:
+                await asyncio.wait_for(call.session.hangup(), 2.0)
+            except Exception:  # noqa: BLE001 - the far end is gone already: nothing to release
+                pass
+            call.close()
+        log.warning("calls ended: their partition moved to another gateway", count=len(ids), reported=n)
 
     async def run(self) -> None:
         await self.consumer.run()

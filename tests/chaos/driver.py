@@ -1,6 +1,11 @@
 """The chaos run: the whole stack as real processes, a steady load of sandbox calls through
 the HTTP API, and every fault of the reliability issue injected while it runs.
 
+The scale run is the same run on a 3-broker cluster with two instances of every service
+(``Config(replicas=2, bootstrap=..., faults_kind="scale")``): its faults are one instance of
+each service SIGKILLed (and restarted after 5 s, as an orchestrator would) and one broker
+SIGKILLed for good, and the accounting is the same.
+
 Shared by `tests/chaos/test_chaos.py` (short: about 100 calls, each fault once) and
 `bench/chaos.py` (`--calls 1000`). `run(cfg)` never raises for a failed invariant: it returns
 a `Report` whose `failures` say which ones did not hold, and `figures` what was measured.
@@ -87,6 +92,11 @@ class Config:
     settle_s: float = 180.0  # generous deadlines: the outcome is waited for, never timed
     logdir: Path | None = None
     faults: bool = True
+    replicas: int = 1  # instances of every service
+    bootstrap: str | None = None  # a Kafka cluster's bootstrap (default: the stack's broker)
+    # chaos: every fault once; scale: one instance of each service and one broker, one after the
+    # other (each its own recovery time); scale-at-once: all of those in the same instant
+    faults_kind: str = "chaos"
 
 
 @dataclass
@@ -157,10 +167,14 @@ class Supervisor:
     """Starts the services as processes (own session each), kills and restarts them on
     request, and restarts (and counts) any exit the driver did not cause."""
 
-    def __init__(self, env: dict[str, str], logdir: Path) -> None:
+    def __init__(self, env: dict[str, str], logdir: Path, replicas: int = 1,
+                 api_ports: list[int] | None = None) -> None:
         from tests.conftest import spawn
 
         self.spawn, self.env, self.logdir = spawn, env, logdir
+        # An instance is `name` alone, or `name#k` (k = 1..replicas) when a service runs several times.
+        self.names = list(SERVICES) if replicas == 1 else [f"{n}#{k}" for n in SERVICES for k in range(1, replicas + 1)]
+        self.api_ports = api_ports or []
         self.procs: dict[str, subprocess.Popen] = {}
         self.unexpected: list[tuple[str, int | None]] = []
         self.killing: set[str] = set()
@@ -170,10 +184,14 @@ class Supervisor:
         return self.logdir / f"{name}.log"
 
     def start(self, name: str) -> None:
-        self.procs[name] = self.spawn(SERVICES[name], self.env, self.log(name))
+        service, _, k = name.partition("#")
+        env = self.env
+        if service == "api" and self.api_ports:
+            env = {**env, "CANARY_API_PORT": str(self.api_ports[int(k or 1) - 1])}
+        self.procs[name] = self.spawn(SERVICES[service], env, self.log(name))
 
     def start_all(self) -> None:
-        for name in SERVICES:
+        for name in self.names:
             self.start(name)
 
     async def kill_and_restart(self, name: str, down_s: float = 1.0) -> None:
@@ -304,14 +322,17 @@ def body_for(i: int, hook: str) -> dict:
 
 async def post_call(http, post: Post, body: dict, deadline_s: float) -> None:
     """POST with an Idempotency-Key; a lost answer (the API killed mid-request, a 409 while the
-    first attempt settles) is retried with the same key until an answer is final."""
+    first attempt settles) is retried with the same key until an answer is final. With several
+    API instances (``http`` a list), each attempt goes to the next one, as a load balancer's
+    retry would."""
     import httpx
 
+    clients = http if isinstance(http, list) else [http]
     end = time.monotonic() + deadline_s
     while True:
         post.attempts += 1
         try:
-            r = await http.post("/v1/voice/calls", json=body, headers={"Idempotency-Key": post.key})
+            r = await clients[(post.i + post.attempts) % len(clients)].post("/v1/voice/calls", json=body, headers={"Idempotency-Key": post.key})
         except httpx.HTTPError:
             r = None
         if r is not None:
@@ -344,6 +365,24 @@ class Faults:
         out += [("Postgres SIGSTOP 5 s", self.freeze_postgres), ("Kafka broker restart", self.restart_kafka),
                 ("poison + garbage bytes", self.poison)]
         return out
+
+    def scale(self, at_once: bool = False) -> list[tuple[str, object]]:
+        """One instance of each service SIGKILLed, back 5 s later (its partitions move to the other
+        instance meanwhile, and back), and one broker of the cluster SIGKILLed for good; with
+        ``at_once``, all of them in the same instant (one fault)."""
+        out: list[tuple[str, object]] = [
+            (f"SIGKILL {n}#1", (lambda n=n: self.sup.kill_and_restart(f"{n}#1", down_s=5.0))) for n in SERVICES]
+        out.append(("SIGKILL Kafka broker 3 (stays down)", self.kill_broker))
+        if at_once:
+            async def everything() -> None:
+                await asyncio.gather(*(f() for _, f in out))
+            return [(f"SIGKILL {' + '.join(n.split()[1] for n, _ in out[:-1])} + Kafka broker 3", everything)]
+        return out
+
+    async def kill_broker(self) -> None:
+        from services.ops import stack
+
+        await asyncio.to_thread(stack.cluster_node_down, 3, True)
 
     async def freeze_postgres(self) -> None:
         self.frozen = postgres_pids()
@@ -404,6 +443,23 @@ async def _until(pred, timeout: float, every: float = 0.5) -> bool:
         await asyncio.sleep(every)
 
 
+async def stable_members(group: str) -> int:
+    """How many members `group` has once it is stable with every member assigned (0 before)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from services.common.config import settings
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings().kafka_bootstrap, request_timeout_ms=10_000)
+    await admin.start()
+    try:
+        groups = [g for r in await admin.describe_consumer_groups([group]) for g in r.to_object()["groups"]]
+    finally:
+        await admin.close()
+    g = groups[0] if groups else {"state": "", "members": []}
+    ok = g["state"] == "Stable" and all(m["member_assignment"] for m in g["members"])
+    return len(g["members"]) if ok else 0
+
+
 async def _delete_topics(prefix: str) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
@@ -432,6 +488,29 @@ async def run(cfg: Config) -> Report:
 
     rnd = random.Random(cfg.seed)
     report = Report()
+    saved_env = {k: os.environ.get(k) for k in ("CANARY_KAFKA_BOOTSTRAP", "CANARY_KAFKA_REPLICATION")}
+    if cfg.bootstrap:  # this process's clients and every service's: the cluster, topics 3 times
+        os.environ["CANARY_KAFKA_BOOTSTRAP"] = cfg.bootstrap
+        os.environ["CANARY_KAFKA_REPLICATION"] = "3"
+    try:
+        return await _run(cfg, rnd, report)
+    finally:
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+async def _run(cfg: Config, rnd: random.Random, report: Report) -> Report:
+    import httpx
+
+    from services.common import accounts, db
+    from services.common.kafka import ensure_topics
+    from services.ops import stack
+    from services.webhooks.payloads import STATUS_EVENTS
+    from tests.conftest import service_env
+
     prefix = f"chaos{uuid.uuid4().hex[:8]}."
     schema = "chaos_" + uuid.uuid4().hex[:10]
     logdir = cfg.logdir or Path(tempfile.gettempdir()) / ("chaos-" + prefix.rstrip("."))
@@ -444,12 +523,13 @@ async def run(cfg: Config) -> Report:
     _, key = await accounts.create_key(conn, acct["id"], "test")
     await conn.execute("INSERT INTO sandbox_callees (number, account_id, script) VALUES ($1, $2, $3::jsonb)",
                        PRESSER, acct["id"], orjson.dumps({"ring": 0.5, "after": 0.5, "press": "42"}).decode())
-    port = free_port()
+    api_ports = [free_port() for _ in range(cfg.replicas)]
+    port = api_ports[0]
     env = service_env(prefix, CANARY_PROJECTION_SCHEMA=schema, CANARY_SANDBOX_SPEED=str(cfg.speed),
                       CANARY_ALLOW_PRIVATE_URLS="1", CANARY_API_PORT=str(port), CANARY_API_HOST="127.0.0.1",
                       CANARY_API_WRITE_RATE="1000", CANARY_MAX_LIVE_CALLS="10000", CANARY_GATEWAY_LEASE_S="5",
                       CANARY_WEBHOOK_BACKOFF_BASE="0.5", CANARY_WEBHOOK_BACKOFF_MAX="5", CANARY_ENV="development")
-    receiver, sup = Receiver(), Supervisor(env, logdir)
+    receiver, sup = Receiver(), Supervisor(env, logdir, cfg.replicas, api_ports)
     follower = Follower(prefix + "voice.call.events")
     faults = Faults(sup, prefix, acct["id"])
     tasks: list[asyncio.Task] = []
@@ -460,16 +540,27 @@ async def run(cfg: Config) -> Report:
         tasks.append(asyncio.create_task(follower.run()))
         sup.start_all()
         tasks.append(asyncio.create_task(sup.watch()))
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60,
-                                     headers={"Authorization": f"Bearer {key}"}) as http:
+        clients = [httpx.AsyncClient(base_url=f"http://127.0.0.1:{p}", timeout=60,
+                                     headers={"Authorization": f"Bearer {key}"}) for p in api_ports]
+        http = clients if len(clients) > 1 else clients[0]
+        try:
             async def ready():
                 try:
-                    return (await http.get("/readyz")).status_code == 200
+                    return all([(await c.get("/readyz")).status_code == 200 for c in clients])
                 except httpx.HTTPError:
                     return False
             if not await _until(ready, 180):
                 report.check("the API answered /readyz within 180 s", False)
                 return report
+            if cfg.replicas > 1:
+                # Every instance in its group before the first call: a gateway joining later would
+                # take the partition of calls another one carries (their instructions then go to it).
+                async def joined():
+                    return all([await stable_members(prefix + g) == cfg.replicas
+                                for g in ("orchestrator", "telephony", "webhooks", "projector")])
+                if not await _until(joined, 180, every=1.0):
+                    report.check(f"every group has its {cfg.replicas} instances within 180 s", False)
+                    return report
             # Warm-up: one call of each kind through every service before the clock starts.
             warm = [Post(-1 - k, "warm-" + uuid.uuid4().hex, time.monotonic()) for k in range(4)]
             await asyncio.gather(*(post_call(http, w, body_for(k, hook), 60) for k, w in enumerate(warm)))
@@ -487,7 +578,8 @@ async def run(cfg: Config) -> Report:
             faults.poison_call = warm[0].call_id
             t0 = time.monotonic()
             span = cfg.calls / cfg.rate
-            schedule = faults.all() if cfg.faults else []
+            kinds = {"chaos": faults.all, "scale": faults.scale, "scale-at-once": lambda: faults.scale(at_once=True)}
+            schedule = kinds[cfg.faults_kind]() if cfg.faults else []
             rnd.shuffle(schedule)
 
             faults_done = asyncio.Event()
@@ -543,6 +635,9 @@ async def run(cfg: Config) -> Report:
                 return all(follower.terminal_ids(c) for c in accepted)
             await _until(all_ended, cfg.settle_s)
             settle_t0 = time.monotonic()
+        finally:
+            for c in clients:
+                await c.aclose()
 
         # --- settle: webhooks delivered, projector caught up ---------------------------------
         def status_events() -> dict[str, tuple[str, str]]:
@@ -681,11 +776,15 @@ async def run(cfg: Config) -> Report:
                      and all(ln.endswith(" match") for ln in lines), dry.stdout[-1500:] + dry.stderr[-1500:])
         projector_poison = sum("projector" in c for pos, (_, c) in faults.injected.items())
         report.check(f"replay skips the {projector_poison} records the projector dead-letters",
-                     f"skipped {projector_poison} records" in dry.stdout, dry.stdout[-600:])
+                     f"skipped {projector_poison} records" in dry.stdout if projector_poison
+                     else "records the projector cannot apply" not in dry.stdout, dry.stdout[-600:])
 
         f["load duration"] = f"{load_s:.0f} s ({cfg.calls} calls at {cfg.rate:g}/s, sandbox speed {cfg.speed:g})"
         f["settle (last call ended -> webhooks + projector caught up)"] = f"{settle_s:.1f} s"
         f["faults injected"] = len(fault_log)
+        f["instances per service"] = cfg.replicas
+        f["Kafka"] = f"cluster {cfg.bootstrap}" if cfg.bootstrap else "the stack's broker"
+        f["calls completed per second of load"] = f"{len(once) / load_s:.2f}" if load_s else "-"
         return report
     except Exception as exc:  # the run reports, never crashes
         import traceback

@@ -3,8 +3,7 @@ times with min.insync.replicas=2, acks=all producers, and no record lost when on
 stops mid-stream.
 
 Runs beside the single broker on 9092 (ports 9192-9194 and 9292-9294, data under
-.local/kafka-cluster/), which it never touches. The module fixture stops the cluster at
-the end, also on failure."""
+.local/kafka-cluster/), which it never touches (tests/scale/conftest.py starts and stops it)."""
 
 from __future__ import annotations
 
@@ -15,21 +14,7 @@ import pytest
 
 from services.common.kafka import ensure_topics, make_consumer, make_producer
 from services.ops import stack
-
-BROKERS = 3
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    try:
-        bootstrap = stack.cluster_up(BROKERS, wait_s=150.0)
-    except Exception as exc:  # noqa: BLE001 - a clear reason, then the cleanup below
-        stack.cluster_down()
-        pytest.fail(f"the 3-broker cluster could not start: {exc}", pytrace=False)
-    try:
-        yield bootstrap
-    finally:
-        stack.cluster_down()
+from tests.scale.conftest import BROKERS
 
 
 async def _describe(bootstrap: str, topic: str) -> tuple[list[int], str]:
@@ -96,6 +81,9 @@ async def test_replicated_topics_survive_one_broker_down(cluster):
     finally:
         await producer.stop()
 
-    want = set(before) | set(after)
-    seen = await _consume_all(cluster, topic, want)
-    assert want - seen == set(), f"{len(want - seen)} records lost, e.g. {sorted(want - seen)[:5]}"
+    try:
+        want = set(before) | set(after)
+        seen = await _consume_all(cluster, topic, want)
+        assert want - seen == set(), f"{len(want - seen)} records lost, e.g. {sorted(want - seen)[:5]}"
+    finally:
+        await asyncio.to_thread(stack.cluster_up, BROKERS)  # node 2 back, for the next test
