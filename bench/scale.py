@@ -33,7 +33,6 @@ def _rate(report) -> float:
 async def main_async(a) -> int:
     from services.ops import stack
 
-    stack.up()
     bootstrap = await asyncio.to_thread(stack.cluster_up, 3)
     failed: list[str] = []
     try:
@@ -69,6 +68,9 @@ def main() -> int:
     ap.add_argument("--speed", type=float, default=4.0, help="sandbox speed")
     a = ap.parse_args()
     try:
+        from services.ops import stack
+
+        stack.up()  # Postgres (and the single broker the cluster runs beside)
         return asyncio.run(main_async(a))
     except BaseException as exc:  # noqa: BLE001 - report, never a traceback
         print(f"scale bench did not complete: {type(exc).__name__}: {exc}")
