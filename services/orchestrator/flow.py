@@ -293,9 +293,7 @@ def on_dial_answered(s: CallState, msg: Envelope, now: datetime) -> Step:
         return _transfer_answered(s, msg, now)
     if not _dialing(s, msg) or s.recording:
         return s, _NOTHING
-    step = s.flow.engine_state.dynamic.get(msg.data.get("step")) or s.flow.definition["steps"].get(
-        msg.data.get("step")) or {}
-    if not step.get("record"):
+    if not _step_def(s, msg.data.get("step")).get("record"):
         return s, _NOTHING
     s, o = _emit(replace(s, recording=True), msg, "record.requested", _dual(s))
     return s, (o,)
@@ -320,9 +318,13 @@ def _transferring(s: CallState, msg: Envelope) -> bool:
     return e is not None and e.waiting == "transfer" and msg.data.get("tag") == s.flow.tag
 
 
+def _step_def(s: CallState, step: str | None) -> dict[str, Any]:
+    """A step of the running flow by name: one a webhook's answer added, else the definition's."""
+    return s.flow.engine_state.dynamic.get(step) or s.flow.definition["steps"].get(step) or {}
+
+
 def _transfer_to(s: CallState, step: str | None) -> str:
-    d = s.flow.engine_state.dynamic.get(step) or s.flow.definition["steps"].get(step) or {}
-    return d.get("to", "")
+    return _step_def(s, step).get("to", "")
 
 
 def _transfer_answered(s: CallState, msg: Envelope, now: datetime) -> Step:

@@ -966,6 +966,7 @@ class Gateway:
         if moved:
             task = asyncio.get_running_loop().create_task(self._drop_moved(moved))
             self.bg.append(task)
+            task.add_done_callback(self.bg.remove)  # kept only while it runs (stop() cancels it)
 
     async def _drop_moved(self, moved: list[LiveCall]) -> None:
         ids = [c.dial.call_id for c in moved]
