@@ -184,9 +184,32 @@ async def ensure_topics(bootstrap: str | None = None, partitions: int | None = N
             except TopicAlreadyExistsError:
                 pass
             created = [t.name for t in wanted]
+            await _until_led(admin, created, partitions or s.partitions)
     finally:
         await admin.close()
     return created
+
+
+async def _until_led(admin: AIOKafkaAdminClient, names: list[str], partitions: int,
+                     timeout: float = 30.0) -> None:
+    """Wait until every new topic's partitions have a leader in the metadata the broker we
+    asked serves: creation returns once the controller has it, and on a cluster another
+    broker may still answer with no partitions (a producer or describe right after would
+    see the topic as missing). Bounded: after `timeout` it returns and callers retry."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    pending = list(names)
+    while pending and loop.time() < deadline:
+        try:
+            described = await admin.describe_topics(pending)
+        except Exception:
+            described = []
+        ready = {d["topic"] for d in described
+                 if not d.get("error_code") and len(d.get("partitions") or []) == partitions
+                 and all(p.get("leader", -1) >= 0 for p in d["partitions"])}
+        pending = [n for n in pending if n not in ready]
+        if pending:
+            await asyncio.sleep(0.2)
 
 
 async def broker_ready(bootstrap: str | None = None, timeout: float = 3.0, brokers: int = 1) -> bool:

@@ -18,14 +18,23 @@ from tests.scale.conftest import BROKERS
 
 
 async def _describe(bootstrap: str, topic: str) -> tuple[list[int], str]:
-    """Replica counts of the topic's partitions and its min.insync.replicas."""
+    """Replica counts of the topic's partitions and its min.insync.replicas.
+
+    Asks again for a while when the answer has no partitions: the broker that answers may
+    not have the new topic's metadata yet (a fresh topic, not a lost one)."""
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=20_000)
     await admin.start()
     try:
-        [desc] = await admin.describe_topics([topic])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while True:
+            [desc] = await admin.describe_topics([topic])
+            if desc["partitions"] or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.5)
         replicas = [len(p["replicas"]) for p in desc["partitions"]]
         [res] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
         configs = {c[0]: c[1] for c in res.resources[0][4]}
