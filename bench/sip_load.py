@@ -53,6 +53,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from services.telephony.carrier import Answered, DialRequest, Ended, TrunkConfig  # noqa: E402
+from services.telephony.priority import raise_priority  # noqa: E402
 from services.telephony.sip import SipCarrier  # noqa: E402
 from services.telephony.sip.g711 import ulaw_encode  # noqa: E402
 
@@ -534,6 +535,13 @@ async def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     steps = [int(x) for x in args.steps.split(",")]
     sides = [args.only] if args.only else ["sipp", "ours"]
+    # Our side is the gateway's carrier in this process: it gets the CPU priority the gateway
+    # asks for (CANARY_MEDIA_PRIORITY); SIPp, the sink and the UAS are children and start at
+    # normal priority (SCHED_RESET_ON_FORK).
+    from services.common.config import settings
+
+    wanted = settings().telephony.media_priority
+    print(f"our side runs at {raise_priority(wanted)} priority (CANARY_MEDIA_PRIORITY={wanted})", flush=True)
     best: dict[str, int] = {s: 0 for s in sides}
     failed: dict[str, bool] = {s: False for s in sides}
     print(f"steps {steps}, {args.duration:g} s prompt per call, pass = all held at once, no lost frame,"

@@ -16,7 +16,9 @@ out on the wire (the tick that sends it, ``on_sent_audio``).
    with nothing shed, and pacing p99 <= 5 ms (how far from its 20 ms slot) on each side: the
    frames the gateway writes to the app (on the carrier's tick), the frames it sends into
    the call (the app's echo among them), and the frames' arrival at the app. The gateway side
-   runs at the priority the gateway asks for (``CANARY_MEDIA_PRIORITY``), the app at normal;
+   runs at the priority the gateway asks for (``CANARY_MEDIA_PRIORITY``), and so does the app
+   (it stands in for a customer's server on its own machine; here it shares the 2 cores, and at
+   normal priority its loop's own lateness would be counted as ours: ``--app-priority normal``);
    the baseline is an idle 20 ms clock at the gateway side's priority in a third process
    meanwhile (how late this machine wakes such a process right now: its floor).
 4. The floor for work on a tick, same run: afterwards, a process at the same priority does
@@ -68,8 +70,12 @@ def pct(xs: list[float], p: float) -> float:
 
 # --- the app (second process) -------------------------------------------------------------
 
-async def _app(port_file: str, stats_file: str) -> None:
+async def _app(port_file: str, stats_file: str, priority: str) -> None:
     from websockets.asyncio.server import serve
+
+    from services.telephony.priority import raise_priority
+
+    raise_priority(priority)
 
     import orjson  # the app must not be the bottleneck: 100 streams are 5,000 messages/s each way
 
@@ -311,7 +317,10 @@ async def main_async(args) -> int:
     os.environ.setdefault("CANARY_ALLOW_PRIVATE_URLS", "1")
     tmp = tempfile.mkdtemp(prefix="bench-streams-")
     port_file, stats_file = os.path.join(tmp, "port"), os.path.join(tmp, "stats")
-    app = subprocess.Popen([sys.executable, "-m", "bench.streams", "--app", port_file, stats_file])
+    from services.common.config import settings
+
+    app_priority = args.app_priority or settings().telephony.media_priority
+    app = subprocess.Popen([sys.executable, "-m", "bench.streams", "--app", port_file, stats_file, app_priority])
     try:
         for _ in range(200):
             if os.path.exists(port_file) and open(port_file).read():
@@ -329,7 +338,7 @@ async def main_async(args) -> int:
 
         wanted = settings().telephony.media_priority
         got = raise_priority(wanted)
-        print(f"the gateway side runs at {got} priority (CANARY_MEDIA_PRIORITY={wanted}); the app at normal")
+        print(f"the gateway side runs at {got} priority (CANARY_MEDIA_PRIORITY={wanted}); the app at {app_priority}")
 
         base = await baseline(url, frames[:500])
         b50, b99 = pct(base, 50), pct(base, 99)
@@ -420,7 +429,9 @@ def main() -> None:
     ap.add_argument("--clock", nargs=3, metavar=("OUT_FILE", "SECONDS", "PRIORITY"), help=argparse.SUPPRESS)
     ap.add_argument("--busy-clock", nargs=5, metavar=("OUT_FILE", "SECONDS", "PRIORITY", "WORK_MS", "SLICES"),
                     help=argparse.SUPPRESS)
-    ap.add_argument("--app", nargs=2, metavar=("PORT_FILE", "STATS_FILE"), help=argparse.SUPPRESS)
+    ap.add_argument("--app-priority", choices=("realtime", "high", "normal"),
+                    help="the echo app's priority (default: the gateway side's, as if on its own machine)")
+    ap.add_argument("--app", nargs=3, metavar=("PORT_FILE", "STATS_FILE", "PRIORITY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.clock:
         asyncio.run(_idle_clock(args.clock[0], float(args.clock[1]), args.clock[2]))
