@@ -45,8 +45,21 @@ def _advance(row: dict[str, Any], status: str) -> None:
 
 def apply(row: dict[str, Any] | None, env: Envelope) -> dict[str, Any]:
     """Return the call row after `env` (never mutates the input)."""
-    row = dict(row) if row is not None else new_row(env)
-    at = ts(env.occurred_at)
+    return apply_into(dict(row) if row is not None else new_row(env), env, ts(env.occurred_at))
+
+
+def fold(row: dict[str, Any] | None, events: list[Envelope], times: list[datetime]) -> dict[str, Any]:
+    """The call row after `events` in order (``times[i]`` is ``ts(events[i].occurred_at)``): the same
+    as folding :func:`apply` over them, with one copy of the row instead of one per event. Never
+    mutates the input."""
+    row = dict(row) if row is not None else new_row(events[0])
+    for env, at in zip(events, times):
+        apply_into(row, env, at)
+    return row
+
+
+def apply_into(row: dict[str, Any], env: Envelope, at: datetime) -> dict[str, Any]:
+    """Change `row` in place to the call row after `env`, which occurred at `at`; returns `row`."""
     d = env.data
     t = env.type
     if t == "call.queued":
@@ -99,7 +112,7 @@ def apply(row: dict[str, Any] | None, env: Envelope) -> dict[str, Any]:
     return row
 
 
-def gather_row(env: Envelope) -> dict[str, Any] | None:
+def gather_row(env: Envelope, at: datetime | None = None) -> dict[str, Any] | None:
     """A row for the gathers table, if this event is a gather outcome."""
     if env.type not in ("gather.completed", "gather.timeout"):
         return None
@@ -107,24 +120,24 @@ def gather_row(env: Envelope) -> dict[str, Any] | None:
     return {"event_id": env.id, "call_id": env.call_id, "account_id": env.account_id,
             "status": "completed" if env.type == "gather.completed" else "timeout",
             "digits": d.get("digits", ""), "finished_on_key": d.get("finished_on_key"),
-            "speech": d.get("speech"), "step": d.get("step"), "occurred_at": ts(env.occurred_at)}
+            "speech": d.get("speech"), "step": d.get("step"), "occurred_at": at or ts(env.occurred_at)}
 
 
-def recording_row(env: Envelope) -> dict[str, Any] | None:
+def recording_row(env: Envelope, at: datetime | None = None) -> dict[str, Any] | None:
     if env.type != "recording.completed":
         return None
     d = env.data
     return {"id": d["recording_id"], "call_id": env.call_id, "account_id": env.account_id,
             "wav_ref": d["wav_ref"], "mp3_ref": d.get("mp3_ref"), "duration_ms": int(d["duration_ms"]),
             "size_bytes": int(d.get("size_bytes", 0)), "sha256": d.get("sha256", ""),
-            "channels": d.get("channels", "mono"), "created_at": ts(env.occurred_at)}
+            "channels": d.get("channels", "mono"), "created_at": at or ts(env.occurred_at)}
 
 
-def transcription_row(env: Envelope) -> dict[str, Any] | None:
+def transcription_row(env: Envelope, at: datetime | None = None) -> dict[str, Any] | None:
     if env.type != "transcription.completed":
         return None
     d = env.data
     return {"recording_id": d.get("recording_id") or env.call_id, "call_id": env.call_id,
             "account_id": env.account_id, "text": d["text"], "confidence": float(d["confidence"]),
             "segments": d.get("segments", []), "language": d.get("language"),
-            "created_at": ts(env.occurred_at)}
+            "created_at": at or ts(env.occurred_at)}

@@ -25,6 +25,10 @@ GATHER_COLUMNS = ["event_id", "call_id", "account_id", "status", "digits", "fini
                   "occurred_at"]
 RECORDING_COLUMNS = ["id", "call_id", "account_id", "wav_ref", "mp3_ref", "duration_ms", "size_bytes", "sha256",
                      "channels", "created_at"]
+_CALL_SELECT = ", ".join(CALL_COLUMNS)  # in CALL_COLUMNS' order, whatever the table's column order
+# The types calls.gather_row / recording_row / transcription_row make a row of.
+_ROW_TYPES = frozenset({"gather.completed", "gather.timeout", "recording.completed", "transcription.completed"})
+_ts = calls.ts
 TRANSCRIPTION_COLUMNS = ["recording_id", "call_id", "account_id", "text", "confidence", "segments", "language",
                          "created_at"]
 
@@ -121,48 +125,69 @@ class ProjectionStore:
         # Within one batch the same event id may appear twice; keep the first.
         seen: set[str] = set()
         uniq = [r for r in records if not ((i := r.env.id.lower()) in seen or seen.add(i))]
-        rows = [(r.env.id, r.env.call_id, r.env.account_id, r.env.type, r.env.version,
-                 calls.ts(r.env.occurred_at), r.partition, r.offset, r.env.causation_id,
-                 r.env.correlation_id, r.env.data, r.env.traceparent) for r in uniq]
+        envs = [r.env for r in uniq]
+        times = [_ts(e.occurred_at) for e in envs]  # parsed once, for every table
+        rows = [(e.id, e.call_id, e.account_id, e.type, e.version, at, r.partition, r.offset, e.causation_id,
+                 e.correlation_id, e.data, e.traceparent) for r, e, at in zip(uniq, envs, times)]
         try:
             # Fast path: straight COPY. A duplicate id (a producer retry of an event we
             # already have) aborts it, and we take the careful path instead.
             async with self.conn.transaction():
                 await self.conn.copy_records_to_table("call_events", schema_name=self.s, records=rows,
                                                       columns=EVENT_COLUMNS)
-            new = [r.env for r in uniq]
+            new, new_times = envs, times
         except asyncpg.UniqueViolationError:
             await self.conn.copy_records_to_table("stage_events", records=rows, columns=EVENT_COLUMNS)
             inserted = {str(x["event_id"]) for x in await self.conn.fetch(
                 f"INSERT INTO {self.s}.call_events SELECT * FROM stage_events"
                 f" ON CONFLICT (event_id) DO NOTHING RETURNING event_id")}
-            new = [r.env for r in uniq if r.env.id.lower() in inserted]
+            kept = [k for k, e in enumerate(envs) if e.id.lower() in inserted]
+            new, new_times = [envs[k] for k in kept], [times[k] for k in kept]
         res.duplicates = len(records) - len(new)
         res.applied = len(new)
         res.new_events = new
-        await self._apply_calls(new, res)
-        await self._insert_rows(new)
+        await self._apply_calls(new, new_times, res)
+        await self._insert_rows(new, new_times)
         return res
 
-    async def _apply_calls(self, new: list[Envelope], res: BatchResult) -> None:
-        ids = list(dict.fromkeys(e.call_id for e in new))
-        if not ids:
+    async def _apply_calls(self, new: list[Envelope], times: list[datetime], res: BatchResult) -> None:
+        # Each call's events of the batch, in log order, folded over its stored row at once.
+        by_call: dict[str, tuple[list[Envelope], list[datetime]]] = {}
+        for env, at in zip(new, times):
+            got = by_call.get(env.call_id)
+            if got is None:
+                by_call[env.call_id] = ([env], [at])
+            else:
+                got[0].append(env)
+                got[1].append(at)
+        if not by_call:
             return
-        current = {r["id"]: dict(r) for r in await self.conn.fetch(
-            f"SELECT * FROM {self.s}.calls WHERE id = ANY($1::text[])", ids)}
-        for env in new:
-            current[env.call_id] = calls.apply(current.get(env.call_id), env)
-        rows = [tuple(current[i][c] for c in CALL_COLUMNS) for i in ids]
+        ids = list(by_call)
+        current = {r["id"]: r for r in await self.conn.fetch(
+            f"SELECT {_CALL_SELECT} FROM {self.s}.calls WHERE id = ANY($1::text[])", ids)}
+        fold, columns = calls.fold, CALL_COLUMNS
+        rows = []
+        for i in ids:
+            stored = current.get(i)
+            row = fold(dict(zip(columns, stored)) if stored is not None else None, *by_call[i])
+            rows.append(tuple([row[c] for c in columns]))
         await self.conn.copy_records_to_table("stage_calls", records=rows, columns=CALL_COLUMNS)
-        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in CALL_COLUMNS if c != "id")
-        await self.conn.execute(
-            f"INSERT INTO {self.s}.calls ({', '.join(CALL_COLUMNS)}) SELECT {', '.join(CALL_COLUMNS)}"
-            f" FROM stage_calls ON CONFLICT (id) DO UPDATE SET {sets}")
+        await self.conn.execute(self._upsert_calls)
         res.calls_touched = len(ids)
 
-    async def _insert_rows(self, new: list[Envelope]) -> None:
+    @property
+    def _upsert_calls(self) -> str:
+        sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in CALL_COLUMNS if c != "id")
+        return (f"INSERT INTO {self.s}.calls ({', '.join(CALL_COLUMNS)}) SELECT {', '.join(CALL_COLUMNS)}"
+                f" FROM stage_calls ON CONFLICT (id) DO UPDATE SET {sets}")
+
+    async def _insert_rows(self, new: list[Envelope], times: list[datetime]) -> None:
+        # Only a few types make rows of their own: one pass to find them.
+        picked = [(e, at) for e, at in zip(new, times) if e.type in _ROW_TYPES]
+        if not picked:
+            return
         # Gathers are keyed by event id and these events are new: COPY cannot conflict.
-        gathers = [r for r in map(calls.gather_row, new) if r is not None]
+        gathers = [r for r in (calls.gather_row(e, at) for e, at in picked) if r is not None]
         if gathers:
             await self.conn.copy_records_to_table("gathers", schema_name=self.s, columns=GATHER_COLUMNS,
                                                   records=[tuple(r[c] for c in GATHER_COLUMNS) for r in gathers])
@@ -170,7 +195,7 @@ class ProjectionStore:
             (calls.recording_row, "recordings", RECORDING_COLUMNS, "id"),
             (calls.transcription_row, "transcriptions", TRANSCRIPTION_COLUMNS, "recording_id"),
         ):
-            rows = [r for r in map(fn, new) if r is not None]
+            rows = [r for r in (fn(e, at) for e, at in picked) if r is not None]
             if rows:
                 ph = ", ".join(f"${i + 1}" for i in range(len(cols)))
                 await self.conn.executemany(

@@ -66,3 +66,17 @@ def test_input_row_is_not_mutated():
 def test_gather_result_on_row():
     row = fold(QUEUED, ev("gather.completed", "2026-01-01T00:00:09Z", digits="1234", finished_on_key="#"))
     assert row["gather"] == {"status": "completed", "digits": "1234", "finished_on_key": "#", "speech": None}
+
+
+def test_fold_of_a_batch_is_apply_event_by_event_and_leaves_the_stored_row_alone():
+    from services.projector import calls
+
+    later = [ev("call.ringing", "2026-01-01T00:00:01Z"), ev("call.answered", "2026-01-01T00:00:03Z"),
+             ev("gather.completed", "2026-01-01T00:00:05Z", digits="12", finished_on_key="#"),
+             ev("call.completed", "2026-01-01T00:00:45Z", reason="callee hung up", hangup_by="callee")]
+    times = [calls.ts(e.occurred_at) for e in later]
+    assert calls.fold(None, [QUEUED] + later, [calls.ts(QUEUED.occurred_at)] + times) == fold(QUEUED, *later)
+    stored = fold(QUEUED)
+    before = dict(stored)
+    assert calls.fold(stored, later, times) == fold(QUEUED, *later)
+    assert stored == before
