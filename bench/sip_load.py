@@ -418,7 +418,11 @@ async def phase_ours(n: int, duration: float, workdir: Path, cps: float) -> dict
     uas, uas_port = start_uas(n, sink, workdir, f"ours{n}", duration * 3 + 60)
     await asyncio.sleep(0.3)
     uas_cpu0 = proc_cpu(uas.pid)
-    carrier = SipCarrier(TrunkConfig(HOST, uas_port), local_ip=HOST, media_timeout_s=3600)
+    from services.common.config import settings
+
+    t = settings().telephony  # the gateway's media settings (CANARY_MEDIA_LEAD_MS=0: sent from the loop)
+    carrier = SipCarrier(TrunkConfig(HOST, uas_port), local_ip=HOST, media_timeout_s=3600,
+                         media_lead_s=t.media_lead_ms / 1000, media_priority=t.media_priority)
     pcm = prompt(duration)
     live: list = []
     rec_frames = rec_voiced = played = 0

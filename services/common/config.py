@@ -409,6 +409,9 @@ class TelephonySettings:
     media_priority: str = var("CANARY_MEDIA_PRIORITY", "realtime", _choice("realtime", "high", "normal"),
                               "CPU scheduling the gateway asks for its 20 ms media clock"
                               " (realtime: SCHED_RR, falling back to high: nice -10; docs/operations.md)")
+    media_lead_ms: float = var("CANARY_MEDIA_LEAD_MS", "8", _float,
+                               "the SIP media clock builds each tick's RTP this long before its deadline and a"
+                               " pacer thread sends it on time (0: sent from the event loop as built)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -634,7 +634,8 @@ class Gateway:
         return SipCarrier(local_ip=t.sip_bind, sip_port=t.sip_port, rtp_port_range=t.rtp_ports,
                           media_timeout_s=t.sip_media_timeout_s, trunk_policy=lambda trunk: trunk.policy or STRICT,
                           tls_ca_file=t.sip_tls_ca or None, tls_cert_file=t.sip_tls_cert or None,
-                          tls_key_file=t.sip_tls_key or None, **inbound)
+                          tls_key_file=t.sip_tls_key or None, media_lead_s=t.media_lead_ms / 1000,
+                          media_priority=t.media_priority, **inbound)
 
     def mint_inbound_id(self) -> str:
         """An incoming call's id, on a partition of the events topic this gateway consumes.

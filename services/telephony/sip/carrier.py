@@ -75,6 +75,8 @@ class SipCarrier:
         tls_ca_file: str | None = None,
         tls_cert_file: str | None = None,
         tls_key_file: str | None = None,
+        media_lead_s: float = 0.0,
+        media_priority: str = "normal",
     ) -> None:
         self.default_trunk = default_trunk
         self.tls_ca_file = tls_ca_file
@@ -87,7 +89,8 @@ class SipCarrier:
         self.media_timeout_s = media_timeout_s
         self.rtcp_interval_s = rtcp_interval_s
         self.timers = timers or Timers()
-        self.clock = MediaClock()
+        # media_lead_s > 0: each tick's RTP leaves from the pacer thread at its deadline (pacer.py)
+        self.clock = MediaClock(lead_s=media_lead_s, priority=media_priority)
         self.endpoint: SipEndpoint | None = None
         self.streams: dict[str, SipStreamEndpoint] = {}  # "tcp", "tls": at start when calls come in, else on first use
         self._calls: dict[str, SipCall] = {}  # by SIP Call-ID

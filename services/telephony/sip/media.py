@@ -37,6 +37,7 @@ from .dtmf import GoertzelDetector, TelephoneEventReceiver, event_packets, tone
 from .jitter import JitterBuffer
 from .rtcp import ReceiverStats, build_report, parse_compound
 from .rtp import RtpError, RtpStreamState, parse_rtp
+from .pacer import Pacer, sockaddr
 from .srtp import Error as SrtpError
 from .srtp import SrtpContext, SrtpKeys
 
@@ -56,11 +57,22 @@ class MediaClock:
     still follow wall time instead of bursting stale audio.
     """
 
-    def __init__(self, max_lag: float = 0.2) -> None:
+    def __init__(self, max_lag: float = 0.2, *, lead_s: float = 0.0, priority: str = "normal") -> None:
         self.max_lag = max_lag
+        # With a lead, a tick's packets are built that long before its deadline and sent at
+        # the deadline by the pacer thread (pacer.py), so the loop's other work does not
+        # make them late; 0: sent from the loop on the tick, as built.
+        self.lead_s = lead_s
+        self.pacer = Pacer(priority=priority, on_sent=metrics.MEDIA_TICK_LATENESS.labels("sip").observe) \
+            if lead_s > 0 else None
+        self._batch: list | None = None  # the tick's packets while a paced tick is being built
         self._sessions: list[MediaSession] = []
         self._task: asyncio.Task | None = None
         self.skipped = 0
+
+    def paced(self) -> list | None:
+        """The packet list of the tick being built, when the pacer sends it (else None: send now)."""
+        return self._batch
 
     def add(self, session: MediaSession) -> None:
         if session not in self._sessions:
@@ -77,14 +89,20 @@ class MediaClock:
         t0 = loop.time()
         k = 0
         lateness = metrics.MEDIA_TICK_LATENESS.labels("sip")
+        pacer, lead = self.pacer, self.lead_s
+        if pacer is not None:
+            pacer.start()
         while self._sessions:
             k += 1
-            delay = t0 + k * FRAME_S - loop.time()
+            deadline = t0 + k * FRAME_S
+            delay = deadline - lead - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-                lateness.observe(max(0.0, loop.time() - (t0 + k * FRAME_S)))
-            else:
+                if pacer is None:
+                    lateness.observe(max(0.0, loop.time() - deadline))
+            elif pacer is None:
                 lateness.observe(-delay)
+            delay += lead  # how far ahead of the deadline itself (negative: behind it)
             if -delay > self.max_lag:
                 missed = int(-delay / FRAME_S)
                 k += missed
@@ -95,6 +113,8 @@ class MediaClock:
             # the last call's send does not wait for everyone's playout and recording.
             sessions = list(self._sessions)
             for phase in ("tick_send", "tick_receive"):
+                if phase == "tick_send" and pacer is not None:
+                    self._batch = []
                 for s in sessions:
                     if s not in self._sessions:
                         continue
@@ -103,15 +123,21 @@ class MediaClock:
                     except Exception:  # noqa: BLE001 - one broken call must not stop the others
                         log.exception("rtp.tick_failed", call_id=s.call_id)
                         self.remove(s)
+                if self._batch is not None:
+                    batch, self._batch = self._batch, None
+                    pacer.send_at(deadline, batch)
 
     async def close(self) -> None:
         self._sessions.clear()
+        self._batch = None
         if self._task is not None:
             self._task.cancel()
             try:
                 await self._task
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
+        if self.pacer is not None:
+            await asyncio.to_thread(self.pacer.stop)
 
 
 class _Socket(asyncio.DatagramProtocol):
@@ -222,6 +248,9 @@ class MediaSession:
         self.rx_garbage = 0
         self.ticks = 0
         self._last_ours = SILENCE  # our frame of the current tick, for the recording
+        # The pacer's copy of the RTP socket and the far end as a C sockaddr (pacer.py).
+        self._tx_fd: int | None = None
+        self._tx: tuple[tuple[str, int], bytes] | None = None
 
     # --- negotiation -------------------------------------------------------------
     def set_remote(self, ip: str, port: int, codec_pt: int, codec_name: str, dtmf_pt: int | None, *,
@@ -310,7 +339,7 @@ class MediaSession:
                 if first:
                     self._event_ts = self.out.timestamp
                 pkt = self.out.next_packet(self.dtmf_pt or 101, payload, marker=first, ts=self._event_ts)
-                self._rtp.transport.sendto(self._protect(pkt), self.remote)
+                self._put(self._protect(pkt))
                 self._dtmf_finished()
                 return SILENCE
             frame = item[1]
@@ -326,9 +355,20 @@ class MediaSession:
             frame = self._feed() or SILENCE
         else:
             frame = SILENCE
-        self._rtp.transport.sendto(self._protect(self.out.next_packet(self.codec_pt, self._encode(frame))),
-                                   self.remote)
+        self._put(self._protect(self.out.next_packet(self.codec_pt, self._encode(frame))))
         return frame
+
+    def _put(self, pkt: bytes) -> None:
+        """One RTP packet to the far end: into the paced tick's batch, or sent now."""
+        batch = self.clock.paced()
+        if batch is None or self.remote is None:
+            self._rtp.transport.sendto(pkt, self.remote)
+            return
+        if self._tx is None or self._tx[0] != self.remote:
+            if self._tx_fd is None:
+                self._tx_fd = os.dup(self._rtp.transport.get_extra_info("socket").fileno())
+            self._tx = (self.remote, sockaddr(*self.remote[:2]))
+        batch.append((self._tx_fd, pkt, self._tx[1]))
 
     def _protect(self, pkt: bytes) -> bytes:
         return pkt if self.srtp is None else self.srtp.protect(pkt)
@@ -536,3 +576,9 @@ class MediaSession:
         for s in (self._rtp, self._rtcp):
             if s.transport is not None:
                 s.transport.close()
+        if self._tx_fd is not None:
+            fd, self._tx_fd = self._tx_fd, None
+            if self.clock.pacer is not None:
+                self.clock.pacer.retire(fd)
+            else:
+                os.close(fd)

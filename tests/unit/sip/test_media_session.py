@@ -15,6 +15,11 @@ class ManualClock:
     def remove(self, s):
         pass
 
+    pacer = None
+
+    def paced(self):
+        return None  # every packet is sent at once, as a clock without a pacer does
+
 
 async def make_session(**kw):
     rtp, rtcp = await bind_rtp_pair("127.0.0.1", None)
