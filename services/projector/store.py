@@ -40,8 +40,14 @@ def check_schema_name(schema: str) -> str:
 
 
 async def ensure_schema(conn: asyncpg.Connection, schema: str = "projection") -> None:
-    """Create the projection tables in `schema` if missing (idempotent)."""
-    await conn.execute(DDL.replace("{schema}", check_schema_name(schema)))
+    """Create the projection tables in `schema` if missing (idempotent).
+
+    Under a transaction-scoped advisory lock: `IF NOT EXISTS` does not stop two instances
+    starting at once from both creating the schema (one fails on the catalog's unique key)."""
+    ddl = DDL.replace("{schema}", check_schema_name(schema))
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(hashtext('canary.projection:' || $1))", schema)
+        await conn.execute(ddl)
 
 
 @dataclass(slots=True)
