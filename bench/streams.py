@@ -333,7 +333,6 @@ async def main_async(args) -> int:
 
         import services.telephony.streams.client  # noqa: F401 - imported before the freeze, as a service is
         quiet_gc()  # as the gateway does once started (services/common/service.py)
-        from services.common.config import settings
         from services.telephony.priority import raise_priority
 
         wanted = settings().telephony.media_priority

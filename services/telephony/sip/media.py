@@ -36,8 +36,8 @@ from . import g711
 from .dtmf import GoertzelDetector, TelephoneEventReceiver, event_packets, tone
 from .jitter import JitterBuffer
 from .rtcp import ReceiverStats, build_report, parse_compound
-from .rtp import RtpError, RtpStreamState, parse_rtp
 from .pacer import Pacer, sockaddr
+from .rtp import RtpError, RtpStreamState, parse_rtp
 from .srtp import Error as SrtpError
 from .srtp import SrtpContext, SrtpKeys
 
@@ -98,13 +98,11 @@ class MediaClock:
             delay = deadline - lead - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
-                if pacer is None:
-                    lateness.observe(max(0.0, loop.time() - deadline))
-            elif pacer is None:
-                lateness.observe(-delay)
-            delay += lead  # how far ahead of the deadline itself (negative: behind it)
-            if -delay > self.max_lag:
-                missed = int(-delay / FRAME_S)
+            behind = loop.time() - deadline  # negative: ahead of it (by up to the lead)
+            if pacer is None:  # else the pacer times the sends themselves
+                lateness.observe(max(0.0, behind))
+            if behind > self.max_lag:
+                missed = int(behind / FRAME_S)
                 k += missed
                 self.skipped += missed
                 for s in list(self._sessions):
@@ -112,20 +110,22 @@ class MediaClock:
             # Every call's frame is sent before any call's receive side is processed, so
             # the last call's send does not wait for everyone's playout and recording.
             sessions = list(self._sessions)
-            for phase in ("tick_send", "tick_receive"):
-                if phase == "tick_send" and pacer is not None:
-                    self._batch = []
-                for s in sessions:
-                    if s not in self._sessions:
-                        continue
-                    try:
-                        getattr(s, phase)()
-                    except Exception:  # noqa: BLE001 - one broken call must not stop the others
-                        log.exception("rtp.tick_failed", call_id=s.call_id)
-                        self.remove(s)
-                if self._batch is not None:
-                    batch, self._batch = self._batch, None
-                    pacer.send_at(deadline, batch)
+            self._batch = [] if pacer is not None else None
+            self._each(sessions, "tick_send")
+            if self._batch is not None:
+                batch, self._batch = self._batch, None
+                pacer.send_at(deadline, batch)
+            self._each(sessions, "tick_receive")
+
+    def _each(self, sessions: list[MediaSession], phase: str) -> None:
+        for s in sessions:
+            if s not in self._sessions:
+                continue
+            try:
+                getattr(s, phase)()
+            except Exception:  # noqa: BLE001 - one broken call must not stop the others
+                log.exception("rtp.tick_failed", call_id=s.call_id)
+                self.remove(s)
 
     async def close(self) -> None:
         self._sessions.clear()
@@ -361,7 +361,7 @@ class MediaSession:
     def _put(self, pkt: bytes) -> None:
         """One RTP packet to the far end: into the paced tick's batch, or sent now."""
         batch = self.clock.paced()
-        if batch is None or self.remote is None:
+        if batch is None:
             self._rtp.transport.sendto(pkt, self.remote)
             return
         if self._tx is None or self._tx[0] != self.remote:

@@ -71,7 +71,6 @@ class Pacer:
         self.sent = 0
         self.errors = 0  # datagrams the kernel refused (a full send buffer, a gone address)
         self.dropped = 0  # datagrams of batches that found the queue full (the thread was stuck)
-        self.late_max = 0.0
 
     def start(self) -> None:
         if self._thread is None:
@@ -118,13 +117,12 @@ class Pacer:
             delay = when - monotonic()
             if delay > 0:
                 sleep(delay)
-            late = max(0.0, monotonic() - when)
+            late = max(0.0, monotonic() - when)  # when the batch's first packet leaves
             for fd, pkt, addr in batch:
                 if send(fd, pkt, len(pkt), 0, addr, len(addr)) < 0:
                     self.errors += 1
                     if self.errors <= 5 or self.errors % 1000 == 0:
                         log.warning("rtp.send_failed", errno=errno(), total=self.errors)
             self.sent += len(batch)
-            self.late_max = max(self.late_max, late)
             if self.on_sent is not None:
                 self.on_sent(late)
