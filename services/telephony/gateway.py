@@ -613,6 +613,7 @@ class Gateway:
         self.consumer = Consumer(self.processor, group_id=self.group, batch_max=500)
         await self.consumer.start()
         self.bg.append(asyncio.create_task(self._lease_loop()))
+        self.bg.append(asyncio.create_task(self._reap_loop()))
         metrics.gauge("canary_live_calls", "Calls this gateway carries now", lambda: len(self.calls))
         log.info("gateway started", gateway_id=self.id, carriers=list(self.carriers))
 
@@ -919,9 +920,19 @@ class Gateway:
                 await self.conn.execute(
                     "UPDATE telephony_calls SET lease_until = now() + make_interval(secs => $2)"
                     " WHERE gateway_id = $1 AND NOT ended", self.id, self.lease_s)
-                await self.reap()
+                await self._release_reaped()
             except Exception as exc:
                 log.error("lease loop error", error=str(exc))
+            await asyncio.sleep(self.lease_s / 3)
+
+    async def _reap_loop(self) -> None:
+        # Apart from the renewals: reaping publishes to Kafka, which waits out a broker's
+        # failover (seconds), and renewals stuck behind it let this gateway's own leases lapse.
+        while True:
+            try:
+                await self.reap()
+            except Exception as exc:
+                log.error("reap loop error", error=str(exc))
             await asyncio.sleep(self.lease_s / 3)
 
     async def reap(self) -> int:
@@ -971,22 +982,45 @@ class Gateway:
 
     async def _drop_moved(self, moved: list[LiveCall]) -> None:
         ids = [c.dial.call_id for c in moved]
-        for call in moved:
-            self.calls.pop(call.dial.call_id, None)
-            for t in call.tasks:  # its carrier events are no longer ours to report
-                t.cancel()
+        self._detach(moved)
         try:
             n = await self._end_lost("call_id = ANY($2::text[])", ids)
         except Exception as exc:  # noqa: BLE001 - the lease lapses and another gateway reaps them
             log.error("ending calls whose partition moved failed", error=str(exc), count=len(ids))
             n = 0
-        for call in moved:
+        await self._hang_up(moved)
+        log.warning("calls ended: their partition moved to another gateway", count=len(ids), reported=n)
+
+    async def _release_reaped(self) -> None:
+        """Hang up, without a word, the live calls here that a reaper has ended (their row is
+        ended while they are still ours: `ended()` takes a call out of `calls` before marking
+        it). That happens when a renewal came too late, e.g. on a starved machine: the reaper
+        has published the call's `call.failed`, so the call must not go on and end twice."""
+        if not self.calls:
+            return
+        rows = await self.conn.fetch("SELECT call_id FROM telephony_calls WHERE gateway_id = $1 AND ended"
+                                     " AND call_id = ANY($2::text[])", self.id, list(self.calls))
+        lost = [c for c in (self.calls.get(r["call_id"]) for r in rows) if c is not None]
+        if lost:
+            self._detach(lost)
+            await self._hang_up(lost)
+            log.warning("calls released: reaped while live here (the lease was renewed too late)",
+                        count=len(lost))
+
+    def _detach(self, calls: list[LiveCall]) -> None:
+        """These calls' carrier events are no longer ours to report."""
+        for call in calls:
+            self.calls.pop(call.dial.call_id, None)
+            for t in call.tasks:
+                t.cancel()
+
+    async def _hang_up(self, calls: list[LiveCall]) -> None:
+        for call in calls:
             try:
                 await asyncio.wait_for(call.session.hangup(), 2.0)
             except Exception:  # noqa: BLE001 - the far end is gone already: nothing to release
                 pass
             call.close()
-        log.warning("calls ended: their partition moved to another gateway", count=len(ids), reported=n)
 
     async def run(self) -> None:
         await self.consumer.run()
